@@ -1,0 +1,59 @@
+# ctrbid: the two quick-start commands are `make run` and `make test`.
+# Every target installs what it needs and is safe to run again.
+
+PYTHON       ?= python3
+VENV         := .venv
+VPY          := $(VENV)/bin/python
+ORT_VERSION  := 1.31.1
+ORT_LIB      := .ort/libonnxruntime.so
+BIN          := target/release/ctrbid
+CARGO        ?= cargo
+
+# Simulator log the default model is trained on (`make models`).
+SIM_SEED        ?= 7
+SIM_IMPRESSIONS ?= 1200000
+DATA            := data
+
+.PHONY: run test build setup-ort setup-py models loadtest clean-data
+
+## The bidder, serving the default model and catalog on 127.0.0.1:8080.
+run: setup-ort build
+	$(BIN) serve --config config/ctrbid.toml
+
+## Every test: Rust unit + end-to-end, then Python (trainer and pipeline).
+test: setup-ort setup-py build
+	$(CARGO) test --release
+	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
+
+build:
+	$(CARGO) build --release
+
+## ONNX Runtime's shared library, from the pinned PyPI wheel, at .ort/libonnxruntime.so
+## (.cargo/config.toml points ORT_DYLIB_PATH there).
+setup-ort: $(ORT_LIB)
+
+$(ORT_LIB): Makefile
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check onnxruntime==$(ORT_VERSION)
+	mkdir -p .ort
+	cp -f "$$($(VPY) -c 'import onnxruntime, pathlib; print(pathlib.Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime.so.$(ORT_VERSION)")')" $(ORT_LIB).tmp
+	mv -f $(ORT_LIB).tmp $(ORT_LIB)
+
+## Python packages for training (PyTorch, ONNX): installed once into .venv.
+setup-py: $(VENV)/.requirements-installed
+
+$(VENV)/.requirements-installed: models/requirements.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -r models/requirements.txt
+	touch $@
+
+## Rebuilds models/default/ from scratch: simulate, features, train, export, parity.
+models: setup-ort setup-py build
+	$(BIN) simulate --seed $(SIM_SEED) --impressions $(SIM_IMPRESSIONS) --out $(DATA)/sim
+	$(BIN) features --sim $(DATA)/sim --spec models/feature_spec.json --out $(DATA)/features
+	PYTHONPATH=models $(VPY) -m ctrbid_train train --features $(DATA)/features --out models/default
+	cp $(DATA)/sim/catalog.json models/default/catalog.json
+	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m ctrbid_train parity --model models/default/model.onnx --features $(DATA)/features --ctrbid $(BIN)
+
+clean-data:
+	rm -rf $(DATA)

@@ -1,0 +1,114 @@
+"""Binary-classification metrics, numpy only.
+
+All functions take predicted probabilities ``p`` and 0/1 labels ``y`` (any
+float or int dtype) and compute in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Probabilities are clipped to [EPS, 1 - EPS] before taking logs. The models
+#: emit float32, whose resolution just below 1.0 is ~6e-8, so 1e-7 is the
+#: tightest clip that does not depend on float32 rounding.
+EPS = 1e-7
+
+
+def _as_arrays(p, y) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(p, dtype=np.float64).reshape(-1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if p.shape != y.shape:
+        raise ValueError(f"predictions {p.shape} and labels {y.shape} differ in length")
+    return p, y
+
+
+def auc(scores, y) -> float:
+    """Area under the ROC curve (Mann-Whitney U), ties get their average rank.
+
+    Returns NaN when the labels hold a single class.
+    """
+    s, y = _as_arrays(scores, y)
+    pos = y > 0.5
+    n_pos = int(pos.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    s_sorted = s[order]
+    # Boundaries of runs of equal scores; every member of a run gets the
+    # average of the 1-based ranks the run spans.
+    starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+    ends = np.r_[starts[1:], s_sorted.size]  # exclusive
+    avg_rank = (starts + 1 + ends) / 2.0
+    ranks = np.empty(s.size, dtype=np.float64)
+    ranks[order] = np.repeat(avg_rank, ends - starts)
+    rank_sum_pos = ranks[pos].sum()
+    u = rank_sum_pos - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def log_loss(p, y) -> float:
+    """Mean binary cross-entropy (natural log), probabilities clipped to EPS."""
+    p, y = _as_arrays(p, y)
+    if p.size == 0:
+        return float("nan")
+    p = np.clip(p, EPS, 1.0 - EPS)
+    return float(-np.mean(y * np.log(p) + (1.0 - y) * np.log1p(-p)))
+
+
+def entropy(rate: float) -> float:
+    """Binary entropy (nats) of a Bernoulli(rate): the log loss of predicting the rate."""
+    r = min(max(float(rate), EPS), 1.0 - EPS)
+    return -(r * math.log(r) + (1.0 - r) * math.log1p(-r))
+
+
+def normalized_entropy(p, y) -> float:
+    """Log loss divided by the entropy of the empirical positive rate (He et al. 2014).
+
+    Below 1 means better than always predicting the observed rate.
+    """
+    p, y = _as_arrays(p, y)
+    return log_loss(p, y) / entropy(y.mean())
+
+
+def calibration_ratio(p, y) -> float:
+    """Mean prediction divided by the observed positive rate (1.0 is perfect)."""
+    p, y = _as_arrays(p, y)
+    observed = y.mean()
+    return float(p.mean() / observed) if observed > 0 else float("nan")
+
+
+def ece(p, y, bins: int = 20) -> float:
+    """Expected calibration error with ``bins`` equal-mass bins.
+
+    Rows are sorted by prediction and cut into ``bins`` groups of (almost)
+    equal size; ECE = sum_b (n_b / N) * |mean(p_b) - mean(y_b)|.
+    """
+    p, y = _as_arrays(p, y)
+    if p.size == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    total = 0.0
+    for idx in np.array_split(order, min(bins, p.size)):
+        total += abs(p[idx].sum() - y[idx].sum())
+    return float(total / p.size)
+
+
+def summarize(p, y, with_ece: bool = True) -> dict:
+    """All metrics of one split as a JSON-ready dict."""
+    p, y = _as_arrays(p, y)
+    out = {
+        "rows": int(y.size),
+        "positives": int((y > 0.5).sum()),
+        "observed_rate": float(y.mean()) if y.size else float("nan"),
+        "mean_prediction": float(p.mean()) if p.size else float("nan"),
+        "auc": auc(p, y),
+        "log_loss": log_loss(p, y),
+        "ne": normalized_entropy(p, y),
+        "calibration_ratio": calibration_ratio(p, y),
+    }
+    if with_ece:
+        out["ece"] = ece(p, y)
+    return out

@@ -1,0 +1,160 @@
+//! The campaign catalog: what ctrbid can bid with.
+//!
+//! A catalog is one JSON document (`catalog.json`, written by `ctrbid simulate` or by
+//! an operator) holding campaigns and their creatives. The server loads it once and
+//! keeps it behind an `ArcSwap`; it is read-only on the request path.
+//!
+//! Targeting semantics, shared by the simulator and by candidate selection:
+//! an empty list means "any"; country codes are ISO-3166 alpha-3 upper case as in
+//! OpenRTB `device.geo.country`; OS names compare case-insensitively; device types are
+//! OpenRTB 2.6 `device.devicetype` codes (1 mobile/tablet, 2 PC, 3 CTV, 4 phone,
+//! 5 tablet, 6 connected device, 7 set-top box).
+
+mod select;
+
+pub use select::{Candidate, Candidates, Selector};
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The whole catalog as stored on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalog {
+    /// Bumped whenever the layout changes in a way older readers cannot parse.
+    pub version: u32,
+    pub campaigns: Vec<Campaign>,
+    pub creatives: Vec<Creative>,
+}
+
+/// One campaign: who pays, what for, and whom it may reach.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Campaign {
+    pub id: String,
+    pub advertiser: String,
+    /// Advertiser domain, reported in `bid.adomain` and checked against `badv`.
+    pub adomain: String,
+    /// IAB content category of the advertiser (e.g. `IAB2`, `IAB2-3`), checked against `bcat`.
+    pub category: String,
+    /// What the advertiser pays per click, in USD.
+    pub goal_cpc: f64,
+    /// Highest CPM this campaign may bid, in USD.
+    pub max_cpm: f64,
+    /// Spend allowed per day, in USD.
+    pub daily_budget: f64,
+    #[serde(default)]
+    pub targeting: Targeting,
+}
+
+/// Who a campaign may reach. Empty lists match everything.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Targeting {
+    pub countries: Vec<String>,
+    pub device_types: Vec<u8>,
+    pub os: Vec<String>,
+}
+
+impl Targeting {
+    /// True when a request with these attributes may be shown this campaign.
+    /// Absent request attributes match only untargeted dimensions.
+    pub fn matches(&self, country: Option<&str>, device_type: Option<u8>, os: Option<&str>) -> bool {
+        let country_ok = self.countries.is_empty()
+            || country.is_some_and(|c| self.countries.iter().any(|t| t.eq_ignore_ascii_case(c)));
+        let device_ok = self.device_types.is_empty() || device_type.is_some_and(|d| self.device_types.contains(&d));
+        let os_ok = self.os.is_empty() || os.is_some_and(|o| self.os.iter().any(|t| t.eq_ignore_ascii_case(o)));
+        country_ok && device_ok && os_ok
+    }
+}
+
+/// One ad a campaign can show.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Creative {
+    pub id: String,
+    pub campaign_id: String,
+    pub format: Format,
+    /// The ad markup returned in `bid.adm`.
+    pub adm: String,
+}
+
+/// What kind of slot a creative fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Format {
+    Banner { w: u32, h: u32 },
+    /// Video creative: player size it was cut for and its duration in seconds.
+    Video { w: u32, h: u32, duration: u32 },
+    Native,
+}
+
+impl Format {
+    /// Width and height, where the format has them (native has none).
+    pub fn size(&self) -> Option<(u32, u32)> {
+        match *self {
+            Format::Banner { w, h } | Format::Video { w, h, .. } => Some((w, h)),
+            Format::Native => None,
+        }
+    }
+
+    /// A short stable label (`banner`, `video`, `native`) used as a feature value.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Format::Banner { .. } => "banner",
+            Format::Video { .. } => "video",
+            Format::Native => "native",
+        }
+    }
+}
+
+/// Errors met while loading a catalog; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read catalog {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("catalog {path} is not valid: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("catalog {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+impl Catalog {
+    /// Reads and checks a catalog file.
+    pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
+        let name = path.display().to_string();
+        let text = std::fs::read(path).map_err(|source| CatalogError::Read { path: name.clone(), source })?;
+        let catalog: Catalog =
+            serde_json::from_slice(&text).map_err(|source| CatalogError::Parse { path: name.clone(), source })?;
+        catalog.check().map_err(|reason| CatalogError::Invalid { path: name, reason })?;
+        Ok(catalog)
+    }
+
+    /// Every creative names an existing campaign; ids are unique; prices are finite and positive.
+    pub fn check(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        for c in &self.campaigns {
+            if !ids.insert(c.id.as_str()) {
+                return Err(format!("campaign id {:?} appears twice", c.id));
+            }
+            if !(c.goal_cpc.is_finite() && c.goal_cpc > 0.0 && c.max_cpm.is_finite() && c.max_cpm > 0.0) {
+                return Err(format!("campaign {:?} needs positive finite goal_cpc and max_cpm", c.id));
+            }
+        }
+        let mut crids = std::collections::HashSet::new();
+        for cr in &self.creatives {
+            if !crids.insert(cr.id.as_str()) {
+                return Err(format!("creative id {:?} appears twice", cr.id));
+            }
+            if !ids.contains(cr.campaign_id.as_str()) {
+                return Err(format!("creative {:?} names unknown campaign {:?}", cr.id, cr.campaign_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The campaign a creative belongs to. Panics never: `check` proved every link.
+    pub fn campaign_index(&self) -> std::collections::HashMap<&str, usize> {
+        self.campaigns.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect()
+    }
+}

@@ -1,0 +1,45 @@
+//! Command-line entry: one subcommand per module, each owning its options and `run`.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+pub mod features;
+pub mod score;
+pub mod serve;
+
+#[derive(Debug, Parser)]
+#[command(name = "ctrbid", version, about = "A real-time bidding engine with ONNX CTR models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve OpenRTB bid requests.
+    Serve(serve::Opts),
+    /// Generate a synthetic exchange: catalog, request log, impression log with true probabilities.
+    Simulate(crate::simulate::Opts),
+    /// Turn simulator logs into training arrays (.npy) with the feature spec.
+    Features(features::Opts),
+    /// Score training arrays with an ONNX model through the serving scorer (parity checks).
+    Score(score::Opts),
+}
+
+/// Runs the command line; errors are printed with their causes and give exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(opts) => serve::run(opts),
+        Command::Simulate(opts) => crate::simulate::run(opts),
+        Command::Features(opts) => features::run(opts),
+        Command::Score(opts) => score::run(opts),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `ctrbid score`: runs training arrays through the serving model code (no batcher),
+//! so parity checks compare Rust's probabilities with PyTorch's and Python ORT's.
+
+use crate::features::FeatureSpec;
+use crate::npy::{self, NpyWriter};
+use crate::scoring::model::ModelSource;
+use crate::scoring::{runtime, Device, Model};
+use anyhow::ensure;
+use std::path::PathBuf;
+
+/// Rows per ORT call.
+const CHUNK_ROWS: usize = 4096;
+
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// ONNX model.
+    #[arg(long)]
+    model: PathBuf,
+    /// Directory with cat.npy and num.npy (from `ctrbid features`).
+    #[arg(long)]
+    features: PathBuf,
+    /// Output .npy of float32 probabilities, one per row.
+    #[arg(long)]
+    out: PathBuf,
+    /// Score only the first N rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Feature spec the model must have been built with.
+    #[arg(long, default_value = crate::config::DEFAULT_SPEC)]
+    spec: PathBuf,
+    /// libonnxruntime.so (default: ORT_DYLIB_PATH, else .ort/libonnxruntime.so).
+    #[arg(long, env = "CTRBID_ONNXRUNTIME_LIBRARY")]
+    onnxruntime_library: Option<PathBuf>,
+}
+
+pub fn run(opts: Opts) -> anyhow::Result<()> {
+    let spec = FeatureSpec::load(&opts.spec)?;
+    let library = runtime::library_path(opts.onnxruntime_library.as_deref());
+    let mut model = Model::open(&ModelSource { path: &opts.model, spec: &spec, spec_path: &opts.spec, library: &library, device: Device::Cpu })?;
+    let (cat, cat_shape) = npy::read::<i64>(&opts.features.join("cat.npy"))?;
+    let (num, num_shape) = npy::read::<f32>(&opts.features.join("num.npy"))?;
+    let (f, d) = (model.info.cat_width, model.info.num_width);
+    ensure!(cat_shape.len() == 2 && cat_shape[1] == f, "cat.npy has shape {cat_shape:?}, the model wants [N, {f}]");
+    ensure!(num_shape.len() == 2 && num_shape[1] == d, "num.npy has shape {num_shape:?}, the model wants [N, {d}]");
+    ensure!(cat_shape[0] == num_shape[0], "cat.npy and num.npy have different row counts");
+    let rows = opts.limit.unwrap_or(cat_shape[0]).min(cat_shape[0]);
+    let mut out = Vec::with_capacity(rows);
+    let mut start = 0;
+    while start < rows {
+        let n = CHUNK_ROWS.min(rows - start);
+        model.score(&cat[start * f..(start + n) * f], &num[start * d..(start + n) * d], n, &mut out)?;
+        start += n;
+    }
+    let mut w = NpyWriter::<f32>::create(&opts.out, None)?;
+    for p in &out {
+        w.push(&[*p])?;
+    }
+    w.finish()?;
+    eprintln!("score: {rows} rows -> {}", opts.out.display());
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! `ctrbid serve`: the bidder.
+
+use crate::config::Config;
+use crate::server::Server;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Options of `ctrbid serve`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// TOML config file (see config/ctrbid.toml); defaults apply without one.
+    #[arg(long, env = "CTRBID_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
+    #[arg(long, env = "CTRBID_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// ONNX model file.
+    #[arg(long, env = "CTRBID_MODEL")]
+    model: Option<PathBuf>,
+    /// Feature spec the model was built with.
+    #[arg(long, env = "CTRBID_SPEC")]
+    spec: Option<PathBuf>,
+    /// Campaign catalog (JSON).
+    #[arg(long, env = "CTRBID_CATALOG")]
+    catalog: Option<PathBuf>,
+    /// libonnxruntime.so to load.
+    #[arg(long, env = "CTRBID_ONNXRUNTIME_LIBRARY")]
+    onnxruntime_library: Option<PathBuf>,
+    /// Tokio worker threads.
+    #[arg(long, env = "CTRBID_WORKERS")]
+    workers: Option<usize>,
+    /// Inference threads (one ORT session each).
+    #[arg(long, env = "CTRBID_INFERENCE_THREADS")]
+    inference_threads: Option<usize>,
+    /// Rows at which a micro-batch closes.
+    #[arg(long, env = "CTRBID_MAX_BATCH_ROWS")]
+    max_batch_rows: Option<usize>,
+    /// Microseconds a micro-batch waits for more jobs.
+    #[arg(long, env = "CTRBID_MAX_WAIT_US")]
+    max_wait_us: Option<u64>,
+    /// Add ext.ctrbid (pCTR, time, candidates) to bids.
+    #[arg(long, env = "CTRBID_DEBUG_EXT")]
+    debug_ext: Option<bool>,
+}
+
+impl Opts {
+    /// The config file (if any) with these options applied on top.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.listen {
+            c.server.listen = v;
+        }
+        if let Some(v) = &self.model {
+            c.model.path = v.clone();
+        }
+        if let Some(v) = &self.spec {
+            c.model.spec = v.clone();
+        }
+        if let Some(v) = &self.catalog {
+            c.model.catalog = v.clone();
+        }
+        if let Some(v) = &self.onnxruntime_library {
+            c.model.onnxruntime_library = Some(v.clone());
+        }
+        if let Some(v) = self.workers {
+            c.server.workers = v;
+        }
+        if let Some(v) = self.inference_threads {
+            c.scoring.threads = v;
+        }
+        if let Some(v) = self.max_batch_rows {
+            c.scoring.max_batch_rows = v;
+        }
+        if let Some(v) = self.max_wait_us {
+            c.scoring.max_wait_us = v;
+        }
+        if let Some(v) = self.debug_ext {
+            c.server.debug_ext = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+pub fn run(opts: Opts) -> anyhow::Result<()> {
+    let cfg = opts.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.server.workers)
+        .thread_name("ctrbid-worker")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let server = Server::bind(&cfg).await?;
+        let info = &server.state().bidder.state().model;
+        println!(
+            "ctrbid listening on http://{} (model {} kind={} trained_at={})",
+            server.local_addr(),
+            info.path.display(),
+            info.kind,
+            info.trained_at
+        );
+        server.serve(shutdown_signal()).await
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,185 @@
+//! Configuration: one TOML file (`config/ctrbid.toml`), every field optional with the
+//! default named here, overridable by `ctrbid serve` flags and `CTRBID_*` variables.
+//!
+//! Loading always ends in [`Config::validate`]; a bad value stops start-up with a
+//! message that names the field.
+
+use crate::scoring::Device;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MODEL: &str = "models/default/model.onnx";
+pub const DEFAULT_SPEC: &str = "models/feature_spec.json";
+pub const DEFAULT_CATALOG: &str = "models/default/catalog.json";
+pub const DEFAULT_MAX_BATCH_ROWS: usize = 512;
+pub const DEFAULT_MAX_WAIT_US: u64 = 200;
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+pub const DEFAULT_INFERENCE_THREADS: usize = 1;
+pub const DEFAULT_BUDGET_MS: u64 = 10;
+pub const DEFAULT_NETWORK_ALLOWANCE_MS: u64 = 20;
+pub const DEFAULT_TMAX_MS: u64 = 120;
+pub const DEFAULT_MAX_CANDIDATES_PER_IMP: usize = 256;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub model: ModelConfig,
+    pub scoring: ScoringConfig,
+    pub bidding: BiddingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to serve on; port 0 picks a free port. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Tokio worker threads. Default: the number of CPUs.
+    pub workers: usize,
+    /// Largest request body accepted; larger gets 413. Default 262144 bytes.
+    pub max_body_bytes: usize,
+    /// Base of the win notice URL put in `nurl`. Default `http://<listen>`.
+    pub notice_base_url: Option<String>,
+    /// Add `ext.ctrbid` (pCTR, time, candidates) to every bid. Default false.
+    pub debug_ext: bool,
+    /// Seat name in `seatbid.seat`. Default `ctrbid`.
+    pub seat: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            notice_base_url: None,
+            debug_ext: false,
+            seat: "ctrbid".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// ONNX model. Default `models/default/model.onnx`.
+    pub path: PathBuf,
+    /// Feature spec the model was built with. Default `models/feature_spec.json`.
+    pub spec: PathBuf,
+    /// Campaign catalog. Default `models/default/catalog.json`.
+    pub catalog: PathBuf,
+    /// libonnxruntime.so. Default: `ORT_DYLIB_PATH`, else `.ort/libonnxruntime.so`.
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: DEFAULT_MODEL.into(),
+            spec: DEFAULT_SPEC.into(),
+            catalog: DEFAULT_CATALOG.into(),
+            onnxruntime_library: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// A batch closes at this many rows. Default 512.
+    pub max_batch_rows: usize,
+    /// ... or after this many microseconds from its first job. Default 200.
+    pub max_wait_us: u64,
+    /// Jobs waiting for an inference thread; beyond it requests are shed. Default 1024.
+    pub queue_capacity: usize,
+    /// Inference threads, each with its own ORT session. Default 1.
+    pub threads: usize,
+    /// `cpu` or `cuda`. Default `cpu`.
+    pub device: Device,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig {
+            max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+            max_wait_us: DEFAULT_MAX_WAIT_US,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            threads: DEFAULT_INFERENCE_THREADS,
+            device: Device::Cpu,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BiddingConfig {
+    /// Most time spent inside the process on one request, in ms. Default 10.
+    pub budget_ms: u64,
+    /// Subtracted from `tmax` for the network round trip, in ms. Default 20.
+    pub network_allowance_ms: u64,
+    /// `tmax` assumed when a request has none, in ms. Default 120.
+    pub default_tmax_ms: u64,
+    /// Candidates scored per imp at most. Default 256.
+    pub max_candidates_per_imp: usize,
+}
+
+impl Default for BiddingConfig {
+    fn default() -> Self {
+        BiddingConfig {
+            budget_ms: DEFAULT_BUDGET_MS,
+            network_allowance_ms: DEFAULT_NETWORK_ALLOWANCE_MS,
+            default_tmax_ms: DEFAULT_TMAX_MS,
+            max_candidates_per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; unknown keys are errors that name the key.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// Checks every field; the error names the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let check = |ok: bool, field: &str, why: &str| if ok { Ok(()) } else { Err(anyhow::anyhow!("config: {field} {why}")) };
+        check(self.server.workers >= 1, "server.workers", "must be at least 1")?;
+        check(self.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")?;
+        check(!self.server.seat.is_empty(), "server.seat", "must not be empty")?;
+        check(self.scoring.max_batch_rows >= 1, "scoring.max_batch_rows", "must be at least 1")?;
+        check(self.scoring.max_wait_us <= 10_000, "scoring.max_wait_us", "must be at most 10000 (10 ms)")?;
+        check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;
+        check((1..=64).contains(&self.scoring.threads), "scoring.threads", "must be between 1 and 64")?;
+        check(self.bidding.budget_ms >= 1, "bidding.budget_ms", "must be at least 1")?;
+        check(self.bidding.default_tmax_ms >= 1, "bidding.default_tmax_ms", "must be at least 1")?;
+        check(self.bidding.max_candidates_per_imp >= 1, "bidding.max_candidates_per_imp", "must be at least 1")?;
+        if let Some(url) = &self.server.notice_base_url {
+            check(url.starts_with("http://") || url.starts_with("https://"), "server.notice_base_url", "must start with http:// or https://")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_loads_and_validates() {
+        let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ctrbid.toml"))).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.model.path, Path::new(DEFAULT_MODEL));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_field() {
+        let err = toml::from_str::<Config>("[scoring]\nmax_batch_row = 3\n").unwrap_err().to_string();
+        assert!(err.contains("max_batch_row"), "{err}");
+        let c: Config = toml::from_str("[scoring]\nthreads = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("scoring.threads"));
+    }
+}

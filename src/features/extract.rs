@@ -1,0 +1,256 @@
+//! Turning (request, imp, candidate) into one model input row.
+//!
+//! Work is split by how often it changes: [`Extractor::request`] hashes the
+//! request-level values once per request, [`Extractor::imp`] fills the part of the row
+//! that is the same for every candidate of an imp, and [`Extractor::write_row`] only
+//! computes the candidate-dependent fields. Candidate values are hashed once per catalog
+//! load ([`Extractor::candidate_keys`]).
+
+use super::hash::{bucket, bucket_cross, value_hash, value_hash_int, value_hash_lower};
+use super::spec::{CatKind, FeatureSpec, NumSource, Source};
+use crate::catalog::{Campaign, Creative, Format};
+use crate::openrtb::{BidRequest, Imp};
+
+const CANDIDATE_SOURCES: usize = Source::COUNT - Source::FIRST_CANDIDATE;
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Value hashes of one creative's candidate-level sources, in `Source` order from
+/// `Source::FIRST_CANDIDATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CandidateKeys([u64; CANDIDATE_SOURCES]);
+
+/// Request-level value hashes and the local clock.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    vh: [u64; Source::COUNT],
+    /// Seconds since local midnight, `0..86400`.
+    local_seconds: i64,
+}
+
+/// The part of a row shared by every candidate of one imp.
+#[derive(Debug, Clone)]
+pub struct ImpContext {
+    vh: [u64; Source::COUNT],
+    /// Row template: request- and imp-level fields filled, candidate fields zero.
+    cat: Vec<i64>,
+    num: Vec<f32>,
+}
+
+/// Builds feature rows from a spec. Cheap to share: holds only the spec and indices.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    spec: FeatureSpec,
+    /// Indices into `spec.cat` of the fields that depend on the candidate.
+    candidate_fields: Vec<usize>,
+}
+
+impl Extractor {
+    pub fn new(spec: FeatureSpec) -> Extractor {
+        let candidate_fields = spec.cat.iter().enumerate().filter(|(_, f)| f.is_candidate()).map(|(i, _)| i).collect();
+        Extractor { spec, candidate_fields }
+    }
+
+    pub fn spec(&self) -> &FeatureSpec {
+        &self.spec
+    }
+
+    /// Width of the categorical row.
+    pub fn cat_width(&self) -> usize {
+        self.spec.cat.len()
+    }
+
+    /// Width of the numeric row.
+    pub fn num_width(&self) -> usize {
+        self.spec.num.len()
+    }
+
+    /// Hashes a creative's candidate-level values.
+    pub fn candidate_keys(&self, campaign: &Campaign, creative: &Creative) -> CandidateKeys {
+        let seed = self.spec.hash_seed;
+        let slot = match creative.format {
+            Format::Banner { w, h } => value_hash(seed, format!("{w}x{h}").as_bytes()),
+            other => value_hash(seed, other.kind().as_bytes()),
+        };
+        let mut keys = [0u64; CANDIDATE_SOURCES];
+        let mut set = |s: Source, v: u64| keys[s as usize - Source::FIRST_CANDIDATE] = v;
+        set(Source::Slot, slot);
+        set(Source::CampaignId, value_hash(seed, campaign.id.as_bytes()));
+        set(Source::CreativeId, value_hash(seed, creative.id.as_bytes()));
+        set(Source::Advertiser, value_hash(seed, campaign.advertiser.as_bytes()));
+        set(Source::AdCategory, value_hash(seed, campaign.category.as_bytes()));
+        CandidateKeys(keys)
+    }
+
+    /// Hashes the request-level values; `now_unix` is the auction time in Unix seconds.
+    pub fn request(&self, req: &BidRequest<'_>, now_unix: i64) -> RequestContext {
+        let seed = self.spec.hash_seed;
+        let hash = |v: Option<&str>| value_hash(seed, v.unwrap_or_default().as_bytes());
+        let local = now_unix + i64::from(req.utc_offset_minutes()) * 60;
+        let local_seconds = local.rem_euclid(SECONDS_PER_DAY);
+        let mut segments = req.segments();
+        let mut vh = [0u64; Source::COUNT];
+        vh[Source::PublisherId as usize] = hash(req.publisher_id());
+        vh[Source::InventoryDomain as usize] = hash(req.inventory_domain());
+        vh[Source::InventoryCat as usize] = hash(req.inventory_cats().first().map(|c| c.as_ref()));
+        let kind = match (&req.site, &req.app) {
+            (Some(_), _) => "site",
+            (None, Some(_)) => "app",
+            (None, None) => "",
+        };
+        vh[Source::InventoryKind as usize] = hash(Some(kind));
+        vh[Source::DeviceType as usize] = match req.device_type() {
+            Some(t) => value_hash_int(seed, i64::from(t)),
+            None => hash(None),
+        };
+        vh[Source::DeviceOs as usize] = value_hash_lower(seed, req.os().unwrap_or_default());
+        vh[Source::Country as usize] = value_hash_lower(seed, req.country().unwrap_or_default());
+        vh[Source::LocalHour as usize] = value_hash_int(seed, local_seconds / 3600);
+        // 1970-01-01 was a Thursday; Monday is 0.
+        vh[Source::LocalWeekday as usize] = value_hash_int(seed, (local.div_euclid(SECONDS_PER_DAY) + 3).rem_euclid(7));
+        let user = req.user.as_ref();
+        vh[Source::UserId as usize] = hash(user.and_then(|u| u.id.as_deref().or(u.buyeruid.as_deref())));
+        vh[Source::UserSegment0 as usize] = hash(segments.next());
+        vh[Source::UserSegment1 as usize] = hash(segments.next());
+        RequestContext { vh, local_seconds }
+    }
+
+    /// Fills the imp-level values and the candidate-independent part of the row.
+    pub fn imp(&self, rc: &RequestContext, imp: &Imp<'_>) -> ImpContext {
+        let seed = self.spec.hash_seed;
+        let mut vh = rc.vh;
+        vh[Source::BannerPos as usize] = match imp.banner.as_ref().and_then(|b| b.pos) {
+            Some(p) => value_hash_int(seed, i64::from(p)),
+            None => value_hash(seed, b""),
+        };
+        let mut cat = vec![0i64; self.spec.cat.len()];
+        for (slot, field) in cat.iter_mut().zip(&self.spec.cat) {
+            if !field.is_candidate() {
+                *slot = index(field.offset, field.seed, field.kind, field.buckets, &vh);
+            }
+        }
+        let angle = std::f64::consts::TAU * rc.local_seconds as f64 / SECONDS_PER_DAY as f64;
+        let num = self
+            .spec
+            .num
+            .iter()
+            .map(|f| {
+                let raw = match f.source {
+                    NumSource::LocalHourSin => angle.sin(),
+                    NumSource::LocalHourCos => angle.cos(),
+                    NumSource::ImpBidfloor => imp.bidfloor.unwrap_or(0.0),
+                };
+                f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32
+            })
+            .collect();
+        ImpContext { vh, cat, num }
+    }
+
+    /// Writes one candidate's row. `cat` and `num` are exactly the row widths.
+    pub fn write_row(&self, ic: &ImpContext, keys: &CandidateKeys, cat: &mut [i64], num: &mut [f32]) {
+        cat.copy_from_slice(&ic.cat);
+        num.copy_from_slice(&ic.num);
+        let mut vh = ic.vh;
+        vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.0);
+        for &i in &self.candidate_fields {
+            let f = &self.spec.cat[i];
+            cat[i] = index(f.offset, f.seed, f.kind, f.buckets, &vh);
+        }
+    }
+}
+
+#[inline]
+fn index(offset: u64, seed: u64, kind: CatKind, buckets: u64, vh: &[u64; Source::COUNT]) -> i64 {
+    let b = match kind {
+        CatKind::Single(s) => bucket(seed, vh[s as usize], buckets),
+        CatKind::Cross(a, b) => bucket_cross(seed, vh[a as usize], vh[b as usize], buckets),
+    };
+    // `cardinality` fits comfortably in i64: specs hold millions of rows, not 2^63.
+    (offset + b) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Targeting;
+    use std::path::Path;
+
+    fn extractor() -> Extractor {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"));
+        Extractor::new(FeatureSpec::load(path).unwrap())
+    }
+
+    fn campaign() -> Campaign {
+        Campaign {
+            id: "cmp-1".into(),
+            advertiser: "adv-1".into(),
+            adomain: "brand.example".into(),
+            category: "IAB2".into(),
+            goal_cpc: 1.0,
+            max_cpm: 10.0,
+            daily_budget: 100.0,
+            targeting: Targeting::default(),
+        }
+    }
+
+    fn creative(w: u32) -> Creative {
+        Creative { id: format!("cr-{w}"), campaign_id: "cmp-1".into(), format: Format::Banner { w, h: 250 }, adm: String::new() }
+    }
+
+    fn row(ex: &Extractor, body: &str, now: i64, cr: &Creative) -> (Vec<i64>, Vec<f32>) {
+        let mut buf = body.as_bytes().to_vec();
+        let req = crate::openrtb::parse(&mut buf).unwrap();
+        let rc = ex.request(&req, now);
+        let ic = ex.imp(&rc, &req.imp[0]);
+        let keys = ex.candidate_keys(&campaign(), cr);
+        let mut cat = vec![0; ex.cat_width()];
+        let mut num = vec![0.0; ex.num_width()];
+        ex.write_row(&ic, &keys, &mut cat, &mut num);
+        (cat, num)
+    }
+
+    const BODY: &str = r#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250,"pos":1},"bidfloor":0.5}],
+        "site":{"domain":"news.example","cat":["IAB12"],"publisher":{"id":"p1"}},
+        "device":{"devicetype":4,"os":"iOS","geo":{"country":"USA","utcoffset":-300}},
+        "user":{"id":"u1","data":[{"segment":[{"id":"seg-IAB2"},{"id":"seg-IAB7"}]}]}}"#;
+
+    #[test]
+    fn indices_fall_inside_their_fields() {
+        let ex = extractor();
+        let (cat, _) = row(&ex, BODY, 1_767_571_200, &creative(300));
+        for (v, f) in cat.iter().zip(&ex.spec().cat) {
+            assert!((f.offset as i64..(f.offset + f.buckets) as i64).contains(v), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn same_input_same_row_and_lenient_types_agree() {
+        let ex = extractor();
+        let a = row(&ex, BODY, 1_767_571_200, &creative(300));
+        let stringy = BODY.replace("\"devicetype\":4", "\"devicetype\":\"4\"").replace("\"iOS\"", "\"ios\"");
+        let b = row(&ex, &stringy, 1_767_571_200, &creative(300));
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn candidate_fields_change_with_the_creative_and_request_fields_do_not() {
+        let ex = extractor();
+        let (a, _) = row(&ex, BODY, 1_767_571_200, &creative(300));
+        let (b, _) = row(&ex, BODY, 1_767_571_200, &creative(301));
+        for ((x, y), f) in a.iter().zip(&b).zip(&ex.spec().cat) {
+            if f.name == "creative" || f.name == "slot" || f.name == "device_type_x_slot" {
+                assert_ne!(x, y, "{}", f.name);
+            } else {
+                assert_eq!(x, y, "{}", f.name);
+            }
+        }
+    }
+
+    #[test]
+    fn local_time_uses_utc_offset() {
+        let ex = extractor();
+        // 2026-01-05 05:00 UTC is 00:00 local at -300 minutes.
+        let (_, num) = row(&ex, BODY, 1_767_571_200 + 5 * 3600, &creative(300));
+        assert!((num[0] - 0.0).abs() < 1e-6 && (num[1] - 1.0).abs() < 1e-6, "{num:?}");
+        assert!((num[2] - (0.5f64.ln_1p() as f32)).abs() < 1e-7);
+    }
+}

@@ -1,0 +1,13 @@
+//! Features: the feature spec and the one code path that turns a request and a
+//! candidate creative into a model input row, for serving and for training alike.
+//!
+//! `ctrbid features` runs [`Extractor`] over simulator logs to make training arrays; the
+//! server runs the same [`Extractor`] on live requests. That is what makes training and
+//! serving agree bit for bit (checked by the parity tests).
+
+mod extract;
+pub mod hash;
+mod spec;
+
+pub use extract::{CandidateKeys, Extractor, ImpContext, RequestContext};
+pub use spec::{CatField, CatKind, FeatureSpec, NumField, NumSource, Source, SpecError, Transform};

@@ -1,0 +1,301 @@
+//! The feature spec (`models/feature_spec.json`): which fields a model sees, where each
+//! value comes from, and how many hash buckets each field gets.
+//!
+//! Invariants after [`FeatureSpec::load`]: every bucket count is a power of two; field
+//! names are unique; crosses name two earlier single fields; offsets are the running sum
+//! of bucket counts in file order, so every index lies in `0..cardinality`. The SHA-256
+//! of the file's bytes identifies the spec; every model carries it.
+
+use super::hash;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+/// Where a categorical value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    PublisherId,
+    InventoryDomain,
+    InventoryCat,
+    InventoryKind,
+    DeviceType,
+    DeviceOs,
+    Country,
+    LocalHour,
+    LocalWeekday,
+    BannerPos,
+    UserId,
+    UserSegment0,
+    UserSegment1,
+    // Candidate-level sources: keep them last (see `is_candidate`).
+    Slot,
+    CampaignId,
+    CreativeId,
+    Advertiser,
+    AdCategory,
+}
+
+impl Source {
+    pub const COUNT: usize = Source::AdCategory as usize + 1;
+    /// Index of the first candidate-level source.
+    pub const FIRST_CANDIDATE: usize = Source::Slot as usize;
+
+    fn parse(name: &str) -> Option<Source> {
+        Some(match name {
+            "publisher.id" => Source::PublisherId,
+            "inventory.domain" => Source::InventoryDomain,
+            "inventory.cat" => Source::InventoryCat,
+            "inventory.kind" => Source::InventoryKind,
+            "device.devicetype" => Source::DeviceType,
+            "device.os" => Source::DeviceOs,
+            "device.geo.country" => Source::Country,
+            "time.local_hour" => Source::LocalHour,
+            "time.local_weekday" => Source::LocalWeekday,
+            "imp.banner.pos" => Source::BannerPos,
+            "user.id" => Source::UserId,
+            "user.segment.0" => Source::UserSegment0,
+            "user.segment.1" => Source::UserSegment1,
+            "imp.slot" => Source::Slot,
+            "campaign.id" => Source::CampaignId,
+            "creative.id" => Source::CreativeId,
+            "campaign.advertiser" => Source::Advertiser,
+            "campaign.category" => Source::AdCategory,
+            _ => return None,
+        })
+    }
+
+    /// True for values that depend on the candidate creative, not on the request.
+    pub fn is_candidate(self) -> bool {
+        self as usize >= Source::FIRST_CANDIDATE
+    }
+}
+
+/// Where a numeric value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumSource {
+    LocalHourSin,
+    LocalHourCos,
+    ImpBidfloor,
+}
+
+impl NumSource {
+    fn parse(name: &str) -> Option<NumSource> {
+        Some(match name {
+            "time.local_hour_sin" => NumSource::LocalHourSin,
+            "time.local_hour_cos" => NumSource::LocalHourCos,
+            "imp.bidfloor" => NumSource::ImpBidfloor,
+            _ => return None,
+        })
+    }
+}
+
+/// A numeric transform, applied in spec order.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Transform {
+    Log1p,
+    Clip { min: f64, max: f64 },
+    Standardise { mean: f64, std: f64 },
+}
+
+impl Transform {
+    pub fn apply(&self, v: f64) -> f64 {
+        match *self {
+            Transform::Log1p => v.max(0.0).ln_1p(),
+            Transform::Clip { min, max } => v.clamp(min, max),
+            Transform::Standardise { mean, std } => (v - mean) / std,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatKind {
+    Single(Source),
+    Cross(Source, Source),
+}
+
+#[derive(Debug, Clone)]
+pub struct CatField {
+    pub name: String,
+    pub kind: CatKind,
+    /// Power of two.
+    pub buckets: u64,
+    /// First global index of this field.
+    pub offset: u64,
+    /// `hash::field_seed` of the name.
+    pub seed: u64,
+}
+
+impl CatField {
+    /// True when the value changes from one candidate to the next.
+    pub fn is_candidate(&self) -> bool {
+        match self.kind {
+            CatKind::Single(s) => s.is_candidate(),
+            CatKind::Cross(a, b) => a.is_candidate() || b.is_candidate(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NumField {
+    pub name: String,
+    pub source: NumSource,
+    pub transforms: Vec<Transform>,
+}
+
+/// A loaded, checked feature spec.
+#[derive(Debug, Clone)]
+pub struct FeatureSpec {
+    pub name: String,
+    pub version: u32,
+    pub hash_seed: u64,
+    /// Hex SHA-256 of the spec file's bytes.
+    pub sha256: String,
+    pub cat: Vec<CatField>,
+    pub num: Vec<NumField>,
+    /// Total embedding rows: every global index is below it.
+    pub cardinality: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("cannot read feature spec {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("feature spec {path} is not valid JSON for a spec: {source}")]
+    Parse { path: String, source: serde_json::Error },
+    #[error("feature spec {path}: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    name: String,
+    version: u32,
+    hash_seed: u64,
+    categorical: Vec<CatFieldFile>,
+    numeric: Vec<NumFieldFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatFieldFile {
+    name: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    cross: Option<[String; 2]>,
+    buckets: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NumFieldFile {
+    name: String,
+    source: String,
+    #[serde(default)]
+    transform: Vec<Transform>,
+}
+
+impl FeatureSpec {
+    pub fn load(path: &Path) -> Result<FeatureSpec, SpecError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| SpecError::Read { path: name.clone(), source })?;
+        FeatureSpec::from_bytes(&bytes).map_err(|e| match e {
+            SpecError::Parse { source, .. } => SpecError::Parse { path: name.clone(), source },
+            SpecError::Invalid { reason, .. } => SpecError::Invalid { path: name.clone(), reason },
+            other => other,
+        })
+    }
+
+    /// Parses and checks a spec from the bytes of its file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<FeatureSpec, SpecError> {
+        let file: SpecFile =
+            serde_json::from_slice(bytes).map_err(|source| SpecError::Parse { path: String::new(), source })?;
+        let invalid = |reason: String| SpecError::Invalid { path: String::new(), reason };
+        let mut cat: Vec<CatField> = Vec::with_capacity(file.categorical.len());
+        let mut offset = 0u64;
+        for f in file.categorical {
+            if cat.iter().any(|c| c.name == f.name) {
+                return Err(invalid(format!("field {:?} appears twice", f.name)));
+            }
+            if !f.buckets.is_power_of_two() {
+                return Err(invalid(format!("field {:?}: buckets {} is not a power of two", f.name, f.buckets)));
+            }
+            let kind = match (&f.source, &f.cross) {
+                (Some(src), None) => CatKind::Single(
+                    Source::parse(src).ok_or_else(|| invalid(format!("field {:?}: unknown source {src:?}", f.name)))?,
+                ),
+                (None, Some([a, b])) => {
+                    let single = |n: &str| {
+                        cat.iter()
+                            .find_map(|c| match c.kind {
+                                CatKind::Single(s) if c.name == n => Some(s),
+                                _ => None,
+                            })
+                            .ok_or_else(|| invalid(format!("cross {:?} names {n:?}, not an earlier single field", f.name)))
+                    };
+                    CatKind::Cross(single(a)?, single(b)?)
+                }
+                _ => return Err(invalid(format!("field {:?} needs exactly one of source and cross", f.name))),
+            };
+            let seed = hash::field_seed(file.hash_seed, &f.name);
+            cat.push(CatField { name: f.name, kind, buckets: f.buckets, offset, seed });
+            offset = offset
+                .checked_add(f.buckets)
+                .ok_or_else(|| invalid("bucket counts overflow".to_string()))?;
+        }
+        let mut num = Vec::with_capacity(file.numeric.len());
+        for f in file.numeric {
+            let source = NumSource::parse(&f.source)
+                .ok_or_else(|| invalid(format!("numeric field {:?}: unknown source {:?}", f.name, f.source)))?;
+            for t in &f.transform {
+                if let Transform::Standardise { std, .. } = t {
+                    if !(std.is_finite() && *std > 0.0) {
+                        return Err(invalid(format!("numeric field {:?}: standardise needs std > 0", f.name)));
+                    }
+                }
+            }
+            num.push(NumField { name: f.name, source, transforms: f.transform });
+        }
+        if cat.is_empty() {
+            return Err(invalid("no categorical fields".to_string()));
+        }
+        let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(FeatureSpec { name: file.name, version: file.version, hash_seed: file.hash_seed, sha256, cat, num, cardinality: offset })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_loads_with_running_offsets() {
+        let spec = FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
+        let mut expect = 0;
+        for f in &spec.cat {
+            assert_eq!(f.offset, expect, "{}", f.name);
+            expect += f.buckets;
+        }
+        assert_eq!(spec.cardinality, expect);
+        assert_eq!(spec.sha256.len(), 64);
+    }
+
+    fn check_invalid(json: &str, needle: &str) {
+        let err = FeatureSpec::from_bytes(json.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(needle), "{err} should mention {needle}");
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let head = r#"{"name":"t","version":1,"hash_seed":1,"numeric":[],"categorical":"#;
+        check_invalid(&format!(r#"{head}[{{"name":"a","source":"device.os","buckets":100}}]}}"#), "power of two");
+        check_invalid(&format!(r#"{head}[{{"name":"a","source":"nope","buckets":64}}]}}"#), "unknown source");
+        check_invalid(&format!(r#"{head}[{{"name":"a","cross":["x","y"],"buckets":64}}]}}"#), "not an earlier single field");
+        check_invalid(
+            &format!(r#"{head}[{{"name":"a","source":"device.os","buckets":64}},{{"name":"a","source":"device.os","buckets":64}}]}}"#),
+            "appears twice",
+        );
+    }
+}

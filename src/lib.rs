@@ -1,0 +1,22 @@
+//! ctrbid: a demand-side real-time bidder.
+//!
+//! The request path reads top to bottom in this module list:
+//! an OpenRTB request is parsed and validated ([`openrtb`]), the campaigns that may
+//! bid are selected from the [`catalog`], each candidate becomes a feature row
+//! ([`features`]), all rows of a request are scored in one job by the micro-batched
+//! ONNX Runtime [`scoring`] stage, [`pricing`] turns probabilities into bids, and the
+//! [`server`] answers. [`metrics`] records every stage; [`config`] holds the knobs.
+//! [`simulate`] is the synthetic exchange the default model is trained on.
+
+pub mod openrtb;
+pub mod catalog;
+pub mod features;
+pub mod scoring;
+pub mod pricing;
+pub mod bidder;
+pub mod server;
+pub mod metrics;
+pub mod config;
+pub mod simulate;
+pub mod npy;
+pub mod cli;

@@ -1,0 +1,232 @@
+//! Metrics: request counts by outcome and per-stage latency histograms.
+//!
+//! The request path never takes a lock here: counters are relaxed atomics (monotonic,
+//! wrapping after 2^64), and latency samples go through a bounded channel to a recorder
+//! thread that owns the HDR histograms. When the channel is full a sample is dropped and
+//! counted (`ctrbid_metrics_dropped_total`) rather than slowing a request. `/metrics`
+//! renders Prometheus text from the recorder's histograms under a mutex only the
+//! recorder and the scrape touch.
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use hdrhistogram::Histogram;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Samples waiting for the recorder; beyond this they are dropped.
+const SAMPLE_QUEUE: usize = 65_536;
+/// Histograms track 1 ns .. 60 s with 3 significant digits.
+const HIST_MAX_NS: u64 = 60_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Parse,
+    Validate,
+    Select,
+    Features,
+    QueueWait,
+    Inference,
+    Pricing,
+    Total,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 8] = [
+        Stage::Parse,
+        Stage::Validate,
+        Stage::Select,
+        Stage::Features,
+        Stage::QueueWait,
+        Stage::Inference,
+        Stage::Pricing,
+        Stage::Total,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::Validate => "validate",
+            Stage::Select => "select",
+            Stage::Features => "features",
+            Stage::QueueWait => "queue_wait",
+            Stage::Inference => "inference",
+            Stage::Pricing => "pricing",
+            Stage::Total => "total",
+        }
+    }
+}
+
+/// How a request ended. Each has one counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Bid,
+    /// Valid request, nothing worth bidding (no candidate, below floor, currency).
+    NoBid,
+    /// No bid because time ran out or the scoring queue was full.
+    Shed,
+    /// 400: malformed or breaking an OpenRTB rule.
+    Invalid,
+    /// 413: body over the limit.
+    TooLarge,
+    /// 5xx: a fault of ours. Should stay zero.
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [Outcome::Bid, Outcome::NoBid, Outcome::Shed, Outcome::Invalid, Outcome::TooLarge, Outcome::Error];
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Bid => "bid",
+            Outcome::NoBid => "no_bid",
+            Outcome::Shed => "shed",
+            Outcome::Invalid => "invalid",
+            Outcome::TooLarge => "too_large",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// One observation for the recorder.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample {
+    /// Nanoseconds per stage of one request; 0 for stages the request did not reach.
+    Request { ns: [u64; Stage::ALL.len()] },
+    /// One inference batch: rows scored, and time waited by each of its jobs.
+    Batch { rows: u32, inference_ns: u64 },
+    QueueWait { ns: u64 },
+}
+
+struct Histograms {
+    stages: Vec<Histogram<u64>>,
+    batch_rows: Histogram<u64>,
+}
+
+/// Shared by the server, the bidder and the batcher.
+pub struct Metrics {
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+    dropped: AtomicU64,
+    tx: Sender<Sample>,
+    hist: Arc<Mutex<Histograms>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Metrics {
+    /// Creates the metrics and starts the recorder thread (it ends when `Metrics` is dropped).
+    pub fn start() -> Arc<Metrics> {
+        let new = || Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds are valid");
+        let hist = Arc::new(Mutex::new(Histograms {
+            stages: Stage::ALL.iter().map(|_| new()).collect(),
+            batch_rows: Histogram::new_with_bounds(1, 1 << 20, 3).expect("static histogram bounds are valid"),
+        }));
+        let (tx, rx) = bounded(SAMPLE_QUEUE);
+        let recorder = Arc::clone(&hist);
+        std::thread::Builder::new()
+            .name("ctrbid-metrics".into())
+            .spawn(move || record_loop(rx, recorder))
+            .expect("spawning the metrics thread");
+        Arc::new(Metrics { outcomes: Default::default(), dropped: AtomicU64::new(0), tx, hist })
+    }
+
+    pub fn count(&self, outcome: Outcome) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn outcome_count(&self, outcome: Outcome) -> u64 {
+        self.outcomes[outcome as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn sample(&self, s: Sample) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(s) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP ctrbid_requests_total Bid requests by outcome.\n# TYPE ctrbid_requests_total counter\n");
+        for o in Outcome::ALL {
+            let _ = writeln!(out, "ctrbid_requests_total{{outcome=\"{}\"}} {}", o.label(), self.outcome_count(o));
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE ctrbid_metrics_dropped_total counter\nctrbid_metrics_dropped_total {}",
+            self.dropped.load(Ordering::Relaxed)
+        );
+        let hist = self.hist.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP ctrbid_stage_seconds Latency of each stage of the bid path.\n# TYPE ctrbid_stage_seconds summary\n");
+        for (stage, h) in Stage::ALL.iter().zip(&hist.stages) {
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let _ = writeln!(
+                    out,
+                    "ctrbid_stage_seconds{{stage=\"{}\",quantile=\"{q}\"}} {:.9}",
+                    stage.label(),
+                    h.value_at_quantile(q) as f64 / 1e9
+                );
+            }
+            let _ = writeln!(out, "ctrbid_stage_seconds_count{{stage=\"{}\"}} {}", stage.label(), h.len());
+        }
+        out.push_str("# HELP ctrbid_batch_rows Rows per inference batch.\n# TYPE ctrbid_batch_rows summary\n");
+        for q in [0.5, 0.9, 0.99] {
+            let _ = writeln!(out, "ctrbid_batch_rows{{quantile=\"{q}\"}} {}", hist.batch_rows.value_at_quantile(q));
+        }
+        let _ = writeln!(out, "ctrbid_batch_rows_count {}", hist.batch_rows.len());
+        out
+    }
+}
+
+fn record_loop(rx: Receiver<Sample>, hist: Arc<Mutex<Histograms>>) {
+    while let Ok(first) = rx.recv() {
+        let mut h = hist.lock().unwrap_or_else(|p| p.into_inner());
+        // Drain what is queued under one lock.
+        for s in std::iter::once(first).chain(rx.try_iter().take(4096)) {
+            match s {
+                Sample::Request { ns } => {
+                    for (v, hist) in ns.iter().zip(h.stages.iter_mut()) {
+                        if *v > 0 {
+                            hist.saturating_record(*v);
+                        }
+                    }
+                }
+                Sample::Batch { rows, inference_ns } => {
+                    h.batch_rows.saturating_record(u64::from(rows).max(1));
+                    h.stages[Stage::Inference as usize].saturating_record(inference_ns.max(1));
+                }
+                Sample::QueueWait { ns } => h.stages[Stage::QueueWait as usize].saturating_record(ns.max(1)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counts_and_quantiles() {
+        let m = Metrics::start();
+        m.count(Outcome::Bid);
+        m.count(Outcome::Bid);
+        m.count(Outcome::Invalid);
+        let mut ns = [0u64; 8];
+        ns[Stage::Parse as usize] = 2_000;
+        ns[Stage::Total as usize] = 1_000_000;
+        m.sample(Sample::Request { ns });
+        // The recorder runs on its own thread: wait until it has taken the sample.
+        let text = loop {
+            let t = m.render();
+            if t.contains("ctrbid_stage_seconds_count{stage=\"total\"} 1") {
+                break t;
+            }
+            std::thread::yield_now();
+        };
+        assert!(text.contains("ctrbid_requests_total{outcome=\"bid\"} 2"));
+        assert!(text.contains("ctrbid_requests_total{outcome=\"invalid\"} 1"));
+        assert!(text.contains("ctrbid_stage_seconds{stage=\"total\",quantile=\"0.99\"} 0.001000"), "{text}");
+        assert!(text.contains("ctrbid_stage_seconds_count{stage=\"select\"} 0"));
+    }
+}

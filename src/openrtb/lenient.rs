@@ -1,0 +1,181 @@
+//! Lenient readers for scalar fields, because exchanges are sloppy: numbers arrive as
+//! strings (`"bidfloor":"0.5"`), ids as numbers, booleans as 0/1.
+//!
+//! Every reader here accepts any JSON value and never fails on a wrong type: a value
+//! it cannot use reads as absent (spec §2.6: ignore what you do not understand), so a
+//! quirky field costs the field, not the request. Objects and arrays in scalar
+//! positions are consumed and dropped.
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+/// One JSON value as far as a scalar field cares.
+enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool(bool),
+    Other,
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::Uint(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Float(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+impl<'a> Scalar<'a> {
+    fn as_f64(&self) -> Option<f64> {
+        let v = match self {
+            Scalar::Str(s) => s.trim().parse::<f64>().ok()?,
+            Scalar::Int(i) => *i as f64,
+            Scalar::Uint(u) => *u as f64,
+            Scalar::Float(f) => *f,
+            Scalar::Bool(_) | Scalar::Other => return None,
+        };
+        v.is_finite().then_some(v)
+    }
+
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Scalar::Int(i) => Some(*i),
+            Scalar::Uint(u) => i64::try_from(*u).ok(),
+            Scalar::Bool(b) => Some(i64::from(*b)),
+            Scalar::Str(s) => {
+                let s = s.trim();
+                s.parse::<i64>().ok().or_else(|| whole(s.parse::<f64>().ok()?))
+            }
+            Scalar::Float(f) => whole(*f),
+            Scalar::Other => None,
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
+            Scalar::Uint(u) => Some(Cow::Owned(u.to_string())),
+            Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
+            Scalar::Bool(_) | Scalar::Other => None,
+        }
+    }
+}
+
+/// A float that holds a whole number, as an integer.
+fn whole(f: f64) -> Option<i64> {
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
+/// A string field; numbers are kept as their decimal text.
+pub fn opt_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    Ok(d.deserialize_any(ScalarVisitor)?.into_str())
+}
+
+/// A finite float; numeric strings accepted.
+pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(d.deserialize_any(ScalarVisitor)?.as_f64())
+}
+
+/// An integer that fits `T`; numeric strings, whole floats and booleans accepted.
+pub fn opt_int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(d.deserialize_any(ScalarVisitor)?.as_i64().and_then(|i| T::try_from(i).ok()))
+}
+
+/// A list of strings. A lone string reads as a one-element list; elements that are
+/// not strings or numbers are dropped; anything else reads as empty.
+pub fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cow<'de, str>>, D::Error> {
+    struct ListVisitor;
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of strings")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element_seed(ScalarSeed)? {
+                if let Some(s) = item.into_str() {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Borrowed(v)])
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![Cow::Owned(v.to_owned())])
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            ScalarVisitor.visit_map(map).map(|_| Vec::new())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(ListVisitor)
+}
+
+struct ScalarSeed;
+
+impl<'de> de::DeserializeSeed<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}

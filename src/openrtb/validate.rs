@@ -1,0 +1,120 @@
+//! The OpenRTB rules a request must meet before ctrbid spends time on it.
+//!
+//! A request that breaks one gets 400 with the rule's text as the body; each rule is
+//! one [`ValidationError`] variant, so each has one metric label. Rules checked
+//! (OpenRTB 2.6 §3.2.1, §3.2.4, §3.2.13/14): `id` present and non-empty; at least one
+//! `imp`; every imp has a non-empty `id`, unique within the request, and at least one
+//! of `banner`, `video`, `audio`, `native`; not both `site` and `app`.
+
+use super::request::BidRequest;
+use std::ops::Deref;
+
+/// A request that passed [`validate`]. Holding one proves the rules above.
+#[derive(Debug)]
+pub struct ValidRequest<'a>(BidRequest<'a>);
+
+impl<'a> Deref for ValidRequest<'a> {
+    type Target = BidRequest<'a>;
+    fn deref(&self) -> &BidRequest<'a> {
+        &self.0
+    }
+}
+
+impl<'a> ValidRequest<'a> {
+    /// The request id (never empty).
+    pub fn id(&self) -> &str {
+        self.0.id.as_deref().unwrap_or_default()
+    }
+}
+
+/// A broken rule. Messages name the field, are lowercase and carry no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("request.id is missing or empty (OpenRTB 2.6 3.2.1)")]
+    MissingId,
+    #[error("request.imp is missing or empty: at least one imp is required (OpenRTB 2.6 3.2.1)")]
+    NoImp,
+    #[error("request.imp[{0}].id is missing or empty (OpenRTB 2.6 3.2.4)")]
+    ImpMissingId(usize),
+    #[error("request.imp[{0}].id repeats an earlier imp id: imp ids are unique within a request (OpenRTB 2.6 3.2.4)")]
+    DuplicateImpId(usize),
+    #[error("request.imp[{0}] has none of banner, video, audio, native (OpenRTB 2.6 3.2.4)")]
+    ImpWithoutMedia(usize),
+    #[error("request has both site and app: at most one is allowed (OpenRTB 2.6 3.2.1)")]
+    SiteAndApp,
+}
+
+impl ValidationError {
+    /// Stable metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ValidationError::MissingId => "missing_id",
+            ValidationError::NoImp => "no_imp",
+            ValidationError::ImpMissingId(_) => "imp_missing_id",
+            ValidationError::DuplicateImpId(_) => "duplicate_imp_id",
+            ValidationError::ImpWithoutMedia(_) => "imp_without_media",
+            ValidationError::SiteAndApp => "site_and_app",
+        }
+    }
+}
+
+/// Checks the rules; on success the request is wrapped as proof.
+pub fn validate(req: BidRequest<'_>) -> Result<ValidRequest<'_>, ValidationError> {
+    if req.id.as_deref().is_none_or(str::is_empty) {
+        return Err(ValidationError::MissingId);
+    }
+    if req.imp.is_empty() {
+        return Err(ValidationError::NoImp);
+    }
+    for (i, imp) in req.imp.iter().enumerate() {
+        let Some(id) = imp.id.as_deref().filter(|id| !id.is_empty()) else {
+            return Err(ValidationError::ImpMissingId(i));
+        };
+        // Requests carry a handful of imps: a quadratic scan beats hashing here.
+        if req.imp[..i].iter().any(|earlier| earlier.id.as_deref() == Some(id)) {
+            return Err(ValidationError::DuplicateImpId(i));
+        }
+        if imp.banner.is_none() && imp.video.is_none() && imp.audio.is_none() && imp.native.is_none() {
+            return Err(ValidationError::ImpWithoutMedia(i));
+        }
+    }
+    if req.site.is_some() && req.app.is_some() {
+        return Err(ValidationError::SiteAndApp);
+    }
+    Ok(ValidRequest(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(body: &str, expected: Result<(), ValidationError>) {
+        let mut buf = body.as_bytes().to_vec();
+        let req = crate::openrtb::parse(&mut buf).expect("test input parses");
+        assert_eq!(validate(req).map(|_| ()), expected, "{body}");
+    }
+
+    #[test]
+    fn rules() {
+        use ValidationError::*;
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}}]}"#, Ok(()));
+        check(r#"{"id":"1","imp":[{"id":"a","video":{}},{"id":"b","native":{}},{"id":"c","audio":{}}]}"#, Ok(()));
+        check(r#"{"imp":[{"id":"a","banner":{}}]}"#, Err(MissingId));
+        check(r#"{"id":"","imp":[{"id":"a","banner":{}}]}"#, Err(MissingId));
+        check(r#"{"id":"1"}"#, Err(NoImp));
+        check(r#"{"id":"1","imp":[]}"#, Err(NoImp));
+        check(r#"{"id":"1","imp":[{"banner":{}}]}"#, Err(ImpMissingId(0)));
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}},{"id":"","banner":{}}]}"#, Err(ImpMissingId(1)));
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}},{"id":"a","banner":{}}]}"#, Err(DuplicateImpId(1)));
+        check(r#"{"id":"1","imp":[{"id":"a"}]}"#, Err(ImpWithoutMedia(0)));
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"site":{},"app":{}}"#, Err(SiteAndApp));
+    }
+
+    #[test]
+    fn messages_name_the_field() {
+        assert_eq!(
+            ValidationError::ImpWithoutMedia(2).to_string(),
+            "request.imp[2] has none of banner, video, audio, native (OpenRTB 2.6 3.2.4)"
+        );
+    }
+}

@@ -1,0 +1,165 @@
+//! The micro-batcher: many requests' rows, one ONNX Runtime call.
+//!
+//! A request sends its rows as one [`Job`] on a bounded crossbeam queue and awaits a
+//! oneshot reply. Each inference thread owns one [`Model`] (ORT sessions are `&mut`
+//! to run, so none is ever shared or locked). A thread blocks for a first job, then
+//! gathers more until the batch holds `max_batch_rows` rows or `max_wait` has passed,
+//! whichever comes first; a job is never split. Jobs whose deadline has passed are
+//! answered [`ScoreError::Expired`] without being scored. A full queue answers
+//! [`ScoreError::QueueFull`] at once: the queue never grows.
+//!
+//! Dropping the [`Batcher`] closes the queue; threads finish the batch in hand and exit.
+
+use super::Model;
+use crate::metrics::{Metrics, Sample};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Knobs of the batcher; see `config::ScoringConfig` for units and defaults.
+#[derive(Debug, Clone)]
+pub struct BatcherConfig {
+    pub max_batch_rows: usize,
+    pub max_wait: Duration,
+    pub queue_capacity: usize,
+}
+
+/// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
+/// `num.len() == n * D` for the model's widths.
+#[derive(Debug, Default)]
+pub struct Rows {
+    pub cat: Vec<i64>,
+    pub num: Vec<f32>,
+    pub n: usize,
+}
+
+/// Why a job was not scored. Each maps to a no-bid reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ScoreError {
+    #[error("scoring queue full")]
+    QueueFull,
+    #[error("deadline passed before scoring")]
+    Expired,
+    #[error("scoring stopped")]
+    Closed,
+    #[error("inference failed")]
+    Inference,
+}
+
+struct Job {
+    rows: Rows,
+    deadline: Instant,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Vec<f32>, ScoreError>>,
+}
+
+pub struct Batcher {
+    tx: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("threads", &self.threads.len()).finish()
+    }
+}
+
+impl Batcher {
+    /// Starts one inference thread per model.
+    pub fn start(models: Vec<Model>, cfg: BatcherConfig, metrics: Arc<Metrics>) -> Batcher {
+        let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
+        let threads = models
+            .into_iter()
+            .enumerate()
+            .map(|(i, model)| {
+                let (rx, cfg, metrics) = (rx.clone(), cfg.clone(), Arc::clone(&metrics));
+                std::thread::Builder::new()
+                    .name(format!("ctrbid-infer-{i}"))
+                    .spawn(move || inference_loop(model, rx, cfg, metrics))
+                    .expect("spawning an inference thread")
+            })
+            .collect();
+        Batcher { tx: Some(tx), threads }
+    }
+
+    /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
+    pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Vec<f32>, ScoreError> {
+        let tx = self.tx.as_ref().ok_or(ScoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job = Job { rows, deadline, enqueued: Instant::now(), reply };
+        match tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(ScoreError::QueueFull),
+            Err(TrySendError::Disconnected(_)) => return Err(ScoreError::Closed),
+        }
+        match tokio::time::timeout_at(deadline.into(), answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ScoreError::Closed),
+            Err(_) => Err(ScoreError::Expired),
+        }
+    }
+}
+
+impl Drop for Batcher {
+    fn drop(&mut self) {
+        self.tx.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn inference_loop(mut model: Model, rx: Receiver<Job>, cfg: BatcherConfig, metrics: Arc<Metrics>) {
+    let (f, d) = (model.info.cat_width, model.info.num_width);
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    let mut cat: Vec<i64> = Vec::with_capacity(cfg.max_batch_rows * f);
+    let mut num: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows * d);
+    let mut pctr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
+    while let Ok(first) = rx.recv() {
+        let mut rows = first.rows.n;
+        batch.push(first);
+        let until = Instant::now() + cfg.max_wait;
+        while rows < cfg.max_batch_rows {
+            match rx.recv_deadline(until) {
+                Ok(job) => {
+                    rows += job.rows.n;
+                    batch.push(job);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let start = Instant::now();
+        cat.clear();
+        num.clear();
+        pctr.clear();
+        let mut live = 0usize;
+        for job in &batch {
+            metrics.sample(Sample::QueueWait { ns: (start - job.enqueued).as_nanos() as u64 });
+            if job.deadline > start && !job.reply.is_closed() {
+                cat.extend_from_slice(&job.rows.cat);
+                num.extend_from_slice(&job.rows.num);
+                live += job.rows.n;
+            }
+        }
+        let result = model.score(&cat, &num, live, &mut pctr);
+        if let Err(e) = &result {
+            eprintln!("ctrbid: inference failed for a batch of {live} rows: {e}");
+        }
+        metrics.sample(Sample::Batch { rows: live as u32, inference_ns: start.elapsed().as_nanos() as u64 });
+        let mut offset = 0;
+        for job in batch.drain(..) {
+            if job.deadline <= start || job.reply.is_closed() {
+                let _ = job.reply.send(Err(ScoreError::Expired));
+                continue;
+            }
+            let answer = match &result {
+                Ok(()) => Ok(pctr[offset..offset + job.rows.n].to_vec()),
+                Err(_) => Err(ScoreError::Inference),
+            };
+            offset += job.rows.n;
+            let _ = job.reply.send(answer);
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! Scoring: click probabilities from an ONNX model run by ONNX Runtime.
+//!
+//! [`runtime`] loads the ONNX Runtime shared library once per process; [`model`] opens
+//! and checks a model against the feature spec (its signature and the spec's SHA-256 in
+//! its metadata); [`batcher`] is the micro-batcher the server scores through: requests
+//! put their rows on a bounded queue and inference threads, each owning its sessions,
+//! run them in batches.
+
+pub mod batcher;
+pub mod model;
+pub mod runtime;
+
+pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError};
+pub use model::{Model, ModelInfo};
+pub use runtime::Device;
+
+/// Start-up errors of the scoring stage; each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ScoringError {
+    #[error("ONNX Runtime library {path} not found: run `make setup-ort` (it installs the pinned onnxruntime wheel and copies libonnxruntime.so to .ort/), or point ORT_DYLIB_PATH / model.onnxruntime_library at libonnxruntime.so")]
+    LibraryMissing { path: String },
+    #[error("cannot load ONNX Runtime library {path}: {reason}")]
+    LibraryLoad { path: String, reason: String },
+    #[error("model file {path} not found: run `make models` to train one, or set model.path")]
+    ModelMissing { path: String },
+    #[error("cannot load model {path}: {reason}")]
+    ModelLoad { path: String, reason: String },
+    #[error("model {path} was built for feature spec {model_sha} but the configured spec {spec_path} is {spec_sha}: retrain the model with this spec or configure the spec it was built with")]
+    SpecMismatch { path: String, model_sha: String, spec_path: String, spec_sha: String },
+    #[error("model {path} does not have the ctrbid signature: {reason}")]
+    Signature { path: String, reason: String },
+    #[error("execution provider: {0}")]
+    Device(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}

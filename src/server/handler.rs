@@ -1,0 +1,87 @@
+//! Request routing and the HTTP side of each answer.
+
+use super::AppState;
+use crate::bidder::Answer;
+use crate::metrics::Outcome;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+const OPENRTB_VERSION: &str = "2.6";
+
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let received = Instant::now();
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/openrtb2/bid") => bid(&state, req, received).await,
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
+        (_, "/openrtb2/bid" | "/healthz" | "/readyz" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(response)
+}
+
+async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Response<Full<Bytes>> {
+    let limit = state.max_body_bytes;
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        state.metrics.count(Outcome::TooLarge);
+        return too_large(limit);
+    }
+    let body = match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            state.metrics.count(Outcome::TooLarge);
+            return too_large(limit);
+        }
+        Err(e) => {
+            state.metrics.count(Outcome::Invalid);
+            return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}\n"));
+        }
+    };
+    let mut body = Vec::from(body);
+    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    match state.bidder.bid(&mut body, received, now_unix).await {
+        Answer::Bid(json) => {
+            let mut r = Response::new(Full::new(Bytes::from(json)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert("x-openrtb-version", HeaderValue::from_static(OPENRTB_VERSION));
+            r
+        }
+        Answer::NoBid(_) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut().insert("x-openrtb-version", HeaderValue::from_static(OPENRTB_VERSION));
+            r
+        }
+        Answer::BadRequest(reason) => text(StatusCode::BAD_REQUEST, &format!("{reason}\n")),
+    }
+}
+
+fn too_large(limit: usize) -> Response<Full<Bytes>> {
+    text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than {limit} bytes\n"))
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}

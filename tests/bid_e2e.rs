@@ -1,0 +1,102 @@
+//! End-to-end: the real server on loopback with the default model and catalog.
+
+mod common;
+
+use common::{check_bid_response, config, repo, TestServer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_prebid_sample_gets_200_204_or_400_and_every_bid_is_valid() {
+    let server = TestServer::start(config()).await;
+    let dir = repo().join("tests/fixtures/openrtb/prebid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 478, "all Prebid samples are present");
+    let (mut ok, mut no_bid, mut bad) = (0, 0, 0);
+    for path in &files {
+        let body = std::fs::read(path).unwrap();
+        let r = server.post("/openrtb2/bid", &body).await;
+        let name = path.file_name().unwrap().to_string_lossy();
+        match r.status {
+            200 => {
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                check_bid_response(&request, &r.json());
+                assert_eq!(r.header("content-type"), Some("application/json"), "{name}");
+                ok += 1;
+            }
+            204 => {
+                assert!(r.body.is_empty(), "{name}: 204 has no body");
+                no_bid += 1;
+            }
+            400 => {
+                // Only for a broken OpenRTB rule, which the body names.
+                assert!(r.text().contains("OpenRTB 2.6"), "{name}: 400 must name the rule: {}", r.text());
+                bad += 1;
+            }
+            other => panic!("{name}: status {other}: {}", r.text()),
+        }
+    }
+    eprintln!("prebid samples: {ok} x 200, {no_bid} x 204, {bad} x 400");
+    assert!(ok > 100, "the default catalog bids on many real-world requests ({ok})");
+    assert!(bad < 20, "few samples break a rule ({bad})");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_gets_400_with_a_reason() {
+    let server = TestServer::start(config()).await;
+    let cases: &[(&[u8], &str)] = &[
+        (b"{", "malformed JSON"),
+        (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{}}", "malformed JSON"),
+        (b"{\"id\": tru}", "malformed JSON"),
+        (b"not json at all", "malformed JSON"),
+        (b"{\"id\":\"x\",\"imp\":{\"id\":\"1\"}}", "malformed JSON"),
+        (b"", "empty body"),
+        (b"   \n", "empty body"),
+        (b"{\"id\":\"x\"}", "request.imp is missing"),
+        (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\"}]}", "request.imp[0] has none of banner"),
+        (b"{\"imp\":[{\"id\":\"1\",\"banner\":{}}]}", "request.id is missing"),
+    ];
+    for (body, reason) in cases {
+        let r = server.post("/openrtb2/bid", body).await;
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
+        assert!(r.text().contains(reason), "{:?}: {:?} should say {reason:?}", String::from_utf8_lossy(body), r.text());
+    }
+    let metrics = server.get("/metrics").await.text();
+    assert!(metrics.contains(&format!("ctrbid_requests_total{{outcome=\"invalid\"}} {}", cases.len())), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
+    let mut cfg = config();
+    cfg.server.max_body_bytes = 4096;
+    let server = TestServer::start(cfg).await;
+    let big = vec![b' '; 10_000];
+    assert_eq!(server.post("/openrtb2/bid", &big).await.status, 413);
+    // Chunked, with no content-length to check up front.
+    let mut raw = format!("POST /openrtb2/bid HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n", big.len()).into_bytes();
+    raw.extend_from_slice(&big);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    assert_eq!(server.raw(&raw).await.status, 413);
+    assert_eq!(server.get("/healthz").await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_metrics_and_unknown_routes() {
+    let server = TestServer::start(config()).await;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.get("/readyz").await.text(), "ready\n");
+    assert_eq!(server.get("/nope").await.status, 404);
+    assert_eq!(server.get("/openrtb2/bid").await.status, 405);
+    let body = br#"{"id":"m1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"device":{"devicetype":2,"os":"windows","geo":{"country":"USA"}}}"#;
+    let r = server.post("/openrtb2/bid", body).await;
+    assert!(r.status == 200 || r.status == 204);
+    let m = server.get("/metrics").await;
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.text();
+    for stage in ["parse", "validate", "select", "features", "total"] {
+        assert!(text.contains(&format!("ctrbid_stage_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}")), "{stage} in {text}");
+    }
+    server.stop().await;
+}

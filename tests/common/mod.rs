@@ -1,0 +1,169 @@
+//! Shared end-to-end test support: a real server on `127.0.0.1:0` with the default
+//! model and catalog, and a minimal HTTP/1.1 client over a plain `TcpStream` (so tests
+//! can also send bytes no well-behaved client would).
+
+#![allow(dead_code)]
+
+use ctrbid::config::Config;
+use ctrbid::server::Server;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped config with repository-absolute paths and a free port.
+pub fn config() -> Config {
+    let mut c = Config::load(&repo().join("config/ctrbid.toml")).expect("config/ctrbid.toml loads");
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.workers = 2;
+    c.model.path = repo().join(&c.model.path);
+    c.model.spec = repo().join(&c.model.spec);
+    c.model.catalog = repo().join(&c.model.catalog);
+    if c.model.onnxruntime_library.is_none() && std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        c.model.onnxruntime_library = Some(repo().join(".ort/libonnxruntime.so"));
+    }
+    c
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start(cfg: Config) -> TestServer {
+        let server = Server::bind(&cfg).await.expect("server starts with the default model (run `make models` if it is missing)");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        TestServer { addr, stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn post(&self, path: &str, body: &[u8]) -> HttpResponse {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let mut raw = head.into_bytes();
+        raw.extend_from_slice(body);
+        self.raw(&raw).await
+    }
+
+    pub async fn get(&self, path: &str) -> HttpResponse {
+        self.raw(format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.addr).as_bytes()).await
+    }
+
+    /// Sends raw bytes on a new connection and reads one response until close.
+    pub async fn raw(&self, bytes: &[u8]) -> HttpResponse {
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        s.write_all(bytes).await.expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.expect("read");
+        HttpResponse::parse(&buf)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn parse(buf: &[u8]) -> HttpResponse {
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("response has a head");
+        let head = std::str::from_utf8(&buf[..end]).expect("ascii head");
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = buf[end + 4..].to_vec();
+        if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap()) {
+            body.truncate(len);
+        }
+        HttpResponse { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Checks a 200 answer against its request: ids echo, every impid names an imp of the
+/// request, every price reaches that imp's floor. Returns the bids.
+pub fn check_bid_response(request: &serde_json::Value, response: &serde_json::Value) -> Vec<serde_json::Value> {
+    assert_eq!(response["id"].as_str(), lenient_str(&request["id"]).as_deref(), "response id echoes request id");
+    assert_eq!(response["cur"], "USD");
+    let mut bids = Vec::new();
+    for seat in response["seatbid"].as_array().expect("seatbid is an array") {
+        for bid in seat["bid"].as_array().expect("bid is an array") {
+            let impid = bid["impid"].as_str().expect("impid is a string");
+            let imp = request["imp"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| lenient_str(&i["id"]).as_deref() == Some(impid))
+                .unwrap_or_else(|| panic!("impid {impid} names no imp of the request"));
+            let floor = lenient_f64(&imp["bidfloor"]).unwrap_or(0.0);
+            let price = bid["price"].as_f64().expect("price is a number");
+            assert!(price > 0.0 && price >= floor, "price {price} below floor {floor}");
+            assert!(bid["nurl"].as_str().unwrap().contains("${AUCTION_PRICE}"));
+            for key in ["id", "adm", "crid"] {
+                assert!(bid[key].as_str().is_some_and(|s| !s.is_empty()), "bid.{key} present");
+            }
+            assert!(bid["adomain"][0].as_str().is_some());
+            bids.push(bid.clone());
+        }
+    }
+    assert!(!bids.is_empty(), "a 200 carries at least one bid");
+    bids
+}
+
+pub fn lenient_str(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn lenient_f64(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(str::to_owned).collect()
+}

@@ -1,0 +1,57 @@
+//! Start-up failures are errors that name the file and what to do, never panics.
+
+mod common;
+
+use common::{config, TestServer};
+use ctrbid::server::Server;
+
+async fn start_error(cfg: ctrbid::config::Config) -> String {
+    match Server::bind(&cfg).await {
+        Ok(_) => panic!("server started with a broken configuration"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_model_names_the_file_and_the_command() {
+    let mut cfg = config();
+    cfg.model.path = "/nonexistent/model.onnx".into();
+    let err = start_error(cfg).await;
+    assert!(err.contains("/nonexistent/model.onnx") && err.contains("make models"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_catalog_names_the_file() {
+    let mut cfg = config();
+    cfg.model.catalog = "/nonexistent/catalog.json".into();
+    let err = start_error(cfg).await;
+    assert!(err.contains("/nonexistent/catalog.json"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_built_for_another_feature_spec_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    // Same fields, another seed: every index moves, so the model must not be used.
+    let spec = std::fs::read_to_string(&cfg.model.spec).unwrap().replace("\"hash_seed\": 7046029254386353131", "\"hash_seed\": 1");
+    let other = dir.path().join("other_spec.json");
+    std::fs::write(&other, spec).unwrap();
+    cfg.model.spec = other.clone();
+    let err = start_error(cfg).await;
+    assert!(err.contains("was built for feature spec") && err.contains(&other.display().to_string()), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_config_value_names_the_field() {
+    let mut cfg = config();
+    cfg.scoring.max_batch_rows = 0;
+    let err = start_error(cfg).await;
+    assert!(err.contains("scoring.max_batch_rows"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_configuration_starts() {
+    let server = TestServer::start(config()).await;
+    assert_eq!(server.get("/readyz").await.status, 200);
+    server.stop().await;
+}
