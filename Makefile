@@ -18,11 +18,14 @@ DATA            := data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080.
 run: setup-ort build
-	$(BIN) serve --config config/ctrbid.toml
+	$(BIN) serve --config deploy/ctrbid.toml
 
-## Every test: Rust unit + end-to-end, then Python (trainer and pipeline).
+## Every test: Rust unit + end-to-end (CPU build, and the CUDA build's start-up checks),
+## then Python (trainer and pipeline).
 test: setup-ort setup-py build
 	$(CARGO) test --release
+	# The CUDA build: it compiles, and without a CUDA runtime it refuses to start.
+	$(CARGO) test --release --features cuda --test startup_errors
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
 
 build:

@@ -123,7 +123,8 @@ impl Bidder {
             },
             Arc::clone(&metrics),
         );
-        let notice_base_url = cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+        let notice_base_url =
+            cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
         let settings = Settings {
             budget: Duration::from_millis(cfg.bidding.budget_ms),
             network_allowance: Duration::from_millis(cfg.bidding.network_allowance_ms),
@@ -133,7 +134,10 @@ impl Bidder {
             debug_ext: cfg.server.debug_ext,
             seat: cfg.server.seat.clone(),
         };
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         Ok(Bidder {
             state: ArcSwap::from_pointee(ServingState { extractor, selector, model: info }),
             batcher,
@@ -222,7 +226,12 @@ impl Bidder {
             let ic = ex.imp(&rc, &req.imp[usize::from(group[0].imp)]);
             for (k, c) in group.iter().enumerate() {
                 let r = start + k;
-                ex.write_row(&ic, state.selector.keys(c.creative), &mut rows.cat[r * f..(r + 1) * f], &mut rows.num[r * d..(r + 1) * d]);
+                ex.write_row(
+                    &ic,
+                    state.selector.keys(c.creative),
+                    &mut rows.cat[r * f..(r + 1) * f],
+                    &mut rows.num[r * d..(r + 1) * d],
+                );
             }
             start += group.len();
         }
@@ -313,7 +322,10 @@ fn warm_up(model: &mut Model) -> anyhow::Result<()> {
     for rows in [1usize, 64] {
         out.clear();
         model.score(&vec![0; rows * f], &vec![0.0; rows * d], rows, &mut out)?;
-        anyhow::ensure!(out.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)), "warm-up gave probabilities outside [0, 1]: {out:?}");
+        anyhow::ensure!(
+            out.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)),
+            "warm-up gave probabilities outside [0, 1]: {out:?}"
+        );
     }
     Ok(())
 }

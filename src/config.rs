@@ -1,4 +1,4 @@
-//! Configuration: one TOML file (`config/ctrbid.toml`), every field optional with the
+//! Configuration: one TOML file (`deploy/ctrbid.toml`), every field optional with the
 //! default named here, overridable by `ctrbid serve` flags and `CTRBID_*` variables.
 //!
 //! Loading always ends in [`Config::validate`]; a bad value stops start-up with a
@@ -140,13 +140,20 @@ impl Default for BiddingConfig {
 impl Config {
     /// Reads a TOML file; unknown keys are errors that name the key.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
     }
 
     /// Checks every field; the error names the field.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let check = |ok: bool, field: &str, why: &str| if ok { Ok(()) } else { Err(anyhow::anyhow!("config: {field} {why}")) };
+        let check = |ok: bool, field: &str, why: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("config: {field} {why}"))
+            }
+        };
         check(self.server.workers >= 1, "server.workers", "must be at least 1")?;
         check(self.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")?;
         check(!self.server.seat.is_empty(), "server.seat", "must not be empty")?;
@@ -158,7 +165,11 @@ impl Config {
         check(self.bidding.default_tmax_ms >= 1, "bidding.default_tmax_ms", "must be at least 1")?;
         check(self.bidding.max_candidates_per_imp >= 1, "bidding.max_candidates_per_imp", "must be at least 1")?;
         if let Some(url) = &self.server.notice_base_url {
-            check(url.starts_with("http://") || url.starts_with("https://"), "server.notice_base_url", "must start with http:// or https://")?;
+            check(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "server.notice_base_url",
+                "must start with http:// or https://",
+            )?;
         }
         Ok(())
     }
@@ -170,7 +181,7 @@ mod tests {
 
     #[test]
     fn the_shipped_config_loads_and_validates() {
-        let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/ctrbid.toml"))).unwrap();
+        let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ctrbid.toml"))).unwrap();
         c.validate().unwrap();
         assert_eq!(c.model.path, Path::new(DEFAULT_MODEL));
     }

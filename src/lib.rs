@@ -8,15 +8,15 @@
 //! [`server`] answers. [`metrics`] records every stage; [`config`] holds the knobs.
 //! [`simulate`] is the synthetic exchange the default model is trained on.
 
-pub mod openrtb;
-pub mod catalog;
-pub mod features;
-pub mod scoring;
-pub mod pricing;
 pub mod bidder;
-pub mod server;
-pub mod metrics;
-pub mod config;
-pub mod simulate;
-pub mod npy;
+pub mod catalog;
 pub mod cli;
+pub mod config;
+pub mod features;
+pub mod metrics;
+pub mod npy;
+pub mod openrtb;
+pub mod pricing;
+pub mod scoring;
+pub mod server;
+pub mod simulate;

@@ -72,7 +72,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [Outcome::Bid, Outcome::NoBid, Outcome::Shed, Outcome::Invalid, Outcome::TooLarge, Outcome::Error];
+    pub const ALL: [Outcome; 6] =
+        [Outcome::Bid, Outcome::NoBid, Outcome::Shed, Outcome::Invalid, Outcome::TooLarge, Outcome::Error];
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Bid => "bid",
@@ -89,10 +90,17 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub enum Sample {
     /// Nanoseconds per stage of one request; 0 for stages the request did not reach.
-    Request { ns: [u64; Stage::ALL.len()] },
+    Request {
+        ns: [u64; Stage::ALL.len()],
+    },
     /// One inference batch: rows scored, and time waited by each of its jobs.
-    Batch { rows: u32, inference_ns: u64 },
-    QueueWait { ns: u64 },
+    Batch {
+        rows: u32,
+        inference_ns: u64,
+    },
+    QueueWait {
+        ns: u64,
+    },
 }
 
 struct Histograms {
@@ -158,7 +166,9 @@ impl Metrics {
             self.dropped.load(Ordering::Relaxed)
         );
         let hist = self.hist.lock().unwrap_or_else(|p| p.into_inner());
-        out.push_str("# HELP ctrbid_stage_seconds Latency of each stage of the bid path.\n# TYPE ctrbid_stage_seconds summary\n");
+        out.push_str(
+            "# HELP ctrbid_stage_seconds Latency of each stage of the bid path.\n# TYPE ctrbid_stage_seconds summary\n",
+        );
         for (stage, h) in Stage::ALL.iter().zip(&hist.stages) {
             for q in [0.5, 0.9, 0.99, 0.999] {
                 let _ = writeln!(

@@ -119,11 +119,8 @@ pub fn read<T: Element>(path: &Path) -> io::Result<(Vec<T>, Vec<usize>)> {
     if dict.contains("'fortran_order': True") {
         return Err(bad("fortran order is not supported"));
     }
-    let shape_text = dict
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape in header"))?;
+    let shape_text =
+        dict.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape in header"))?;
     let shape: Vec<usize> = shape_text
         .split(',')
         .map(str::trim)

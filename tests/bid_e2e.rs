@@ -74,7 +74,11 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
     let big = vec![b' '; 10_000];
     assert_eq!(server.post("/openrtb2/bid", &big).await.status, 413);
     // Chunked, with no content-length to check up front.
-    let mut raw = format!("POST /openrtb2/bid HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n", big.len()).into_bytes();
+    let mut raw = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n",
+        big.len()
+    )
+    .into_bytes();
     raw.extend_from_slice(&big);
     raw.extend_from_slice(b"\r\n0\r\n\r\n");
     assert_eq!(server.raw(&raw).await.status, 413);
@@ -96,7 +100,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     let text = m.text();
     for stage in ["parse", "validate", "select", "features", "total"] {
-        assert!(text.contains(&format!("ctrbid_stage_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}")), "{stage} in {text}");
+        assert!(
+            text.contains(&format!("ctrbid_stage_seconds{{stage=\"{stage}\",quantile=\"0.99\"}}")),
+            "{stage} in {text}"
+        );
     }
     server.stop().await;
 }

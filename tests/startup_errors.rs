@@ -33,7 +33,9 @@ async fn a_model_built_for_another_feature_spec_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     // Same fields, another seed: every index moves, so the model must not be used.
-    let spec = std::fs::read_to_string(&cfg.model.spec).unwrap().replace("\"hash_seed\": 7046029254386353131", "\"hash_seed\": 1");
+    let spec = std::fs::read_to_string(&cfg.model.spec)
+        .unwrap()
+        .replace("\"hash_seed\": 7046029254386353131", "\"hash_seed\": 1");
     let other = dir.path().join("other_spec.json");
     std::fs::write(&other, spec).unwrap();
     cfg.model.spec = other.clone();
@@ -54,4 +56,18 @@ async fn the_default_configuration_starts() {
     let server = TestServer::start(config()).await;
     assert_eq!(server.get("/readyz").await.status, 200);
     server.stop().await;
+}
+
+/// `scoring.device = "cuda"` never falls back to the CPU silently: without the `cuda`
+/// feature, or with it but without a CUDA-capable ONNX Runtime and GPU (the PyPI
+/// `onnxruntime` wheel has no CUDA provider), start-up fails and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cuda_without_a_cuda_runtime_is_a_start_up_error() {
+    let mut cfg = config();
+    cfg.scoring.device = ctrbid::scoring::Device::Cuda;
+    let err = start_error(cfg).await;
+    assert!(err.contains("CUDA") || err.contains("cuda"), "{err}");
+    if cfg!(not(feature = "cuda")) {
+        assert!(err.contains("--features cuda"), "{err}");
+    }
 }

@@ -12,7 +12,7 @@ DEFAULTS: dict = {
     "model": {
         "kind": "wide_deep",
         "embedding_dim": 8,
-        "hidden": [256, 128],
+        "hidden": [64, 32],
         "dropout": 0.0,
         "init_std": 0.01,
     },
@@ -21,7 +21,7 @@ DEFAULTS: dict = {
         "threads": 2,
         "batch_size": 4096,
         "lr": 0.002,
-        "emb_lr": 0.002,
+        "emb_lr": 0.0005,
         "emb_optimizer": "sparse_adam",
         "emb_l2": 0.0,
         "weight_decay": 0.0,
@@ -32,7 +32,7 @@ DEFAULTS: dict = {
     },
     "split": {"train": 0.8, "valid": 0.1},
     "calibration": {"method": "platt"},
-    "export": {"exporter": "dynamo", "opset": 18},
+    "export": {"exporter": "torchscript", "opset": 17},
 }
 
 

@@ -29,9 +29,10 @@ class ParityError(RuntimeError):
 
 
 def default_ctrbid_bin() -> Path:
-    """``$CTRBID_BIN`` if set, else ``target/release/ctrbid`` under the repository root."""
+    """``$CTRBID_BIN`` (made absolute against the working directory) if set, else
+    ``target/release/ctrbid`` under the repository root."""
     env = os.environ.get("CTRBID_BIN")
-    return Path(env) if env else REPO_ROOT / "target" / "release" / "ctrbid"
+    return Path(env).resolve() if env else REPO_ROOT / "target" / "release" / "ctrbid"
 
 
 def run_rust_scorer(ctrbid: str | Path, model: Path, features_dir: Path, rows: int, timeout: float = 600) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Stands in for ``ctrbid features`` in tests and benchmarks. The layout
 (field order, buckets, offsets) comes from a feature spec, so the arrays have
-the real shapes (F = 24, D = 3, cardinality 125072 for the default spec).
+the real shapes (F, D and cardinality of the default spec).
 
 Truth: ``logit = bias + sum_f w[cat_f] + sum_{(i,j)} <u[cat_i], u[cat_j]> + num @ c``
 where ``w`` are per-index weights, the pairwise latent dot products give the

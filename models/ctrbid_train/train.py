@@ -100,7 +100,7 @@ def _run_epoch(model, opts, cat, num, y, batch_size: int, emb_l2: float, gen: to
         objective.backward()
         for opt in opts:
             opt.step()
-        total += float(loss) * idx.numel()
+        total += float(loss.detach()) * idx.numel()
         seen += idx.numel()
     return total / max(seen, 1)
 
@@ -245,7 +245,7 @@ def train(
         "pipeline_version": __version__,
         "trained_at": trained_at,
         "features": {
-            "directory": str(Path(features_dir).resolve()),
+            "directory": str(features_dir),
             "rows": fs.rows,
             "cat_fields": fs.n_cat,
             "num_fields": fs.n_num,

@@ -83,9 +83,16 @@ pub struct Creative {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Format {
-    Banner { w: u32, h: u32 },
+    Banner {
+        w: u32,
+        h: u32,
+    },
     /// Video creative: player size it was cut for and its duration in seconds.
-    Video { w: u32, h: u32, duration: u32 },
+    Video {
+        w: u32,
+        h: u32,
+        duration: u32,
+    },
     Native,
 }
 
@@ -111,10 +118,10 @@ impl Format {
 /// Errors met while loading a catalog; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("cannot read catalog {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("catalog {path} is not valid: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    #[error("cannot read catalog {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("catalog {path} is not valid: {error}")]
+    Parse { path: String, error: serde_json::Error },
     #[error("catalog {path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -123,9 +130,9 @@ impl Catalog {
     /// Reads and checks a catalog file.
     pub fn load(path: &Path) -> Result<Catalog, CatalogError> {
         let name = path.display().to_string();
-        let text = std::fs::read(path).map_err(|source| CatalogError::Read { path: name.clone(), source })?;
+        let text = std::fs::read(path).map_err(|error| CatalogError::Read { path: name.clone(), error })?;
         let catalog: Catalog =
-            serde_json::from_slice(&text).map_err(|source| CatalogError::Parse { path: name.clone(), source })?;
+            serde_json::from_slice(&text).map_err(|error| CatalogError::Parse { path: name.clone(), error })?;
         catalog.check().map_err(|reason| CatalogError::Invalid { path: name, reason })?;
         Ok(catalog)
     }

@@ -144,12 +144,24 @@ mod tests {
             goal_cpc: 1.0,
             max_cpm,
             daily_budget: 100.0,
-            targeting: Targeting { countries: countries.iter().map(|c| c.to_string()).collect(), ..Targeting::default() },
+            targeting: Targeting {
+                countries: countries.iter().map(|c| c.to_string()).collect(),
+                ..Targeting::default()
+            },
         };
-        let cr = |id: &str, cmp: &str, format: Format| Creative { id: id.into(), campaign_id: cmp.into(), format, adm: String::new() };
+        let cr = |id: &str, cmp: &str, format: Format| Creative {
+            id: id.into(),
+            campaign_id: cmp.into(),
+            format,
+            adm: String::new(),
+        };
         let catalog = Catalog {
             version: 1,
-            campaigns: vec![camp("a", "IAB2-3", &[], 10.0), camp("b", "IAB7", &["USA"], 10.0), camp("c", "IAB9", &[], 1.0)],
+            campaigns: vec![
+                camp("a", "IAB2-3", &[], 10.0),
+                camp("b", "IAB7", &["USA"], 10.0),
+                camp("c", "IAB9", &[], 1.0),
+            ],
             creatives: vec![
                 cr("a300", "a", Format::Banner { w: 300, h: 250 }),
                 cr("b300", "b", Format::Banner { w: 300, h: 250 }),
@@ -161,7 +173,8 @@ mod tests {
             ],
         };
         catalog.check().unwrap();
-        let spec = FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
+        let spec =
+            FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
         Selector::new(catalog, &Extractor::new(spec))
     }
 
@@ -183,7 +196,10 @@ mod tests {
         check(&format!(r#"{{"imp":[{{"banner":{{"w":300,"h":250}}}}],{usa}}}"#), &["a300", "b300", "c300"]);
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}]}"#, &["a300", "c300"]);
         check(&format!(r#"{{"imp":[{{"banner":{{"w":300,"h":250}},"bidfloor":2}}],{usa}}}"#), &["a300", "b300"]);
-        check(r#"{"imp":[{"banner":{"format":[{"w":728,"h":90},{"w":300,"h":250},{"w":728,"h":90}]}}]}"#, &["a728", "a300", "c300"]);
+        check(
+            r#"{"imp":[{"banner":{"format":[{"w":728,"h":90},{"w":300,"h":250},{"w":728,"h":90}]}}]}"#,
+            &["a728", "a300", "c300"],
+        );
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2"]}"#, &["c300"]);
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2-3"],"badv":["C.example"]}"#, &[]);
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2-31","IAB"]}"#, &["a300", "c300"]);

@@ -90,7 +90,8 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
     let (mut cat, mut num) = (vec![0i64; f], vec![0f32; d]);
     let mut rows = 0usize;
     while let Some((n, line)) = impressions.next() {
-        let first: Impression = serde_json::from_str(&line?).with_context(|| format!("impressions.jsonl line {}", n + 1))?;
+        let first: Impression =
+            serde_json::from_str(&line?).with_context(|| format!("impressions.jsonl line {}", n + 1))?;
         // Gather every impression of the same request (they are consecutive).
         let mut group = vec![first];
         while let Some((_, Ok(next))) = impressions.peek() {
@@ -112,7 +113,8 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
             }
             next_line += 1;
         }
-        let req = crate::openrtb::parse(&mut request_line).with_context(|| format!("requests.jsonl line {}", target + 1))?;
+        let req =
+            crate::openrtb::parse(&mut request_line).with_context(|| format!("requests.jsonl line {}", target + 1))?;
         let req = crate::openrtb::validate(req).with_context(|| format!("requests.jsonl line {}", target + 1))?;
         let rc = extractor.request(&req, group[0].ts);
         for imp in &group {
@@ -134,7 +136,15 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
             rows += 1;
         }
     }
-    for n in [w.cat.finish()?, w.num.finish()?, w.click.finish()?, w.conv.finish()?, w.pctr.finish()?, w.pcvr.finish()?, w.ts.finish()?] {
+    for n in [
+        w.cat.finish()?,
+        w.num.finish()?,
+        w.click.finish()?,
+        w.conv.finish()?,
+        w.pctr.finish()?,
+        w.pcvr.finish()?,
+        w.ts.finish()?,
+    ] {
         debug_assert_eq!(n, rows);
     }
     let spec = extractor.spec();

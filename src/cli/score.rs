@@ -36,7 +36,13 @@ pub struct Opts {
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let spec = FeatureSpec::load(&opts.spec)?;
     let library = runtime::library_path(opts.onnxruntime_library.as_deref());
-    let mut model = Model::open(&ModelSource { path: &opts.model, spec: &spec, spec_path: &opts.spec, library: &library, device: Device::Cpu })?;
+    let mut model = Model::open(&ModelSource {
+        path: &opts.model,
+        spec: &spec,
+        spec_path: &opts.spec,
+        library: &library,
+        device: Device::Cpu,
+    })?;
     let (cat, cat_shape) = npy::read::<i64>(&opts.features.join("cat.npy"))?;
     let (num, num_shape) = npy::read::<f32>(&opts.features.join("num.npy"))?;
     let (f, d) = (model.info.cat_width, model.info.num_width);

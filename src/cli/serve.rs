@@ -8,7 +8,7 @@ use std::path::PathBuf;
 /// Options of `ctrbid serve`; each overrides the config file.
 #[derive(Debug, clap::Args)]
 pub struct Opts {
-    /// TOML config file (see config/ctrbid.toml); defaults apply without one.
+    /// TOML config file (see deploy/ctrbid.toml); defaults apply without one.
     #[arg(long, env = "CTRBID_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).

@@ -19,10 +19,19 @@ const SECONDS_PER_DAY: i64 = 86_400;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CandidateKeys([u64; CANDIDATE_SOURCES]);
 
+/// Value hashes of the tier-1 IAB codes a request carries, for the match sources;
+/// `None` where the request has no such code (it then matches nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Tier1 {
+    segments: [Option<u64>; 2],
+    content: Option<u64>,
+}
+
 /// Request-level value hashes and the local clock.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     vh: [u64; Source::COUNT],
+    tier1: Tier1,
     /// Seconds since local midnight, `0..86400`.
     local_seconds: i64,
 }
@@ -31,6 +40,7 @@ pub struct RequestContext {
 #[derive(Debug, Clone)]
 pub struct ImpContext {
     vh: [u64; Source::COUNT],
+    tier1: Tier1,
     /// Row template: request- and imp-level fields filled, candidate fields zero.
     cat: Vec<i64>,
     num: Vec<f32>,
@@ -78,6 +88,8 @@ impl Extractor {
         set(Source::CreativeId, value_hash(seed, creative.id.as_bytes()));
         set(Source::Advertiser, value_hash(seed, campaign.advertiser.as_bytes()));
         set(Source::AdCategory, value_hash(seed, campaign.category.as_bytes()));
+        set(Source::AdCategoryTier1, value_hash(seed, tier1(&campaign.category).unwrap_or_default().as_bytes()));
+        // The match sources are filled per row by `write_row`.
         CandidateKeys(keys)
     }
 
@@ -109,9 +121,15 @@ impl Extractor {
         vh[Source::LocalWeekday as usize] = value_hash_int(seed, (local.div_euclid(SECONDS_PER_DAY) + 3).rem_euclid(7));
         let user = req.user.as_ref();
         vh[Source::UserId as usize] = hash(user.and_then(|u| u.id.as_deref().or(u.buyeruid.as_deref())));
-        vh[Source::UserSegment0 as usize] = hash(segments.next());
-        vh[Source::UserSegment1 as usize] = hash(segments.next());
-        RequestContext { vh, local_seconds }
+        let (segment0, segment1) = (segments.next(), segments.next());
+        vh[Source::UserSegment0 as usize] = hash(segment0);
+        vh[Source::UserSegment1 as usize] = hash(segment1);
+        let tier1_hash = |v: Option<&str>| v.and_then(tier1).map(|t| value_hash(seed, t.as_bytes()));
+        let tier1 = Tier1 {
+            segments: [tier1_hash(segment0), tier1_hash(segment1)],
+            content: tier1_hash(req.inventory_cats().first().map(|c| c.as_ref())),
+        };
+        RequestContext { vh, tier1, local_seconds }
     }
 
     /// Fills the imp-level values and the candidate-independent part of the row.
@@ -142,7 +160,7 @@ impl Extractor {
                 f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32
             })
             .collect();
-        ImpContext { vh, cat, num }
+        ImpContext { vh, tier1: rc.tier1, cat, num }
     }
 
     /// Writes one candidate's row. `cat` and `num` are exactly the row widths.
@@ -151,11 +169,30 @@ impl Extractor {
         num.copy_from_slice(&ic.num);
         let mut vh = ic.vh;
         vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.0);
+        let ad = Some(vh[Source::AdCategoryTier1 as usize]);
+        let segment_match = match ic.tier1.segments {
+            [first, _] if first.is_some() && first == ad => 1,
+            [_, second] if second.is_some() && second == ad => 2,
+            _ => 0,
+        };
+        let content_match = i64::from(ic.tier1.content.is_some() && ic.tier1.content == ad);
+        let seed = self.spec.hash_seed;
+        vh[Source::MatchSegmentCategory as usize] = value_hash_int(seed, segment_match);
+        vh[Source::MatchContentCategory as usize] = value_hash_int(seed, content_match);
         for &i in &self.candidate_fields {
             let f = &self.spec.cat[i];
             cat[i] = index(f.offset, f.seed, f.kind, f.buckets, &vh);
         }
     }
+}
+
+/// The tier-1 IAB code in a category or segment id: from `IAB` up to the first `-`
+/// (`IAB20-18` -> `IAB20`, `seg-IAB7` -> `IAB7`); `None` without one.
+fn tier1(id: &str) -> Option<&str> {
+    let start = id.find("IAB")?;
+    let code = &id[start..];
+    let code = code.split_once('-').map_or(code, |(t, _)| t);
+    (code.len() > 3).then_some(code)
 }
 
 #[inline]
@@ -180,11 +217,15 @@ mod tests {
     }
 
     fn campaign() -> Campaign {
+        campaign_in("IAB2")
+    }
+
+    fn campaign_in(category: &str) -> Campaign {
         Campaign {
             id: "cmp-1".into(),
             advertiser: "adv-1".into(),
             adomain: "brand.example".into(),
-            category: "IAB2".into(),
+            category: category.into(),
             goal_cpc: 1.0,
             max_cpm: 10.0,
             daily_budget: 100.0,
@@ -193,15 +234,24 @@ mod tests {
     }
 
     fn creative(w: u32) -> Creative {
-        Creative { id: format!("cr-{w}"), campaign_id: "cmp-1".into(), format: Format::Banner { w, h: 250 }, adm: String::new() }
+        Creative {
+            id: format!("cr-{w}"),
+            campaign_id: "cmp-1".into(),
+            format: Format::Banner { w, h: 250 },
+            adm: String::new(),
+        }
     }
 
     fn row(ex: &Extractor, body: &str, now: i64, cr: &Creative) -> (Vec<i64>, Vec<f32>) {
+        row_for(ex, body, now, &campaign(), cr)
+    }
+
+    fn row_for(ex: &Extractor, body: &str, now: i64, cmp: &Campaign, cr: &Creative) -> (Vec<i64>, Vec<f32>) {
         let mut buf = body.as_bytes().to_vec();
         let req = crate::openrtb::parse(&mut buf).unwrap();
         let rc = ex.request(&req, now);
         let ic = ex.imp(&rc, &req.imp[0]);
-        let keys = ex.candidate_keys(&campaign(), cr);
+        let keys = ex.candidate_keys(cmp, cr);
         let mut cat = vec![0; ex.cat_width()];
         let mut num = vec![0.0; ex.num_width()];
         ex.write_row(&ic, &keys, &mut cat, &mut num);
@@ -252,5 +302,34 @@ mod tests {
         let (_, num) = row(&ex, BODY, 1_767_571_200 + 5 * 3600, &creative(300));
         assert!((num[0] - 0.0).abs() < 1e-6 && (num[1] - 1.0).abs() < 1e-6, "{num:?}");
         assert!((num[2] - (0.5f64.ln_1p() as f32)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn tier1_codes() {
+        assert_eq!(tier1("IAB20-18"), Some("IAB20"));
+        assert_eq!(tier1("IAB7"), Some("IAB7"));
+        assert_eq!(tier1("seg-IAB7-2"), Some("IAB7"));
+        assert_eq!(tier1("sports"), None);
+        assert_eq!(tier1("IAB"), None);
+        assert_eq!(tier1(""), None);
+    }
+
+    /// The match fields hold 1 / 2 / 0 for the first / second / no segment sharing the
+    /// ad's tier-1 category, and 1 / 0 for the page category.
+    #[test]
+    fn match_fields_compare_tier1_categories() {
+        let ex = extractor();
+        let field = |name: &str| ex.spec().cat.iter().position(|f| f.name == name).unwrap();
+        let expected = |name: &str, v: i64| {
+            let f = &ex.spec().cat[field(name)];
+            (f.offset + bucket(f.seed, value_hash_int(ex.spec().hash_seed, v), f.buckets)) as i64
+        };
+        let (segment, content) = (field("segment_match"), field("content_match"));
+        let cases = [("IAB2-4", 1, 0), ("IAB7", 2, 0), ("IAB12-1", 0, 1), ("IAB20", 0, 0), ("other", 0, 0)];
+        for (category, segment_match, content_match) in cases {
+            let (cat, _) = row_for(&ex, BODY, 1_767_571_200, &campaign_in(category), &creative(300));
+            assert_eq!(cat[segment], expected("segment_match", segment_match), "{category}");
+            assert_eq!(cat[content], expected("content_match", content_match), "{category}");
+        }
     }
 }

@@ -128,7 +128,12 @@ mod tests {
         check(field_seed(SEED, "domain"), GOLDEN[2]);
         check(bucket(field_seed(SEED, "domain"), value_hash(SEED, b"example.com"), 8192), GOLDEN[3]);
         check(
-            bucket_cross(field_seed(SEED, "segment1_x_ad_category"), value_hash(SEED, b"seg-IAB2"), value_hash(SEED, b"IAB2"), 4096),
+            bucket_cross(
+                field_seed(SEED, "segment1_x_ad_category"),
+                value_hash(SEED, b"seg-IAB2"),
+                value_hash(SEED, b"IAB2"),
+                4096,
+            ),
             GOLDEN[4],
         );
     }

@@ -33,10 +33,18 @@ pub enum Source {
     CreativeId,
     Advertiser,
     AdCategory,
+    /// Tier-1 code of the campaign category (`IAB20-18` -> `IAB20`).
+    AdCategoryTier1,
+    /// Relevance of the ad to the user: `1` when the tier-1 IAB code in the user's first
+    /// segment equals the ad's tier-1 category, `2` for the second segment, else `0`.
+    MatchSegmentCategory,
+    /// Relevance of the ad to the page or app: `1` when the tier-1 code of the first
+    /// inventory category equals the ad's, else `0`.
+    MatchContentCategory,
 }
 
 impl Source {
-    pub const COUNT: usize = Source::AdCategory as usize + 1;
+    pub const COUNT: usize = Source::MatchContentCategory as usize + 1;
     /// Index of the first candidate-level source.
     pub const FIRST_CANDIDATE: usize = Source::Slot as usize;
 
@@ -60,6 +68,9 @@ impl Source {
             "creative.id" => Source::CreativeId,
             "campaign.advertiser" => Source::Advertiser,
             "campaign.category" => Source::AdCategory,
+            "campaign.category.tier1" => Source::AdCategoryTier1,
+            "match.segment_category" => Source::MatchSegmentCategory,
+            "match.content_category" => Source::MatchContentCategory,
             _ => return None,
         })
     }
@@ -159,10 +170,10 @@ pub struct FeatureSpec {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read feature spec {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("feature spec {path} is not valid JSON for a spec: {source}")]
-    Parse { path: String, source: serde_json::Error },
+    #[error("cannot read feature spec {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("feature spec {path} is not valid JSON for a spec: {error}")]
+    Parse { path: String, error: serde_json::Error },
     #[error("feature spec {path}: {reason}")]
     Invalid { path: String, reason: String },
 }
@@ -200,9 +211,9 @@ struct NumFieldFile {
 impl FeatureSpec {
     pub fn load(path: &Path) -> Result<FeatureSpec, SpecError> {
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| SpecError::Read { path: name.clone(), source })?;
+        let bytes = std::fs::read(path).map_err(|error| SpecError::Read { path: name.clone(), error })?;
         FeatureSpec::from_bytes(&bytes).map_err(|e| match e {
-            SpecError::Parse { source, .. } => SpecError::Parse { path: name.clone(), source },
+            SpecError::Parse { error, .. } => SpecError::Parse { path: name.clone(), error },
             SpecError::Invalid { reason, .. } => SpecError::Invalid { path: name.clone(), reason },
             other => other,
         })
@@ -211,7 +222,7 @@ impl FeatureSpec {
     /// Parses and checks a spec from the bytes of its file.
     pub fn from_bytes(bytes: &[u8]) -> Result<FeatureSpec, SpecError> {
         let file: SpecFile =
-            serde_json::from_slice(bytes).map_err(|source| SpecError::Parse { path: String::new(), source })?;
+            serde_json::from_slice(bytes).map_err(|error| SpecError::Parse { path: String::new(), error })?;
         let invalid = |reason: String| SpecError::Invalid { path: String::new(), reason };
         let mut cat: Vec<CatField> = Vec::with_capacity(file.categorical.len());
         let mut offset = 0u64;
@@ -233,7 +244,9 @@ impl FeatureSpec {
                                 CatKind::Single(s) if c.name == n => Some(s),
                                 _ => None,
                             })
-                            .ok_or_else(|| invalid(format!("cross {:?} names {n:?}, not an earlier single field", f.name)))
+                            .ok_or_else(|| {
+                                invalid(format!("cross {:?} names {n:?}, not an earlier single field", f.name))
+                            })
                     };
                     CatKind::Cross(single(a)?, single(b)?)
                 }
@@ -241,9 +254,7 @@ impl FeatureSpec {
             };
             let seed = hash::field_seed(file.hash_seed, &f.name);
             cat.push(CatField { name: f.name, kind, buckets: f.buckets, offset, seed });
-            offset = offset
-                .checked_add(f.buckets)
-                .ok_or_else(|| invalid("bucket counts overflow".to_string()))?;
+            offset = offset.checked_add(f.buckets).ok_or_else(|| invalid("bucket counts overflow".to_string()))?;
         }
         let mut num = Vec::with_capacity(file.numeric.len());
         for f in file.numeric {
@@ -262,7 +273,15 @@ impl FeatureSpec {
             return Err(invalid("no categorical fields".to_string()));
         }
         let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        Ok(FeatureSpec { name: file.name, version: file.version, hash_seed: file.hash_seed, sha256, cat, num, cardinality: offset })
+        Ok(FeatureSpec {
+            name: file.name,
+            version: file.version,
+            hash_seed: file.hash_seed,
+            sha256,
+            cat,
+            num,
+            cardinality: offset,
+        })
     }
 }
 
@@ -272,7 +291,8 @@ mod tests {
 
     #[test]
     fn default_spec_loads_with_running_offsets() {
-        let spec = FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
+        let spec =
+            FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
         let mut expect = 0;
         for f in &spec.cat {
             assert_eq!(f.offset, expect, "{}", f.name);
@@ -292,9 +312,14 @@ mod tests {
         let head = r#"{"name":"t","version":1,"hash_seed":1,"numeric":[],"categorical":"#;
         check_invalid(&format!(r#"{head}[{{"name":"a","source":"device.os","buckets":100}}]}}"#), "power of two");
         check_invalid(&format!(r#"{head}[{{"name":"a","source":"nope","buckets":64}}]}}"#), "unknown source");
-        check_invalid(&format!(r#"{head}[{{"name":"a","cross":["x","y"],"buckets":64}}]}}"#), "not an earlier single field");
         check_invalid(
-            &format!(r#"{head}[{{"name":"a","source":"device.os","buckets":64}},{{"name":"a","source":"device.os","buckets":64}}]}}"#),
+            &format!(r#"{head}[{{"name":"a","cross":["x","y"],"buckets":64}}]}}"#),
+            "not an earlier single field",
+        );
+        check_invalid(
+            &format!(
+                r#"{head}[{{"name":"a","source":"device.os","buckets":64}},{{"name":"a","source":"device.os","buckets":64}}]}}"#
+            ),
             "appears twice",
         );
     }

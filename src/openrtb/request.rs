@@ -225,11 +225,7 @@ impl<'a> BidRequest<'a> {
 
     /// The user's segment ids in order of appearance across `user.data`.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
-        self.user
-            .iter()
-            .flat_map(|u| u.data.iter())
-            .flat_map(|d| d.segment.iter())
-            .filter_map(|s| s.id.as_deref())
+        self.user.iter().flat_map(|u| u.data.iter()).flat_map(|d| d.segment.iter()).filter_map(|s| s.id.as_deref())
     }
 }
 

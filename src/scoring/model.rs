@@ -88,7 +88,10 @@ impl Model {
         let outputs = self.session.run(ort::inputs!["cat" => cat_t, "num" => num_t]).map_err(fail)?;
         let (_, pctr) = outputs["pctr"].try_extract_tensor::<f32>().map_err(fail)?;
         if pctr.len() != rows {
-            return Err(ScoringError::Inference(format!("model returned {} probabilities for {rows} rows", pctr.len())));
+            return Err(ScoringError::Inference(format!(
+                "model returned {} probabilities for {rows} rows",
+                pctr.len()
+            )));
         }
         out.extend_from_slice(pctr);
         Ok(())
@@ -132,7 +135,9 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
             .find(|o| o.name() == name)
             .ok_or_else(|| sig(format!("no input named {name:?}")))?;
         match outlet.dtype() {
-            ValueType::Tensor { ty: t, shape, .. } if *t == ty && shape.len() == 2 && shape[1] == width as i64 => Ok(()),
+            ValueType::Tensor { ty: t, shape, .. } if *t == ty && shape.len() == 2 && shape[1] == width as i64 => {
+                Ok(())
+            }
             other => Err(sig(format!("input {name:?} is {other:?}, expected {ty:?} [N, {width}]"))),
         }
     };
@@ -152,7 +157,11 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
     if spec_sha256 != src.spec.sha256 {
         return Err(ScoringError::SpecMismatch {
             path,
-            model_sha: if spec_sha256.is_empty() { "(none: no ctrbid.spec_sha256 metadata)".into() } else { spec_sha256 },
+            model_sha: if spec_sha256.is_empty() {
+                "(none: no ctrbid.spec_sha256 metadata)".into()
+            } else {
+                spec_sha256
+            },
             spec_path: src.spec_path.display().to_string(),
             spec_sha: src.spec.sha256.clone(),
         });

@@ -32,7 +32,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
             r
         }
-        (_, "/openrtb2/bid" | "/healthz" | "/readyz" | "/metrics") => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/openrtb2/bid" | "/healthz" | "/readyz" | "/metrics") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)

@@ -9,8 +9,8 @@
 
 use super::sample::{cents, log_uniform, pick, zipf_weights, Alias};
 use super::vocab::{
-    AD_CATEGORIES, AD_CATEGORY_WEIGHTS, BANNER_SIZES, COUNTRIES, CREATIVE_SIZE_WEIGHTS, DEVICE_MODELS,
-    DEVICE_TYPES, IMP_SLOTS, NATIVE, OS, REACH_KEYS, VIDEO, VIDEO_CREATIVE_SIZES, VIDEO_DURATIONS,
+    AD_CATEGORIES, AD_CATEGORY_WEIGHTS, BANNER_SIZES, COUNTRIES, CREATIVE_SIZE_WEIGHTS, DEVICE_MODELS, DEVICE_TYPES,
+    IMP_SLOTS, NATIVE, OS, REACH_KEYS, VIDEO, VIDEO_CREATIVE_SIZES, VIDEO_DURATIONS,
 };
 use crate::catalog::{Campaign, Catalog, Creative, Format, Targeting};
 use rand::Rng;
@@ -18,12 +18,14 @@ use rand::Rng;
 /// Advertisers per campaign.
 const ADVERTISERS_PER_CAMPAIGN: f64 = 0.3;
 /// Share of campaigns with no targeting at all.
-const UNTARGETED: f64 = 0.05;
-/// Share of (otherwise targeted) campaigns that name countries; most name one.
-const COUNTRY_TARGETED: f64 = 0.93;
-const TWO_COUNTRIES: f64 = 0.15;
+const UNTARGETED: f64 = 0.02;
+/// Share of (otherwise targeted) campaigns that name countries; most name one. Countries
+/// are picked in proportion to the square root of their traffic, so small markets get
+/// relatively more campaigns.
+const COUNTRY_TARGETED: f64 = 0.97;
+const TWO_COUNTRIES: f64 = 0.10;
 /// Share of campaigns that name operating systems.
-const OS_TARGETED: f64 = 0.2;
+const OS_TARGETED: f64 = 0.4;
 
 /// One advertiser: ids, the domain reported as `adomain`, its usual category.
 #[derive(Debug, Clone)]
@@ -175,7 +177,7 @@ fn targeting<R: Rng>(rng: &mut R, kind: Kind) -> Targeting {
     if rng.gen_bool(COUNTRY_TARGETED) {
         let n = if rng.gen_bool(TWO_COUNTRIES) { 2 } else { 1 };
         while t.countries.len() < n {
-            let c = COUNTRIES[pick(rng, COUNTRIES.iter().map(|c| c.weight))].code.to_string();
+            let c = COUNTRIES[pick(rng, COUNTRIES.iter().map(|c| c.weight.sqrt()))].code.to_string();
             if !t.countries.contains(&c) {
                 t.countries.push(c);
             }
@@ -184,8 +186,8 @@ fn targeting<R: Rng>(rng: &mut R, kind: Kind) -> Targeting {
     // Device sets by campaign kind: (devicetype codes, weight); empty is "any".
     let device_sets: &[(&[u8], f64)] = match kind {
         Kind::Video => &[(&[], 0.40), (&[3], 0.20), (&[2], 0.10), (&[4, 5], 0.30)],
-        Kind::Native => &[(&[], 0.50), (&[4, 5], 0.30), (&[4], 0.20)],
-        Kind::Banner | Kind::Mixed => &[(&[], 0.45), (&[4, 5], 0.25), (&[4], 0.10), (&[2], 0.20)],
+        Kind::Native => &[(&[], 0.35), (&[4, 5], 0.40), (&[4], 0.25)],
+        Kind::Banner | Kind::Mixed => &[(&[], 0.30), (&[4, 5], 0.30), (&[4], 0.15), (&[2], 0.25)],
     };
     t.device_types = device_sets[pick(rng, device_sets.iter().map(|d| d.1))].0.to_vec();
     if rng.gen_bool(OS_TARGETED) {
@@ -203,7 +205,7 @@ fn targeting<R: Rng>(rng: &mut R, kind: Kind) -> Targeting {
 fn creative_format<R: Rng>(rng: &mut R, kind: Kind, k: usize, devices: &[u8]) -> (Format, usize) {
     let banner = match kind {
         Kind::Banner => true,
-        Kind::Mixed => k % 2 == 0,
+        Kind::Mixed => k.is_multiple_of(2),
         Kind::Video | Kind::Native => false,
     };
     if banner {

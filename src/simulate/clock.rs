@@ -17,8 +17,8 @@ const BUCKET: i64 = 300;
 
 /// Relative activity at each local hour (linearly interpolated between hours).
 const HOURLY: [f64; 24] = [
-    0.35, 0.25, 0.18, 0.14, 0.13, 0.17, 0.30, 0.50, 0.65, 0.72, 0.76, 0.80, 0.85, 0.82, 0.80, 0.80, 0.83, 0.88,
-    0.95, 1.00, 1.00, 0.92, 0.75, 0.52,
+    0.35, 0.25, 0.18, 0.14, 0.13, 0.17, 0.30, 0.50, 0.65, 0.72, 0.76, 0.80, 0.85, 0.82, 0.80, 0.80, 0.83, 0.88, 0.95,
+    1.00, 1.00, 0.92, 0.75, 0.52,
 ];
 /// Extra activity on Saturdays and Sundays.
 const WEEKEND: f64 = 1.08;

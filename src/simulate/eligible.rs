@@ -62,10 +62,8 @@ impl Index {
                 reach: cmp.reach,
             });
         }
-        let blocked = BCAT_POOL
-            .iter()
-            .map(|b| AD_CATEGORIES.iter().map(|(c, _)| category_blocked(c, b)).collect())
-            .collect();
+        let blocked =
+            BCAT_POOL.iter().map(|b| AD_CATEGORIES.iter().map(|(c, _)| category_blocked(c, b)).collect()).collect();
         Index { by_slot, blocked }
     }
 
@@ -102,7 +100,8 @@ mod tests {
 
     #[test]
     fn bcat_rules() {
-        let check = |cat: &str, bcat: &str, expected: bool| assert_eq!(category_blocked(cat, bcat), expected, "{cat} {bcat}");
+        let check =
+            |cat: &str, bcat: &str, expected: bool| assert_eq!(category_blocked(cat, bcat), expected, "{cat} {bcat}");
         check("IAB8", "IAB8", true);
         check("IAB8-5", "IAB8", true);
         check("IAB8-5", "IAB8-5", true);

@@ -10,8 +10,8 @@
 use super::clock::zone_weight;
 use super::sample::{cents, normal, pick};
 use super::vocab::{
-    ALT_SIZE, BANNER_SIZES, BCAT_POOL, COUNTRIES, DEVICE_MODELS, DEVICE_TYPES, FULLSCREEN, IMP_SLOTS,
-    NATIVE, NATIVE_REQUESTS, OS, POSITIONS, SEGMENTS, TIER1, TMAX, VIDEO, VIDEO_PLAYERS, VIDEO_WINDOWS,
+    ALT_SIZE, BANNER_SIZES, BCAT_POOL, COUNTRIES, DEVICE_MODELS, DEVICE_TYPES, FULLSCREEN, IMP_SLOTS, NATIVE,
+    NATIVE_REQUESTS, OS, POSITIONS, SEGMENTS, TIER1, TMAX, VIDEO, VIDEO_PLAYERS, VIDEO_WINDOWS,
 };
 use super::world::{mix64, Inventory, World};
 use rand::Rng;
@@ -31,10 +31,22 @@ const WITH_BADV: f64 = 0.1;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Media {
     /// `size` and `alt` index [`BANNER_SIZES`]; `alt` is a second accepted size.
-    Banner { size: u8, alt: Option<u8>, pos: u8 },
-    Video { w: u32, h: u32, min: u32, max: u32, plcmt: u8 },
+    Banner {
+        size: u8,
+        alt: Option<u8>,
+        pos: u8,
+    },
+    Video {
+        w: u32,
+        h: u32,
+        min: u32,
+        max: u32,
+        plcmt: u8,
+    },
     /// Index into [`NATIVE_REQUESTS`].
-    Native { variant: u8 },
+    Native {
+        variant: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -18,16 +18,58 @@ pub struct Country {
 
 /// ISO-3166 alpha-3 countries with January (no daylight saving in the north) offsets.
 pub const COUNTRIES: [Country; 10] = [
-    Country { code: "USA", weight: 0.35, zones: &[(-300, 0.47), (-360, 0.29), (-420, 0.07), (-480, 0.17)], languages: &[("en", 0.87), ("es", 0.13)], ip_octets: &[24, 47, 63, 73, 98, 108, 174] },
+    Country {
+        code: "USA",
+        weight: 0.35,
+        zones: &[(-300, 0.47), (-360, 0.29), (-420, 0.07), (-480, 0.17)],
+        languages: &[("en", 0.87), ("es", 0.13)],
+        ip_octets: &[24, 47, 63, 73, 98, 108, 174],
+    },
     Country { code: "GBR", weight: 0.08, zones: &[(0, 1.0)], languages: &[("en", 1.0)], ip_octets: &[2, 51, 81, 86] },
     Country { code: "DEU", weight: 0.08, zones: &[(60, 1.0)], languages: &[("de", 1.0)], ip_octets: &[46, 79, 84, 91] },
     Country { code: "FRA", weight: 0.07, zones: &[(60, 1.0)], languages: &[("fr", 1.0)], ip_octets: &[5, 37, 78, 90] },
-    Country { code: "CAN", weight: 0.05, zones: &[(-300, 0.6), (-360, 0.1), (-420, 0.12), (-480, 0.15), (-210, 0.03)], languages: &[("en", 0.78), ("fr", 0.22)], ip_octets: &[24, 70, 99, 142] },
-    Country { code: "BRA", weight: 0.08, zones: &[(-180, 0.9), (-240, 0.1)], languages: &[("pt", 1.0)], ip_octets: &[177, 179, 186, 187] },
-    Country { code: "IND", weight: 0.12, zones: &[(330, 1.0)], languages: &[("en", 0.7), ("hi", 0.3)], ip_octets: &[49, 106, 117, 157] },
-    Country { code: "JPN", weight: 0.07, zones: &[(540, 1.0)], languages: &[("ja", 1.0)], ip_octets: &[60, 114, 126, 153] },
-    Country { code: "AUS", weight: 0.04, zones: &[(660, 0.6), (600, 0.2), (630, 0.07), (480, 0.13)], languages: &[("en", 1.0)], ip_octets: &[1, 49, 101, 110] },
-    Country { code: "ESP", weight: 0.06, zones: &[(60, 0.95), (0, 0.05)], languages: &[("es", 1.0)], ip_octets: &[31, 80, 83, 88] },
+    Country {
+        code: "CAN",
+        weight: 0.05,
+        zones: &[(-300, 0.6), (-360, 0.1), (-420, 0.12), (-480, 0.15), (-210, 0.03)],
+        languages: &[("en", 0.78), ("fr", 0.22)],
+        ip_octets: &[24, 70, 99, 142],
+    },
+    Country {
+        code: "BRA",
+        weight: 0.08,
+        zones: &[(-180, 0.9), (-240, 0.1)],
+        languages: &[("pt", 1.0)],
+        ip_octets: &[177, 179, 186, 187],
+    },
+    Country {
+        code: "IND",
+        weight: 0.12,
+        zones: &[(330, 1.0)],
+        languages: &[("en", 0.7), ("hi", 0.3)],
+        ip_octets: &[49, 106, 117, 157],
+    },
+    Country {
+        code: "JPN",
+        weight: 0.07,
+        zones: &[(540, 1.0)],
+        languages: &[("ja", 1.0)],
+        ip_octets: &[60, 114, 126, 153],
+    },
+    Country {
+        code: "AUS",
+        weight: 0.04,
+        zones: &[(660, 0.6), (600, 0.2), (630, 0.07), (480, 0.13)],
+        languages: &[("en", 1.0)],
+        ip_octets: &[1, 49, 101, 110],
+    },
+    Country {
+        code: "ESP",
+        weight: 0.06,
+        zones: &[(60, 0.95), (0, 0.05)],
+        languages: &[("es", 1.0)],
+        ip_octets: &[31, 80, 83, 88],
+    },
 ];
 
 /// OpenRTB `device.devicetype` codes the exchange sends, indexed by "device class":
@@ -109,7 +151,8 @@ pub const VIDEO_PLAYERS: [&[(u32, u32, u8, f64)]; 4] = [
 ];
 
 /// `[minduration, maxduration]` windows (seconds) exchanges send, with weights.
-pub const VIDEO_WINDOWS: [(u32, u32, f64); 5] = [(5, 30, 0.40), (5, 15, 0.25), (15, 30, 0.15), (1, 6, 0.10), (5, 60, 0.10)];
+pub const VIDEO_WINDOWS: [(u32, u32, f64); 5] =
+    [(5, 30, 0.40), (5, 15, 0.25), (15, 30, 0.15), (1, 6, 0.10), (5, 60, 0.10)];
 
 /// Video creative durations (seconds) with weights, and the sizes they are cut for.
 pub const VIDEO_DURATIONS: [(u32, f64); 3] = [(6, 0.25), (15, 0.40), (30, 0.35)];
@@ -138,45 +181,116 @@ pub const TIER1: [&str; 26] = [
 /// [`TIER1`]); `SEGMENTS[i]` is the segment id that reveals interest `i`.
 pub const INTERESTS: usize = 23;
 pub const SEGMENTS: [&str; INTERESTS] = [
-    "seg-IAB1", "seg-IAB2", "seg-IAB3", "seg-IAB4", "seg-IAB5", "seg-IAB6", "seg-IAB7", "seg-IAB8", "seg-IAB9",
-    "seg-IAB10", "seg-IAB11", "seg-IAB12", "seg-IAB13", "seg-IAB14", "seg-IAB15", "seg-IAB16", "seg-IAB17",
-    "seg-IAB18", "seg-IAB19", "seg-IAB20", "seg-IAB21", "seg-IAB22", "seg-IAB23",
+    "seg-IAB1",
+    "seg-IAB2",
+    "seg-IAB3",
+    "seg-IAB4",
+    "seg-IAB5",
+    "seg-IAB6",
+    "seg-IAB7",
+    "seg-IAB8",
+    "seg-IAB9",
+    "seg-IAB10",
+    "seg-IAB11",
+    "seg-IAB12",
+    "seg-IAB13",
+    "seg-IAB14",
+    "seg-IAB15",
+    "seg-IAB16",
+    "seg-IAB17",
+    "seg-IAB18",
+    "seg-IAB19",
+    "seg-IAB20",
+    "seg-IAB21",
+    "seg-IAB22",
+    "seg-IAB23",
 ];
 
 /// How popular each interest is among users (index as in [`SEGMENTS`]).
 pub const INTEREST_WEIGHTS: [f64; INTERESTS] = [
-    0.10, 0.05, 0.04, 0.02, 0.03, 0.04, 0.06, 0.06, 0.08, 0.04, 0.02, 0.08, 0.05, 0.02, 0.02, 0.03, 0.09, 0.05,
-    0.07, 0.05, 0.02, 0.06, 0.01,
+    0.10, 0.05, 0.04, 0.02, 0.03, 0.04, 0.06, 0.06, 0.08, 0.04, 0.02, 0.08, 0.05, 0.02, 0.02, 0.03, 0.09, 0.05, 0.07,
+    0.05, 0.02, 0.06, 0.01,
 ];
 
 /// Content categories publishers carry: `IAB1`..`IAB24` (index into [`TIER1`]), weights.
 pub const CONTENT_CATS: usize = 24;
 pub const CONTENT_WEIGHTS: [f64; CONTENT_CATS] = [
-    0.10, 0.04, 0.04, 0.015, 0.02, 0.03, 0.05, 0.05, 0.08, 0.03, 0.02, 0.14, 0.04, 0.02, 0.02, 0.02, 0.10, 0.04,
-    0.07, 0.04, 0.015, 0.03, 0.01, 0.02,
+    0.10, 0.04, 0.04, 0.015, 0.02, 0.03, 0.05, 0.05, 0.08, 0.03, 0.02, 0.14, 0.04, 0.02, 0.02, 0.02, 0.10, 0.04, 0.07,
+    0.04, 0.015, 0.03, 0.01, 0.02,
 ];
 
 /// Words publisher domains are made of, one per content category.
 pub const CONTENT_WORDS: [&str; CONTENT_CATS] = [
-    "showbiz", "autoworld", "bizwire", "jobsboard", "learnhub", "parenting", "healthline", "recipes", "hobbyist",
-    "homegarden", "politico", "dailynews", "moneytalk", "community", "sciencenow", "petcare", "sportszone",
-    "stylemag", "techradar", "travelguide", "realty", "dealfinder", "faithlife", "misc",
+    "showbiz",
+    "autoworld",
+    "bizwire",
+    "jobsboard",
+    "learnhub",
+    "parenting",
+    "healthline",
+    "recipes",
+    "hobbyist",
+    "homegarden",
+    "politico",
+    "dailynews",
+    "moneytalk",
+    "community",
+    "sciencenow",
+    "petcare",
+    "sportszone",
+    "stylemag",
+    "techradar",
+    "travelguide",
+    "realty",
+    "dealfinder",
+    "faithlife",
+    "misc",
 ];
 
 /// Advertiser categories: tier-1 `IAB1`..`IAB23` first (same index as the interest), then
 /// a few tier-2 ones; `.1` is the tier-1 parent (interest index).
 pub const AD_CATEGORIES: [(&str, u8); 35] = [
-    ("IAB1", 0), ("IAB2", 1), ("IAB3", 2), ("IAB4", 3), ("IAB5", 4), ("IAB6", 5), ("IAB7", 6), ("IAB8", 7),
-    ("IAB9", 8), ("IAB10", 9), ("IAB11", 10), ("IAB12", 11), ("IAB13", 12), ("IAB14", 13), ("IAB15", 14),
-    ("IAB16", 15), ("IAB17", 16), ("IAB18", 17), ("IAB19", 18), ("IAB20", 19), ("IAB21", 20), ("IAB22", 21),
-    ("IAB23", 22), ("IAB1-5", 0), ("IAB1-6", 0), ("IAB2-3", 1), ("IAB7-39", 6), ("IAB8-5", 7), ("IAB8-18", 7),
-    ("IAB9-30", 8), ("IAB13-7", 12), ("IAB17-12", 16), ("IAB18-3", 17), ("IAB19-6", 18), ("IAB20-18", 19),
+    ("IAB1", 0),
+    ("IAB2", 1),
+    ("IAB3", 2),
+    ("IAB4", 3),
+    ("IAB5", 4),
+    ("IAB6", 5),
+    ("IAB7", 6),
+    ("IAB8", 7),
+    ("IAB9", 8),
+    ("IAB10", 9),
+    ("IAB11", 10),
+    ("IAB12", 11),
+    ("IAB13", 12),
+    ("IAB14", 13),
+    ("IAB15", 14),
+    ("IAB16", 15),
+    ("IAB17", 16),
+    ("IAB18", 17),
+    ("IAB19", 18),
+    ("IAB20", 19),
+    ("IAB21", 20),
+    ("IAB22", 21),
+    ("IAB23", 22),
+    ("IAB1-5", 0),
+    ("IAB1-6", 0),
+    ("IAB2-3", 1),
+    ("IAB7-39", 6),
+    ("IAB8-5", 7),
+    ("IAB8-18", 7),
+    ("IAB9-30", 8),
+    ("IAB13-7", 12),
+    ("IAB17-12", 16),
+    ("IAB18-3", 17),
+    ("IAB19-6", 18),
+    ("IAB20-18", 19),
 ];
 
 /// How often advertisers fall in each of [`AD_CATEGORIES`].
 pub const AD_CATEGORY_WEIGHTS: [f64; 35] = [
-    0.05, 0.06, 0.04, 0.02, 0.03, 0.03, 0.04, 0.04, 0.04, 0.03, 0.01, 0.02, 0.05, 0.01, 0.01, 0.02, 0.04, 0.04,
-    0.05, 0.04, 0.02, 0.07, 0.01, 0.02, 0.02, 0.02, 0.01, 0.02, 0.01, 0.03, 0.02, 0.02, 0.02, 0.02, 0.02,
+    0.05, 0.06, 0.04, 0.02, 0.03, 0.03, 0.04, 0.04, 0.04, 0.03, 0.01, 0.02, 0.05, 0.01, 0.01, 0.02, 0.04, 0.04, 0.05,
+    0.04, 0.02, 0.07, 0.01, 0.02, 0.02, 0.02, 0.01, 0.02, 0.01, 0.03, 0.02, 0.02, 0.02, 0.02, 0.02,
 ];
 
 /// Categories exchanges put in `bcat` (tier-1 entries also block their tier-2 children).

@@ -18,7 +18,7 @@ pub fn repo() -> PathBuf {
 
 /// The shipped config with repository-absolute paths and a free port.
 pub fn config() -> Config {
-    let mut c = Config::load(&repo().join("config/ctrbid.toml")).expect("config/ctrbid.toml loads");
+    let mut c = Config::load(&repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml loads");
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.server.workers = 2;
     c.model.path = repo().join(&c.model.path);
@@ -38,7 +38,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(cfg: Config) -> TestServer {
-        let server = Server::bind(&cfg).await.expect("server starts with the default model (run `make models` if it is missing)");
+        let server = Server::bind(&cfg)
+            .await
+            .expect("server starts with the default model (run `make models` if it is missing)");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
@@ -99,7 +101,8 @@ impl HttpResponse {
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
             .collect();
         let mut body = buf[end + 4..].to_vec();
-        if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap()) {
+        if let Some(len) = headers.iter().find(|(k, _)| k == "content-length").map(|(_, v)| v.parse::<usize>().unwrap())
+        {
             body.truncate(len);
         }
         HttpResponse { status, headers, body }
@@ -165,5 +168,9 @@ pub fn lenient_f64(v: &serde_json::Value) -> Option<f64> {
 }
 
 pub fn read_lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).lines().map(str::to_owned).collect()
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }

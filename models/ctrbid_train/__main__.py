@@ -1,0 +1,121 @@
+"""Command line: ``PYTHONPATH=models python -m ctrbid_train <command> ...``.
+
+Commands:
+  train    train, calibrate, evaluate, export (model.onnx, model.pt, eval.json)
+  parity   PyTorch vs ONNX Runtime vs Rust scorer on the same rows (parity.json)
+  predict  score a features directory with model.onnx or model.pt
+  synth    write a synthetic features directory (testing / benchmarks)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    report = train(args.features, args.out, config_path=args.config, epochs=args.epochs, seed=args.seed)
+    test = report["test"]
+    summary = {
+        "out": args.out,
+        "test": {k: test[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece")},
+        "oracle_auc": test.get("oracle", {}).get("auc"),
+        "epochs_run": report["training"]["epochs_run"],
+        "seconds_per_epoch": report["training"]["seconds_per_epoch"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_parity(args) -> int:
+    from .parity import ParityError, check_parity
+
+    try:
+        report = check_parity(
+            args.model,
+            args.features,
+            rows=args.rows,
+            ctrbid=args.ctrbid,
+            use_rust=not args.no_rust,
+            tolerance=args.tolerance,
+            out=args.out,
+        )
+    except ParityError as exc:
+        print(f"parity: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report["max_abs_diff"], indent=2))
+    print(f"parity: OK ({report['rows']} rows, tolerance {report['tolerance']})", file=sys.stderr)
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from .predict import predict
+
+    preds = predict(args.model, args.features, args.out, backend=args.backend, limit=args.limit, start=args.start)
+    print(f"wrote {preds.shape[0]} predictions to {args.out} (mean {float(preds.mean()) if preds.size else float('nan'):.6f})", file=sys.stderr)
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from .synth import generate
+
+    generate(args.out, args.rows, seed=args.seed, spec_path=args.spec, ctr=args.ctr)
+    print(f"wrote {args.rows} synthetic rows to {args.out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctrbid_train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train + calibrate + evaluate + export")
+    p.add_argument("--features", required=True, help="directory written by `ctrbid features`")
+    p.add_argument("--out", required=True, help="output directory (model.onnx, model.pt, eval.json)")
+    p.add_argument("--config", default=None, help="TOML config (default models/configs/wide_deep.toml)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the config)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("parity", help="compare PyTorch, ONNX Runtime and the Rust scorer")
+    p.add_argument("--model", required=True, help="model.onnx (model.pt must sit next to it)")
+    p.add_argument("--features", required=True)
+    p.add_argument("--rows", type=int, default=10_000, help="score the first ROWS rows")
+    p.add_argument("--ctrbid", default=None, help="Rust binary (default $CTRBID_BIN or target/release/ctrbid)")
+    p.add_argument("--no-rust", action="store_true", help="compare PyTorch and ONNX Runtime only")
+    p.add_argument("--tolerance", type=float, default=1e-5, help="max |diff| allowed per pair")
+    p.add_argument("--out", default=None, help="report path (default parity.json next to the model)")
+    p.set_defaults(func=_cmd_parity)
+
+    p = sub.add_parser("predict", help="write pctr float32 [rows] for a features directory")
+    p.add_argument("--model", required=True, help="training output directory, model.onnx or model.pt")
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True, help="output .npy")
+    p.add_argument("--backend", choices=["onnxruntime", "torch"], default="onnxruntime")
+    p.add_argument("--limit", type=int, default=None, help="only the first LIMIT rows (after --start)")
+    p.add_argument("--start", type=int, default=0, help="first row to score")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("synth", help="synthetic features directory with a known logistic truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ctr", type=float, default=0.02)
+    p.add_argument("--spec", default=None, help="feature spec for the layout (default models/feature_spec.json)")
+    p.set_defaults(func=_cmd_synth)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "spec", "x") is None:
+        from .synth import DEFAULT_SPEC
+
+        args.spec = DEFAULT_SPEC
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Metrics against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ctrbid_train import metrics
+
+
+def brute_force_auc(s, y):
+    pos = [a for a, t in zip(s, y) if t == 1]
+    neg = [a for a, t in zip(s, y) if t == 0]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_auc_simple():
+    assert metrics.auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+
+
+def test_auc_ties_count_half():
+    # positive 0.5 ties negative 0.5 (1/2), beats 0.2 (1); positive 0.9 beats both (2) -> 3.5 / 4
+    assert metrics.auc([0.5, 0.5, 0.2, 0.9], [0, 1, 0, 1]) == pytest.approx(0.875)
+    assert metrics.auc([0.3] * 6, [0, 1, 0, 1, 1, 0]) == pytest.approx(0.5)
+
+
+def test_auc_perfect_and_inverted():
+    assert metrics.auc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert metrics.auc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+
+
+def test_auc_single_class_is_nan():
+    assert math.isnan(metrics.auc([0.1, 0.2], [1, 1]))
+
+
+def test_auc_matches_brute_force_with_many_ties():
+    rng = np.random.default_rng(0)
+    s = rng.integers(0, 7, size=300) / 7.0  # heavy ties
+    y = (rng.random(300) < 0.3 + 0.4 * s).astype(int)
+    assert metrics.auc(s, y) == pytest.approx(brute_force_auc(s, y), abs=1e-12)
+
+
+def test_log_loss_hand_value():
+    expected = -(math.log(0.9) + math.log(0.8)) / 2
+    assert metrics.log_loss([0.9, 0.2], [1, 0]) == pytest.approx(expected)
+    assert expected == pytest.approx(0.164252, abs=1e-6)
+
+
+def test_log_loss_clips_certain_mistakes():
+    assert metrics.log_loss([0.0], [1]) == pytest.approx(-math.log(metrics.EPS))
+    assert math.isfinite(metrics.log_loss([1.0, 0.0], [0, 1]))
+
+
+def test_normalized_entropy():
+    y = [1, 0, 0, 0]
+    assert metrics.normalized_entropy([0.25] * 4, y) == pytest.approx(1.0)
+    p = [0.9, 0.2, 0.1, 0.3]
+    ll = -(math.log(0.9) + math.log(0.8) + math.log(0.9) + math.log(0.7)) / 4
+    h = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert h == pytest.approx(0.562335, abs=1e-6)
+    assert metrics.normalized_entropy(p, y) == pytest.approx(ll / h)
+
+
+def test_calibration_ratio():
+    assert metrics.calibration_ratio([0.2, 0.2, 0.2, 0.2], [1, 0, 0, 0]) == pytest.approx(0.8)
+    assert math.isnan(metrics.calibration_ratio([0.1], [0]))
+
+
+def test_ece_hand_value():
+    # two equal-mass bins: {0.1, 0.1} vs labels {0, 1}: |0.1 - 0.5| = 0.4;
+    # {0.9, 0.9} vs {1, 1}: 0.1; weighted: 0.5 * 0.4 + 0.5 * 0.1 = 0.25
+    assert metrics.ece([0.1, 0.9, 0.1, 0.9], [0, 1, 1, 1], bins=2) == pytest.approx(0.25)
+
+
+def test_ece_twenty_equal_mass_bins():
+    # 40 rows -> 20 bins of 2 rows, each bin holds one prediction value
+    p = np.repeat(np.linspace(0.05, 0.95, 20), 2)
+    y = np.tile([1, 0], 20)  # every bin has observed rate 0.5
+    expected = np.mean(np.abs(np.linspace(0.05, 0.95, 20) - 0.5))
+    assert metrics.ece(p, y) == pytest.approx(expected)
+
+
+def test_ece_small_for_calibrated_predictions():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0, 0.2, 200_000)
+    y = rng.random(p.size) < p
+    assert metrics.ece(p, y) < 0.003
+    assert metrics.calibration_ratio(p, y) == pytest.approx(1.0, abs=0.02)
+
+
+def test_summarize_keys():
+    s = metrics.summarize([0.1, 0.6, 0.3], [0, 1, 0])
+    assert {"rows", "auc", "log_loss", "ne", "calibration_ratio", "ece"} <= set(s)
+    assert s["rows"] == 3 and s["positives"] == 1

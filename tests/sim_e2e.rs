@@ -1,0 +1,149 @@
+//! End-to-end with simulator traffic: the real server with the default model and
+//! catalog answers requests drawn by `ctrbid simulate` with the seed the default model
+//! was trained on, and the pCTR it prices with is the Python pipeline's prediction for
+//! the same feature row.
+
+mod common;
+
+use common::{check_bid_response, config, repo, TestServer};
+use ctrbid::catalog::Catalog;
+use ctrbid::simulate::{simulate, SimConfig};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// The seed `make models` simulates with (Makefile `SIM_SEED`).
+const DEFAULT_MODEL_SEED: u64 = 7;
+/// Requests posted per test.
+const REQUESTS: usize = 400;
+
+/// A fresh simulator log whose catalog is the one the default model ships with.
+fn simulator_log(dir: &Path) -> Vec<serde_json::Value> {
+    let cfg = SimConfig { seed: DEFAULT_MODEL_SEED, impressions: REQUESTS as u64 * 2, ..SimConfig::default() };
+    simulate(&cfg, dir).unwrap();
+    let shipped = Catalog::load(&repo().join("models/default/catalog.json")).unwrap();
+    let drawn = Catalog::load(&dir.join("catalog.json")).unwrap();
+    assert!(
+        serde_json::to_value(&shipped).unwrap() == serde_json::to_value(&drawn).unwrap(),
+        "models/default/catalog.json is not the seed-{DEFAULT_MODEL_SEED} simulator catalog: run `make models`"
+    );
+    let text = std::fs::read_to_string(dir.join("requests.jsonl")).unwrap();
+    text.lines().take(REQUESTS).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn with_debug_ext() -> ctrbid::config::Config {
+    let mut cfg = config();
+    cfg.server.debug_ext = true;
+    cfg
+}
+
+/// Requests whose imps the catalog targets (the simulator's logging policy found an
+/// eligible creative for every imp it logged) get a priced bid in at least 30 % of
+/// cases, and each price follows the pricing rule from the pCTR the server reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_requests_get_priced_bids() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = simulator_log(dir.path());
+    let catalog = Catalog::load(&repo().join("models/default/catalog.json")).unwrap();
+    let campaign_of: HashMap<&str, &ctrbid::catalog::Campaign> = catalog
+        .creatives
+        .iter()
+        .map(|cr| (cr.id.as_str(), catalog.campaigns.iter().find(|c| c.id == cr.campaign_id).unwrap()))
+        .collect();
+
+    let server = TestServer::start(with_debug_ext()).await;
+    let (mut with_bid, mut no_bid) = (0usize, 0usize);
+    for request in &requests {
+        let r = server.post("/openrtb2/bid", request.to_string().as_bytes()).await;
+        match r.status {
+            200 => {
+                for bid in check_bid_response(request, &r.json()) {
+                    let campaign = campaign_of[bid["crid"].as_str().unwrap()];
+                    let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap();
+                    let price = bid["price"].as_f64().unwrap();
+                    let expected = (campaign.goal_cpc * pctr * 1000.0).min(campaign.max_cpm);
+                    assert!(
+                        (price - expected).abs() <= 1e-3 * expected.max(1.0),
+                        "price {price} is not min(goal_cpc {} x pctr {pctr} x 1000, max_cpm {})",
+                        campaign.goal_cpc,
+                        campaign.max_cpm
+                    );
+                }
+                with_bid += 1;
+            }
+            204 => no_bid += 1,
+            other => panic!("status {other} for a simulator request: {}", r.text()),
+        }
+    }
+    server.stop().await;
+    let share = with_bid as f64 / requests.len() as f64;
+    eprintln!("simulator requests: {with_bid} with a bid, {no_bid} without ({:.1} %)", share * 100.0);
+    assert!(share >= 0.30, "only {:.1} % of targeted simulator requests got a bid", share * 100.0);
+}
+
+/// The pCTR the server used for a creative equals `python -m ctrbid_train predict` on
+/// the feature row `ctrbid features` builds for the same request, imp, creative and
+/// auction time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_pctr_equals_the_python_pipeline_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = simulator_log(&dir.path().join("sim"));
+
+    // Bid on the requests, and log every bid as an impression of a one-off simulator
+    // log: the request line, the imp, the creative, and the time the server used.
+    let server = TestServer::start(with_debug_ext()).await;
+    let (mut request_lines, mut impression_lines, mut served) = (String::new(), String::new(), Vec::new());
+    for request in &requests {
+        let r = server.post("/openrtb2/bid", request.to_string().as_bytes()).await;
+        if r.status != 200 {
+            continue;
+        }
+        let line = request_lines.lines().count();
+        writeln!(request_lines, "{request}").unwrap();
+        for bid in check_bid_response(request, &r.json()) {
+            let debug = &bid["ext"]["ctrbid"];
+            writeln!(
+                impression_lines,
+                r#"{{"ts":{},"line":{line},"request_id":{},"imp_id":{},"crid":{},"click":0,"conv":0,"pctr":0.5,"pcvr":0.5}}"#,
+                debug["ts"].as_i64().unwrap(),
+                request["id"],
+                bid["impid"],
+                bid["crid"],
+            )
+            .unwrap();
+            served.push(debug["pctr"].as_f64().unwrap());
+        }
+    }
+    server.stop().await;
+    assert!(served.len() >= 50, "too few bids to compare ({})", served.len());
+
+    let log = dir.path().join("served");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::write(log.join("requests.jsonl"), request_lines).unwrap();
+    std::fs::write(log.join("impressions.jsonl"), impression_lines).unwrap();
+    std::fs::copy(repo().join("models/default/catalog.json"), log.join("catalog.json")).unwrap();
+    let features = dir.path().join("features");
+    let rows = ctrbid::cli::features::extract(&log, &repo().join("models/feature_spec.json"), &features).unwrap();
+    assert_eq!(rows, served.len());
+
+    let python = std::env::var_os("CTRBID_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), Into::into);
+    let preds = dir.path().join("preds.npy");
+    let status = Command::new(&python)
+        .args(["-m", "ctrbid_train", "predict", "--model"])
+        .arg(repo().join("models/default"))
+        .arg("--features")
+        .arg(&features)
+        .arg("--out")
+        .arg(&preds)
+        .env("PYTHONPATH", repo().join("models"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup-py` or set CTRBID_PYTHON", python.display()));
+    assert!(status.success(), "ctrbid_train predict failed");
+    let (python_pctr, shape) = ctrbid::npy::read::<f32>(&preds).unwrap();
+    assert_eq!(shape, vec![served.len()]);
+
+    let worst = served.iter().zip(&python_pctr).map(|(s, p)| (s - f64::from(*p)).abs()).fold(0.0, f64::max);
+    eprintln!("{} bids: max |server pctr - python pctr| = {worst:e}", served.len());
+    assert!(worst <= 1e-5, "server and Python disagree by up to {worst}");
+}
