@@ -47,6 +47,17 @@ pub struct ServerConfig {
     pub debug_ext: bool,
     /// Seat name in `seatbid.seat`. Default `ctrbid`.
     pub seat: String,
+    /// Open connections at most; further clients wait in the listen backlog. Default 4096.
+    pub max_connections: usize,
+    /// A request head must arrive in full within this of the connection opening or of
+    /// the previous response; it is also how long an idle keep-alive connection stays
+    /// open. Default 10000 ms.
+    pub header_read_timeout_ms: u64,
+    /// ... and the whole body within this, else 408. Default 2000 ms.
+    pub body_read_timeout_ms: u64,
+    /// On SIGTERM / Ctrl-C: readiness goes false, new connections are refused, requests
+    /// in flight get this long to finish before the process exits. Default 5000 ms.
+    pub grace_period_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +69,10 @@ impl Default for ServerConfig {
             notice_base_url: None,
             debug_ext: false,
             seat: "ctrbid".into(),
+            max_connections: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 2000,
+            grace_period_ms: 5000,
         }
     }
 }
@@ -157,6 +172,9 @@ impl Config {
         check(self.server.workers >= 1, "server.workers", "must be at least 1")?;
         check(self.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")?;
         check(!self.server.seat.is_empty(), "server.seat", "must not be empty")?;
+        check(self.server.max_connections >= 1, "server.max_connections", "must be at least 1")?;
+        check(self.server.header_read_timeout_ms >= 1, "server.header_read_timeout_ms", "must be at least 1")?;
+        check(self.server.body_read_timeout_ms >= 1, "server.body_read_timeout_ms", "must be at least 1")?;
         check(self.scoring.max_batch_rows >= 1, "scoring.max_batch_rows", "must be at least 1")?;
         check(self.scoring.max_wait_us <= 10_000, "scoring.max_wait_us", "must be at most 10000 (10 ms)")?;
         check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;

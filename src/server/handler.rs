@@ -47,15 +47,25 @@ async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Res
         state.metrics.count(Outcome::TooLarge);
         return too_large(limit);
     }
-    let body = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let read = tokio::time::timeout(state.body_read_timeout, Limited::new(req.into_body(), limit).collect());
+    let body = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             state.metrics.count(Outcome::TooLarge);
             return too_large(limit);
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             state.metrics.count(Outcome::Invalid);
             return text(StatusCode::BAD_REQUEST, &format!("cannot read request body: {e}\n"));
+        }
+        Err(_elapsed) => {
+            state.metrics.count(Outcome::Invalid);
+            let mut r = text(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!("request body not received within {:?}\n", state.body_read_timeout),
+            );
+            r.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
     let mut body = Vec::from(body);

@@ -73,10 +73,15 @@ impl TestServer {
         HttpResponse::parse(&buf)
     }
 
-    pub async fn stop(mut self) {
+    /// Signals shutdown without waiting for the drain to end.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    pub async fn stop(mut self) {
+        self.begin_stop();
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
