@@ -1,5 +1,6 @@
 //! Request routing and the HTTP side of each answer.
 
+use super::encoding::{self, BodyCoding, DecodeError};
 use super::AppState;
 use crate::bidder::Answer;
 use crate::metrics::Outcome;
@@ -14,6 +15,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const OPENRTB_VERSION: &str = "2.6";
+const X_OPENRTB_VERSION: &str = "x-openrtb-version";
+
+/// The `x-openrtb-version` to answer with: the request's when it names a 2.x version
+/// (what the exchange speaks), else ours.
+fn answer_version(headers: &http::HeaderMap) -> HeaderValue {
+    headers
+        .get(X_OPENRTB_VERSION)
+        .filter(|v| v.to_str().is_ok_and(|v| v.starts_with("2.") && v.len() <= 8))
+        .cloned()
+        .unwrap_or(HeaderValue::from_static(OPENRTB_VERSION))
+}
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let received = Instant::now();
@@ -42,6 +54,15 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
 
 async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Response<Full<Bytes>> {
     let limit = state.max_body_bytes;
+    let version = answer_version(req.headers());
+    let gzip_answer = encoding::accepts_gzip(req.headers());
+    let coding = match encoding::body_coding(req.headers()) {
+        Ok(coding) => coding,
+        Err(e) => {
+            state.metrics.count(Outcome::Invalid);
+            return decode_error(e, limit);
+        }
+    };
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         state.metrics.count(Outcome::TooLarge);
@@ -68,22 +89,49 @@ async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Res
             return r;
         }
     };
-    let mut body = Vec::from(body);
+    let mut body = match coding {
+        BodyCoding::Identity => Vec::from(body),
+        BodyCoding::Gzip => match encoding::gunzip(&body, limit) {
+            Ok(inflated) => inflated,
+            Err(e) => {
+                state.metrics.count(if e == DecodeError::TooLarge { Outcome::TooLarge } else { Outcome::Invalid });
+                return decode_error(e, limit);
+            }
+        },
+    };
     let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     match state.bidder.bid(&mut body, received, now_unix).await {
         Answer::Bid(json) => {
-            let mut r = Response::new(Full::new(Bytes::from(json)));
+            let mut r = if gzip_answer {
+                let mut r = Response::new(Full::new(Bytes::from(encoding::gzip(&json))));
+                r.headers_mut().insert(http::header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            } else {
+                Response::new(Full::new(Bytes::from(json)))
+            };
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert("x-openrtb-version", HeaderValue::from_static(OPENRTB_VERSION));
+            r.headers_mut().insert(http::header::VARY, HeaderValue::from_static("accept-encoding"));
+            r.headers_mut().insert(X_OPENRTB_VERSION, version);
             r
         }
         Answer::NoBid(_) => {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
-            r.headers_mut().insert("x-openrtb-version", HeaderValue::from_static(OPENRTB_VERSION));
+            r.headers_mut().insert(X_OPENRTB_VERSION, version);
             r
         }
         Answer::BadRequest(reason) => text(StatusCode::BAD_REQUEST, &format!("{reason}\n")),
+    }
+}
+
+fn decode_error(e: DecodeError, limit: usize) -> Response<Full<Bytes>> {
+    match e {
+        DecodeError::Unsupported(coding) => text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("content-encoding {coding:?} is not supported: send gzip or identity\n"),
+        ),
+        DecodeError::TooLarge => too_large(limit),
+        DecodeError::Corrupt(reason) => text(StatusCode::BAD_REQUEST, &format!("invalid gzip body: {reason}\n")),
     }
 }
 

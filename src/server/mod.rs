@@ -13,6 +13,7 @@
 //! listener closes, requests in flight finish, and after `grace_period_ms` whatever is
 //! left is dropped.
 
+mod encoding;
 mod handler;
 
 use crate::bidder::Bidder;

@@ -50,11 +50,20 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: &[u8]) -> HttpResponse {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        self.post_with(path, &[], body).await
+    }
+
+    /// POSTs with extra header lines (`("content-encoding", "gzip")`, ...).
+    pub async fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
             self.addr,
             body.len()
         );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
         let mut raw = head.into_bytes();
         raw.extend_from_slice(body);
         self.raw(&raw).await
