@@ -7,6 +7,7 @@
 
 use crate::catalog::{Candidate, Catalog, Selector};
 use crate::config::Config;
+use crate::currency::{Rates, BASE};
 use crate::features::{Extractor, FeatureSpec};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::openrtb::response::{push_query_value, BidDebug, BidExt};
@@ -19,9 +20,6 @@ use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The currency ctrbid bids in.
-pub const CURRENCY: &str = "USD";
 
 /// What the catalog and model give the bid path; swapped whole.
 #[derive(Debug)]
@@ -75,6 +73,7 @@ struct Settings {
     notice_base_url: String,
     debug_ext: bool,
     seat: String,
+    rates: Rates,
 }
 
 pub struct Bidder {
@@ -133,6 +132,7 @@ impl Bidder {
             notice_base_url: notice_base_url.trim_end_matches('/').to_string(),
             debug_ext: cfg.server.debug_ext,
             seat: cfg.server.seat.clone(),
+            rates: Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?,
         };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -197,18 +197,19 @@ impl Bidder {
             return Answer::NoBid(NoBidReason::Deadline);
         }
         let deadline = received + allowed;
-        if !req.cur.is_empty() && !req.cur.iter().any(|c| c.eq_ignore_ascii_case(CURRENCY)) {
+        let Some((currency, usd_per_unit)) = s.rates.bid_currency(&req.cur) else {
             return Answer::NoBid(NoBidReason::Currency);
-        }
+        };
 
         let state = self.state.load_full();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
         for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
-            if imp.bidfloorcur.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(CURRENCY)) {
-                continue; // Floors in other currencies need the exchange-rate table (issue 3).
-            }
+            // An imp whose floor is in a currency without a rate gets no bid.
+            let Some(floor_usd) = s.rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref()) else {
+                continue;
+            };
             let before = candidates.len();
-            state.selector.select_imp(&req, i as u16, imp, imp.bidfloor.unwrap_or(0.0), &mut candidates);
+            state.selector.select_imp(&req, i as u16, imp, floor_usd, &mut candidates);
             candidates.truncate(before + s.max_candidates_per_imp);
         }
         lap(Stage::Select, ns);
@@ -251,15 +252,23 @@ impl Bidder {
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let imp = &req.imp[usize::from(group[0].imp)];
             let floor = imp.bidfloor.unwrap_or(0.0);
+            // Selection skipped imps whose floor currency has no rate.
+            let floor_usd = s.rates.floor_in_usd(floor, imp.bidfloorcur.as_deref()).unwrap_or(f64::INFINITY);
             let best = group
                 .iter()
                 .zip(&pctr[start..start + group.len()])
                 .filter_map(|(c, &p)| {
                     let campaign = state.selector.campaign_of(c.creative);
-                    bid_cpm(campaign.goal_cpc, p, campaign.max_cpm, floor).map(|price| (c, p, price))
+                    bid_cpm(campaign.goal_cpc, p, campaign.max_cpm, floor_usd).map(|price| (c, p, price))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2));
-            if let Some((c, p, price)) = best {
+            if let Some((c, p, price_usd)) = best {
+                let mut price = price_usd / usd_per_unit;
+                if imp.bidfloorcur.as_deref().unwrap_or(BASE).eq_ignore_ascii_case(&currency) {
+                    // Converting back and forth must not leave the bid a rounding error
+                    // under a floor in the bid's own currency.
+                    price = price.max(floor);
+                }
                 bids.push(self.make_bid(&state, imp, c.creative, p, price, now_unix, group.len()));
             }
             start += group.len();
@@ -268,7 +277,8 @@ impl Bidder {
         if bids.is_empty() {
             return Answer::NoBid(NoBidReason::BelowFloor);
         }
-        let response = BidResponse { id: req.id(), cur: CURRENCY, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
+        let response =
+            BidResponse { id: req.id(), cur: &currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
     }
 

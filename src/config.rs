@@ -139,6 +139,9 @@ pub struct BiddingConfig {
     pub default_tmax_ms: u64,
     /// Candidates scored per imp at most. Default 256.
     pub max_candidates_per_imp: usize,
+    /// USD per unit of each other currency ctrbid accepts floors in and bids in, e.g.
+    /// `{ EUR = 1.08 }`. Default: none (USD only).
+    pub exchange_rates: std::collections::HashMap<String, f64>,
 }
 
 impl Default for BiddingConfig {
@@ -148,6 +151,7 @@ impl Default for BiddingConfig {
             network_allowance_ms: DEFAULT_NETWORK_ALLOWANCE_MS,
             default_tmax_ms: DEFAULT_TMAX_MS,
             max_candidates_per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP,
+            exchange_rates: std::collections::HashMap::new(),
         }
     }
 }
@@ -182,6 +186,7 @@ impl Config {
         check(self.bidding.budget_ms >= 1, "bidding.budget_ms", "must be at least 1")?;
         check(self.bidding.default_tmax_ms >= 1, "bidding.default_tmax_ms", "must be at least 1")?;
         check(self.bidding.max_candidates_per_imp >= 1, "bidding.max_candidates_per_imp", "must be at least 1")?;
+        crate::currency::Rates::new(&self.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?;
         if let Some(url) = &self.server.notice_base_url {
             check(
                 url.starts_with("http://") || url.starts_with("https://"),

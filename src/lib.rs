@@ -12,6 +12,7 @@ pub mod bidder;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod currency;
 pub mod features;
 pub mod metrics;
 pub mod npy;
