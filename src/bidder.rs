@@ -203,9 +203,14 @@ impl Bidder {
 
         let state = self.state.load_full();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
+        // Floors in USD, by imp; `None` for a currency without a rate (no bid there).
+        let floors_usd: Vec<Option<f64>> = req
+            .imp
+            .iter()
+            .map(|imp| s.rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref()))
+            .collect();
         for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
-            // An imp whose floor is in a currency without a rate gets no bid.
-            let Some(floor_usd) = s.rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref()) else {
+            let Some(floor_usd) = floors_usd[i] else {
                 continue;
             };
             let before = candidates.len();
@@ -253,7 +258,7 @@ impl Bidder {
             let imp = &req.imp[usize::from(group[0].imp)];
             let floor = imp.bidfloor.unwrap_or(0.0);
             // Selection skipped imps whose floor currency has no rate.
-            let floor_usd = s.rates.floor_in_usd(floor, imp.bidfloorcur.as_deref()).unwrap_or(f64::INFINITY);
+            let floor_usd = floors_usd[usize::from(group[0].imp)].unwrap_or(f64::INFINITY);
             let best = group
                 .iter()
                 .zip(&pctr[start..start + group.len()])
@@ -264,7 +269,7 @@ impl Bidder {
                 .max_by(|a, b| a.2.total_cmp(&b.2));
             if let Some((c, p, price_usd)) = best {
                 let mut price = price_usd / usd_per_unit;
-                if imp.bidfloorcur.as_deref().unwrap_or(BASE).eq_ignore_ascii_case(&currency) {
+                if imp.bidfloorcur.as_deref().unwrap_or(BASE).eq_ignore_ascii_case(currency) {
                     // Converting back and forth must not leave the bid a rounding error
                     // under a floor in the bid's own currency.
                     price = price.max(floor);
@@ -277,8 +282,7 @@ impl Bidder {
         if bids.is_empty() {
             return Answer::NoBid(NoBidReason::BelowFloor);
         }
-        let response =
-            BidResponse { id: req.id(), cur: &currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
+        let response = BidResponse { id: req.id(), cur: currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
     }
 

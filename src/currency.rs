@@ -51,11 +51,14 @@ impl Rates {
 
     /// The currency to bid in for a request allowing `allowed` (empty: the exchange's
     /// default, USD): its code and USD per unit.
-    pub fn bid_currency<S: AsRef<str>>(&self, allowed: &[S]) -> Option<(String, f64)> {
+    pub fn bid_currency<S: AsRef<str>>(&self, allowed: &[S]) -> Option<(&str, f64)> {
         if allowed.is_empty() || allowed.iter().any(|c| c.as_ref().eq_ignore_ascii_case(BASE)) {
-            return Some((BASE.to_string(), 1.0));
+            return Some((BASE, 1.0));
         }
-        allowed.iter().find_map(|c| self.usd_per_unit(c.as_ref()).map(|r| (c.as_ref().to_ascii_uppercase(), r)))
+        allowed.iter().find_map(|c| {
+            let (code, rate) = self.usd_per_unit.get_key_value(&c.as_ref().to_ascii_uppercase())?;
+            Some((code.as_str(), *rate))
+        })
     }
 
     /// A floor in `currency` (USD when `None`) converted to USD; `None` for an unknown
@@ -76,9 +79,9 @@ mod tests {
     #[test]
     fn bid_currency_prefers_usd_then_the_first_known() {
         let r = rates();
-        assert_eq!(r.bid_currency::<&str>(&[]), Some(("USD".into(), 1.0)));
-        assert_eq!(r.bid_currency(&["EUR", "usd"]), Some(("USD".into(), 1.0)));
-        assert_eq!(r.bid_currency(&["JPY", "gbp", "EUR"]), Some(("GBP".into(), 1.5)));
+        assert_eq!(r.bid_currency::<&str>(&[]), Some(("USD", 1.0)));
+        assert_eq!(r.bid_currency(&["EUR", "usd"]), Some(("USD", 1.0)));
+        assert_eq!(r.bid_currency(&["JPY", "gbp", "EUR"]), Some(("GBP", 1.5)));
         assert_eq!(r.bid_currency(&["JPY"]), None);
     }
 

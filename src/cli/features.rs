@@ -10,8 +10,8 @@
 use crate::catalog::{Catalog, Selector};
 use crate::features::{Extractor, FeatureSpec};
 use crate::npy::NpyWriter;
+use crate::simulate::ImpressionRecord;
 use anyhow::{bail, Context as _};
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -29,19 +29,6 @@ pub struct Opts {
     /// Output directory for the arrays.
     #[arg(long)]
     out: PathBuf,
-}
-
-/// One line of `impressions.jsonl`.
-#[derive(Debug, Deserialize)]
-struct Impression {
-    ts: i64,
-    line: u64,
-    imp_id: String,
-    crid: String,
-    click: u8,
-    conv: u8,
-    pctr: f64,
-    pcvr: f64,
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
@@ -90,12 +77,12 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
     let (mut cat, mut num) = (vec![0i64; f], vec![0f32; d]);
     let mut rows = 0usize;
     while let Some((n, line)) = impressions.next() {
-        let first: Impression =
+        let first: ImpressionRecord =
             serde_json::from_str(&line?).with_context(|| format!("impressions.jsonl line {}", n + 1))?;
         // Gather every impression of the same request (they are consecutive).
         let mut group = vec![first];
         while let Some((_, Ok(next))) = impressions.peek() {
-            let imp: Impression = serde_json::from_str(next).with_context(|| "impressions.jsonl")?;
+            let imp: ImpressionRecord = serde_json::from_str(next).with_context(|| "impressions.jsonl")?;
             if imp.line != group[0].line {
                 break;
             }

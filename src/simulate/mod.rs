@@ -163,6 +163,24 @@ impl SimConfig {
     }
 }
 
+/// One line of `impressions.jsonl`, as readers parse it (the simulator writes the line
+/// directly, see [`simulate`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImpressionRecord {
+    /// Unix seconds of the auction.
+    pub ts: i64,
+    /// Line of the request in `requests.jsonl`, from 0.
+    pub line: u64,
+    pub request_id: String,
+    pub imp_id: String,
+    pub crid: String,
+    pub click: u8,
+    pub conv: u8,
+    /// The true click and conversion probabilities the outcomes were drawn from.
+    pub pctr: f64,
+    pub pcvr: f64,
+}
+
 /// What `summary.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {

@@ -1,11 +1,10 @@
 //! Tests of the simulator: determinism, the shape of its output, and agreement with the
 //! bidder's own parser, validator and candidate selection.
 
-use super::{generate_catalog, simulate, SimConfig, Summary};
+use super::{generate_catalog, simulate, ImpressionRecord, SimConfig, Summary};
 use crate::catalog::{Catalog, Format, Selector};
 use crate::features::{Extractor, FeatureSpec};
 use crate::openrtb;
-use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -15,19 +14,6 @@ fn small(seed: u64, impressions: u64) -> SimConfig {
 
 fn read(dir: &Path, name: &str) -> Vec<u8> {
     std::fs::read(dir.join(name)).unwrap()
-}
-
-#[derive(Debug, Deserialize)]
-struct Impression {
-    ts: i64,
-    line: usize,
-    request_id: String,
-    imp_id: String,
-    crid: String,
-    click: u8,
-    conv: u8,
-    pctr: f64,
-    pcvr: f64,
 }
 
 #[test]
@@ -79,7 +65,7 @@ fn logs_agree_with_the_bidder_parser_validator_and_selection() {
         .collect();
     assert_eq!(requests.len() as u64, summary.requests);
 
-    let impressions: Vec<Impression> = String::from_utf8(read(dir.path(), "impressions.jsonl"))
+    let impressions: Vec<ImpressionRecord> = String::from_utf8(read(dir.path(), "impressions.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -88,7 +74,7 @@ fn logs_agree_with_the_bidder_parser_validator_and_selection() {
     assert!(impressions.windows(2).all(|w| w[0].ts <= w[1].ts && w[0].line <= w[1].line), "log out of order");
 
     for imp_log in &impressions {
-        let mut body = requests[imp_log.line].clone();
+        let mut body = requests[imp_log.line as usize].clone();
         let req = openrtb::parse(&mut body).unwrap();
         let req = openrtb::validate(req).unwrap();
         assert_eq!(req.id(), imp_log.request_id);
