@@ -3,20 +3,31 @@
 //! [`Bidder::bid`] runs the stages in order (parse, validate, select, features, score,
 //! price, respond), times each one, and counts the outcome. The server calls it for
 //! every `POST /openrtb2/bid`; benches and tests call it directly. Serving state
-//! (spec, catalog index, model info) sits behind an `ArcSwap` and is replaced whole.
+//! (spec, catalog index, model info) sits behind an `ArcSwap` and is replaced whole
+//! (admin reloads).
+//!
+//! Pricing per imp: the candidate with the highest value (goal CPC x pCTR x 1000,
+//! capped at `max_cpm`) among those reaching their floor (a deal's floor for a deal
+//! candidate, else the imp's) bids; second price (`at = 2`, the default) bids the
+//! value, first price (`at = 1`, or a deal's own `at`) bids `first_price_shading` x
+//! value but never under the floor, a fixed-price deal (`at = 3`) bids the deal floor.
+//! One bid per imp at most.
 
-use crate::catalog::{Candidate, Catalog, Selector};
+use crate::catalog::{Candidate, Catalog, ImpTerms, Selector};
 use crate::config::Config;
 use crate::currency::{Rates, BASE};
 use crate::features::{Extractor, FeatureSpec};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
-use crate::openrtb::response::{push_query_value, BidDebug, BidExt};
-use crate::openrtb::{self, Bid, BidResponse, SeatBid};
+use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
+use crate::openrtb::response::{BidDebug, BidExt};
+use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
 use crate::pricing::bid_cpm;
 use crate::scoring::model::ModelSource;
 use crate::scoring::{runtime, Batcher, BatcherConfig, Model, ModelInfo, Rows, ScoreError};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,26 +40,57 @@ pub struct ServingState {
     pub model: ModelInfo,
 }
 
-/// Why a valid request got no bid. Each is one metric label.
+/// Why a valid request got no bid. Each is one metric label and one OpenRTB `nbr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoBidReason {
     NoCandidates,
     BelowFloor,
     Currency,
+    /// `wseat` leaves our seat out, or `bseat` names it.
+    Seat,
+    /// `bcat` is in a category taxonomy other than IAB 1.0, which the catalog uses.
+    Taxonomy,
+    /// `bidding.require_complete_schain` and no complete `source.schain`.
+    SupplyChain,
     Deadline,
     QueueFull,
     ScoringFailed,
 }
 
 impl NoBidReason {
+    pub const ALL: [NoBidReason; 9] = [
+        NoBidReason::NoCandidates,
+        NoBidReason::BelowFloor,
+        NoBidReason::Currency,
+        NoBidReason::Seat,
+        NoBidReason::Taxonomy,
+        NoBidReason::SupplyChain,
+        NoBidReason::Deadline,
+        NoBidReason::QueueFull,
+        NoBidReason::ScoringFailed,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             NoBidReason::NoCandidates => "no_candidates",
             NoBidReason::BelowFloor => "below_floor",
             NoBidReason::Currency => "currency",
+            NoBidReason::Seat => "seat",
+            NoBidReason::Taxonomy => "taxonomy",
+            NoBidReason::SupplyChain => "supply_chain",
             NoBidReason::Deadline => "deadline",
             NoBidReason::QueueFull => "queue_full",
             NoBidReason::ScoringFailed => "scoring_failed",
+        }
+    }
+
+    /// The OpenRTB 2.6 no-bid reason code (list 5.24): 15 insufficient auction time,
+    /// 1 technical error, else 0 (the list has no code for "nothing worth bidding").
+    pub fn nbr(self) -> u16 {
+        match self {
+            NoBidReason::Deadline => 15,
+            NoBidReason::QueueFull | NoBidReason::ScoringFailed => 1,
+            _ => 0,
         }
     }
 }
@@ -58,8 +100,8 @@ impl NoBidReason {
 pub enum Answer {
     /// 200 with this JSON body.
     Bid(Vec<u8>),
-    /// 204.
-    NoBid(NoBidReason),
+    /// 204, or 200 with `body` (`{"id", "nbr"}`) when `server.nbr_body` is on.
+    NoBid { reason: NoBidReason, body: Option<Vec<u8>> },
     /// 400 with this reason as the body.
     BadRequest(String),
 }
@@ -70,24 +112,47 @@ struct Settings {
     network_allowance: Duration,
     default_tmax: Duration,
     max_candidates_per_imp: usize,
-    notice_base_url: String,
     debug_ext: bool,
     seat: String,
     rates: Rates,
+    first_price_shading: f64,
+    require_complete_schain: bool,
+    nbr_body: bool,
 }
 
 pub struct Bidder {
     state: ArcSwap<ServingState>,
     batcher: Batcher,
     metrics: Arc<Metrics>,
+    notices: Notices,
     settings: Settings,
+    /// Where models and catalogs load from, for reloads.
+    model_source: ModelPaths,
     next_bid: AtomicU64,
+}
+
+/// Paths and options needed to open a model again (admin reload).
+#[derive(Debug, Clone)]
+struct ModelPaths {
+    spec: PathBuf,
+    library: PathBuf,
+    device: crate::scoring::Device,
+    threads: usize,
 }
 
 impl std::fmt::Debug for Bidder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bidder").field("batcher", &self.batcher).finish_non_exhaustive()
     }
+}
+
+/// What a price is for: the candidate's floor in the bid's terms.
+#[derive(Debug, Clone, Copy)]
+struct Floor<'a> {
+    usd: f64,
+    /// The floor as the request states it, when in a currency: a bid in that currency
+    /// must not fall a rounding error under it.
+    native: (f64, &'a str),
 }
 
 impl Bidder {
@@ -97,20 +162,13 @@ impl Bidder {
         let spec = FeatureSpec::load(&cfg.model.spec)?;
         let catalog = Catalog::load(&cfg.model.catalog)?;
         let extractor = Extractor::new(spec);
-        let library = runtime::library_path(cfg.model.onnxruntime_library.as_deref());
-        let source = ModelSource {
-            path: &cfg.model.path,
-            spec: extractor.spec(),
-            spec_path: &cfg.model.spec,
-            library: &library,
+        let model_source = ModelPaths {
+            spec: cfg.model.spec.clone(),
+            library: runtime::library_path(cfg.model.onnxruntime_library.as_deref()),
             device: cfg.scoring.device,
+            threads: cfg.scoring.threads,
         };
-        let mut models = Vec::with_capacity(cfg.scoring.threads);
-        for _ in 0..cfg.scoring.threads {
-            let mut model = Model::open(&source)?;
-            warm_up(&mut model).with_context(|| format!("warming up {}", cfg.model.path.display()))?;
-            models.push(model);
-        }
+        let models = open_models(&model_source, &cfg.model.path, &extractor)?;
         let info = models[0].info.clone();
         let selector = Selector::new(catalog, &extractor);
         let batcher = Batcher::start(
@@ -124,15 +182,25 @@ impl Bidder {
         );
         let notice_base_url =
             cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+        let notices = Notices::new(NoticeSettings {
+            base_url: notice_base_url.trim_end_matches('/').to_string(),
+            signer: notice_signer(&cfg.notices),
+            ttl_s: cfg.notices.ttl_s,
+            min_ttl_s: cfg.notices.min_ttl_s,
+            max_ttl_s: cfg.notices.max_ttl_s,
+            max_entries: cfg.notices.max_entries,
+        });
         let settings = Settings {
             budget: Duration::from_millis(cfg.bidding.budget_ms),
             network_allowance: Duration::from_millis(cfg.bidding.network_allowance_ms),
             default_tmax: Duration::from_millis(cfg.bidding.default_tmax_ms),
             max_candidates_per_imp: cfg.bidding.max_candidates_per_imp,
-            notice_base_url: notice_base_url.trim_end_matches('/').to_string(),
             debug_ext: cfg.server.debug_ext,
             seat: cfg.server.seat.clone(),
             rates: Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?,
+            first_price_shading: cfg.bidding.first_price_shading,
+            require_complete_schain: cfg.bidding.require_complete_schain,
+            nbr_body: cfg.server.nbr_body,
         };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -142,7 +210,9 @@ impl Bidder {
             state: ArcSwap::from_pointee(ServingState { extractor, selector, model: info }),
             batcher,
             metrics,
+            notices,
             settings,
+            model_source,
             next_bid: AtomicU64::new(seed << 16),
         })
     }
@@ -155,21 +225,101 @@ impl Bidder {
         &self.metrics
     }
 
+    pub fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    /// Loads a catalog and swaps it in whole; requests in flight finish on the old one.
+    /// Campaigns whose budget is already spent today stay stopped.
+    pub fn reload_catalog(&self, path: &Path) -> anyhow::Result<usize> {
+        let catalog = Catalog::load(path)?;
+        let n = catalog.campaigns.len();
+        let old = self.state.load_full();
+        let selector = Selector::new(catalog, &old.extractor);
+        self.notices.apply_spend(&selector);
+        self.state.store(Arc::new(ServingState {
+            extractor: old.extractor.clone(),
+            selector,
+            model: old.model.clone(),
+        }));
+        Ok(n)
+    }
+
+    /// Opens and warms a model (one session per inference thread), then hands the
+    /// sessions to the inference threads; each switches before its next batch. A model
+    /// built for another feature spec is refused and the serving one stays.
+    pub fn reload_model(&self, path: &Path) -> anyhow::Result<ModelInfo> {
+        let old = self.state.load_full();
+        let models = open_models(&self.model_source, path, &old.extractor)?;
+        let info = models[0].info.clone();
+        self.batcher.replace_models(models).map_err(|e| anyhow::anyhow!("model reload: {e}"))?;
+        self.state.store(Arc::new(ServingState {
+            extractor: old.extractor.clone(),
+            selector: Selector::new(old.selector.catalog().clone(), &old.extractor),
+            model: info.clone(),
+        }));
+        self.notices.apply_spend(&self.state.load().selector);
+        Ok(info)
+    }
+
+    /// Checks and applies one win, billing or loss notice.
+    pub fn notice(&self, kind: notice::Kind, query: &str, now_unix: i64) -> notice::Verdict {
+        let state = self.state.load();
+        self.notices.handle(kind, query, now_unix, &state.selector, &self.settings.rates)
+    }
+
+    /// Prometheus text: request outcomes and stage latencies, no-bid reasons, notices.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = self.metrics.render();
+        out.push_str("# HELP ctrbid_no_bids_total No-bid answers by reason.\n# TYPE ctrbid_no_bids_total counter\n");
+        for r in NoBidReason::ALL {
+            let _ = writeln!(
+                out,
+                "ctrbid_no_bids_total{{reason=\"{}\"}} {}",
+                r.label(),
+                self.metrics.no_bid_count(r as usize)
+            );
+        }
+        self.notices.render(&mut out);
+        out
+    }
+
+    /// Housekeeping, once a second: expired notices, a new budget day.
+    pub fn tick(&self, now_unix: i64) {
+        self.notices.tick(now_unix, &self.state.load().selector);
+    }
+
     /// Answers one bid request. `body` is parsed in place. `received` is when the
     /// request arrived (its deadline counts from there); `now_unix` the auction time
-    /// in Unix seconds (time-of-day features).
+    /// in Unix seconds (time-of-day features, notice expiry).
     pub async fn bid(&self, body: &mut [u8], received: Instant, now_unix: i64) -> Answer {
         let mut ns = [0u64; Stage::ALL.len()];
         let answer = self.run(body, received, now_unix, &mut ns).await;
         ns[Stage::Total as usize] = received.elapsed().as_nanos() as u64;
         self.metrics.sample(Sample::Request { ns });
-        self.metrics.count(match &answer {
-            Answer::Bid(_) => Outcome::Bid,
-            Answer::NoBid(NoBidReason::Deadline | NoBidReason::QueueFull) => Outcome::Shed,
-            Answer::NoBid(_) => Outcome::NoBid,
-            Answer::BadRequest(_) => Outcome::Invalid,
-        });
+        match &answer {
+            Answer::Bid(_) => self.metrics.count(Outcome::Bid),
+            Answer::NoBid { reason, .. } => {
+                let shed = matches!(reason, NoBidReason::Deadline | NoBidReason::QueueFull);
+                self.metrics.count(if shed { Outcome::Shed } else { Outcome::NoBid });
+                self.metrics.count_no_bid(*reason as usize);
+            }
+            Answer::BadRequest(_) => self.metrics.count(Outcome::Invalid),
+        }
         answer
+    }
+
+    fn no_bid(&self, reason: NoBidReason, request_id: &str) -> Answer {
+        let body = self.settings.nbr_body.then(|| {
+            serde_json::to_vec(&NoBidResponse {
+                id: request_id,
+                nbr: reason.nbr(),
+                ext: NoBidExt { reason: reason.label() },
+            })
+            .unwrap_or_default()
+        });
+        Answer::NoBid { reason, body }
     }
 
     async fn run(&self, body: &mut [u8], received: Instant, now_unix: i64, ns: &mut [u64; Stage::ALL.len()]) -> Answer {
@@ -193,33 +343,36 @@ impl Bidder {
         let s = &self.settings;
         let tmax = req.tmax.map(|ms| Duration::from_millis(u64::from(ms))).unwrap_or(s.default_tmax);
         let allowed = tmax.saturating_sub(s.network_allowance).min(s.budget);
-        if allowed.is_zero() {
-            return Answer::NoBid(NoBidReason::Deadline);
-        }
         let deadline = received + allowed;
+        if allowed.is_zero() || Instant::now() >= deadline {
+            return self.no_bid(NoBidReason::Deadline, req.id());
+        }
+        if (!req.wseat.is_empty() && !req.wseat.iter().any(|w| w == s.seat.as_str()))
+            || req.bseat.iter().any(|b| b == s.seat.as_str())
+        {
+            return self.no_bid(NoBidReason::Seat, req.id());
+        }
+        if req.category_taxonomy() != 1 && !req.bcat.is_empty() {
+            return self.no_bid(NoBidReason::Taxonomy, req.id());
+        }
+        if s.require_complete_schain && req.schain_complete() != Some(true) {
+            return self.no_bid(NoBidReason::SupplyChain, req.id());
+        }
         let Some((currency, usd_per_unit)) = s.rates.bid_currency(&req.cur) else {
-            return Answer::NoBid(NoBidReason::Currency);
+            return self.no_bid(NoBidReason::Currency, req.id());
         };
 
         let state = self.state.load_full();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
-        // Floors in USD, by imp; `None` for a currency without a rate (no bid there).
-        let floors_usd: Vec<Option<f64>> = req
-            .imp
-            .iter()
-            .map(|imp| s.rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref()))
-            .collect();
-        for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
-            let Some(floor_usd) = floors_usd[i] else {
-                continue;
-            };
+        let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
+        for (i, imp) in req.imp.iter().enumerate() {
             let before = candidates.len();
-            state.selector.select_imp(&req, i as u16, imp, floor_usd, &mut candidates);
+            state.selector.select_imp(&req, i as u16, imp, &terms[i], &mut candidates);
             candidates.truncate(before + s.max_candidates_per_imp);
         }
         lap(Stage::Select, ns);
         if candidates.is_empty() {
-            return Answer::NoBid(NoBidReason::NoCandidates);
+            return self.no_bid(NoBidReason::NoCandidates, req.id());
         }
 
         let ex = &state.extractor;
@@ -242,45 +395,57 @@ impl Bidder {
             start += group.len();
         }
         lap(Stage::Features, ns);
+        // Work stops once the deadline has passed: a late request is not scored.
+        if Instant::now() >= deadline {
+            return self.no_bid(NoBidReason::Deadline, req.id());
+        }
 
         let pctr = match self.batcher.score(rows, deadline).await {
             Ok(p) => p,
-            Err(ScoreError::Expired) => return Answer::NoBid(NoBidReason::Deadline),
-            Err(ScoreError::QueueFull) => return Answer::NoBid(NoBidReason::QueueFull),
-            Err(ScoreError::Closed | ScoreError::Inference) => return Answer::NoBid(NoBidReason::ScoringFailed),
+            Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),
+            Err(ScoreError::QueueFull) => return self.no_bid(NoBidReason::QueueFull, req.id()),
+            Err(ScoreError::Closed | ScoreError::Inference) => {
+                return self.no_bid(NoBidReason::ScoringFailed, req.id())
+            }
         };
         clock = Instant::now();
 
-        // Best priced creative per imp; candidates are grouped by imp.
+        // The best candidate per imp by value; candidates are grouped by imp.
         let mut bids = Vec::new();
         let mut start = 0;
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
-            let imp = &req.imp[usize::from(group[0].imp)];
-            let floor = imp.bidfloor.unwrap_or(0.0);
-            // Selection skipped imps whose floor currency has no rate.
-            let floor_usd = floors_usd[usize::from(group[0].imp)].unwrap_or(f64::INFINITY);
+            let i = usize::from(group[0].imp);
+            let (imp, terms) = (&req.imp[i], &terms[i]);
             let best = group
                 .iter()
                 .zip(&pctr[start..start + group.len()])
                 .filter_map(|(c, &p)| {
                     let campaign = state.selector.campaign_of(c.creative);
-                    bid_cpm(campaign.goal_cpc, p, campaign.max_cpm, floor_usd).map(|price| (c, p, price))
+                    let floor = terms.floor_for(c.deal);
+                    bid_cpm(campaign.goal_cpc, p, campaign.max_cpm, floor).map(|value| (c, p, value))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2));
-            if let Some((c, p, price_usd)) = best {
-                let mut price = price_usd / usd_per_unit;
-                if imp.bidfloorcur.as_deref().unwrap_or(BASE).eq_ignore_ascii_case(currency) {
-                    // Converting back and forth must not leave the bid a rounding error
-                    // under a floor in the bid's own currency.
-                    price = price.max(floor);
-                }
-                bids.push(self.make_bid(&state, imp, c.creative, p, price, now_unix, group.len()));
-            }
             start += group.len();
+            let Some((c, p, value_usd)) = best else { continue };
+            let deal = c.deal.map(|k| &imp.pmp.as_ref().expect("a deal candidate has a pmp").deals[usize::from(k)]);
+            let floor = candidate_floor(imp, deal, terms.floor_for(c.deal));
+            let auction = match deal.and_then(|d| d.at) {
+                Some(1) => Auction::First,
+                Some(3) => Auction::Fixed,
+                Some(_) => Auction::Second,
+                None if req.auction_type() == AuctionType::FirstPrice => Auction::First,
+                None => Auction::Second,
+            };
+            let price_usd = auction_price(value_usd, floor.usd, auction, s.first_price_shading);
+            let mut price = price_usd / usd_per_unit;
+            if floor.native.1.eq_ignore_ascii_case(currency) {
+                price = price.max(floor.native.0);
+            }
+            bids.push(self.make_bid(&state, &req, imp, c, deal, p, price, currency, now_unix, group.len()));
         }
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
         if bids.is_empty() {
-            return Answer::NoBid(NoBidReason::BelowFloor);
+            return self.no_bid(NoBidReason::BelowFloor, req.id());
         }
         let response = BidResponse { id: req.id(), cur: currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
@@ -290,42 +455,141 @@ impl Bidder {
     fn make_bid<'a>(
         &'a self,
         state: &'a ServingState,
+        req: &openrtb::BidRequest<'_>,
         imp: &'a openrtb::Imp<'a>,
-        creative: u32,
+        candidate: &Candidate,
+        deal: Option<&'a openrtb::Deal<'a>>,
         pctr: f32,
         price: f64,
+        currency: &str,
         now_unix: i64,
         candidates: usize,
     ) -> Bid<'a> {
-        let cr = state.selector.creative(creative);
-        let campaign = state.selector.campaign_of(creative);
-        let id = format!("{:x}", self.next_bid.fetch_add(1, Ordering::Relaxed));
+        let cr = state.selector.creative(candidate.creative);
+        let campaign = state.selector.campaign_of(candidate.creative);
+        let bid_id = self.next_bid.fetch_add(1, Ordering::Relaxed);
         let impid = imp.id.as_deref().unwrap_or_default();
-        let mut nurl = String::with_capacity(self.settings.notice_base_url.len() + 96);
-        nurl.push_str(&self.settings.notice_base_url);
-        nurl.push_str("/win?bid=");
-        nurl.push_str(&id);
-        nurl.push_str("&imp=");
-        push_query_value(&mut nurl, impid);
-        nurl.push_str("&crid=");
-        push_query_value(&mut nurl, &cr.id);
-        nurl.push_str("&price=${AUCTION_PRICE}");
+        let dealid = deal.and_then(|d| d.id.as_deref());
+        let urls = self.notices.urls(&notice::Terms {
+            bid: bid_id,
+            imp: impid.into(),
+            campaign: campaign.id.as_str().into(),
+            creative: cr.id.as_str().into(),
+            deal: dealid.unwrap_or_default().into(),
+            currency: currency.into(),
+            max_price_micros: (price * 1e6).ceil() as u64,
+            expires: now_unix + i64::from(self.notices.ttl_s(imp.exp)),
+            test: req.test == Some(true),
+        });
+        // A native creative answers with the assets the request asked for, under its ids.
+        let native_request = imp.native.as_ref().and_then(|n| n.request.as_ref());
+        let adm = match (&cr.native, native_request) {
+            (Some(assets), Some(request)) => {
+                native::response_adm(request, assets).map_or(Cow::Borrowed(cr.adm.as_str()), Cow::Owned)
+            }
+            _ => Cow::Borrowed(cr.adm.as_str()),
+        };
         let size = cr.format.size();
         Bid {
-            id,
+            id: format!("{bid_id:x}"),
             impid,
             price,
-            adm: &cr.adm,
-            nurl,
+            adm,
+            nurl: urls.nurl,
+            burl: urls.burl,
+            lurl: urls.lurl,
             adomain: [&campaign.adomain],
             cid: &campaign.id,
             crid: &cr.id,
             cat: [&campaign.category],
+            dealid,
             w: size.map(|s| s.0),
             h: size.map(|s| s.1),
             ext: self.settings.debug_ext.then_some(BidExt { ctrbid: BidDebug { pctr, ts: now_unix, candidates } }),
         }
     }
+}
+
+/// How the winner pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auction {
+    First,
+    Second,
+    /// A fixed-price deal (`deal.at = 3`): the price is the deal floor.
+    Fixed,
+}
+
+/// The bid for a candidate worth `value` (USD CPM, already `>= floor`): the value in a
+/// second-price auction, the shaded value (not under the floor) in a first-price one,
+/// the floor in a fixed-price deal.
+fn auction_price(value: f64, floor: f64, auction: Auction, shading: f64) -> f64 {
+    match auction {
+        Auction::Second => value,
+        Auction::First => (value * shading).max(floor),
+        Auction::Fixed => floor,
+    }
+}
+
+/// The floor that applies to a candidate, in USD (already converted in `ImpTerms`) and
+/// as the request states it.
+fn candidate_floor<'a>(imp: &'a openrtb::Imp<'a>, deal: Option<&'a openrtb::Deal<'a>>, usd: f64) -> Floor<'a> {
+    let imp_floor = (imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref().unwrap_or(BASE));
+    let native = match deal {
+        Some(d) => match d.bidfloor {
+            Some(f) => (f, d.bidfloorcur.as_deref().unwrap_or(BASE)),
+            None => imp_floor,
+        },
+        None => imp_floor,
+    };
+    Floor { usd, native }
+}
+
+#[derive(serde::Serialize)]
+struct NoBidResponse<'a> {
+    id: &'a str,
+    nbr: u16,
+    ext: NoBidExt,
+}
+
+#[derive(serde::Serialize)]
+struct NoBidExt {
+    reason: &'static str,
+}
+
+/// One warmed session per inference thread.
+fn open_models(paths: &ModelPaths, model: &Path, extractor: &Extractor) -> anyhow::Result<Vec<Model>> {
+    let source = ModelSource {
+        path: model,
+        spec: extractor.spec(),
+        spec_path: &paths.spec,
+        library: &paths.library,
+        device: paths.device,
+    };
+    let mut models = Vec::with_capacity(paths.threads);
+    for _ in 0..paths.threads {
+        let mut m = Model::open(&source)?;
+        warm_up(&mut m).with_context(|| format!("warming up {}", model.display()))?;
+        models.push(m);
+    }
+    Ok(models)
+}
+
+/// The notice signer from config, or with a random per-process key.
+fn notice_signer(cfg: &crate::config::NoticesConfig) -> Signer {
+    let key = match &cfg.hmac_key {
+        Some(k) => k.as_bytes().to_vec(),
+        None => {
+            eprintln!(
+                "ctrbid: notices.hmac_key is not set: signing notice URLs with a random key; \
+                 they will not verify after a restart or on another instance"
+            );
+            use rand::RngCore as _;
+            let mut k = vec![0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            k
+        }
+    };
+    Signer::new(key, cfg.previous_hmac_key.as_ref().map(|k| k.as_bytes().to_vec()))
 }
 
 /// Runs one row through a fresh session so the first request does not pay for ORT's

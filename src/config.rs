@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MODEL: &str = "models/default/model.onnx";
 pub const DEFAULT_SPEC: &str = "models/feature_spec.json";
@@ -30,6 +31,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub scoring: ScoringConfig,
     pub bidding: BiddingConfig,
+    pub admin: AdminConfig,
+    pub notices: NoticesConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -55,9 +58,16 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// ... and the whole body within this, else 408. Default 2000 ms.
     pub body_read_timeout_ms: u64,
-    /// On SIGTERM / Ctrl-C: readiness goes false, new connections are refused, requests
-    /// in flight get this long to finish before the process exits. Default 5000 ms.
+    /// On SIGTERM / Ctrl-C: readiness goes false at once, and the listener keeps
+    /// accepting for this long so load balancers see it and stop sending. Default 0 ms
+    /// (deploy/ctrbid.toml sets 2000).
+    pub drain_delay_ms: u64,
+    /// ... then the listener closes and requests in flight get this long to finish
+    /// before the process exits. Default 5000 ms.
     pub grace_period_ms: u64,
+    /// Answer a no-bid with 200 and `{"id": ..., "nbr": code}` instead of an empty 204.
+    /// Default false.
+    pub nbr_body: bool,
 }
 
 impl Default for ServerConfig {
@@ -72,7 +82,9 @@ impl Default for ServerConfig {
             max_connections: 4096,
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 2000,
+            drain_delay_ms: 0,
             grace_period_ms: 5000,
+            nbr_body: false,
         }
     }
 }
@@ -142,6 +154,11 @@ pub struct BiddingConfig {
     /// USD per unit of each other currency ctrbid accepts floors in and bids in, e.g.
     /// `{ EUR = 1.08 }`. Default: none (USD only).
     pub exchange_rates: std::collections::HashMap<String, f64>,
+    /// First-price auctions (`at = 1`): bid this share of the value (never below the
+    /// floor). Second-price auctions bid the value. Default 0.85.
+    pub first_price_shading: f64,
+    /// No bid (nbr 16) on requests without a complete `source.schain`. Default false.
+    pub require_complete_schain: bool,
 }
 
 impl Default for BiddingConfig {
@@ -152,6 +169,58 @@ impl Default for BiddingConfig {
             default_tmax_ms: DEFAULT_TMAX_MS,
             max_candidates_per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP,
             exchange_rates: std::collections::HashMap::new(),
+            first_price_shading: 0.85,
+            require_complete_schain: false,
+        }
+    }
+}
+
+/// The admin port: health, readiness, metrics, and model and catalog control.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener; port 0 picks a free port. Default `127.0.0.1:9090`.
+    pub listen: SocketAddr,
+    /// Bearer token for the control endpoints (`POST /admin/...`); also read from
+    /// `CTRBID_ADMIN_TOKEN`. Without one, control endpoints answer 403. At least 16
+    /// characters.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: DEFAULT_ADMIN_LISTEN.parse().expect("constant address parses"), token: None }
+    }
+}
+
+/// Win, billing and loss notice URLs and their signatures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoticesConfig {
+    /// Key of the HMAC-SHA256 over each notice URL's terms, at least 32 bytes; also read
+    /// from `CTRBID_NOTICE_KEY`. Every instance behind one load balancer needs the
+    /// same key. Default: a random key per process (URLs do not outlive a restart).
+    pub hmac_key: Option<String>,
+    /// The key before the last rotation, still accepted when verifying.
+    pub previous_hmac_key: Option<String>,
+    /// How long a notice URL stays valid when the imp has no `exp`, seconds. Default 1800.
+    pub ttl_s: u32,
+    /// Bounds applied to an imp's `exp`, seconds. Defaults 60 and 7200.
+    pub min_ttl_s: u32,
+    pub max_ttl_s: u32,
+    /// Applied notices remembered (for replay protection) at most. Default 2,000,000.
+    pub max_entries: usize,
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        NoticesConfig {
+            hmac_key: None,
+            previous_hmac_key: None,
+            ttl_s: 1800,
+            min_ttl_s: 60,
+            max_ttl_s: 7200,
+            max_entries: 2_000_000,
         }
     }
 }
@@ -187,6 +256,23 @@ impl Config {
         check(self.bidding.default_tmax_ms >= 1, "bidding.default_tmax_ms", "must be at least 1")?;
         check(self.bidding.max_candidates_per_imp >= 1, "bidding.max_candidates_per_imp", "must be at least 1")?;
         crate::currency::Rates::new(&self.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        let shading = self.bidding.first_price_shading;
+        check(shading > 0.0 && shading <= 1.0, "bidding.first_price_shading", "must be in (0, 1]")?;
+        if let Some(token) = &self.admin.token {
+            check(token.len() >= 16, "admin.token", "must be at least 16 characters")?;
+        }
+        for (field, key) in [
+            ("notices.hmac_key", &self.notices.hmac_key),
+            ("notices.previous_hmac_key", &self.notices.previous_hmac_key),
+        ] {
+            if let Some(key) = key {
+                check(key.len() >= 32, field, "must be at least 32 bytes")?;
+            }
+        }
+        let n = &self.notices;
+        check(n.ttl_s >= 1, "notices.ttl_s", "must be at least 1")?;
+        check(n.min_ttl_s <= n.max_ttl_s, "notices.min_ttl_s", "must not exceed notices.max_ttl_s")?;
+        check(n.max_entries >= 1, "notices.max_entries", "must be at least 1")?;
         if let Some(url) = &self.server.notice_base_url {
             check(
                 url.starts_with("http://") || url.starts_with("https://"),

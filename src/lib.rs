@@ -15,6 +15,7 @@ pub mod config;
 pub mod currency;
 pub mod features;
 pub mod metrics;
+pub mod notice;
 pub mod npy;
 pub mod openrtb;
 pub mod pricing;

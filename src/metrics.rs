@@ -111,6 +111,8 @@ struct Histograms {
 /// Shared by the server, the bidder and the batcher.
 pub struct Metrics {
     outcomes: [AtomicU64; Outcome::ALL.len()],
+    /// No-bid answers by reason, indexed by `bidder::NoBidReason as usize`.
+    no_bids: [AtomicU64; 16],
     dropped: AtomicU64,
     tx: Sender<Sample>,
     hist: Arc<Mutex<Histograms>>,
@@ -136,11 +138,28 @@ impl Metrics {
             .name("ctrbid-metrics".into())
             .spawn(move || record_loop(rx, recorder))
             .expect("spawning the metrics thread");
-        Arc::new(Metrics { outcomes: Default::default(), dropped: AtomicU64::new(0), tx, hist })
+        Arc::new(Metrics {
+            outcomes: Default::default(),
+            no_bids: Default::default(),
+            dropped: AtomicU64::new(0),
+            tx,
+            hist,
+        })
     }
 
     pub fn count(&self, outcome: Outcome) {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a no-bid by reason index (`< 16`; others are ignored).
+    pub fn count_no_bid(&self, reason: usize) {
+        if let Some(c) = self.no_bids.get(reason) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn no_bid_count(&self, reason: usize) -> u64 {
+        self.no_bids.get(reason).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     pub fn outcome_count(&self, outcome: Outcome) -> u64 {

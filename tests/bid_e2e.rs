@@ -49,7 +49,7 @@ async fn malformed_json_gets_400_with_a_reason() {
         (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{}}", "malformed JSON"),
         (b"{\"id\": tru}", "malformed JSON"),
         (b"not json at all", "malformed JSON"),
-        (b"{\"id\":\"x\",\"imp\":{\"id\":\"1\"}}", "malformed JSON"),
+        (b"{\"id\":\"x\",\"imp\":{\"id\":\"1\"}}", "request.imp is missing"),
         (b"", "empty body"),
         (b"   \n", "empty body"),
         (b"{\"id\":\"x\"}", "request.imp is missing"),
@@ -61,7 +61,7 @@ async fn malformed_json_gets_400_with_a_reason() {
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(body));
         assert!(r.text().contains(reason), "{:?}: {:?} should say {reason:?}", String::from_utf8_lossy(body), r.text());
     }
-    let metrics = server.get("/metrics").await.text();
+    let metrics = server.admin_get("/metrics").await.text();
     assert!(metrics.contains(&format!("ctrbid_requests_total{{outcome=\"invalid\"}} {}", cases.len())), "{metrics}");
     server.stop().await;
 }
@@ -82,21 +82,29 @@ async fn oversized_bodies_get_413_and_the_server_keeps_serving() {
     raw.extend_from_slice(&big);
     raw.extend_from_slice(b"\r\n0\r\n\r\n");
     assert_eq!(server.raw(&raw).await.status, 413);
-    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.admin_get("/healthz").await.status, 200);
     server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_metrics_and_unknown_routes() {
     let server = TestServer::start(config()).await;
-    assert_eq!(server.get("/healthz").await.status, 200);
-    assert_eq!(server.get("/readyz").await.text(), "ready\n");
+    assert_eq!(server.admin_get("/healthz").await.status, 200);
+    assert_eq!(server.admin_get("/readyz").await.text(), "ready\n");
     assert_eq!(server.get("/nope").await.status, 404);
+    // The public port serves bidding and notices only.
+    for path in ["/healthz", "/readyz", "/metrics", "/admin/status"] {
+        assert_eq!(server.get(path).await.status, 404, "{path} on the public port");
+    }
+    let status = server.admin_get("/admin/status").await.json();
+    assert_eq!(status["ready"], true);
+    assert_eq!(status["model"]["kind"], "wide_deep");
+    assert!(status["catalog"]["campaigns"].as_u64().unwrap() > 0);
     assert_eq!(server.get("/openrtb2/bid").await.status, 405);
     let body = br#"{"id":"m1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"device":{"devicetype":2,"os":"windows","geo":{"country":"USA"}}}"#;
     let r = server.post("/openrtb2/bid", body).await;
     assert!(r.status == 200 || r.status == 204);
-    let m = server.get("/metrics").await;
+    let m = server.admin_get("/metrics").await;
     assert!(m.header("content-type").unwrap().starts_with("text/plain"));
     let text = m.text();
     for stage in ["parse", "validate", "select", "features", "total"] {

@@ -66,7 +66,7 @@ async fn bad_codings_get_clear_4xx_answers() {
     assert!(bomb.len() < 64 * 1024);
     let r = server.post_with("/openrtb2/bid", &[("content-encoding", "gzip")], &bomb).await;
     assert_eq!(r.status, 413, "{}", r.text());
-    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.admin_get("/healthz").await.status, 200);
     server.stop().await;
 }
 

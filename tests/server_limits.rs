@@ -53,7 +53,7 @@ async fn a_head_that_never_completes_is_closed() {
     assert!(started.elapsed() < Duration::from_secs(2), "still open after {:?}", started.elapsed());
     assert!(answer.is_empty() || status_of(&answer) == Some(408), "{}", String::from_utf8_lossy(&answer));
     // The server still serves others.
-    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.admin_get("/healthz").await.status, 200);
     server.stop().await;
 }
 
@@ -62,14 +62,14 @@ async fn beyond_max_connections_clients_wait_for_a_free_slot() {
     let mut cfg = config();
     cfg.server.max_connections = 2;
     let server = TestServer::start(cfg).await;
-    let keep_alive = b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n";
+    let keep_alive = b"GET /nope HTTP/1.1\r\nhost: t\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(keep_alive).await.unwrap();
         let mut buf = [0u8; 256];
         let n = timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("answered").unwrap();
-        assert_eq!(status_of(&buf[..n]), Some(200));
+        assert_eq!(status_of(&buf[..n]), Some(404));
         held.push(s);
     }
     // The kernel accepts the third connection, the server does not serve it yet.
@@ -79,7 +79,7 @@ async fn beyond_max_connections_clients_wait_for_a_free_slot() {
     assert!(timeout(Duration::from_millis(300), third.read(&mut buf)).await.is_err(), "served past the limit");
     drop(held.pop());
     let n = timeout(Duration::from_secs(2), third.read(&mut buf)).await.expect("served once a slot frees").unwrap();
-    assert_eq!(status_of(&buf[..n]), Some(200));
+    assert_eq!(status_of(&buf[..n]), Some(404));
     drop(third);
     drop(held);
     server.stop().await;

@@ -54,7 +54,7 @@ async fn a_bad_config_value_names_the_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_configuration_starts() {
     let server = TestServer::start(config()).await;
-    assert_eq!(server.get("/readyz").await.status, 200);
+    assert_eq!(server.admin_get("/readyz").await.status, 200);
     server.stop().await;
 }
 

@@ -12,7 +12,7 @@
 
 mod select;
 
-pub use select::{Candidate, Candidates, Selector};
+pub use select::{Candidate, Candidates, ImpTerms, Selector};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -45,6 +45,13 @@ pub struct Campaign {
     pub daily_budget: f64,
     #[serde(default)]
     pub targeting: Targeting,
+    /// Private-marketplace deal ids this campaign buys through (`imp.pmp.deals[].id`).
+    /// A campaign with deals still bids in the open auction unless an imp is private.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deals: Vec<String>,
+    /// The advertiser's app (bundle or store id), checked against `bapp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// Who a campaign may reach. Empty lists match everything.
@@ -75,8 +82,71 @@ pub struct Creative {
     pub id: String,
     pub campaign_id: String,
     pub format: Format,
-    /// The ad markup returned in `bid.adm`.
+    /// The ad markup returned in `bid.adm` (for native creatives with `native` assets,
+    /// the response is built from those instead, for the request's asset ids).
     pub adm: String,
+    /// Creative attributes (AdCOM list: 1 audio auto-play, 6 in-banner video, 8 rollover,
+    /// ...), checked against `battr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attr: Vec<u16>,
+    /// Banner markup type (1 XHTML text, 2 XHTML banner, 3 JavaScript, 4 iframe),
+    /// checked against `banner.btype`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub banner_type: Option<u8>,
+    /// Video: the media file's MIME type, checked against `video.mimes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime: Option<String>,
+    /// Video: the VAST protocol code of the markup (2 VAST 2.0, 3 VAST 3.0, 7 VAST 4.0...),
+    /// checked against `video.protocols`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u16>,
+    /// Native: the assets a native response is built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<NativeAssets>,
+}
+
+/// A native creative's assets (Native Ads 1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeAssets {
+    pub title: String,
+    /// The main image (image asset type 3).
+    pub image: NativeImage,
+    /// Image asset type 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icon: Option<NativeImage>,
+    /// Data asset type 1: the brand shown as "sponsored by".
+    pub sponsored: String,
+    /// Data asset type 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Data asset type 12: call-to-action text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cta: Option<String>,
+    /// Where a click goes (`link.url` of the response).
+    pub click_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NativeImage {
+    pub url: String,
+    pub w: u32,
+    pub h: u32,
+}
+
+impl Creative {
+    /// True when the markup loads nothing over plain HTTP, so it may serve on a
+    /// `secure = 1` imp.
+    pub fn is_secure(&self) -> bool {
+        let native_ok = self.native.as_ref().is_none_or(|n| {
+            [n.image.url.as_str(), n.click_url.as_str()]
+                .into_iter()
+                .chain(n.icon.as_ref().map(|i| i.url.as_str()))
+                .all(|u| !u.starts_with("http:"))
+        });
+        !self.adm.contains("http:") && native_ok
+    }
 }
 
 /// What kind of slot a creative fills.

@@ -1,19 +1,35 @@
-//! Candidate selection: which creatives may bid on an imp.
+//! Candidate selection: which creatives may bid on an imp, and through which deal.
 //!
 //! A creative is a candidate for an imp when (the rules the simulator's logging policy
 //! uses too): its format fits the slot (banner size equals `w`/`h` or a `format[]`
 //! entry; video creative duration within the imp's `minduration..=maxduration`; native
 //! for native), its campaign's targeting matches the device, its campaign category is
 //! not in `bcat` (`IAB2` also blocks `IAB2-3`), its `adomain` is not in `badv`, and its
-//! campaign's `max_cpm` reaches the imp's floor.
+//! campaign's `max_cpm` reaches the floor that applies.
+//!
+//! Beyond what the simulator sends, the rules real requests need: a banner's
+//! `banner_type` not in `btype`; no creative attribute in the slot's `battr`; a video's
+//! MIME type and VAST protocol among the player's `mimes` and `protocols` (when both
+//! sides name them); a native creative that fills every required asset
+//! ([`crate::openrtb::native`]); markup without plain-HTTP URLs on a `secure` imp; the
+//! campaign's app not in `bapp`; and the campaign's daily budget not spent.
+//!
+//! Deals: an imp's deal is open to a campaign when the campaign lists the deal id, the
+//! deal's `wseat` (if any) names our seat, and its `wadomain` (if any) names the
+//! campaign's domain. Such a candidate bids through the deal, at the deal's floor (deal
+//! floor takes precedence over the imp's). A campaign with no open deal bids in the
+//! open auction at the imp floor, unless the imp is a private auction.
 //!
 //! The [`Selector`] indexes creatives by slot so an imp only looks at creatives of its
 //! sizes, and keeps each creative's feature keys hashed once per catalog load.
 
 use super::{Campaign, Catalog, Creative, Format};
+use crate::currency::Rates;
 use crate::features::{CandidateKeys, Extractor};
+use crate::openrtb::native;
 use crate::openrtb::{BidRequest, Imp};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One creative that may bid on one imp of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,18 +38,70 @@ pub struct Candidate {
     pub imp: u16,
     /// Index into `catalog.creatives`.
     pub creative: u32,
+    /// Index into the imp's `pmp.deals` when the bid goes through a deal.
+    pub deal: Option<u8>,
 }
 
 /// All candidates of one request, grouped by imp in imp order.
 pub type Candidates = Vec<Candidate>;
 
-/// The catalog, indexed for selection. Immutable once built.
+/// What an imp offers, in USD, worked out once per imp by the bid path.
+#[derive(Debug, Default, Clone)]
+pub struct ImpTerms {
+    /// The imp's floor in USD; `None` when its currency has no rate (open auction closed to us).
+    pub floor_usd: Option<f64>,
+    /// Deals open to our seat: (index into `pmp.deals`, the deal's floor in USD).
+    pub deals: Vec<(u8, f64)>,
+    /// Only deal bids may win (`pmp.private_auction = 1`).
+    pub private: bool,
+}
+
+impl ImpTerms {
+    /// The terms of `imp` for a bidder with seat `seat`: floors converted to USD, and
+    /// the deals whose `wseat` lets the seat in. A deal without a floor inherits the
+    /// imp's; a deal floor's currency defaults to USD (OpenRTB 2.6 3.2.12).
+    pub fn of(imp: &Imp<'_>, seat: &str, rates: &Rates) -> ImpTerms {
+        let floor_usd = rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref());
+        let Some(pmp) = &imp.pmp else {
+            return ImpTerms { floor_usd, deals: Vec::new(), private: false };
+        };
+        let mut deals = Vec::new();
+        for (i, deal) in pmp.deals.iter().enumerate().take(usize::from(u8::MAX)) {
+            let named = deal.id.as_deref().is_some_and(|id| !id.is_empty());
+            let seat_ok = deal.wseat.is_empty() || deal.wseat.iter().any(|w| w == seat);
+            let floor = match deal.bidfloor {
+                Some(f) => rates.floor_in_usd(f, deal.bidfloorcur.as_deref()),
+                None => floor_usd,
+            };
+            if let (true, true, Some(floor)) = (named, seat_ok, floor) {
+                deals.push((i as u8, floor));
+            }
+        }
+        ImpTerms { floor_usd, deals, private: pmp.private_auction == Some(true) }
+    }
+
+    /// The floor in USD a candidate bidding through `deal` must reach.
+    pub fn floor_for(&self, deal: Option<u8>) -> f64 {
+        match deal {
+            Some(d) => self.deals.iter().find(|(i, _)| *i == d).map_or(f64::INFINITY, |(_, f)| *f),
+            None => self.floor_usd.unwrap_or(f64::INFINITY),
+        }
+    }
+}
+
+/// The catalog, indexed for selection. Immutable once built, except the per-campaign
+/// "budget spent" flags, which the notice path sets.
 #[derive(Debug)]
 pub struct Selector {
     catalog: Catalog,
     /// `campaign_of[creative]` indexes `catalog.campaigns`.
     campaign_of: Vec<u32>,
+    campaign_by_id: HashMap<String, u32>,
     keys: Vec<CandidateKeys>,
+    /// `secure[creative]`: the markup loads nothing over plain HTTP.
+    secure: Vec<bool>,
+    /// `exhausted[campaign]`: today's budget is spent; the campaign does not bid.
+    exhausted: Vec<AtomicBool>,
     by_size: HashMap<(u32, u32), Vec<u32>>,
     video: Vec<u32>,
     native: Vec<u32>,
@@ -57,8 +125,10 @@ impl Selector {
                 Format::Native => native.push(i as u32),
             }
         }
-        drop(campaigns);
-        Selector { catalog, campaign_of, keys, by_size, video, native }
+        let campaign_by_id = campaigns.into_iter().map(|(id, i)| (id.to_string(), i as u32)).collect();
+        let secure = catalog.creatives.iter().map(Creative::is_secure).collect();
+        let exhausted = catalog.campaigns.iter().map(|_| AtomicBool::new(false)).collect();
+        Selector { catalog, campaign_of, campaign_by_id, keys, secure, exhausted, by_size, video, native }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -73,20 +143,62 @@ impl Selector {
         &self.catalog.campaigns[self.campaign_of[creative as usize] as usize]
     }
 
+    /// Index of the campaign with this id.
+    pub fn campaign_index(&self, id: &str) -> Option<u32> {
+        self.campaign_by_id.get(id).copied()
+    }
+
     pub fn keys(&self, creative: u32) -> &CandidateKeys {
         &self.keys[creative as usize]
     }
 
-    /// Appends to `out` every creative that may bid on `imp` with floor `floor` (USD CPM).
-    pub fn select_imp(&self, req: &BidRequest<'_>, imp_index: u16, imp: &Imp<'_>, floor: f64, out: &mut Candidates) {
+    /// Marks a campaign's budget spent (or not, on a new day).
+    pub fn set_exhausted(&self, campaign: u32, spent: bool) {
+        if let Some(flag) = self.exhausted.get(campaign as usize) {
+            flag.store(spent, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends to `out` every creative that may bid on `imp` on the `terms` the bid
+    /// path worked out for it.
+    pub fn select_imp(
+        &self,
+        req: &BidRequest<'_>,
+        imp_index: u16,
+        imp: &Imp<'_>,
+        terms: &ImpTerms,
+        out: &mut Candidates,
+    ) {
         let (country, device_type, os) = (req.country(), req.device_type(), req.os());
-        let mut consider = |creative: u32| {
-            let campaign = self.campaign_of(creative);
-            if campaign.max_cpm >= floor
-                && campaign.targeting.matches(country, device_type, os)
-                && !blocked(req, campaign)
+        let secure_only = imp.secure == Some(true);
+        let deals = imp.pmp.as_ref().map(|p| p.deals.as_slice()).unwrap_or_default();
+        let mut consider = |creative: u32, battr: &[u16]| {
+            let ci = self.campaign_of[creative as usize] as usize;
+            let campaign = &self.catalog.campaigns[ci];
+            let cr = &self.catalog.creatives[creative as usize];
+            if self.exhausted[ci].load(Ordering::Relaxed)
+                || (secure_only && !self.secure[creative as usize])
+                || cr.attr.iter().any(|a| battr.contains(a))
+                || !campaign.targeting.matches(country, device_type, os)
+                || blocked(req, campaign)
             {
-                out.push(Candidate { imp: imp_index, creative });
+                return;
+            }
+            // The first open deal this campaign buys through, else the open auction.
+            let deal = terms.deals.iter().find(|(d, _)| {
+                let deal = &deals[usize::from(*d)];
+                let id = deal.id.as_deref().unwrap_or_default();
+                campaign.deals.iter().any(|c| c == id)
+                    && (deal.wadomain.is_empty()
+                        || deal.wadomain.iter().any(|d| d.eq_ignore_ascii_case(&campaign.adomain)))
+            });
+            let (deal, floor) = match deal {
+                Some(&(d, floor)) => (Some(d), floor),
+                None if terms.private => return,
+                None => (None, terms.floor_usd.unwrap_or(f64::INFINITY)),
+            };
+            if campaign.max_cpm >= floor {
+                out.push(Candidate { imp: imp_index, creative, deal });
             }
         };
         if let Some(banner) = &imp.banner {
@@ -97,35 +209,46 @@ impl Selector {
                 }
                 seen[n] = size;
                 for &c in self.by_size.get(&size).map(Vec::as_slice).unwrap_or_default() {
-                    consider(c);
+                    let banner_type = self.creative(c).banner_type;
+                    if banner_type.is_none_or(|t| !banner.btype.contains(&t)) {
+                        consider(c, &banner.battr);
+                    }
                 }
             }
         }
         if let Some(video) = &imp.video {
             let (lo, hi) = (video.minduration.unwrap_or(0), video.maxduration.unwrap_or(u32::MAX));
             for &c in &self.video {
-                if let Format::Video { duration, .. } = self.creative(c).format {
-                    if (lo..=hi).contains(&duration) {
-                        consider(c);
-                    }
+                let cr = self.creative(c);
+                let Format::Video { duration, .. } = cr.format else { continue };
+                let mime_ok = video.mimes.is_empty()
+                    || cr.mime.as_deref().is_none_or(|m| video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m)));
+                let protocol_ok =
+                    video.protocols.is_empty() || cr.protocol.is_none_or(|p| video.protocols.contains(&p));
+                if (lo..=hi).contains(&duration) && mime_ok && protocol_ok {
+                    consider(c, &video.battr);
                 }
             }
         }
-        if imp.native.is_some() {
+        if let Some(request) = imp.native.as_ref().and_then(|n| n.request.as_ref().map(|r| (n, r))) {
+            let (n, request) = request;
             for &c in &self.native {
-                consider(c);
+                if self.creative(c).native.as_ref().is_some_and(|assets| native::fills(request, assets)) {
+                    consider(c, &n.battr);
+                }
             }
         }
     }
 }
 
-/// True when the request blocks the campaign's category or domain.
+/// True when the request blocks the campaign's category, domain or app.
 pub fn blocked(req: &BidRequest<'_>, campaign: &Campaign) -> bool {
     let category_blocked = req.bcat.iter().any(|b| {
         let cat = campaign.category.as_str();
         cat == b.as_ref() || (cat.len() > b.len() && cat.starts_with(b.as_ref()) && cat.as_bytes()[b.len()] == b'-')
     });
-    category_blocked || req.badv.iter().any(|d| d.eq_ignore_ascii_case(&campaign.adomain))
+    let app_blocked = campaign.bundle.as_deref().is_some_and(|b| req.bapp.iter().any(|a| a == b));
+    category_blocked || app_blocked || req.badv.iter().any(|d| d.eq_ignore_ascii_case(&campaign.adomain))
 }
 
 #[cfg(test)]
@@ -148,12 +271,27 @@ mod tests {
                 countries: countries.iter().map(|c| c.to_string()).collect(),
                 ..Targeting::default()
             },
+            deals: if id == "a" { vec!["d-a".into()] } else { Vec::new() },
+            bundle: (id == "c").then(|| "com.c.app".into()),
         };
         let cr = |id: &str, cmp: &str, format: Format| Creative {
             id: id.into(),
             campaign_id: cmp.into(),
             format,
             adm: String::new(),
+            attr: if id == "c300" { vec![6] } else { Vec::new() },
+            banner_type: (id == "b300").then_some(3),
+            mime: matches!(format, Format::Video { .. }).then(|| "video/mp4".into()),
+            protocol: matches!(format, Format::Video { .. }).then_some(if id == "av15" { 7 } else { 3 }),
+            native: matches!(format, Format::Native).then(|| crate::catalog::NativeAssets {
+                title: "t".into(),
+                image: crate::catalog::NativeImage { url: "https://x/i.jpg".into(), w: 1200, h: 627 },
+                icon: None,
+                sponsored: "b".into(),
+                description: None,
+                cta: None,
+                click_url: "https://x/c".into(),
+            }),
         };
         let catalog = Catalog {
             version: 1,
@@ -183,10 +321,17 @@ mod tests {
         let mut buf = body.as_bytes().to_vec();
         let req = crate::openrtb::parse(&mut buf).unwrap();
         let mut out = Vec::new();
+        let rates = Rates::new(&Default::default()).unwrap();
         for (i, imp) in req.imp.iter().enumerate() {
-            s.select_imp(&req, i as u16, imp, imp.bidfloor.unwrap_or(0.0), &mut out);
+            s.select_imp(&req, i as u16, imp, &ImpTerms::of(imp, "ctrbid", &rates), &mut out);
         }
-        let got: Vec<&str> = out.iter().map(|c| s.creative(c.creative).id.as_str()).collect();
+        let got: Vec<String> = out
+            .iter()
+            .map(|c| match c.deal {
+                Some(d) => format!("{}@{d}", s.creative(c.creative).id),
+                None => s.creative(c.creative).id.clone(),
+            })
+            .collect();
         assert_eq!(got, expected, "{body}");
     }
 
@@ -204,7 +349,50 @@ mod tests {
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2-3"],"badv":["C.example"]}"#, &[]);
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2-31","IAB"]}"#, &["a300", "c300"]);
         check(r#"{"imp":[{"video":{"minduration":5,"maxduration":20}}]}"#, &["av15"]);
-        check(r#"{"imp":[{"video":{}},{"native":{}}]}"#, &["av15", "av30"]);
-        check(&format!(r#"{{"imp":[{{"native":{{}}}}],{usa}}}"#), &["bn"]);
+        let native = r#"{"native":{"request":"{\"assets\":[{\"id\":1,\"required\":1,\"title\":{\"len\":20}}]}"}}"#;
+        check(&format!(r#"{{"imp":[{{"video":{{}}}},{native}]}}"#), &["av15", "av30"]);
+        check(&format!(r#"{{"imp":[{native}],{usa}}}"#), &["bn"]);
+        // A native imp without a readable request, or asking for what the creative lacks.
+        check(&format!(r#"{{"imp":[{{"native":{{}}}}],{usa}}}"#), &[]);
+        check(
+            &format!(
+                r#"{{"imp":[{{"native":{{"request":"{{\"assets\":[{{\"id\":1,\"required\":1,\"data\":{{\"type\":12}}}}]}}"}}}}],{usa}}}"#
+            ),
+            &[],
+        );
+    }
+
+    #[test]
+    fn creative_rules_of_real_requests() {
+        let usa = r#""device":{"geo":{"country":"USA"}}"#;
+        // btype 3 blocks b300's JavaScript banner; battr 6 blocks c300.
+        check(&format!(r#"{{"imp":[{{"banner":{{"w":300,"h":250,"btype":[3],"battr":[6]}}}}],{usa}}}"#), &["a300"]);
+        // Video MIME types and protocols: av15 is VAST 4 (7), av30 VAST 3 (3).
+        check(r#"{"imp":[{"video":{"mimes":["video/mp4"],"protocols":[2,3]}}]}"#, &["av30"]);
+        check(r#"{"imp":[{"video":{"mimes":["video/webm"]}}]}"#, &[]);
+        // bapp blocks campaign c's app.
+        check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bapp":["com.c.app"]}"#, &["a300"]);
+        // secure: creatives with an http: URL in the markup are left out.
+        let s = selector();
+        assert!(s.catalog().creatives.iter().all(Creative::is_secure));
+    }
+
+    #[test]
+    fn deals_and_private_auctions() {
+        // Campaign a buys deal d-a: its creatives bid through it, the others in the open auction.
+        let pmp = |private: u8, floor: f64, wseat: &str| {
+            format!(
+                r#"{{"imp":[{{"banner":{{"w":300,"h":250}},"bidfloor":0.1,"pmp":{{"private_auction":{private},"deals":[{{"id":"other"}},{{"id":"d-a","bidfloor":{floor},"wseat":[{wseat}]}}]}}}}]}}"#
+            )
+        };
+        check(&pmp(0, 5.0, ""), &["a300@1", "c300"]);
+        check(&pmp(1, 5.0, ""), &["a300@1"]);
+        // Deal floor over the imp's: 20 is beyond a's max_cpm (10).
+        check(&pmp(1, 20.0, ""), &[]);
+        // A deal for other seats is not ours.
+        check(&pmp(1, 5.0, r#""someone-else""#), &[]);
+        check(&pmp(1, 5.0, r#""ctrbid""#), &["a300@1"]);
+        // private_auction sent as a string.
+        check(r#"{"imp":[{"banner":{"w":300,"h":250},"pmp":{"private_auction":"1","deals":[{"id":"zz"}]}}]}"#, &[]);
     }
 }

@@ -41,6 +41,15 @@ pub struct Opts {
     /// Add ext.ctrbid (pCTR, time, candidates) to bids.
     #[arg(long, env = "CTRBID_DEBUG_EXT")]
     debug_ext: Option<bool>,
+    /// Address of the admin port (health, readiness, metrics, control).
+    #[arg(long, env = "CTRBID_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
+    /// Bearer token for the admin control endpoints (prefer the variable to the flag).
+    #[arg(long, env = "CTRBID_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// HMAC key of the notice URLs, at least 32 bytes (prefer the variable to the flag).
+    #[arg(long, env = "CTRBID_NOTICE_KEY", hide_env_values = true)]
+    notice_key: Option<String>,
 }
 
 impl Opts {
@@ -80,6 +89,15 @@ impl Opts {
         if let Some(v) = self.debug_ext {
             c.server.debug_ext = v;
         }
+        if let Some(v) = self.admin_listen {
+            c.admin.listen = v;
+        }
+        if let Some(v) = &self.admin_token {
+            c.admin.token = Some(v.clone());
+        }
+        if let Some(v) = &self.notice_key {
+            c.notices.hmac_key = Some(v.clone());
+        }
         c.validate()?;
         Ok(c)
     }
@@ -96,8 +114,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let server = Server::bind(&cfg).await?;
         let info = &server.state().bidder.state().model;
         println!(
-            "ctrbid listening on http://{} (model {} kind={} trained_at={})",
+            "ctrbid listening on http://{} (admin http://{}; model {} kind={} trained_at={})",
             server.local_addr(),
+            server.admin_addr(),
             info.path.display(),
             info.kind,
             info.trained_at

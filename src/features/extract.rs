@@ -99,15 +99,19 @@ impl Extractor {
         let hash = |v: Option<&str>| value_hash(seed, v.unwrap_or_default().as_bytes());
         let local = now_unix + i64::from(req.utc_offset_minutes()) * 60;
         let local_seconds = local.rem_euclid(SECONDS_PER_DAY);
-        let mut segments = req.segments();
+        // User-level data only where the request allows it (COPPA, limited ad tracking,
+        // GDPR without consent: see `BidRequest::may_personalise`); else as if absent.
+        let personal = req.may_personalise();
+        let mut segments = req.segments().filter(move |_| personal);
         let mut vh = [0u64; Source::COUNT];
         vh[Source::PublisherId as usize] = hash(req.publisher_id());
         vh[Source::InventoryDomain as usize] = hash(req.inventory_domain());
         vh[Source::InventoryCat as usize] = hash(req.inventory_cats().first().map(|c| c.as_ref()));
-        let kind = match (&req.site, &req.app) {
-            (Some(_), _) => "site",
-            (None, Some(_)) => "app",
-            (None, None) => "",
+        let kind = match (&req.site, &req.app, &req.dooh) {
+            (Some(_), _, _) => "site",
+            (None, Some(_), _) => "app",
+            (None, None, Some(_)) => "dooh",
+            (None, None, None) => "",
         };
         vh[Source::InventoryKind as usize] = hash(Some(kind));
         vh[Source::DeviceType as usize] = match req.device_type() {
@@ -119,7 +123,7 @@ impl Extractor {
         vh[Source::LocalHour as usize] = value_hash_int(seed, local_seconds / 3600);
         // 1970-01-01 was a Thursday; Monday is 0.
         vh[Source::LocalWeekday as usize] = value_hash_int(seed, (local.div_euclid(SECONDS_PER_DAY) + 3).rem_euclid(7));
-        let user = req.user.as_ref();
+        let user = req.user.as_ref().filter(|_| personal);
         vh[Source::UserId as usize] = hash(user.and_then(|u| u.id.as_deref().or(u.buyeruid.as_deref())));
         let (segment0, segment1) = (segments.next(), segments.next());
         vh[Source::UserSegment0 as usize] = hash(segment0);
@@ -230,6 +234,8 @@ mod tests {
             max_cpm: 10.0,
             daily_budget: 100.0,
             targeting: Targeting::default(),
+            deals: Vec::new(),
+            bundle: None,
         }
     }
 
@@ -239,6 +245,11 @@ mod tests {
             campaign_id: "cmp-1".into(),
             format: Format::Banner { w, h: 250 },
             adm: String::new(),
+            attr: Vec::new(),
+            banner_type: None,
+            mime: None,
+            protocol: None,
+            native: None,
         }
     }
 
@@ -269,6 +280,38 @@ mod tests {
         let (cat, _) = row(&ex, BODY, 1_767_571_200, &creative(300));
         for (v, f) in cat.iter().zip(&ex.spec().cat) {
             assert!((f.offset as i64..(f.offset + f.buckets) as i64).contains(v), "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn user_data_is_left_out_where_the_request_forbids_it() {
+        let ex = extractor();
+        let now = 1_767_571_200;
+        let with_user = row(&ex, BODY, now, &creative(300)).0;
+        let no_user = BODY.replace(
+            r#""user":{"id":"u1","data":[{"segment":[{"id":"seg-IAB2"},{"id":"seg-IAB7"}]}]}"#,
+            r#""user":{}"#,
+        );
+        let anonymous = row(&ex, &no_user, now, &creative(300)).0;
+        assert_ne!(with_user, anonymous);
+        let add = |extra: &str| BODY.replacen('{', &format!("{{{extra},"), 1);
+        for forbidding in [
+            add(r#""regs":{"coppa":1}"#),
+            add(r#""regs":{"gdpr":1}"#),
+            add(r#""regs":{"ext":{"gdpr":"1"}}"#),
+            BODY.replace(r#""devicetype":4"#, r#""devicetype":4,"lmt":1"#),
+            BODY.replace(r#""devicetype":4"#, r#""devicetype":4,"dnt":true"#),
+        ] {
+            assert_eq!(row(&ex, &forbidding, now, &creative(300)).0, anonymous, "{forbidding}");
+        }
+        // GDPR with a consent string (2.6 or 2.5's ext): personal data may be used.
+        for allowing in [
+            add(r#""regs":{"gdpr":1}"#)
+                .replace(r#""user":{"id":"u1""#, r#""user":{"consent":"CPXxRfAPXxRfA","id":"u1""#),
+            add(r#""regs":{"gdpr":1}"#).replace(r#""user":{"id":"u1""#, r#""user":{"ext":{"consent":"CPX"},"id":"u1""#),
+            add(r#""regs":{"coppa":0,"gdpr":0}"#),
+        ] {
+            assert_eq!(row(&ex, &allowing, now, &creative(300)).0, with_user, "{allowing}");
         }
     }
 

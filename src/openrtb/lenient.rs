@@ -179,3 +179,164 @@ impl<'de> de::DeserializeSeed<'de> for ScalarSeed {
         d.deserialize_any(ScalarVisitor)
     }
 }
+
+/// A flag: `true`/`false`, `1`/`0` (numbers or strings, as exchanges send them).
+/// Any other value reads as absent.
+pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    Ok(match d.deserialize_any(ScalarVisitor)? {
+        Scalar::Bool(b) => Some(b),
+        Scalar::Str(s) => match s.trim() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
+        },
+        other => match other.as_i64() {
+            Some(1) => Some(true),
+            Some(0) => Some(false),
+            _ => None,
+        },
+    })
+}
+
+/// A list of integers that fit `T`; numeric strings accepted, other elements dropped.
+/// A lone number reads as a one-element list; anything else as empty.
+pub fn int_list<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct ListVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: TryFrom<i64>> Visitor<'de> for ListVisitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of integers")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element_seed(ScalarSeed)? {
+                if let Some(v) = item.as_i64().and_then(|i| T::try_from(i).ok()) {
+                    out.push(v);
+                }
+            }
+            Ok(out)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(T::try_from(v).ok().into_iter().collect())
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(i64::try_from(v).ok().and_then(|v| T::try_from(v).ok()).into_iter().collect())
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(whole(v).and_then(|v| T::try_from(v).ok()).into_iter().collect())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            ScalarVisitor.visit_map(map).map(|_| Vec::new())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(ListVisitor(std::marker::PhantomData))
+}
+
+/// A list of objects; a value that is not a list (or `null`) reads as empty, and an
+/// element that is not an object is dropped, so one bad entry costs that entry.
+pub fn obj_list<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct ListVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: de::Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(item) = seq.next_element::<Lax<T>>()? {
+                if let Lax(Some(v)) = item {
+                    out.push(v);
+                }
+            }
+            Ok(out)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            ScalarVisitor.visit_map(map).map(|_| Vec::new())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+    }
+    d.deserialize_any(ListVisitor(std::marker::PhantomData))
+}
+
+/// An object field: a value of another type (a string, a number, a list) reads as
+/// absent instead of failing the request.
+pub fn opt_obj<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(<Lax<T> as de::Deserialize>::deserialize(d)?.0)
+}
+
+/// `T` when the value is an object, else nothing (the value is consumed either way).
+struct Lax<T>(Option<T>);
+
+impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Lax<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct LaxVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: de::Deserialize<'de>> Visitor<'de> for LaxVisitor<T> {
+            type Value = Lax<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|v| Lax(Some(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                ScalarVisitor.visit_seq(seq).map(|_| Lax(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Lax(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        d.deserialize_any(LaxVisitor(std::marker::PhantomData))
+    }
+}
+
+/// An `ext` object, kept as parsed with its strings borrowed from the body.
+pub fn ext<'de, D: Deserializer<'de>>(d: D) -> Result<Option<simd_json::BorrowedValue<'de>>, D::Error> {
+    <Option<simd_json::BorrowedValue<'de>> as de::Deserialize>::deserialize(d)
+}

@@ -7,13 +7,14 @@
 //! returns a [`ValidRequest`]; [`response`] writes the [`BidResponse`].
 
 mod lenient;
+pub mod native;
 pub mod request;
 pub mod response;
 mod validate;
 
 pub use request::*;
 pub use response::{Bid, BidResponse, SeatBid};
-pub use validate::{validate, ValidRequest, ValidationError};
+pub use validate::{validate, ValidRequest, ValidationError, MAX_IMPS};
 
 /// Why a body could not be read as a bid request.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,43 @@ pub enum ParseError {
     Empty,
     #[error("malformed JSON: {0}")]
     Json(String),
+    #[error("JSON nested deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Deepest nesting of arrays and objects accepted. OpenRTB requests nest about 6
+/// levels (ext objects a few more); the deserialiser recurses per level, so a body of
+/// thousands of `[` would otherwise exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// True when `body` nests arrays/objects deeper than `limit` (outside strings). One
+/// pass, no allocation; malformed JSON is left for the parser to report.
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// simd-json's scratch space (tape, string buffer, aligned input copy) is kept per
@@ -39,6 +77,9 @@ pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
     }
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(ParseError::TooDeep);
+    }
     PARSE_BUFFERS
         .with_borrow_mut(|buffers| simd_json::serde::from_slice_with_buffers(body, buffers))
         .map_err(|e| ParseError::Json(e.to_string()))
@@ -49,6 +90,9 @@ pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
 pub fn parse_serde_json(body: &[u8]) -> Result<BidRequest<'_>, ParseError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ParseError::Empty);
+    }
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(ParseError::TooDeep);
     }
     serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))
 }
@@ -122,6 +166,24 @@ mod tests {
                 assert_eq!(d.os.as_deref(), Some("7"));
             },
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_reaches_the_stack() {
+        for depth in [MAX_DEPTH + 1, 10_000, 200_000] {
+            for open in ["[", "{\"a\":"] {
+                let close = if open == "[" { "]" } else { "}" };
+                let body = format!(r#"{{"id":"1","ext":{}1{}}}"#, open.repeat(depth), close.repeat(depth));
+                let mut buf = body.clone().into_bytes();
+                assert!(matches!(parse(&mut buf), Err(ParseError::TooDeep)), "depth {depth}");
+                assert!(matches!(parse_serde_json(body.as_bytes()), Err(ParseError::TooDeep)));
+            }
+        }
+        // Brackets inside strings do not count; escaped quotes do not end a string.
+        let inside = format!(r#"{{"id":"[{}\"{{","imp":[]}}"#, "[".repeat(10_000));
+        assert!(parse(&mut inside.clone().into_bytes()).is_ok());
+        let ok = format!(r#"{{"id":"1","ext":{}1{}}}"#, "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse(&mut ok.into_bytes()).is_ok());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The OpenRTB 2.6 bid response ctrbid answers with.
 //!
-//! Built from borrowed parts of the request and the catalog, serialised once. The win
-//! notice URL (`nurl`) keeps the `${AUCTION_PRICE}` macro for the exchange to fill in.
+//! Built from borrowed parts of the request and the catalog, serialised once. The
+//! notice URLs (`nurl`, `burl`, `lurl`, see [`crate::notice`]) keep the OpenRTB macros
+//! for the exchange to fill in; so does `adm` when the creative's markup uses them.
 
 use serde::Serialize;
+use std::borrow::Cow;
 
 #[derive(Debug, Serialize)]
 pub struct BidResponse<'a> {
@@ -25,14 +27,22 @@ pub struct Bid<'a> {
     pub id: String,
     /// Names an `imp.id` of the request.
     pub impid: &'a str,
-    /// CPM in `BidResponse::cur`; never below the imp's floor.
+    /// CPM in `BidResponse::cur`; never below the floor that applies (the deal's, else the imp's).
     pub price: f64,
-    pub adm: &'a str,
+    pub adm: Cow<'a, str>,
+    /// Win notice; the exchange fills in `${AUCTION_PRICE}` and the other macros.
     pub nurl: String,
+    /// Billing notice, called when the impression is billable.
+    pub burl: String,
+    /// Loss notice, with `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}`.
+    pub lurl: String,
     pub adomain: [&'a str; 1],
     pub cid: &'a str,
     pub crid: &'a str,
     pub cat: [&'a str; 1],
+    /// The `pmp.deals[].id` the bid is made through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dealid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub w: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,12 +110,15 @@ mod tests {
                     id: "b1".into(),
                     impid: "1",
                     price: 1.5,
-                    adm: "<a></a>",
+                    adm: "<a></a>".into(),
                     nurl: "http://x/win?price=${AUCTION_PRICE}".into(),
+                    burl: "http://x/bill?price=${AUCTION_PRICE}".into(),
+                    lurl: "http://x/loss?r=${AUCTION_LOSS}".into(),
                     adomain: ["brand.example"],
                     cid: "cmp-1",
                     crid: "cr-1",
                     cat: ["IAB2"],
+                    dealid: None,
                     w: Some(300),
                     h: Some(250),
                     ext: None,

@@ -3,8 +3,13 @@
 //! A request that breaks one gets 400 with the rule's text as the body; each rule is
 //! one [`ValidationError`] variant, so each has one metric label. Rules checked
 //! (OpenRTB 2.6 §3.2.1, §3.2.4, §3.2.13/14): `id` present and non-empty; at least one
-//! `imp`; every imp has a non-empty `id`, unique within the request, and at least one
-//! of `banner`, `video`, `audio`, `native`; not both `site` and `app`.
+//! `imp`, and at most [`MAX_IMPS`]; every imp has a non-empty `id`, unique within the
+//! request, and at least one of `banner`, `video`, `audio`, `native`; at most one of
+//! `site`, `app`, `dooh`.
+
+/// Imps a request may carry. The spec sets no limit; real requests carry a handful,
+/// and a bidder that accepted thousands would spend its deadline on one request.
+pub const MAX_IMPS: usize = 100;
 
 use super::request::BidRequest;
 use std::ops::Deref;
@@ -40,8 +45,10 @@ pub enum ValidationError {
     DuplicateImpId(usize),
     #[error("request.imp[{0}] has none of banner, video, audio, native (OpenRTB 2.6 3.2.4)")]
     ImpWithoutMedia(usize),
-    #[error("request has both site and app: at most one is allowed (OpenRTB 2.6 3.2.1)")]
+    #[error("request has more than one of site, app, dooh: at most one is allowed (OpenRTB 2.6 3.2.1)")]
     SiteAndApp,
+    #[error("request has more than 100 imps: ctrbid bids on at most 100 per request")]
+    TooManyImps,
 }
 
 impl ValidationError {
@@ -54,6 +61,7 @@ impl ValidationError {
             ValidationError::DuplicateImpId(_) => "duplicate_imp_id",
             ValidationError::ImpWithoutMedia(_) => "imp_without_media",
             ValidationError::SiteAndApp => "site_and_app",
+            ValidationError::TooManyImps => "too_many_imps",
         }
     }
 }
@@ -65,6 +73,9 @@ pub fn validate(req: BidRequest<'_>) -> Result<ValidRequest<'_>, ValidationError
     }
     if req.imp.is_empty() {
         return Err(ValidationError::NoImp);
+    }
+    if req.imp.len() > MAX_IMPS {
+        return Err(ValidationError::TooManyImps);
     }
     for (i, imp) in req.imp.iter().enumerate() {
         let Some(id) = imp.id.as_deref().filter(|id| !id.is_empty()) else {
@@ -78,7 +89,7 @@ pub fn validate(req: BidRequest<'_>) -> Result<ValidRequest<'_>, ValidationError
             return Err(ValidationError::ImpWithoutMedia(i));
         }
     }
-    if req.site.is_some() && req.app.is_some() {
+    if usize::from(req.site.is_some()) + usize::from(req.app.is_some()) + usize::from(req.dooh.is_some()) > 1 {
         return Err(ValidationError::SiteAndApp);
     }
     Ok(ValidRequest(req))
@@ -108,6 +119,10 @@ mod tests {
         check(r#"{"id":"1","imp":[{"id":"a","banner":{}},{"id":"a","banner":{}}]}"#, Err(DuplicateImpId(1)));
         check(r#"{"id":"1","imp":[{"id":"a"}]}"#, Err(ImpWithoutMedia(0)));
         check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"site":{},"app":{}}"#, Err(SiteAndApp));
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"dooh":{},"app":{}}"#, Err(SiteAndApp));
+        check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"dooh":{"id":"screen-1"}}"#, Ok(()));
+        let many: Vec<String> = (0..=MAX_IMPS).map(|i| format!(r#"{{"id":"{i}","banner":{{}}}}"#)).collect();
+        check(&format!(r#"{{"id":"1","imp":[{}]}}"#, many.join(",")), Err(TooManyImps));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! answered [`ScoreError::Expired`] without being scored. A full queue answers
 //! [`ScoreError::QueueFull`] at once: the queue never grows.
 //!
-//! Dropping the [`Batcher`] closes the queue; threads finish the batch in hand and exit.
+//! [`Batcher::replace_models`] hands every thread a new model, taken before its next
+//! batch (an admin model reload). Dropping the [`Batcher`] closes the queue; threads
+//! finish the batch in hand and exit.
 
 use super::Model;
 use crate::metrics::{Metrics, Sample};
@@ -57,6 +59,8 @@ struct Job {
 
 pub struct Batcher {
     tx: Option<Sender<Job>>,
+    /// One per inference thread: a replacement model, taken before its next batch.
+    swaps: Vec<Sender<Model>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -70,18 +74,34 @@ impl Batcher {
     /// Starts one inference thread per model.
     pub fn start(models: Vec<Model>, cfg: BatcherConfig, metrics: Arc<Metrics>) -> Batcher {
         let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
+        let mut swaps = Vec::with_capacity(models.len());
         let threads = models
             .into_iter()
             .enumerate()
             .map(|(i, model)| {
                 let (rx, cfg, metrics) = (rx.clone(), cfg.clone(), Arc::clone(&metrics));
+                let (swap_tx, swap_rx) = bounded::<Model>(1);
+                swaps.push(swap_tx);
                 std::thread::Builder::new()
                     .name(format!("ctrbid-infer-{i}"))
-                    .spawn(move || inference_loop(model, rx, cfg, metrics))
+                    .spawn(move || inference_loop(model, rx, swap_rx, cfg, metrics))
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { tx: Some(tx), threads }
+        Batcher { tx: Some(tx), swaps, threads }
+    }
+
+    /// Hands each inference thread a new model (one per thread, same feature widths);
+    /// each switches before its next batch. Fails when the count is wrong or a
+    /// previous replacement has not been taken yet.
+    pub fn replace_models(&self, models: Vec<Model>) -> Result<(), String> {
+        if models.len() != self.swaps.len() {
+            return Err(format!("{} models for {} inference threads", models.len(), self.swaps.len()));
+        }
+        for (swap, model) in self.swaps.iter().zip(models) {
+            swap.try_send(model).map_err(|_| "a previous model reload is still pending".to_string())?;
+        }
+        Ok(())
     }
 
     /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
@@ -111,13 +131,23 @@ impl Drop for Batcher {
     }
 }
 
-fn inference_loop(mut model: Model, rx: Receiver<Job>, cfg: BatcherConfig, metrics: Arc<Metrics>) {
+fn inference_loop(
+    mut model: Model,
+    rx: Receiver<Job>,
+    swaps: Receiver<Model>,
+    cfg: BatcherConfig,
+    metrics: Arc<Metrics>,
+) {
     let (f, d) = (model.info.cat_width, model.info.num_width);
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     let mut cat: Vec<i64> = Vec::with_capacity(cfg.max_batch_rows * f);
     let mut num: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows * d);
     let mut pctr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
     while let Ok(first) = rx.recv() {
+        // Reloads keep the feature spec, so the widths (and buffers) stay valid.
+        if let Ok(new) = swaps.try_recv() {
+            model = new;
+        }
         let mut rows = first.rows.n;
         batch.push(first);
         let until = Instant::now() + cfg.max_wait;

@@ -1,16 +1,16 @@
-//! Request routing and the HTTP side of each answer.
+//! The public port: routing of bid requests and notices, and the HTTP side of each answer.
 
 use super::encoding::{self, BodyCoding, DecodeError};
 use super::AppState;
 use crate::bidder::Answer;
 use crate::metrics::Outcome;
+use crate::notice::{self, Verdict};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,22 +29,11 @@ fn answer_version(headers: &http::HeaderMap) -> HeaderValue {
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let received = Instant::now();
-    let response = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    let response = match (req.method(), path) {
         (&Method::POST, "/openrtb2/bid") => bid(&state, req, received).await,
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => {
-            if state.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
-        }
-        (&Method::GET, "/metrics") => {
-            let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-            r
-        }
-        (_, "/openrtb2/bid" | "/healthz" | "/readyz" | "/metrics") => {
+        (&Method::GET | &Method::POST, _) if notice::Kind::from_path(path).is_some() => notice(&state, &req),
+        (_, "/openrtb2/bid" | "/win" | "/bill" | "/loss") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
@@ -52,10 +41,45 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     Ok(response)
 }
 
+/// A win, billing or loss notice: the verdict as a status code and a one-line reason.
+fn notice(state: &AppState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(kind) = notice::Kind::from_path(req.uri().path()) else {
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let query = req.uri().query().unwrap_or_default();
+    match state.bidder.notice(kind, query, notice::unix_now()) {
+        Verdict::Accepted => text(StatusCode::OK, "ok\n"),
+        // Billing is idempotent: a repeat is a success that changes nothing.
+        Verdict::Duplicate if kind == notice::Kind::Bill => text(StatusCode::OK, "already applied\n"),
+        Verdict::Duplicate => text(StatusCode::CONFLICT, "notice already received\n"),
+        Verdict::Forged => text(StatusCode::FORBIDDEN, "notice signature does not match\n"),
+        Verdict::Expired => text(StatusCode::GONE, "notice URL expired\n"),
+        Verdict::Malformed(why) => text(StatusCode::BAD_REQUEST, &format!("malformed notice: {why}\n")),
+        Verdict::PriceOutOfBounds => text(StatusCode::BAD_REQUEST, "price is outside the signed bounds\n"),
+        Verdict::LedgerFull => text(StatusCode::SERVICE_UNAVAILABLE, "too many notices in flight, retry later\n"),
+    }
+}
+
+/// Media types a bid request may be sent as: JSON, or `text/plain` (Prebid.js sends
+/// that to avoid a CORS preflight). No content type at all is accepted too.
+fn acceptable_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(v) = headers.get(CONTENT_TYPE) else { return true };
+    let Ok(v) = v.to_str() else { return false };
+    let media = v.split(';').next().unwrap_or_default().trim();
+    media.eq_ignore_ascii_case("application/json") || media.eq_ignore_ascii_case("text/plain") || media.is_empty()
+}
+
 async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Response<Full<Bytes>> {
     let limit = state.max_body_bytes;
     let version = answer_version(req.headers());
     let gzip_answer = encoding::accepts_gzip(req.headers());
+    if !acceptable_content_type(req.headers()) {
+        state.metrics.count(Outcome::Invalid);
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type must be application/json (or text/plain) for an OpenRTB bid request\n",
+        );
+    }
     let coding = match encoding::body_coding(req.headers()) {
         Ok(coding) => coding,
         Err(e) => {
@@ -114,9 +138,15 @@ async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Res
             r.headers_mut().insert(X_OPENRTB_VERSION, version);
             r
         }
-        Answer::NoBid(_) => {
+        Answer::NoBid { body: None, .. } => {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut().insert(X_OPENRTB_VERSION, version);
+            r
+        }
+        Answer::NoBid { body: Some(json), .. } => {
+            let mut r = Response::new(Full::new(Bytes::from(json)));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r.headers_mut().insert(X_OPENRTB_VERSION, version);
             r
         }
@@ -139,7 +169,7 @@ fn too_large(limit: usize) -> Response<Full<Bytes>> {
     text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than {limit} bytes\n"))
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(super) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

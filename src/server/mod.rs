@@ -1,18 +1,24 @@
-//! The HTTP server: hyper 1 on tokio, HTTP/1.1 with keep-alive.
+//! The HTTP servers: hyper 1 on tokio, HTTP/1.1 with keep-alive, on two ports.
 //!
-//! Routes: `POST /openrtb2/bid` (the bid path, see [`crate::bidder`]), `GET /healthz`
-//! (the process is up), `GET /readyz` (200 only once the model is loaded and warmed and
-//! the listener is bound), `GET /metrics` (Prometheus text). Bad input gets a 4xx with
-//! a reason; nothing a client sends produces a 5xx.
+//! The public port serves only what exchanges call: `POST /openrtb2/bid` (the bid
+//! path, see [`crate::bidder`]) and the notices `GET|POST /win`, `/bill`, `/loss` (see
+//! [`crate::notice`]). The admin port (`[admin] listen`, keep it private) serves
+//! `GET /healthz` (the process is up), `GET /readyz` (200 only once the model is loaded
+//! and warmed and the listeners are bound, 503 while draining), `GET /metrics`
+//! (Prometheus text), `GET /admin/status`, and the control endpoints
+//! `POST /admin/reload/catalog` and `POST /admin/reload/model`, which need
+//! `Authorization: Bearer <admin.token>`. Bad input gets a 4xx with a reason; nothing a
+//! client sends produces a 5xx.
 //!
 //! Slow or greedy clients cannot hold the server: at most `max_connections` are open
 //! (the rest wait in the kernel's backlog), a request head must arrive within
 //! `header_read_timeout_ms` (else the connection is closed; an idle keep-alive
-//! connection is closed after as long) and its body within
-//! `body_read_timeout_ms` (else 408). Shutdown drains: readiness goes false, the
-//! listener closes, requests in flight finish, and after `grace_period_ms` whatever is
-//! left is dropped.
+//! connection is closed after as long) and its body within `body_read_timeout_ms`
+//! (else 408). Shutdown drains: readiness goes false at once while the listener keeps
+//! accepting for `drain_delay_ms` (so load balancers notice), then the listeners close,
+//! requests in flight finish, and after `grace_period_ms` whatever is left is dropped.
 
+mod admin;
 mod encoding;
 mod handler;
 
@@ -26,11 +32,12 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// What every connection shares.
 pub struct AppState {
@@ -40,6 +47,11 @@ pub struct AppState {
     pub ready: AtomicBool,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    /// Bearer token of the control endpoints; `None` disables them.
+    pub admin_token: Option<String>,
+    /// What a reload without a `path` loads.
+    pub model_path: PathBuf,
+    pub catalog_path: PathBuf,
 }
 
 /// Connection handling settings, from `[server]`.
@@ -47,91 +59,175 @@ pub struct AppState {
 struct Limits {
     max_connections: usize,
     header_read_timeout: Duration,
+    drain_delay: Duration,
     grace_period: Duration,
 }
 
-/// A bound, loaded server that has not started accepting yet.
+/// Which port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Public,
+    Admin,
+}
+
+/// Connections the admin port keeps open at most.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Bound, loaded servers that have not started accepting yet.
 pub struct Server {
     listener: TcpListener,
+    admin: TcpListener,
     state: Arc<AppState>,
     limits: Limits,
 }
 
 impl Server {
-    /// Binds the listener, then loads spec, catalog and model. Port 0 picks a free port;
-    /// the notice URL defaults to the bound address.
+    /// Binds both listeners, then loads spec, catalog and model. Port 0 picks a free
+    /// port; the notice URL defaults to the bound public address.
     pub async fn bind(cfg: &Config) -> anyhow::Result<Server> {
         cfg.validate()?;
         let listener = TcpListener::bind(cfg.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+        let admin = TcpListener::bind(cfg.admin.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (admin.listen)", cfg.admin.listen))?;
         let mut cfg = cfg.clone();
         cfg.server.listen = listener.local_addr()?;
         let metrics = Metrics::start();
         let loader_metrics = Arc::clone(&metrics);
-        let max_body_bytes = cfg.server.max_body_bytes;
-        let body_read_timeout = Duration::from_millis(cfg.server.body_read_timeout_ms);
         let limits = Limits {
             max_connections: cfg.server.max_connections,
             header_read_timeout: Duration::from_millis(cfg.server.header_read_timeout_ms),
+            drain_delay: Duration::from_millis(cfg.server.drain_delay_ms),
             grace_period: Duration::from_millis(cfg.server.grace_period_ms),
         };
+        let (max_body_bytes, body_read_timeout) =
+            (cfg.server.max_body_bytes, Duration::from_millis(cfg.server.body_read_timeout_ms));
+        let admin_token = cfg.admin.token.clone();
+        let (model_path, catalog_path) = (cfg.model.path.clone(), cfg.model.catalog.clone());
         let bidder = tokio::task::spawn_blocking(move || Bidder::load(&cfg, loader_metrics)).await??;
-        let state =
-            Arc::new(AppState { bidder, metrics, ready: AtomicBool::new(false), max_body_bytes, body_read_timeout });
-        Ok(Server { listener, state, limits })
+        let state = Arc::new(AppState {
+            bidder,
+            metrics,
+            ready: AtomicBool::new(false),
+            max_body_bytes,
+            body_read_timeout,
+            admin_token,
+            model_path,
+            catalog_path,
+        });
+        Ok(Server { listener, admin, state, limits })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("a bound listener has an address")
+    }
+
     pub fn state(&self) -> &Arc<AppState> {
         &self.state
     }
 
-    /// Accepts connections until `shutdown` completes, then drains: readiness goes
-    /// false, the listener closes, and requests in flight get the grace period to finish.
+    /// Serves until `shutdown` completes, then drains (see the module docs).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Server { listener, state, limits } = self;
-        let connections = Arc::new(Semaphore::new(limits.max_connections));
-        let graceful = GracefulShutdown::new();
-        let mut http = http1::Builder::new();
-        http.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+        let Server { listener, admin, state, limits } = self;
+        let (closing_tx, closing) = watch::channel(false);
+        let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state), closing.clone()));
+        let admin_limits = Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
+        let admin_task =
+            tokio::spawn(accept_loop(admin, Port::Admin, Arc::clone(&state), admin_limits, closing.clone()));
+        let public = accept_loop(listener, Port::Public, Arc::clone(&state), limits, closing);
         state.ready.store(true, Ordering::Release);
-        tokio::pin!(shutdown);
-        loop {
-            // A permit per open connection: at the limit, stop accepting until one closes.
-            let permit = tokio::select! {
-                permit = Arc::clone(&connections).acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = &mut shutdown => break,
-            };
-            let (stream, _peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        eprintln!("ctrbid: accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let state = Arc::clone(&state);
-            let service = service_fn(move |req| handler::handle(Arc::clone(&state), req));
-            let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-            tokio::spawn(async move {
-                let _ = conn.await;
-                drop(permit);
-            });
-        }
-        state.ready.store(false, Ordering::Release);
-        drop(listener);
-        if tokio::time::timeout(limits.grace_period, graceful.shutdown()).await.is_err() {
-            eprintln!("ctrbid: grace period of {:?} over, dropping the connections still open", limits.grace_period);
-        }
+        let drain = async {
+            shutdown.await;
+            // Not ready any more, but still accepting while load balancers catch up.
+            state.ready.store(false, Ordering::Release);
+            tokio::time::sleep(limits.drain_delay).await;
+            let _ = closing_tx.send(true);
+        };
+        let ((), ()) = tokio::join!(drain, public);
+        let _ = admin_task.await;
+        housekeeping.abort();
         Ok(())
+    }
+}
+
+/// Once a second: the bidder's housekeeping (notice ledger, budget day).
+async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.bidder.tick(crate::notice::unix_now()),
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+async fn route(
+    state: Arc<AppState>,
+    port: Port,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    match port {
+        Port::Public => handler::handle(state, req).await,
+        Port::Admin => admin::handle(state, req).await,
+    }
+}
+
+/// Accepts connections on one port until `closing` turns true, then closes the
+/// listener and gives open connections the grace period to finish.
+async fn accept_loop(
+    listener: TcpListener,
+    port: Port,
+    state: Arc<AppState>,
+    limits: Limits,
+    mut closing: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.keep_alive(true).timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let closed = async move {
+        while !*closing.borrow_and_update() {
+            if closing.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::pin!(closed);
+    loop {
+        // A permit per open connection: at the limit, stop accepting until one closes.
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut closed => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    eprintln!("ctrbid: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            },
+            () = &mut closed => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| route(Arc::clone(&state), port, req));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.grace_period, graceful.shutdown()).await.is_err() {
+        eprintln!("ctrbid: grace period of {:?} over, dropping the connections still open", limits.grace_period);
     }
 }

@@ -12,7 +12,7 @@ use super::vocab::{
     AD_CATEGORIES, AD_CATEGORY_WEIGHTS, BANNER_SIZES, COUNTRIES, CREATIVE_SIZE_WEIGHTS, DEVICE_MODELS, DEVICE_TYPES,
     IMP_SLOTS, NATIVE, OS, REACH_KEYS, VIDEO, VIDEO_CREATIVE_SIZES, VIDEO_DURATIONS,
 };
-use crate::catalog::{Campaign, Catalog, Creative, Format, Targeting};
+use crate::catalog::{Campaign, Catalog, Creative, Format, NativeAssets, NativeImage, Targeting};
 use rand::Rng;
 
 /// Advertisers per campaign.
@@ -143,6 +143,8 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
             max_cpm,
             daily_budget: log_uniform(rng, 200.0, 20_000.0).round(),
             targeting,
+            deals: Vec::new(),
+            bundle: None,
         });
     }
     // One creative each, the rest spread unevenly (some campaigns rotate many).
@@ -163,7 +165,23 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
             };
             let adm = markup(&id, &format, &advertisers[infos[c].advertiser as usize]);
             creative_infos.push(CreativeInfo { campaign: c as u32, slot: slot as u8, duration });
-            catalog.creatives.push(Creative { id, campaign_id: catalog.campaigns[c].id.clone(), format, adm });
+            let adv = &advertisers[infos[c].advertiser as usize];
+            let (mime, protocol) = match format {
+                Format::Video { .. } => (Some("video/mp4".to_string()), Some(VAST_4_0)),
+                _ => (None, None),
+            };
+            let native = matches!(format, Format::Native).then(|| native_assets(&id, adv));
+            catalog.creatives.push(Creative {
+                id,
+                campaign_id: catalog.campaigns[c].id.clone(),
+                format,
+                adm,
+                attr: Vec::new(),
+                banner_type: None,
+                mime,
+                protocol,
+                native,
+            });
         }
     }
     Ads { catalog, advertisers, campaigns: infos, creatives: creative_infos }
@@ -227,6 +245,24 @@ fn creative_format<R: Rng>(rng: &mut R, kind: Kind, k: usize, devices: &[u8]) ->
     }
 }
 
+/// OpenRTB protocol code of the VAST 4.0 markup [`markup`] writes.
+const VAST_4_0: u16 = 7;
+
+/// A native creative's assets: what [`markup`] puts in its native response.
+fn native_assets(id: &str, adv: &Advertiser) -> NativeAssets {
+    NativeAssets {
+        title: format!("New from {}", adv.domain),
+        image: NativeImage { url: format!("https://cdn.ctrbid.example/{id}.jpg"), w: 1200, h: 627 },
+        icon: None,
+        sponsored: adv.domain.clone(),
+        description: Some(NATIVE_DESCRIPTION.to_string()),
+        cta: None,
+        click_url: format!("https://ads.ctrbid.example/click?cr={id}"),
+    }
+}
+
+const NATIVE_DESCRIPTION: &str = "Limited-time offer. Tap to learn more.";
+
 /// Small, realistic ad markup for `bid.adm`.
 fn markup(id: &str, format: &Format, adv: &Advertiser) -> String {
     let click = format!("https://ads.ctrbid.example/click?cr={id}");
@@ -257,7 +293,7 @@ fn markup(id: &str, format: &Format, adv: &Advertiser) -> String {
             "assets": [
                 {"id": 1, "title": {"text": format!("New from {}", adv.domain)}},
                 {"id": 2, "img": {"url": format!("https://cdn.ctrbid.example/{id}.jpg"), "w": 1200, "h": 627}},
-                {"id": 3, "data": {"value": "Limited-time offer. Tap to learn more."}},
+                {"id": 3, "data": {"value": NATIVE_DESCRIPTION}},
                 {"id": 4, "data": {"value": adv.domain}}
             ],
             "link": {"url": click},

@@ -227,7 +227,7 @@ pub fn write_request(req: &Request, world: &World, adomains: &[&str], native_req
             Media::Video { w, h, min, max, plcmt } => {
                 let _ = write!(
                     out,
-                    r#""video":{{"mimes":["video/mp4"],"minduration":{min},"maxduration":{max},"protocols":[2,3,5,6],"w":{w},"h":{h},"plcmt":{plcmt}}}}}"#
+                    r#""video":{{"mimes":["video/mp4"],"minduration":{min},"maxduration":{max},"protocols":[2,3,5,6,7,8],"w":{w},"h":{h},"plcmt":{plcmt}}}}}"#
                 );
             }
             Media::Native { variant } => {

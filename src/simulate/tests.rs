@@ -80,7 +80,9 @@ fn logs_agree_with_the_bidder_parser_validator_and_selection() {
         assert_eq!(req.id(), imp_log.request_id);
         let (i, imp) = req.imp.iter().enumerate().find(|(_, imp)| imp.id.as_deref() == Some(&imp_log.imp_id)).unwrap();
         let mut candidates = Vec::new();
-        selector.select_imp(&req, i as u16, imp, imp.bidfloor.unwrap_or(0.0), &mut candidates);
+        let terms =
+            crate::catalog::ImpTerms::of(imp, "ctrbid", &crate::currency::Rates::new(&Default::default()).unwrap());
+        selector.select_imp(&req, i as u16, imp, &terms, &mut candidates);
         let ids: HashSet<&str> = candidates.iter().map(|c| selector.creative(c.creative).id.as_str()).collect();
         assert!(ids.contains(imp_log.crid.as_str()), "{} is not a candidate for {:?}", imp_log.crid, imp_log);
         assert!(imp_log.pctr > 0.0 && imp_log.pctr < 1.0 && imp_log.pcvr > 0.0 && imp_log.pcvr < 1.0);

@@ -20,7 +20,12 @@ pub fn repo() -> PathBuf {
 pub fn config() -> Config {
     let mut c = Config::load(&repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml loads");
     c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.server.workers = 2;
+    c.server.drain_delay_ms = 0;
+    // Tests assert on bids, and the box runs several test binaries at once: a 10 ms
+    // budget would turn CPU contention into 204s. Tests of the deadline set their own.
+    c.bidding.budget_ms = 2000;
     c.model.path = repo().join(&c.model.path);
     c.model.spec = repo().join(&c.model.spec);
     c.model.catalog = repo().join(&c.model.catalog);
@@ -32,6 +37,8 @@ pub fn config() -> Config {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The admin port: health, readiness, metrics, control.
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -42,11 +49,12 @@ impl TestServer {
             .await
             .expect("server starts with the default model (run `make models` if it is missing)");
         let addr = server.local_addr();
+        let admin = server.admin_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
-        TestServer { addr, stop: Some(stop), task: Some(task) }
+        TestServer { addr, admin, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn post(&self, path: &str, body: &[u8]) -> HttpResponse {
@@ -73,13 +81,25 @@ impl TestServer {
         self.raw(format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.addr).as_bytes()).await
     }
 
+    /// GET on the admin port.
+    pub async fn admin_get(&self, path: &str) -> HttpResponse {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.admin);
+        raw_to(self.admin, head.as_bytes()).await
+    }
+
+    /// POST on the admin port with an optional bearer token.
+    pub async fn admin_post(&self, path: &str, token: Option<&str>) -> HttpResponse {
+        let auth = token.map(|t| format!("authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n",
+            self.admin
+        );
+        raw_to(self.admin, head.as_bytes()).await
+    }
+
     /// Sends raw bytes on a new connection and reads one response until close.
     pub async fn raw(&self, bytes: &[u8]) -> HttpResponse {
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
-        s.write_all(bytes).await.expect("write");
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.expect("read");
-        HttpResponse::parse(&buf)
+        raw_to(self.addr, bytes).await
     }
 
     /// Signals shutdown without waiting for the drain to end.
@@ -97,6 +117,15 @@ impl TestServer {
     }
 }
 
+/// Sends raw bytes to `addr` on a new connection and reads one response until close.
+pub async fn raw_to(addr: SocketAddr, bytes: &[u8]) -> HttpResponse {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.expect("read");
+    HttpResponse::parse(&buf)
+}
+
 #[derive(Debug)]
 pub struct HttpResponse {
     pub status: u16,
@@ -105,7 +134,7 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
-    fn parse(buf: &[u8]) -> HttpResponse {
+    pub fn parse(buf: &[u8]) -> HttpResponse {
         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("response has a head");
         let head = std::str::from_utf8(&buf[..end]).expect("ascii head");
         let mut lines = head.split("\r\n");
@@ -154,6 +183,8 @@ pub fn check_bid_response(request: &serde_json::Value, response: &serde_json::Va
             let price = bid["price"].as_f64().expect("price is a number");
             assert!(price > 0.0 && price >= floor, "price {price} below floor {floor}");
             assert!(bid["nurl"].as_str().unwrap().contains("${AUCTION_PRICE}"));
+            assert!(bid["burl"].as_str().unwrap().contains("/bill?"));
+            assert!(bid["lurl"].as_str().unwrap().contains("${AUCTION_LOSS}"));
             for key in ["id", "adm", "crid"] {
                 assert!(bid[key].as_str().is_some_and(|s| !s.is_empty()), "bid.{key} present");
             }

@@ -1,0 +1,183 @@
+use super::*;
+use crate::catalog::{Campaign, Catalog, Creative, Format, Targeting};
+use crate::features::{Extractor, FeatureSpec};
+use std::path::Path;
+
+const NOW: i64 = 4_000_000_000;
+
+fn notices() -> Notices {
+    Notices::new(NoticeSettings {
+        base_url: "http://bidder.example".into(),
+        signer: Signer::new(b"0123456789abcdef0123456789abcdef".to_vec(), None),
+        ttl_s: 600,
+        min_ttl_s: 60,
+        max_ttl_s: 3600,
+        max_entries: 1000,
+    })
+}
+
+fn selector() -> Selector {
+    let catalog = Catalog {
+        version: 1,
+        campaigns: vec![Campaign {
+            id: "cmp 1".into(),
+            advertiser: "adv".into(),
+            adomain: "a.example".into(),
+            category: "IAB2".into(),
+            goal_cpc: 1.0,
+            max_cpm: 10.0,
+            daily_budget: 0.01,
+            targeting: Targeting::default(),
+            deals: Vec::new(),
+            bundle: None,
+        }],
+        creatives: vec![Creative {
+            id: "cr/1".into(),
+            campaign_id: "cmp 1".into(),
+            format: Format::Banner { w: 300, h: 250 },
+            adm: String::new(),
+            attr: Vec::new(),
+            banner_type: None,
+            mime: None,
+            protocol: None,
+            native: None,
+        }],
+    };
+    let spec = FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
+    Selector::new(catalog, &Extractor::new(spec))
+}
+
+fn terms() -> Terms<'static> {
+    Terms {
+        bid: 0xabc,
+        imp: "imp&1".into(),
+        campaign: "cmp 1".into(),
+        creative: "cr/1".into(),
+        deal: "".into(),
+        currency: "USD".into(),
+        max_price_micros: 2_500_000,
+        expires: NOW + 600,
+        test: false,
+    }
+}
+
+/// What an exchange does: fill in the macros, then call the path and query.
+fn fill(url: &str, price: &str) -> String {
+    let url = url.replace("${AUCTION_PRICE}", price).replace("${AUCTION_CURRENCY}", "USD");
+    url.strip_prefix("http://bidder.example").unwrap().to_string()
+}
+
+fn call(n: &Notices, s: &Selector, url: &str, now: i64) -> Verdict {
+    let (path, query) = url.split_once('?').unwrap();
+    n.handle(Kind::from_path(path).unwrap(), query, now, s, &Rates::new(&Default::default()).unwrap())
+}
+
+#[test]
+fn urls_carry_terms_tag_and_the_exchange_macros() {
+    let urls = notices().urls(&terms());
+    assert!(urls
+        .nurl
+        .starts_with("http://bidder.example/win?b=abc&i=imp%261&c=cmp%201&cr=cr%2F1&cur=USD&hi=2500000&x="));
+    assert!(urls.nurl.ends_with("&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}"), "{}", urls.nurl);
+    assert!(urls.burl.starts_with("http://bidder.example/bill?"));
+    assert!(urls.lurl.contains("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"));
+    // One tag per kind: a win URL's tag does not sign a billing notice.
+    let tag = |u: &str| u.split("&s=").nth(1).unwrap()[..32].to_string();
+    assert_ne!(tag(&urls.nurl), tag(&urls.burl));
+}
+
+#[test]
+fn accepted_once_then_duplicate() {
+    let (n, s) = (notices(), selector());
+    let urls = n.urls(&terms());
+    assert_eq!(call(&n, &s, &fill(&urls.nurl, "1.20"), NOW), Verdict::Accepted);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl, "1.20"), NOW), Verdict::Duplicate);
+    assert_eq!(n.count(Kind::Win, &Verdict::Accepted), 1);
+    assert_eq!(n.count(Kind::Win, &Verdict::Duplicate), 1);
+}
+
+#[test]
+fn billing_is_applied_once_and_spends_the_budget() {
+    let (n, s) = (notices(), selector());
+    let urls = n.urls(&terms());
+    for _ in 0..5 {
+        let v = call(&n, &s, &fill(&urls.burl, "2.0"), NOW);
+        assert!(matches!(v, Verdict::Accepted | Verdict::Duplicate));
+    }
+    assert_eq!(n.count(Kind::Bill, &Verdict::Accepted), 1);
+    assert_eq!(n.count(Kind::Bill, &Verdict::Duplicate), 4);
+    // CPM 2.0 = 0.002 USD for one impression, once.
+    assert!((n.spend_today("cmp 1") - 0.002).abs() < 1e-12, "{}", n.spend_today("cmp 1"));
+    let mut text = String::new();
+    n.render(&mut text);
+    assert!(text.contains("ctrbid_billed_usd_total 0.002000"), "{text}");
+}
+
+#[test]
+fn forged_expired_and_out_of_bounds_are_refused() {
+    let (n, s) = (notices(), selector());
+    let urls = n.urls(&terms());
+    let win = fill(&urls.nurl, "1.0");
+    // Raising the price bound breaks the tag.
+    assert_eq!(call(&n, &s, &win.replace("hi=2500000", "hi=9500000"), NOW), Verdict::Forged);
+    assert_eq!(call(&n, &s, &win.replace("c=cmp%201", "c=cmp%202"), NOW), Verdict::Forged);
+    let s_at = win.find("&s=").unwrap() + 3;
+    let mut flipped = win.clone();
+    flipped.replace_range(s_at..s_at + 1, if &win[s_at..s_at + 1] == "0" { "1" } else { "0" });
+    assert_eq!(call(&n, &s, &flipped, NOW), Verdict::Forged);
+    assert_eq!(call(&n, &s, &win, NOW + 601), Verdict::Expired);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl, "2.51"), NOW), Verdict::PriceOutOfBounds);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl, "-1"), NOW), Verdict::PriceOutOfBounds);
+    assert!(matches!(call(&n, &s, &fill(&urls.nurl, "abc"), NOW), Verdict::Malformed(_)));
+    assert!(
+        matches!(call(&n, &s, &urls.burl.replace("http://bidder.example", ""), NOW), Verdict::Malformed(m) if m.contains("AUCTION_PRICE"))
+    );
+    assert!(matches!(call(&n, &s, "/win?b=1", NOW), Verdict::Malformed(_)));
+    assert!(matches!(call(&n, &s, &win.replace("pc=USD", "pc=EUR"), NOW), Verdict::Malformed(_)));
+    // None of them was applied: the genuine notice still goes through, at the bound exactly.
+    assert_eq!(call(&n, &s, &fill(&urls.nurl, "2.5"), NOW), Verdict::Accepted);
+    assert_eq!(n.count(Kind::Win, &Verdict::Forged), 3);
+}
+
+#[test]
+fn a_spent_budget_stops_the_campaign_until_the_next_day() {
+    let (n, s) = (notices(), selector());
+    // Budget 0.01 USD = 5 impressions at CPM 2.
+    for bid in 0..5u64 {
+        let t = Terms { bid, ..terms() };
+        assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0"), NOW), Verdict::Accepted);
+    }
+    let ci = s.campaign_index("cmp 1").unwrap();
+    let rates = Rates::new(&Default::default()).unwrap();
+    let mut buf = br#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250}}]}"#.to_vec();
+    let req = crate::openrtb::parse(&mut buf).unwrap();
+    let select = |out: &mut Vec<_>| {
+        out.clear();
+        s.select_imp(&req, 0, &req.imp[0], &crate::catalog::ImpTerms::of(&req.imp[0], "ctrbid", &rates), out)
+    };
+    let mut out = Vec::new();
+    select(&mut out);
+    assert!(out.is_empty(), "budget spent: no candidate");
+    n.tick(NOW + spend::SECONDS_PER_DAY, &s);
+    select(&mut out);
+    assert_eq!(out.len(), 1, "a new day: the campaign bids again");
+    let _ = ci;
+}
+
+#[test]
+fn test_auctions_are_never_charged() {
+    let (n, s) = (notices(), selector());
+    let t = Terms { test: true, ..terms() };
+    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0"), NOW), Verdict::Accepted);
+    assert_eq!(n.spend_today("cmp 1"), 0.0);
+    // The test flag is signed: dropping it is a forgery.
+    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0").replace("&t=1", ""), NOW), Verdict::Forged);
+}
+
+#[test]
+fn percent_decoding() {
+    assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+    assert_eq!(percent_decode("100%"), "100%");
+    assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
+}

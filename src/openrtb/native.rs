@@ -1,0 +1,380 @@
+//! OpenRTB Native Ads 1.2: the assets a native imp asks for, whether a creative can
+//! fill them, and the native response that goes into `bid.adm`.
+//!
+//! `imp.native.request` is a JSON document inside a JSON string (some exchanges send
+//! it as an object; both are read, and 1.0/1.1's `{"native": {...}}` wrapper too). It
+//! is parsed once, while the request is parsed, into owned values: a handful of asset
+//! ids and sizes. A request that cannot be read has no assets, and no creative fills it.
+//!
+//! Asset rules ctrbid applies: a title fits when it is at most `len` characters; an image
+//! fits when it has the exact `w`x`h` asked for (or the same aspect ratio, larger), or
+//! reaches `wmin`x`hmin`; a data asset fits when the creative has that data type (1
+//! sponsored-by, 2 description, 12 call to action) within `len` characters. A creative
+//! fills a request when it fills every required asset; optional assets it can fill go
+//! into the response, the rest are left out.
+
+use super::lenient;
+use crate::catalog::{NativeAssets, NativeImage};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Image asset types (Native 1.2 table 7.4).
+pub const IMAGE_ICON: u8 = 1;
+pub const IMAGE_MAIN: u8 = 3;
+/// Data asset types (Native 1.2 table 7.3).
+pub const DATA_SPONSORED: u8 = 1;
+pub const DATA_DESCRIPTION: u8 = 2;
+pub const DATA_CTA: u8 = 12;
+
+/// A native request, as far as filling it goes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct NativeRequest {
+    /// True when the request came wrapped in `{"native": ...}` (1.0/1.1); the response
+    /// is wrapped the same way.
+    pub wrapped: bool,
+    pub assets: Vec<Asset>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asset {
+    pub id: u32,
+    pub required: bool,
+    pub kind: AssetKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssetKind {
+    Title {
+        len: Option<u32>,
+    },
+    Image {
+        image_type: Option<u8>,
+        w: Option<u32>,
+        h: Option<u32>,
+        wmin: Option<u32>,
+        hmin: Option<u32>,
+    },
+    Data {
+        data_type: Option<u8>,
+        len: Option<u32>,
+    },
+    /// Video or an asset kind ctrbid has nothing for.
+    Other,
+}
+
+/// Reads `imp.native.request`, a string or an object; anything else reads as absent.
+pub fn request_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NativeRequest>, D::Error> {
+    struct FieldVisitor;
+    impl<'de> Visitor<'de> for FieldVisitor {
+        type Value = Option<NativeRequest>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a native request string or object")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            // A nested document that does not parse costs the native request, not the bid request.
+            Ok(serde_json::from_str::<Document>(v).ok().map(Document::into_request))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            Document::deserialize(de::value::MapAccessDeserializer::new(map)).map(|d| Some(d.into_request()))
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(FieldVisitor)
+}
+
+/// The native request document: assets at the top (1.2) or under `native` (1.0/1.1).
+#[derive(Deserialize)]
+struct Document {
+    #[serde(default, deserialize_with = "lenient::opt_obj")]
+    native: Option<Body>,
+    #[serde(default, deserialize_with = "lenient::obj_list")]
+    assets: Vec<RawAsset>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default, deserialize_with = "lenient::obj_list")]
+    assets: Vec<RawAsset>,
+}
+
+#[derive(Deserialize)]
+struct RawAsset {
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    id: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    required: Option<bool>,
+    #[serde(default, deserialize_with = "lenient::opt_obj")]
+    title: Option<RawTitle>,
+    #[serde(default, deserialize_with = "lenient::opt_obj")]
+    img: Option<RawImage>,
+    #[serde(default, deserialize_with = "lenient::opt_obj")]
+    data: Option<RawData>,
+}
+
+#[derive(Deserialize)]
+struct RawTitle {
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    len: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawImage {
+    #[serde(default, rename = "type", deserialize_with = "lenient::opt_int")]
+    image_type: Option<u8>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    w: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    h: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    wmin: Option<u32>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    hmin: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct RawData {
+    #[serde(default, rename = "type", deserialize_with = "lenient::opt_int")]
+    data_type: Option<u8>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    len: Option<u32>,
+}
+
+impl Document {
+    fn into_request(self) -> NativeRequest {
+        let (wrapped, raw) = match self.native {
+            Some(body) => (true, body.assets),
+            None => (false, self.assets),
+        };
+        let assets = raw
+            .into_iter()
+            .filter_map(|a| {
+                let kind = match (a.title, a.img, a.data) {
+                    (Some(t), _, _) => AssetKind::Title { len: t.len },
+                    (None, Some(i), _) => {
+                        AssetKind::Image { image_type: i.image_type, w: i.w, h: i.h, wmin: i.wmin, hmin: i.hmin }
+                    }
+                    (None, None, Some(d)) => AssetKind::Data { data_type: d.data_type, len: d.len },
+                    (None, None, None) => AssetKind::Other,
+                };
+                // An asset without an id cannot be answered.
+                Some(Asset { id: a.id?, required: a.required.unwrap_or(false), kind })
+            })
+            .collect();
+        NativeRequest { wrapped, assets }
+    }
+}
+
+/// What goes into one asset of the response, borrowed from the creative.
+enum Fill<'c> {
+    Title(&'c str),
+    Image(&'c NativeImage),
+    Data(&'c str),
+}
+
+fn fits_len(text: &str, len: Option<u32>) -> bool {
+    len.is_none_or(|len| len == 0 || text.chars().count() <= len as usize)
+}
+
+fn image_fits(img: &NativeImage, w: Option<u32>, h: Option<u32>, wmin: Option<u32>, hmin: Option<u32>) -> bool {
+    let exact = match (w, h) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => {
+            let same = img.w == w && img.h == h;
+            // Same aspect ratio within 1 %, at least as large: exchanges scale down.
+            let ratio = (f64::from(img.w) * f64::from(h)) / (f64::from(img.h.max(1)) * f64::from(w));
+            same || ((0.99..=1.01).contains(&ratio) && img.w >= w)
+        }
+        _ => true,
+    };
+    exact && img.w >= wmin.unwrap_or(0) && img.h >= hmin.unwrap_or(0)
+}
+
+fn fill<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
+    match asset.kind {
+        AssetKind::Title { len } => fits_len(&c.title, len).then_some(Fill::Title(&c.title)),
+        AssetKind::Image { image_type, w, h, wmin, hmin } => {
+            let img = match image_type {
+                Some(IMAGE_ICON) => c.icon.as_ref()?,
+                _ => &c.image,
+            };
+            image_fits(img, w, h, wmin, hmin).then_some(Fill::Image(img))
+        }
+        AssetKind::Data { data_type, len } => {
+            let text = match data_type? {
+                DATA_SPONSORED => c.sponsored.as_str(),
+                DATA_DESCRIPTION => c.description.as_deref()?,
+                DATA_CTA => c.cta.as_deref()?,
+                _ => return None,
+            };
+            fits_len(text, len).then_some(Fill::Data(text))
+        }
+        AssetKind::Other => None,
+    }
+}
+
+/// True when `creative` fills every required asset of `request` (and the request asks
+/// for at least one asset).
+pub fn fills(request: &NativeRequest, creative: &NativeAssets) -> bool {
+    !request.assets.is_empty() && request.assets.iter().all(|a| !a.required || fill(a, creative).is_some())
+}
+
+#[derive(Serialize)]
+struct ResponseAsset<'c> {
+    id: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<TextOut<'c>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    img: Option<&'c NativeImage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<ValueOut<'c>>,
+}
+
+#[derive(Serialize)]
+struct TextOut<'c> {
+    text: &'c str,
+}
+
+#[derive(Serialize)]
+struct ValueOut<'c> {
+    value: &'c str,
+}
+
+#[derive(Serialize)]
+struct Link<'c> {
+    url: &'c str,
+}
+
+#[derive(Serialize)]
+struct ResponseBody<'c> {
+    ver: &'static str,
+    assets: Vec<ResponseAsset<'c>>,
+    link: Link<'c>,
+}
+
+#[derive(Serialize)]
+struct Wrapped<'c> {
+    native: ResponseBody<'c>,
+}
+
+/// The native response for `bid.adm`: one asset per request asset the creative fills,
+/// under the request's asset ids. `None` when a required asset cannot be filled.
+pub fn response_adm(request: &NativeRequest, creative: &NativeAssets) -> Option<String> {
+    let mut assets = Vec::with_capacity(request.assets.len());
+    for a in &request.assets {
+        let Some(f) = fill(a, creative) else {
+            if a.required {
+                return None;
+            }
+            continue;
+        };
+        let mut out = ResponseAsset { id: a.id, title: None, img: None, data: None };
+        match f {
+            Fill::Title(text) => out.title = Some(TextOut { text }),
+            Fill::Image(img) => out.img = Some(img),
+            Fill::Data(value) => out.data = Some(ValueOut { value }),
+        }
+        assets.push(out);
+    }
+    let body = ResponseBody { ver: "1.2", assets, link: Link { url: &creative.click_url } };
+    let json =
+        if request.wrapped { serde_json::to_string(&Wrapped { native: body }) } else { serde_json::to_string(&body) };
+    json.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creative() -> NativeAssets {
+        NativeAssets {
+            title: "New from brand".into(),
+            image: NativeImage { url: "https://cdn.example/a.jpg".into(), w: 1200, h: 627 },
+            icon: None,
+            sponsored: "brand.example".into(),
+            description: Some("Limited-time offer.".into()),
+            cta: None,
+            click_url: "https://brand.example/landing".into(),
+        }
+    }
+
+    fn parse(native_json: &str) -> NativeRequest {
+        let body = format!(r#"{{"request":{}}}"#, serde_json::to_string(native_json).unwrap());
+        #[derive(Deserialize)]
+        struct N {
+            #[serde(deserialize_with = "request_field")]
+            request: Option<NativeRequest>,
+        }
+        serde_json::from_str::<N>(&body).unwrap().request.unwrap()
+    }
+
+    #[test]
+    fn reads_string_and_wrapped_requests() {
+        let r = parse(
+            r#"{"ver":"1.2","assets":[{"id":1,"required":1,"title":{"len":90}},{"id":"2","img":{"type":3,"wmin":600,"hmin":314}}]}"#,
+        );
+        assert!(!r.wrapped);
+        assert_eq!(r.assets.len(), 2);
+        assert_eq!(r.assets[0], Asset { id: 1, required: true, kind: AssetKind::Title { len: Some(90) } });
+        assert!(matches!(r.assets[1].kind, AssetKind::Image { image_type: Some(3), wmin: Some(600), .. }));
+        let w = parse(r#"{"native":{"assets":[{"id":7,"required":true,"data":{"type":1}}]}}"#);
+        assert!(w.wrapped);
+        assert_eq!(w.assets[0].kind, AssetKind::Data { data_type: Some(1), len: None });
+        // Not JSON inside the string: no assets, no fill.
+        let mut buf = br#"{"request":"{not json"}"#.to_vec();
+        #[derive(Deserialize)]
+        struct N {
+            #[serde(deserialize_with = "request_field")]
+            request: Option<NativeRequest>,
+        }
+        assert_eq!(simd_json::serde::from_slice::<N>(&mut buf).unwrap().request, None);
+    }
+
+    #[test]
+    fn required_assets_decide_the_fill() {
+        let c = creative();
+        let ok = parse(
+            r#"{"assets":[{"id":1,"required":1,"title":{"len":20}},{"id":2,"required":1,"img":{"type":3,"w":1200,"h":627}},{"id":4,"required":1,"data":{"type":1,"len":25}},{"id":5,"img":{"type":1,"w":80,"h":80}}]}"#,
+        );
+        assert!(fills(&ok, &c));
+        let adm = response_adm(&ok, &c).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&adm).unwrap();
+        assert_eq!(v["assets"].as_array().unwrap().len(), 3, "the optional icon is left out: {adm}");
+        assert_eq!(v["assets"][0]["id"], 1);
+        assert_eq!(v["assets"][0]["title"]["text"], "New from brand");
+        assert_eq!(v["assets"][1]["img"]["w"], 1200);
+        assert_eq!(v["assets"][2]["data"]["value"], "brand.example");
+        assert_eq!(v["link"]["url"], "https://brand.example/landing");
+
+        for bad in [
+            r#"{"assets":[{"id":1,"required":1,"title":{"len":5}}]}"#,
+            r#"{"assets":[{"id":1,"required":1,"img":{"type":3,"wmin":2000}}]}"#,
+            r#"{"assets":[{"id":1,"required":1,"img":{"type":3,"w":300,"h":250}}]}"#,
+            r#"{"assets":[{"id":1,"required":1,"img":{"type":1,"w":80,"h":80}}]}"#,
+            r#"{"assets":[{"id":1,"required":1,"data":{"type":12}}]}"#,
+            r#"{"assets":[{"id":1,"required":1,"video":{}}]}"#,
+            r#"{"assets":[]}"#,
+        ] {
+            assert!(!fills(&parse(bad), &c), "{bad}");
+        }
+        // Same aspect ratio, larger: fits (exchanges scale down).
+        assert!(fills(&parse(r#"{"assets":[{"id":1,"required":1,"img":{"type":3,"w":600,"h":314}}]}"#), &c));
+    }
+}

@@ -1,0 +1,137 @@
+//! The admin port: health, readiness, metrics, status, and model and catalog control.
+//!
+//! Reads (`GET`) are open to whoever can reach the port, which should be only the
+//! operator's network. Control (`POST /admin/reload/...`) needs
+//! `Authorization: Bearer <admin.token>`, compared in constant time; without a
+//! configured token control is off (403). A reload without `?path=` loads the
+//! configured file again. Loading runs on a blocking thread; a file that fails to load
+//! (or a model built for another feature spec) is answered 422 with the reason and the
+//! serving state does not change.
+
+use super::handler::text;
+use super::AppState;
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => {
+            if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (&Method::GET, "/metrics") => {
+            let mut r = Response::new(Full::new(Bytes::from(state.bidder.render_metrics())));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r
+        }
+        (&Method::GET, "/admin/status") => status(&state),
+        (&Method::POST, "/admin/reload/catalog" | "/admin/reload/model") => match authorize(&state, &req) {
+            Err(denied) => denied,
+            Ok(()) => reload(state, &req).await,
+        },
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/admin/status" | "/admin/reload/catalog" | "/admin/reload/model",
+        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
+    };
+    Ok(response)
+}
+
+fn status(state: &AppState) -> Response<Full<Bytes>> {
+    let serving = state.bidder.state();
+    let body = serde_json::json!({
+        "ready": state.ready.load(Ordering::Acquire),
+        "model": {
+            "path": serving.model.path.display().to_string(),
+            "kind": serving.model.kind,
+            "version": serving.model.version,
+            "trained_at": serving.model.trained_at,
+            "spec_sha256": serving.model.spec_sha256,
+        },
+        "catalog": {
+            "campaigns": serving.selector.catalog().campaigns.len(),
+            "creatives": serving.selector.catalog().creatives.len(),
+        },
+    });
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `Ok` when the request carries the configured bearer token.
+#[allow(clippy::result_large_err)]
+fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), Response<Full<Bytes>>> {
+    let Some(token) = state.admin_token.as_deref() else {
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            "admin control is off: set admin.token (or CTRBID_ADMIN_TOKEN) to enable it\n",
+        ));
+    };
+    let presented =
+        req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if constant_time_eq(p.trim().as_bytes(), token.as_bytes()) => Ok(()),
+        _ => {
+            let mut r = text(StatusCode::UNAUTHORIZED, "a valid bearer token is required\n");
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"ctrbid-admin\""));
+            Err(r)
+        }
+    }
+}
+
+/// Equality whose time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn reload(state: Arc<AppState>, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let is_model = req.uri().path().ends_with("/model");
+    let requested = req
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("path="))
+        .map(|p| PathBuf::from(crate::notice::percent_decode(p).into_owned()));
+    let path =
+        requested.unwrap_or_else(|| if is_model { state.model_path.clone() } else { state.catalog_path.clone() });
+    let shown = path.display().to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        if is_model {
+            state.bidder.reload_model(&path).map(|info| format!("model {} loaded (kind {})\n", shown, info.kind))
+        } else {
+            state.bidder.reload_catalog(&path).map(|n| format!("catalog {shown} loaded: {n} campaigns\n"))
+        }
+    });
+    match work.await {
+        Ok(Ok(message)) => text(StatusCode::OK, &message),
+        Ok(Err(e)) => {
+            text(StatusCode::UNPROCESSABLE_ENTITY, &format!("reload failed, serving state unchanged: {e:#}\n"))
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("reload task failed: {e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret-token-123", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret-token-124", b"secret-token-123"));
+        assert!(!constant_time_eq(b"secret", b"secret-token-123"));
+    }
+}
