@@ -179,7 +179,19 @@ pub fn check_bid_response(request: &serde_json::Value, response: &serde_json::Va
                 .iter()
                 .find(|i| lenient_str(&i["id"]).as_deref() == Some(impid))
                 .unwrap_or_else(|| panic!("impid {impid} names no imp of the request"));
-            let floor = lenient_f64(&imp["bidfloor"]).unwrap_or(0.0);
+            // A deal bid answers to the deal's floor (deal over imp), an open bid to the imp's.
+            let imp_floor = lenient_f64(&imp["bidfloor"]).unwrap_or(0.0);
+            let floor = match bid["dealid"].as_str() {
+                Some(dealid) => {
+                    let deals = imp["pmp"]["deals"].as_array().expect("a deal bid's imp has deals");
+                    let deal = deals
+                        .iter()
+                        .find(|d| lenient_str(&d["id"]).as_deref() == Some(dealid))
+                        .expect("dealid names a deal");
+                    lenient_f64(&deal["bidfloor"]).unwrap_or(imp_floor)
+                }
+                None => imp_floor,
+            };
             let price = bid["price"].as_f64().expect("price is a number");
             assert!(price > 0.0 && price >= floor, "price {price} below floor {floor}");
             assert!(bid["nurl"].as_str().unwrap().contains("${AUCTION_PRICE}"));

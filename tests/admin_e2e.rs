@@ -1,0 +1,122 @@
+//! The admin port: bearer-token control, catalog and model reloads (a bad file or a
+//! model for another feature spec leaves the serving state as it was), and readiness
+//! going false while the listener still accepts during a drain.
+
+mod common;
+
+use common::{config, raw_to, repo, TestServer};
+use std::time::Duration;
+
+const TOKEN: &str = "admin-token-0123456789";
+
+fn request() -> Vec<u8> {
+    std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_is_off_without_a_token_and_needs_the_right_one() {
+    let server = TestServer::start(config()).await;
+    let r = server.admin_post("/admin/reload/catalog", Some(TOKEN)).await;
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains("admin.token"), "{}", r.text());
+    server.stop().await;
+
+    let mut cfg = config();
+    cfg.admin.token = Some(TOKEN.into());
+    let server = TestServer::start(cfg).await;
+    assert_eq!(server.admin_post("/admin/reload/catalog", None).await.status, 401);
+    let wrong = server.admin_post("/admin/reload/catalog", Some("admin-token-0123456780")).await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.header("www-authenticate").unwrap().starts_with("Bearer"));
+    assert_eq!(server.admin_post("/admin/reload/catalog", Some(TOKEN)).await.status, 200);
+    // Control is not reachable from the public port at all.
+    assert_eq!(server.post("/admin/reload/catalog", b"").await.status, 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_and_model_reloads_swap_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.admin.token = Some(TOKEN.into());
+    let server = TestServer::start(cfg).await;
+    let before = server.admin_get("/admin/status").await.json();
+
+    // A smaller catalog: the first 10 campaigns and their creatives.
+    let mut catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("models/default/catalog.json")).unwrap()).unwrap();
+    let keep: Vec<serde_json::Value> = catalog["campaigns"].as_array().unwrap()[..10].to_vec();
+    let ids: Vec<&str> = keep.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let creatives: Vec<serde_json::Value> = catalog["creatives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| ids.contains(&c["campaign_id"].as_str().unwrap()))
+        .cloned()
+        .collect();
+    catalog["campaigns"] = keep.clone().into();
+    catalog["creatives"] = creatives.into();
+    let small = dir.path().join("small.json");
+    std::fs::write(&small, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    let r = server.admin_post(&format!("/admin/reload/catalog?path={}", small.display()), Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.admin_get("/admin/status").await.json()["catalog"]["campaigns"], 10);
+
+    // A broken catalog: 422 with the reason, the small one keeps serving.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, b"{\"version\":1,\"campaigns\":[").unwrap();
+    let r = server.admin_post(&format!("/admin/reload/catalog?path={}", broken.display()), Some(TOKEN)).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("broken.json"), "{}", r.text());
+    assert_eq!(server.admin_get("/admin/status").await.json()["catalog"]["campaigns"], 10);
+    // Without a path: the configured catalog again.
+    assert_eq!(server.admin_post("/admin/reload/catalog", Some(TOKEN)).await.status, 200);
+    assert_eq!(server.admin_get("/admin/status").await.json()["catalog"], before["catalog"]);
+
+    // The model: reloading the configured one works and bids go on.
+    let r = server.admin_post("/admin/reload/model", Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.post("/openrtb2/bid", &request()).await.status, 200);
+    // A model whose metadata names another feature spec is refused, naming the spec.
+    let model = std::fs::read(repo().join("models/default/model.onnx")).unwrap();
+    let sha = before["model"]["spec_sha256"].as_str().unwrap();
+    let at = model.windows(sha.len()).position(|w| w == sha.as_bytes()).expect("the spec hash is in the model");
+    let mut other = model.clone();
+    other[at..at + sha.len()].copy_from_slice("0".repeat(sha.len()).as_bytes());
+    let other_path = dir.path().join("other-spec.onnx");
+    std::fs::write(&other_path, other).unwrap();
+    let r = server.admin_post(&format!("/admin/reload/model?path={}", other_path.display()), Some(TOKEN)).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().to_lowercase().contains("spec"), "{}", r.text());
+    let missing = server.admin_post("/admin/reload/model?path=/nonexistent/model.onnx", Some(TOKEN)).await;
+    assert_eq!(missing.status, 422);
+    assert!(missing.text().contains("/nonexistent/model.onnx"));
+    // Still serving the original model.
+    assert_eq!(server.admin_get("/admin/status").await.json()["model"], before["model"]);
+    assert_eq!(server.post("/openrtb2/bid", &request()).await.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_reports_not_ready_while_still_accepting() {
+    let mut cfg = config();
+    cfg.server.drain_delay_ms = 800;
+    let mut server = TestServer::start(cfg).await;
+    assert_eq!(server.admin_get("/readyz").await.status, 200);
+    server.begin_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Not ready, but a request that arrives now (the load balancer has not noticed yet)
+    // is still served.
+    assert_eq!(server.admin_get("/readyz").await.status, 503);
+    let mut raw = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        request().len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&request());
+    assert_eq!(raw_to(server.addr, &raw).await.status, 200);
+    // After the delay the listener is closed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "still accepting after the drain delay");
+    server.stop().await;
+}

@@ -1,0 +1,167 @@
+//! Win, billing and loss notices end to end: the bidder signs the URLs of a real bid,
+//! the test plays the exchange (fills in the macros, calls the URLs), and the bidder
+//! applies each genuine notice once and refuses forged, expired and replayed ones.
+
+mod common;
+
+use common::{config, repo, TestServer};
+use ctrbid::config::Config;
+
+const KEY: &str = "test-notice-key-0123456789abcdef0123";
+
+fn cfg() -> Config {
+    let mut c = config();
+    c.notices.hmac_key = Some(KEY.into());
+    c
+}
+
+fn request() -> Vec<u8> {
+    std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap()
+}
+
+/// Bids and returns the first bid.
+async fn bid(server: &TestServer, body: &[u8]) -> serde_json::Value {
+    let r = server.post("/openrtb2/bid", body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["seatbid"][0]["bid"][0].clone()
+}
+
+/// What an exchange does with a notice URL: fill in the macros, keep path and query.
+fn exchange_fills(url: &str, price: &str) -> String {
+    let path_at = url.find("/win").or_else(|| url.find("/bill")).or_else(|| url.find("/loss")).unwrap();
+    url[path_at..]
+        .replace("${AUCTION_PRICE}", price)
+        .replace("${AUCTION_CURRENCY}", "USD")
+        .replace("${AUCTION_ID}", "test-request-id")
+        .replace("${AUCTION_LOSS}", "102")
+        .replace("${AUCTION_MIN_TO_WIN}", "3.10")
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start).map(|v| v.trim().parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("{line_start} not in metrics"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_notices_apply_once_and_the_rest_are_refused_and_counted() {
+    let server = TestServer::start(cfg()).await;
+    let b = bid(&server, &request()).await;
+    let price = b["price"].as_f64().unwrap();
+    let (nurl, burl, lurl) = (b["nurl"].as_str().unwrap(), b["burl"].as_str().unwrap(), b["lurl"].as_str().unwrap());
+    assert!(nurl.starts_with(&format!("http://{}/win?", server.addr)), "{nurl}");
+    let second_price = format!("{:.4}", price * 0.6);
+
+    // Win: once; a replay is refused.
+    let win = exchange_fills(nurl, &second_price);
+    assert_eq!(server.get(&win).await.status, 200);
+    assert_eq!(server.get(&win).await.status, 409);
+    // Billing: applied once however often it comes; every repeat still answered 200.
+    let bill = exchange_fills(burl, &second_price);
+    for _ in 0..3 {
+        assert_eq!(server.get(&bill).await.status, 200);
+    }
+    // Loss notices are accepted too (for another bid of ours, say).
+    assert_eq!(server.get(&exchange_fills(lurl, "")).await.status, 200);
+
+    // Forgeries: a higher price bound, another campaign, a made-up signature.
+    let forged_bound = exchange_fills(burl, "1.0").replacen("&hi=", "&hi=9", 1);
+    assert_eq!(server.get(&forged_bound).await.status, 403);
+    let c_at = bill.find("&c=").unwrap() + 3;
+    let forged_campaign = format!("{}X{}", &bill[..c_at], &bill[c_at..]);
+    assert_eq!(server.get(&forged_campaign).await.status, 403);
+    let s_at = bill.find("&s=").unwrap() + 3;
+    let forged_tag = format!("{}{}{}", &bill[..s_at], "0".repeat(32), &bill[s_at + 32..]);
+    assert_eq!(server.get(&forged_tag).await.status, 403);
+    // A price above our bid, and a price macro the exchange did not fill.
+    let b2 = bid(&server, &request()).await;
+    let too_high = exchange_fills(b2["burl"].as_str().unwrap(), &format!("{:.4}", b2["price"].as_f64().unwrap() + 1.0));
+    assert_eq!(server.get(&too_high).await.status, 400);
+    let unfilled = b2["burl"].as_str().unwrap().replace(&format!("http://{}", server.addr), "");
+    let r = server.get(&unfilled).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("AUCTION_PRICE"), "{}", r.text());
+    // POST works as GET does.
+    let win2 = exchange_fills(b2["nurl"].as_str().unwrap(), "0.5");
+    assert_eq!(server.post(&win2, b"").await.status, 200);
+
+    let m = server.admin_get("/metrics").await.text();
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"win\",verdict=\"accepted\"}"), 2.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"win\",verdict=\"duplicate\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"accepted\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"duplicate\"}"), 2.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"forged\"}"), 3.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"price_out_of_bounds\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"malformed\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"loss\",verdict=\"accepted\"}"), 1.0);
+    // One impression billed at the second price: CPM / 1000 in USD.
+    let billed = metric(&m, "ctrbid_billed_usd_total");
+    let expected = second_price.parse::<f64>().unwrap() / 1000.0;
+    assert!((billed - expected).abs() < 2e-6, "billed {billed}, expected {expected}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_verify_on_another_instance_with_the_same_key_and_expire() {
+    let a = TestServer::start(cfg()).await;
+    let b = bid(&a, &request()).await;
+    a.stop().await;
+    // Another instance (a restart, or a sibling behind the load balancer) with the same key.
+    let same_key = TestServer::start(cfg()).await;
+    let win = exchange_fills(b["nurl"].as_str().unwrap(), "0.10");
+    assert_eq!(same_key.get(&win).await.status, 200);
+    same_key.stop().await;
+    let mut other = cfg();
+    other.notices.hmac_key = Some("another-key-another-key-another-key".into());
+    let other_key = TestServer::start(other).await;
+    assert_eq!(other_key.get(&win).await.status, 403);
+    other_key.stop().await;
+
+    // A one-second URL lifetime: after it, the notice is refused as expired.
+    let mut short = cfg();
+    short.notices.ttl_s = 1;
+    short.notices.min_ttl_s = 1;
+    short.notices.max_ttl_s = 1;
+    let server = TestServer::start(short).await;
+    let b = bid(&server, &request()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = server.get(&exchange_fills(b["burl"].as_str().unwrap(), "0.10")).await;
+    assert_eq!(r.status, 410, "{}", r.text());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_budget_stops_the_campaign() {
+    // The campaign that wins this request gets a budget of one impression.
+    let server = TestServer::start(cfg()).await;
+    let b = bid(&server, &request()).await;
+    let cid = b["cid"].as_str().unwrap().to_string();
+    let price = b["price"].as_f64().unwrap();
+    server.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut catalog: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("models/default/catalog.json")).unwrap()).unwrap();
+    for c in catalog["campaigns"].as_array_mut().unwrap() {
+        if c["id"] == cid.as_str() {
+            c["daily_budget"] = serde_json::json!(price / 1000.0);
+        }
+    }
+    let path = dir.path().join("catalog.json");
+    std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    let mut c = cfg();
+    c.model.catalog = path;
+    let server = TestServer::start(c).await;
+    let b = bid(&server, &request()).await;
+    assert_eq!(b["cid"], cid.as_str());
+    let bill = exchange_fills(b["burl"].as_str().unwrap(), &format!("{}", b["price"].as_f64().unwrap()));
+    assert_eq!(server.get(&bill).await.status, 200);
+    // Spent: the next bid for the same request comes from another campaign, or none.
+    let r = server.post("/openrtb2/bid", &request()).await;
+    if r.status == 200 {
+        assert_ne!(r.json()["seatbid"][0]["bid"][0]["cid"], cid.as_str());
+    } else {
+        assert_eq!(r.status, 204);
+    }
+    server.stop().await;
+}

@@ -1,0 +1,198 @@
+//! OpenRTB 2.6 behaviour over real HTTP: deals and private auctions, first and second
+//! price, native responses, seat and taxonomy rules, `nbr` bodies, and deadlines.
+
+mod common;
+
+use common::{check_bid_response, config, repo, TestServer};
+use serde_json::{json, Value};
+
+fn request() -> Value {
+    serde_json::from_slice(
+        &std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+async fn post(server: &TestServer, body: &Value) -> common::HttpResponse {
+    server.post("/openrtb2/bid", &serde_json::to_vec(body).unwrap()).await
+}
+
+async fn first_bid(server: &TestServer, body: &Value) -> Value {
+    let r = post(server, body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let response = r.json();
+    check_bid_response(body, &response);
+    response["seatbid"][0]["bid"][0].clone()
+}
+
+/// A catalog where campaign `cid` buys through deal `deal-7`.
+fn catalog_with_deal(cid: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut catalog: Value =
+        serde_json::from_slice(&std::fs::read(repo().join("models/default/catalog.json")).unwrap()).unwrap();
+    for c in catalog["campaigns"].as_array_mut().unwrap() {
+        if c["id"] == cid {
+            c["deals"] = json!(["deal-7"]);
+        }
+    }
+    let path = dir.join("catalog.json");
+    std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deals_private_auctions_and_floor_precedence() {
+    let open = TestServer::start(config()).await;
+    let base = first_bid(&open, &request()).await;
+    open.stop().await;
+    let cid = base["cid"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.model.catalog = catalog_with_deal(cid, dir.path());
+    let server = TestServer::start(cfg).await;
+
+    // A private auction with our deal: the bid names it and reaches the deal floor,
+    // which takes precedence over the (higher) imp floor.
+    let mut req = request();
+    req["imp"][0]["bidfloor"] = json!(50.0);
+    req["imp"][0]["pmp"] = json!({"private_auction": 1, "deals": [{"id": "someone-elses"}, {"id": "deal-7", "bidfloor": 0.05, "bidfloorcur": "USD"}]});
+    let b = first_bid(&server, &req).await;
+    assert_eq!(b["dealid"], "deal-7");
+    assert_eq!(b["cid"], cid);
+    assert!(b["price"].as_f64().unwrap() >= 0.05);
+    // The notice URLs carry the deal.
+    assert!(b["burl"].as_str().unwrap().contains("&d=deal-7"));
+
+    // A deal floor beyond what the campaign may pay: no bid in a private auction.
+    req["imp"][0]["pmp"]["deals"][1]["bidfloor"] = json!(10_000.0);
+    assert_eq!(post(&server, &req).await.status, 204);
+    // A deal for other seats only.
+    req["imp"][0]["pmp"]["deals"][1] = json!({"id": "deal-7", "wseat": ["another-dsp"]});
+    assert_eq!(post(&server, &req).await.status, 204);
+    // Open auction allowed (private_auction 0): other campaigns may bid at the imp floor.
+    let mut open_req = request();
+    open_req["imp"][0]["pmp"] = json!({"private_auction": 0, "deals": [{"id": "deal-7", "bidfloor": 0.01}]});
+    let b = first_bid(&server, &open_req).await;
+    assert!(b["dealid"] == "deal-7" || b.get("dealid").is_none());
+
+    // A fixed-price deal (at = 3) bids exactly the deal floor.
+    let mut fixed = request();
+    fixed["imp"][0]["pmp"] = json!({"private_auction": "1", "deals": [{"id": "deal-7", "bidfloor": 0.07, "at": 3}]});
+    let b = first_bid(&server, &fixed).await;
+    assert_eq!(b["price"].as_f64().unwrap(), 0.07);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_price_bids_are_shaded_second_price_bids_are_the_value() {
+    let mut cfg = config();
+    cfg.server.debug_ext = true;
+    let server = TestServer::start(cfg).await;
+    let mut second = request();
+    second["at"] = json!(2);
+    let mut first = request();
+    first["at"] = json!(1);
+    let b2 = first_bid(&server, &second).await;
+    let b1 = first_bid(&server, &first).await;
+    assert_eq!(b1["crid"], b2["crid"]);
+    let (p1, p2) = (b1["price"].as_f64().unwrap(), b2["price"].as_f64().unwrap());
+    // Same request, same pCTR (up to the hour turning): 0.85 x the second-price bid.
+    if b1["ext"]["ctrbid"]["pctr"] == b2["ext"]["ctrbid"]["pctr"] {
+        assert!((p1 - 0.85 * p2).abs() < 1e-9, "first {p1}, second {p2}");
+    }
+    // No `at`: second price, the default.
+    let default = first_bid(&server, &request()).await;
+    assert_eq!(default["crid"], b2["crid"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_bids_answer_the_requested_assets() {
+    let server = TestServer::start(config()).await;
+    let assets = json!({"ver": "1.2", "assets": [
+        {"id": 11, "required": 1, "title": {"len": 90}},
+        {"id": 12, "required": 1, "img": {"type": 3, "wmin": 600, "hmin": 314}},
+        {"id": 13, "required": 1, "data": {"type": 1, "len": 25}},
+        {"id": 14, "required": 0, "img": {"type": 1, "w": 80, "h": 80}}
+    ]});
+    let mut req = request();
+    req["imp"][0] = json!({"id": "n1", "native": {"request": assets.to_string(), "ver": "1.2"}});
+    let b = first_bid(&server, &req).await;
+    let adm: Value = serde_json::from_str(b["adm"].as_str().unwrap()).unwrap();
+    let ids: Vec<u64> = adm["assets"].as_array().unwrap().iter().map(|a| a["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, vec![11, 12, 13], "the optional icon the creative lacks is left out: {adm}");
+    assert!(adm["assets"][0]["title"]["text"].as_str().unwrap().chars().count() <= 90);
+    assert!(adm["assets"][1]["img"]["w"].as_u64().unwrap() >= 600);
+    assert!(adm["link"]["url"].as_str().unwrap().starts_with("https://"));
+    // The same request as an object instead of a string is read too.
+    req["imp"][0]["native"]["request"] = assets.clone();
+    assert_eq!(post(&server, &req).await.status, 200);
+    // A required asset no creative has (a call-to-action text of 2 characters): no bid.
+    req["imp"][0]["native"]["request"] = json!({"assets": [{"id": 1, "required": 1, "data": {"type": 12, "len": 2}}]});
+    assert_eq!(post(&server, &req).await.status, 204);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seats_taxonomies_supply_chains_and_nbr_bodies() {
+    let mut cfg = config();
+    cfg.server.nbr_body = true;
+    cfg.bidding.require_complete_schain = true;
+    let server = TestServer::start(cfg).await;
+    let nbr = |r: &common::HttpResponse| {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["id"], "test-request-id");
+        assert!(v.get("seatbid").is_none());
+        (v["nbr"].as_u64().unwrap(), v["ext"]["reason"].as_str().unwrap().to_string())
+    };
+    // The sample's schain (in 2.5's source.ext) is incomplete: no bid, reason supply_chain.
+    let mut req = request();
+    assert_eq!(nbr(&post(&server, &req).await), (0, "supply_chain".into()));
+    req["source"] =
+        json!({"schain": {"complete": 1, "ver": "1.0", "nodes": [{"asi": "exchange.example", "sid": "1", "hp": 1}]}});
+    assert!(post(&server, &req).await.json().get("seatbid").is_some());
+
+    let mut seat = req.clone();
+    seat["wseat"] = json!(["another-dsp"]);
+    assert_eq!(nbr(&post(&server, &seat).await).1, "seat");
+    seat["wseat"] = json!(["ctrbid"]);
+    seat["bseat"] = json!(["ctrbid"]);
+    assert_eq!(nbr(&post(&server, &seat).await).1, "seat");
+
+    let mut taxonomy = req.clone();
+    taxonomy["cattax"] = json!(2);
+    taxonomy["bcat"] = json!(["483"]);
+    assert_eq!(nbr(&post(&server, &taxonomy).await).1, "taxonomy");
+
+    // tmax shorter than the network allowance: the deadline has passed on arrival;
+    // nbr 15 (insufficient auction time), and nothing was scored.
+    let mut late = req.clone();
+    late["tmax"] = json!(15);
+    assert_eq!(nbr(&post(&server, &late).await), (15, "deadline".into()));
+    let metrics = server.admin_get("/metrics").await.text();
+    assert!(metrics.contains("ctrbid_no_bids_total{reason=\"deadline\"} 1"), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_deadline_passes_while_queued_is_not_scored() {
+    // One inference thread, and a batch that waits 5 ms for company: with a 1 ms
+    // budget every request's deadline passes while it waits, so it is answered 204 and
+    // its rows are dropped unscored.
+    let mut cfg = config();
+    cfg.bidding.budget_ms = 1;
+    cfg.scoring.max_wait_us = 5000;
+    let server = TestServer::start(cfg).await;
+    for _ in 0..5 {
+        assert_eq!(post(&server, &request()).await.status, 204);
+    }
+    let metrics = server.admin_get("/metrics").await.text();
+    assert!(metrics.contains("ctrbid_no_bids_total{reason=\"deadline\"} 5"), "{metrics}");
+    assert!(metrics.contains("ctrbid_requests_total{outcome=\"shed\"} 5"), "{metrics}");
+    // Nothing reached the model: every batch ran with zero live rows.
+    assert!(
+        metrics.contains("ctrbid_batch_rows{quantile=\"0.99\"} 1\n") || metrics.contains("ctrbid_batch_rows_count 0"),
+        "{metrics}"
+    );
+    server.stop().await;
+}
