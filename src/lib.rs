@@ -6,7 +6,8 @@
 //! ([`features`]), all rows of a request are scored in one job by the micro-batched
 //! ONNX Runtime [`scoring`] stage, [`pricing`] turns probabilities into bids, and the
 //! [`server`] answers. [`metrics`] records every stage; [`config`] holds the knobs.
-//! [`simulate`] is the synthetic exchange the default model is trained on.
+//! [`simulate`] is the synthetic exchange the default model is trained on, and
+//! [`loadgen`] the open-loop load generator that measures the server.
 
 pub mod bidder;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod currency;
 pub mod features;
+pub mod loadgen;
 pub mod metrics;
 pub mod notice;
 pub mod npy;

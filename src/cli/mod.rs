@@ -24,6 +24,8 @@ enum Command {
     Features(features::Opts),
     /// Score training arrays with an ONNX model through the serving scorer (parity checks).
     Score(score::Opts),
+    /// Send bid requests at a fixed rate (open loop) and report latency from each one's intended send time.
+    Loadgen(crate::loadgen::Opts),
 }
 
 /// Runs the command line; errors are printed with their causes and give exit code 1.
@@ -34,6 +36,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(opts) => crate::simulate::run(opts),
         Command::Features(opts) => features::run(opts),
         Command::Score(opts) => score::run(opts),
+        Command::Loadgen(opts) => crate::loadgen::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,270 @@
+//! What a run measured: one latency histogram per outcome and the summary built from them.
+//!
+//! Every latency counts from the request's *intended* send time (its due time in the
+//! schedule), so time spent waiting for a connection or behind a slow generator is part
+//! of it (coordinated omission corrected). A request the client gave up on, or whose
+//! connection failed, is recorded at the time it ended; the "all" percentiles include
+//! them. "On time" means a 2xx answer (200 or 204, the bidder's two answers to a valid
+//! request) within the deadline; shares are of all recorded requests.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Histograms hold 1 µs .. 1 h in microseconds with 3 significant digits; longer
+/// latencies are recorded as 1 h.
+const HIST_MAX_US: u64 = 3_600_000_000;
+const HIST_DIGITS: u8 = 3;
+/// Latencies (besides the deadline) at which the share of on-time answers is reported.
+pub const WITHIN_MS: [u64; 3] = [10, 100, 1000];
+
+/// How one request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200: a bid.
+    Ok,
+    /// 204: no bid.
+    NoContent,
+    /// 1xx, 3xx, 2xx other than 200 and 204.
+    OtherStatus,
+    /// 4xx.
+    ClientError,
+    /// 5xx.
+    ServerError,
+    /// Connect, handshake, I/O or protocol error.
+    Error,
+    /// Sent, but no full answer within the client timeout of the send.
+    Timeout,
+    /// Never sent: no connection came free within the client timeout of the due time.
+    Unsent,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 8] = [
+        Outcome::Ok,
+        Outcome::NoContent,
+        Outcome::OtherStatus,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Error,
+        Outcome::Timeout,
+        Outcome::Unsent,
+    ];
+
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            200 => Outcome::Ok,
+            204 => Outcome::NoContent,
+            400..=499 => Outcome::ClientError,
+            500..=599 => Outcome::ServerError,
+            _ => Outcome::OtherStatus,
+        }
+    }
+
+    /// A 200 or a 204.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Ok | Outcome::NoContent)
+    }
+
+    /// An HTTP response of any status.
+    pub fn is_answer(self) -> bool {
+        matches!(
+            self,
+            Outcome::Ok | Outcome::NoContent | Outcome::OtherStatus | Outcome::ClientError | Outcome::ServerError
+        )
+    }
+}
+
+/// Accumulates recorded requests. Single owner: the run's collector.
+pub struct Recorder {
+    /// Per outcome, indexed like [`Outcome::ALL`], in µs.
+    latency: Vec<Histogram<u64>>,
+    /// Due time to the request's task first running, in µs: the generator's own delay.
+    start_lag: Histogram<u64>,
+    /// Thresholds, and per threshold the successes at or under it (exact, not from buckets).
+    within: Vec<(Duration, u64)>,
+}
+
+impl Recorder {
+    /// `deadline` first, then [`WITHIN_MS`] (duplicates dropped).
+    pub fn new(deadline: Duration) -> Recorder {
+        let mut within = vec![(deadline, 0)];
+        for ms in WITHIN_MS.map(Duration::from_millis) {
+            if ms != deadline {
+                within.push((ms, 0));
+            }
+        }
+        Recorder { latency: Outcome::ALL.iter().map(|_| histogram()).collect(), start_lag: histogram(), within }
+    }
+
+    pub fn record(&mut self, outcome: Outcome, latency: Duration, start_lag: Duration) {
+        self.latency[outcome as usize].saturating_record(micros(latency));
+        self.start_lag.saturating_record(micros(start_lag));
+        if outcome.is_success() {
+            for (limit, n) in &mut self.within {
+                *n += u64::from(latency <= *limit);
+            }
+        }
+    }
+
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        self.latency[outcome as usize].len()
+    }
+
+    /// Requests recorded.
+    pub fn total(&self) -> u64 {
+        self.latency.iter().map(Histogram::len).sum()
+    }
+
+    /// The summary of a run at `offered_rate` whose measured part lasted `elapsed` (first
+    /// recorded due time to last recorded completion).
+    pub fn summarize(&self, offered_rate: f64, elapsed: Duration) -> Summary {
+        let requests = self.total();
+        let answered: u64 = Outcome::ALL.iter().filter(|o| o.is_answer()).map(|&o| self.count(o)).sum();
+        let mut all = histogram();
+        for h in &self.latency {
+            all.add(h).expect("histograms share bounds");
+        }
+        let within: Vec<Within> =
+            self.within.iter().map(|&(limit, n)| Within { ms: millis(limit), share: share(n, requests) }).collect();
+        Summary {
+            offered_rate,
+            achieved_rate: rate(answered, elapsed),
+            elapsed_s: elapsed.as_secs_f64(),
+            requests,
+            answered,
+            counts: Counts {
+                ok: self.count(Outcome::Ok),
+                no_content: self.count(Outcome::NoContent),
+                other_status: self.count(Outcome::OtherStatus),
+                client_error: self.count(Outcome::ClientError),
+                server_error: self.count(Outcome::ServerError),
+                errors: self.count(Outcome::Error),
+                timeouts: self.count(Outcome::Timeout),
+                unsent: self.count(Outcome::Unsent),
+            },
+            deadline_ms: within[0].ms,
+            on_time_share: within[0].share,
+            within,
+            latency_ms: LatencyTable {
+                all: Percentiles::of(&all),
+                ok: Percentiles::of(&self.latency[Outcome::Ok as usize]),
+            },
+            start_lag_ms: Percentiles::of(&self.start_lag),
+            first_error: None,
+        }
+    }
+}
+
+/// The JSON of `--json`; `Display` is the text report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Requests per second the schedule sent.
+    pub offered_rate: f64,
+    /// HTTP answers (any status) per second of `elapsed_s`.
+    pub achieved_rate: f64,
+    /// First recorded due time to the last recorded request's end.
+    pub elapsed_s: f64,
+    /// Requests recorded (warm-up excluded).
+    pub requests: u64,
+    /// Of which got an HTTP answer of any status.
+    pub answered: u64,
+    pub counts: Counts,
+    pub deadline_ms: f64,
+    /// Share of requests answered 200 or 204 within the deadline.
+    pub on_time_share: f64,
+    /// The same share at the deadline and at [`WITHIN_MS`].
+    pub within: Vec<Within>,
+    pub latency_ms: LatencyTable,
+    /// How late the generator started requests (a large value means the generator, not
+    /// the server, was short of CPU).
+    pub start_lag_ms: Percentiles,
+    /// The first connection error's text, if any.
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    #[serde(rename = "200")]
+    pub ok: u64,
+    #[serde(rename = "204")]
+    pub no_content: u64,
+    pub other_status: u64,
+    #[serde(rename = "4xx")]
+    pub client_error: u64,
+    #[serde(rename = "5xx")]
+    pub server_error: u64,
+    pub errors: u64,
+    pub timeouts: u64,
+    pub unsent: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Within {
+    pub ms: f64,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyTable {
+    /// Every recorded request, whatever its outcome.
+    pub all: Percentiles,
+    /// 200 answers only.
+    #[serde(rename = "200")]
+    pub ok: Percentiles,
+}
+
+/// Milliseconds; all zero when nothing was recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Percentiles {
+        let at = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 };
+        Percentiles {
+            count: h.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p99_9: at(0.999),
+            max: if h.is_empty() { 0.0 } else { h.max() as f64 / 1000.0 },
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, HIST_DIGITS).expect("valid histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `part / whole`, 0 for an empty whole.
+pub fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Events per second over `elapsed`, 0 for an empty span.
+pub fn rate(events: u64, elapsed: Duration) -> f64 {
+    if elapsed.is_zero() {
+        0.0
+    } else {
+        events as f64 / elapsed.as_secs_f64()
+    }
+}
