@@ -18,7 +18,8 @@
 # an older build runs with the config and model it knows. Load always comes from this
 # checkout's build (LOADGEN). Other knobs: PORT, DEADLINE_MS (the bidding budget 10 ms
 # plus a network allowance), TIMEOUT_MS, CAPACITY_S, P70_S, OVERLOAD_S, WARMUP_S,
-# LOADGEN_THREADS, METRICS_URL and READY_URL (default: the public port), REPORT.
+# LOADGEN_THREADS, ADMIN_PORT (default PORT+1), METRICS_URL and READY_URL (default: the
+# admin port, or the public port for builds without one), REPORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -33,10 +34,17 @@ overload_s=${OVERLOAD_S:-60}
 warmup_s=${WARMUP_S:-2}
 loadgen_threads=${LOADGEN_THREADS:-1}
 bid_url=http://127.0.0.1:$port/openrtb2/bid
-metrics_url=${METRICS_URL:-http://127.0.0.1:$port/metrics}
-ready_url=${READY_URL:-http://127.0.0.1:$port/readyz}
 loadgen=${LOADGEN:-$repo/target/release/ctrbid}
 bin=${BIN:-$repo/target/release/ctrbid}
+# Builds with an admin port serve /metrics and /readyz there; older ones on the public port.
+admin_port=${ADMIN_PORT:-$((port + 1))}
+if "$bin" serve --help 2>/dev/null | grep -q -- --admin-listen; then
+  admin_args=(--admin-listen "127.0.0.1:$admin_port"); status_port=$admin_port
+else
+  admin_args=(); status_port=$port
+fi
+metrics_url=${METRICS_URL:-http://127.0.0.1:$status_port/metrics}
+ready_url=${READY_URL:-http://127.0.0.1:$status_port/readyz}
 bin_root=$(cd "$(dirname "$bin")/../.." 2>/dev/null && pwd || true)
 if [ -z "${SERVE_DIR:-}" ] && [ -f "$bin_root/deploy/ctrbid.toml" ]; then SERVE_DIR=$bin_root; fi
 serve_dir=${SERVE_DIR:-$repo}
@@ -60,7 +68,7 @@ if [ ! -s "$corpus/requests.jsonl" ]; then
   "$loadgen" simulate --seed 7 --impressions 20000 --out "$corpus" >/dev/null
 fi
 
-(cd "$serve_dir" && exec "$bin" serve --config "$config" --listen 127.0.0.1:$port) >"$out/serve.log" 2>&1 &
+(cd "$serve_dir" && exec "$bin" serve --config "$config" --listen 127.0.0.1:$port "${admin_args[@]}") >"$out/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 300); do curl -sf "$ready_url" >/dev/null && break; sleep 0.1; done
@@ -68,6 +76,7 @@ curl -sf "$ready_url" >/dev/null || { echo "server not ready at $ready_url; see 
 
 rss_mib() { awk -v f="$2" '$1 == f":" { printf "%.0f", $2 / 1024 }' /proc/$1/status; }
 shed() { curl -sf "$metrics_url" | sed -n 's/^ctrbid_requests_total{outcome="shed"} //p' || true; }
+late() { curl -sf "$metrics_url" | sed -n 's/^ctrbid_late_answers_total //p' || true; }
 rss_before=$(rss_mib $server VmRSS)
 
 if has capacity; then
@@ -83,14 +92,15 @@ fi
 # run_phase NAME RATE SECONDS: loadgen's text to the console, its JSON to $out/NAME.json,
 # the server's shed counter over the phase to $out/NAME.shed.
 run_phase() {
-  local name=$1 rate=$2 secs=$3 shed0 shed1
+  local name=$1 rate=$2 secs=$3 shed0 shed1 late0 late1
   echo "== $name: ctrbid loadgen --rate $rate --duration-s $secs (after ${warmup_s} s of warm-up)"
-  shed0=$(shed)
+  shed0=$(shed); late0=$(late)
   timeout $((secs + warmup_s + 60)) "$loadgen" loadgen --url "$bid_url" --corpus "$corpus/requests.jsonl" \
     --rate "$rate" --duration-s "$secs" --warmup-s "$warmup_s" --deadline-ms "$deadline_ms" \
     --timeout-ms "$timeout_ms" --threads "$loadgen_threads" --json "$out/$name.json" | tee "$out/$name.txt"
-  shed1=$(shed)
+  shed1=$(shed); late1=$(late)
   if [ -n "$shed0" ] && [ -n "$shed1" ]; then echo $((shed1 - shed0)); else echo "n/a ($metrics_url)"; fi >"$out/$name.shed"
+  if [ -n "$late0" ] && [ -n "$late1" ]; then echo $((late1 - late0)); else echo "n/a"; fi >"$out/$name.late"
 }
 ran=()
 if has p70; then
@@ -117,9 +127,12 @@ row() { # row LABEL JQ-EXPR [pct]
   done
   echo "$line"
 }
-shed_row() { # from the server's counter, not loadgen's JSON
+shed_row() { # from the server's counters, not loadgen's JSON
   local line="| shed (server counter) |"
   for p in "${ran[@]}"; do line+=" $(cat "$out/$p.shed") |"; done
+  echo "$line"
+  line="| answered after the in-process deadline (server counter, warm-up incl.) |"
+  for p in "${ran[@]}"; do line+=" $(cat "$out/$p.late") |"; done
   echo "$line"
 }
 {

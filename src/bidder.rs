@@ -54,11 +54,13 @@ pub enum NoBidReason {
     SupplyChain,
     Deadline,
     QueueFull,
+    /// The scoring backlog would not clear before the deadline: shed before any work.
+    Backlog,
     ScoringFailed,
 }
 
 impl NoBidReason {
-    pub const ALL: [NoBidReason; 9] = [
+    pub const ALL: [NoBidReason; 10] = [
         NoBidReason::NoCandidates,
         NoBidReason::BelowFloor,
         NoBidReason::Currency,
@@ -67,6 +69,7 @@ impl NoBidReason {
         NoBidReason::SupplyChain,
         NoBidReason::Deadline,
         NoBidReason::QueueFull,
+        NoBidReason::Backlog,
         NoBidReason::ScoringFailed,
     ];
 
@@ -80,6 +83,7 @@ impl NoBidReason {
             NoBidReason::SupplyChain => "supply_chain",
             NoBidReason::Deadline => "deadline",
             NoBidReason::QueueFull => "queue_full",
+            NoBidReason::Backlog => "backlog",
             NoBidReason::ScoringFailed => "scoring_failed",
         }
     }
@@ -89,7 +93,7 @@ impl NoBidReason {
     pub fn nbr(self) -> u16 {
         match self {
             NoBidReason::Deadline => 15,
-            NoBidReason::QueueFull | NoBidReason::ScoringFailed => 1,
+            NoBidReason::QueueFull | NoBidReason::Backlog | NoBidReason::ScoringFailed => 1,
             _ => 0,
         }
     }
@@ -295,13 +299,18 @@ impl Bidder {
     /// in Unix seconds (time-of-day features, notice expiry).
     pub async fn bid(&self, body: &mut [u8], received: Instant, now_unix: i64) -> Answer {
         let mut ns = [0u64; Stage::ALL.len()];
-        let answer = self.run(body, received, now_unix, &mut ns).await;
-        ns[Stage::Total as usize] = received.elapsed().as_nanos() as u64;
+        let mut deadline = None;
+        let answer = self.run(body, received, now_unix, &mut ns, &mut deadline).await;
+        let done = Instant::now();
+        ns[Stage::Total as usize] = (done - received).as_nanos() as u64;
+        if deadline.is_some_and(|d| done > d) {
+            self.metrics.count_late();
+        }
         self.metrics.sample(Sample::Request { ns });
         match &answer {
             Answer::Bid(_) => self.metrics.count(Outcome::Bid),
             Answer::NoBid { reason, .. } => {
-                let shed = matches!(reason, NoBidReason::Deadline | NoBidReason::QueueFull);
+                let shed = matches!(reason, NoBidReason::Deadline | NoBidReason::QueueFull | NoBidReason::Backlog);
                 self.metrics.count(if shed { Outcome::Shed } else { Outcome::NoBid });
                 self.metrics.count_no_bid(*reason as usize);
             }
@@ -322,13 +331,27 @@ impl Bidder {
         Answer::NoBid { reason, body }
     }
 
-    async fn run(&self, body: &mut [u8], received: Instant, now_unix: i64, ns: &mut [u64; Stage::ALL.len()]) -> Answer {
+    /// The bid path; sets `deadline_out` once the request's deadline is known.
+    async fn run(
+        &self,
+        body: &mut [u8],
+        received: Instant,
+        now_unix: i64,
+        ns: &mut [u64; Stage::ALL.len()],
+        deadline_out: &mut Option<Instant>,
+    ) -> Answer {
         let mut clock = Instant::now();
         let mut lap = |stage: Stage, ns: &mut [u64; Stage::ALL.len()]| {
             let now = Instant::now();
             ns[stage as usize] = (now - clock).as_nanos() as u64;
             clock = now;
         };
+        // Overload: when the rows already queued cannot be scored within even the
+        // longest deadline, shed before parsing (no id known, so never an nbr body).
+        let backlog = self.batcher.expected_wait();
+        if backlog >= self.settings.budget {
+            return Answer::NoBid { reason: NoBidReason::Backlog, body: None };
+        }
         let req = match openrtb::parse(body) {
             Ok(r) => r,
             Err(e) => return Answer::BadRequest(e.to_string()),
@@ -344,8 +367,12 @@ impl Bidder {
         let tmax = req.tmax.map(|ms| Duration::from_millis(u64::from(ms))).unwrap_or(s.default_tmax);
         let allowed = tmax.saturating_sub(s.network_allowance).min(s.budget);
         let deadline = received + allowed;
+        *deadline_out = Some(deadline);
         if allowed.is_zero() || Instant::now() >= deadline {
             return self.no_bid(NoBidReason::Deadline, req.id());
+        }
+        if Instant::now() + backlog >= deadline {
+            return self.no_bid(NoBidReason::Backlog, req.id());
         }
         if (!req.wseat.is_empty() && !req.wseat.iter().any(|w| w == s.seat.as_str()))
             || req.bseat.iter().any(|b| b == s.seat.as_str())

@@ -113,6 +113,8 @@ pub struct Metrics {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     /// No-bid answers by reason, indexed by `bidder::NoBidReason as usize`.
     no_bids: [AtomicU64; 16],
+    /// Answers given after the request's deadline (the bid path's own measure).
+    late: AtomicU64,
     dropped: AtomicU64,
     tx: Sender<Sample>,
     hist: Arc<Mutex<Histograms>>,
@@ -141,6 +143,7 @@ impl Metrics {
         Arc::new(Metrics {
             outcomes: Default::default(),
             no_bids: Default::default(),
+            late: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             tx,
             hist,
@@ -156,6 +159,15 @@ impl Metrics {
         if let Some(c) = self.no_bids.get(reason) {
             c.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts an answer that left after its request's deadline.
+    pub fn count_late(&self) {
+        self.late.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn late_count(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
     }
 
     pub fn no_bid_count(&self, reason: usize) -> u64 {
@@ -179,6 +191,12 @@ impl Metrics {
         for o in Outcome::ALL {
             let _ = writeln!(out, "ctrbid_requests_total{{outcome=\"{}\"}} {}", o.label(), self.outcome_count(o));
         }
+        let _ = writeln!(
+            out,
+            "# HELP ctrbid_late_answers_total Bid requests answered after their deadline (measured from the request head).\n\
+             # TYPE ctrbid_late_answers_total counter\nctrbid_late_answers_total {}",
+            self.late_count()
+        );
         let _ = writeln!(
             out,
             "# TYPE ctrbid_metrics_dropped_total counter\nctrbid_metrics_dropped_total {}",

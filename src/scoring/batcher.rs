@@ -15,6 +15,7 @@
 use super::Model;
 use crate::metrics::{Metrics, Sample};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,6 +51,28 @@ pub enum ScoreError {
     Inference,
 }
 
+/// How much scoring work is waiting, for admission control: rows queued and not yet
+/// taken by an inference thread, and the recent inference cost per row.
+#[derive(Debug, Default)]
+struct Backlog {
+    rows: AtomicUsize,
+    /// Exponentially weighted mean of inference nanoseconds per row (weight 1/8).
+    ns_per_row: AtomicU64,
+    threads: usize,
+}
+
+impl Backlog {
+    fn record_batch(&self, rows: usize, ns: u64) {
+        if rows == 0 {
+            return;
+        }
+        let sample = ns / rows as u64;
+        let old = self.ns_per_row.load(Ordering::Relaxed);
+        let new = if old == 0 { sample } else { old - old / 8 + sample / 8 };
+        self.ns_per_row.store(new, Ordering::Relaxed);
+    }
+}
+
 struct Job {
     rows: Rows,
     deadline: Instant,
@@ -59,6 +82,7 @@ struct Job {
 
 pub struct Batcher {
     tx: Option<Sender<Job>>,
+    backlog: Arc<Backlog>,
     /// One per inference thread: a replacement model, taken before its next batch.
     swaps: Vec<Sender<Model>>,
     threads: Vec<JoinHandle<()>>,
@@ -74,21 +98,31 @@ impl Batcher {
     /// Starts one inference thread per model.
     pub fn start(models: Vec<Model>, cfg: BatcherConfig, metrics: Arc<Metrics>) -> Batcher {
         let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
+        let backlog = Arc::new(Backlog { threads: models.len(), ..Backlog::default() });
         let mut swaps = Vec::with_capacity(models.len());
         let threads = models
             .into_iter()
             .enumerate()
             .map(|(i, model)| {
-                let (rx, cfg, metrics) = (rx.clone(), cfg.clone(), Arc::clone(&metrics));
+                let (rx, cfg, metrics, backlog) = (rx.clone(), cfg.clone(), Arc::clone(&metrics), Arc::clone(&backlog));
                 let (swap_tx, swap_rx) = bounded::<Model>(1);
                 swaps.push(swap_tx);
                 std::thread::Builder::new()
                     .name(format!("ctrbid-infer-{i}"))
-                    .spawn(move || inference_loop(model, rx, swap_rx, cfg, metrics))
+                    .spawn(move || inference_loop(model, rx, swap_rx, cfg, metrics, backlog))
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { tx: Some(tx), swaps, threads }
+        Batcher { tx: Some(tx), backlog, swaps, threads }
+    }
+
+    /// How long the rows already queued will take to score, from the recent cost per
+    /// row: a request that cannot be scored before its deadline is shed before its
+    /// features are built.
+    pub fn expected_wait(&self) -> Duration {
+        let b = &self.backlog;
+        let ns = b.rows.load(Ordering::Relaxed) as u64 * b.ns_per_row.load(Ordering::Relaxed);
+        Duration::from_nanos(ns / b.threads.max(1) as u64)
     }
 
     /// Hands each inference thread a new model (one per thread, same feature widths);
@@ -108,9 +142,12 @@ impl Batcher {
     pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Vec<f32>, ScoreError> {
         let tx = self.tx.as_ref().ok_or(ScoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
+        let n = rows.n;
         let job = Job { rows, deadline, enqueued: Instant::now(), reply };
         match tx.try_send(job) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.backlog.rows.fetch_add(n, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) => return Err(ScoreError::QueueFull),
             Err(TrySendError::Disconnected(_)) => return Err(ScoreError::Closed),
         }
@@ -137,6 +174,7 @@ fn inference_loop(
     swaps: Receiver<Model>,
     cfg: BatcherConfig,
     metrics: Arc<Metrics>,
+    backlog: Arc<Backlog>,
 ) {
     let (f, d) = (model.info.cat_width, model.info.num_width);
     let mut batch: Vec<Job> = Vec::with_capacity(64);
@@ -149,12 +187,16 @@ fn inference_loop(
             model = new;
         }
         let mut rows = first.rows.n;
+        // Taken: no longer waiting. (The counter may briefly lag the queue: the job is
+        // counted just after it is queued, so this can run first; saturating keeps it sane.)
+        sub_saturating(&backlog.rows, first.rows.n);
         batch.push(first);
         let until = Instant::now() + cfg.max_wait;
         while rows < cfg.max_batch_rows {
             match rx.recv_deadline(until) {
                 Ok(job) => {
                     rows += job.rows.n;
+                    sub_saturating(&backlog.rows, job.rows.n);
                     batch.push(job);
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
@@ -177,7 +219,9 @@ fn inference_loop(
         if let Err(e) = &result {
             eprintln!("ctrbid: inference failed for a batch of {live} rows: {e}");
         }
-        metrics.sample(Sample::Batch { rows: live as u32, inference_ns: start.elapsed().as_nanos() as u64 });
+        let inference_ns = start.elapsed().as_nanos() as u64;
+        backlog.record_batch(live, inference_ns);
+        metrics.sample(Sample::Batch { rows: live as u32, inference_ns });
         let mut offset = 0;
         for job in batch.drain(..) {
             if job.deadline <= start || job.reply.is_closed() {
@@ -192,4 +236,8 @@ fn inference_loop(
             let _ = job.reply.send(answer);
         }
     }
+}
+
+fn sub_saturating(counter: &AtomicUsize, n: usize) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
 }
