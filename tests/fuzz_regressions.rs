@@ -1,0 +1,74 @@
+//! Inputs the fuzz targets once broke, replayed as ordinary tests.
+//!
+//! Every file in `tests/fixtures/fuzz-regressions/` is named `<target>-<short-name>` and
+//! goes through the same checks its fuzz target runs (`fuzz/src/checks.rs`, included
+//! below), on a 2 MiB stack: tokio's default worker stack, where the server parses
+//! bodies. Each file also has an expected outcome in [`expected`]. See `fuzz/README.md`
+//! for turning a crash into a file here.
+
+#[allow(dead_code)]
+#[path = "../fuzz/src/checks.rs"]
+mod checks;
+
+use checks::Outcome;
+use std::path::{Path, PathBuf};
+
+/// tokio's default worker thread stack size.
+const WORKER_STACK_BYTES: usize = 2 * 1024 * 1024;
+
+/// Auction time for replayed `validate_and_extract` bodies: 2026-01-05 00:00 UTC.
+const NOW_UNIX: i64 = 1_767_571_200;
+
+/// What simd-json (the server's parser) must make of each saved input.
+fn expected(name: &str) -> fn(&Outcome) -> bool {
+    match name {
+        // A request whose imp.ext nests 20 000 arrays deep (40 KB): it once overflowed
+        // the stack in simd-json's serde deserializer and killed the server. Refusing it
+        // (400) or skipping the unknown field are both fine.
+        "parse_request-deep-nesting" => |o| matches!(o, Err(()) | Ok(Ok(()))),
+        _ => panic!("{name}: add its expected outcome to `expected`"),
+    }
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz-regressions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("readable directory entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let thread = std::thread::Builder::new().stack_size(WORKER_STACK_BYTES).spawn(f).expect("thread starts");
+    thread.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+fn replay(path: &Path) {
+    let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 file name").to_string();
+    let bytes = std::fs::read(path).expect("fixture reads");
+    let (target, _) = name.split_once('-').expect("named <target>-<short-name>");
+    let outcome = match target {
+        "parse_request" => on_worker_stack(move || checks::parse_request(&bytes).0),
+        "validate_and_extract" => on_worker_stack(move || {
+            let serving = checks::Serving::load(Path::new(env!("CARGO_MANIFEST_DIR")));
+            let mut body = bytes;
+            match checks::validate_and_extract(&mut body, NOW_UNIX, &serving) {
+                Err(_) => Err(()),
+                Ok(v) => Ok(v.map(|_rows| ())),
+            }
+        }),
+        other => panic!("{name}: no replay for target {other:?}"),
+    };
+    assert!(expected(&name)(&outcome), "{name}: unexpected outcome {outcome:?}");
+}
+
+#[test]
+fn saved_fuzz_inputs_replay_without_panic() {
+    let files = fixtures();
+    assert!(!files.is_empty());
+    for path in files {
+        replay(&path);
+    }
+}
