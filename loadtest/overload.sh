@@ -131,7 +131,7 @@ shed_row() { # from the server's counters, not loadgen's JSON
   local line="| shed (server counter) |"
   for p in "${ran[@]}"; do line+=" $(cat "$out/$p.shed") |"; done
   echo "$line"
-  line="| answered after the in-process deadline (server counter, warm-up incl.) |"
+  line="| answered after tmax − network allowance, in process (server counter, warm-up incl.) |"
   for p in "${ran[@]}"; do line+=" $(cat "$out/$p.late") |"; done
   echo "$line"
 }

@@ -21,7 +21,7 @@ use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
 use crate::openrtb::response::{BidDebug, BidExt};
 use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
-use crate::pricing::bid_cpm;
+use crate::pricing::{auction_price, bid_cpm, Auction};
 use crate::scoring::model::ModelSource;
 use crate::scoring::{runtime, Batcher, BatcherConfig, Model, ModelInfo, Rows, ScoreError};
 use anyhow::Context as _;
@@ -331,7 +331,8 @@ impl Bidder {
         Answer::NoBid { reason, body }
     }
 
-    /// The bid path; sets `deadline_out` once the request's deadline is known.
+    /// The bid path; sets `deadline_out` to the latest moment the exchange still takes
+    /// an answer (`tmax` less the network allowance) once the request is read.
     async fn run(
         &self,
         body: &mut [u8],
@@ -367,7 +368,9 @@ impl Bidder {
         let tmax = req.tmax.map(|ms| Duration::from_millis(u64::from(ms))).unwrap_or(s.default_tmax);
         let allowed = tmax.saturating_sub(s.network_allowance).min(s.budget);
         let deadline = received + allowed;
-        *deadline_out = Some(deadline);
+        // Late means past what the exchange waits for (tmax less the network's share),
+        // not past our own, shorter budget: a request shed at its budget is on time.
+        *deadline_out = Some(received + tmax.saturating_sub(s.network_allowance));
         if allowed.is_zero() || Instant::now() >= deadline {
             return self.no_bid(NoBidReason::Deadline, req.id());
         }
@@ -454,7 +457,7 @@ impl Bidder {
                 .max_by(|a, b| a.2.total_cmp(&b.2));
             start += group.len();
             let Some((c, p, value_usd)) = best else { continue };
-            let deal = c.deal.map(|k| &imp.pmp.as_ref().expect("a deal candidate has a pmp").deals[usize::from(k)]);
+            let deal = c.deal.and_then(|k| imp.pmp.as_ref()?.deals.get(usize::from(k)));
             let floor = candidate_floor(imp, deal, terms.floor_for(c.deal));
             let auction = match deal.and_then(|d| d.at) {
                 Some(1) => Auction::First,
@@ -534,26 +537,6 @@ impl Bidder {
             h: size.map(|s| s.1),
             ext: self.settings.debug_ext.then_some(BidExt { ctrbid: BidDebug { pctr, ts: now_unix, candidates } }),
         }
-    }
-}
-
-/// How the winner pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Auction {
-    First,
-    Second,
-    /// A fixed-price deal (`deal.at = 3`): the price is the deal floor.
-    Fixed,
-}
-
-/// The bid for a candidate worth `value` (USD CPM, already `>= floor`): the value in a
-/// second-price auction, the shaded value (not under the floor) in a first-price one,
-/// the floor in a fixed-price deal.
-fn auction_price(value: f64, floor: f64, auction: Auction, shading: f64) -> f64 {
-    match auction {
-        Auction::Second => value,
-        Auction::First => (value * shading).max(floor),
-        Auction::Fixed => floor,
     }
 }
 

@@ -113,7 +113,7 @@ pub struct Metrics {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     /// No-bid answers by reason, indexed by `bidder::NoBidReason as usize`.
     no_bids: [AtomicU64; 16],
-    /// Answers given after the request's deadline (the bid path's own measure).
+    /// Answers given after `tmax` less the network allowance, from the request head.
     late: AtomicU64,
     dropped: AtomicU64,
     tx: Sender<Sample>,
@@ -193,7 +193,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP ctrbid_late_answers_total Bid requests answered after their deadline (measured from the request head).\n\
+            "# HELP ctrbid_late_answers_total Bid requests answered after tmax less the network allowance (from the request head).\n\
              # TYPE ctrbid_late_answers_total counter\nctrbid_late_answers_total {}",
             self.late_count()
         );

@@ -1,8 +1,11 @@
 //! Pricing: from a click probability to a CPM bid.
 //!
 //! The value of an impression to a CPC campaign is `goal_cpc x pCTR`; a CPM bid is that
-//! times 1000. The bid is capped by the campaign's `max_cpm` and must reach the imp's
-//! floor, or there is no bid. Shading for first-price auctions comes with issue 3.
+//! times 1000. The value is capped by the campaign's `max_cpm` and must reach the floor
+//! that applies (the deal's, else the imp's), or there is no bid. Then the auction
+//! decides the price: the value in a second-price auction (the winner pays about the
+//! next bid, so bidding the value is the dominant strategy), a shaded value in a
+//! first-price one (the winner pays its bid), the floor in a fixed-price deal.
 
 /// The CPM to bid, or `None` when the value does not reach the floor.
 /// Invariant: a returned price is finite, positive and `>= floor`.
@@ -15,9 +18,38 @@ pub fn bid_cpm(goal_cpc: f64, pctr: f32, max_cpm: f64, floor: f64) -> Option<f64
     (cpm.is_finite() && cpm > 0.0 && cpm >= floor).then_some(cpm)
 }
 
+/// How the winner pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auction {
+    First,
+    Second,
+    /// A fixed-price deal (`deal.at = 3`): the price is the deal floor.
+    Fixed,
+}
+
+/// The bid for a candidate worth `value` (USD CPM, already `>= floor`): the value in a
+/// second-price auction, `shading x value` but not under the floor in a first-price
+/// one, the floor in a fixed-price deal. Invariant: the result is `>= floor` and
+/// `<= value`.
+pub fn auction_price(value: f64, floor: f64, auction: Auction, shading: f64) -> f64 {
+    match auction {
+        Auction::Second => value,
+        Auction::First => (value * shading).max(floor).min(value),
+        Auction::Fixed => floor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auction_types() {
+        assert_eq!(auction_price(10.0, 1.0, Auction::Second, 0.85), 10.0);
+        assert_eq!(auction_price(10.0, 1.0, Auction::First, 0.85), 8.5);
+        assert_eq!(auction_price(10.0, 9.0, Auction::First, 0.85), 9.0, "shading stops at the floor");
+        assert_eq!(auction_price(10.0, 2.5, Auction::Fixed, 0.85), 2.5);
+    }
 
     fn check(goal_cpc: f64, pctr: f32, max_cpm: f64, floor: f64, expected: Option<f64>) {
         let got = bid_cpm(goal_cpc, pctr, max_cpm, floor);

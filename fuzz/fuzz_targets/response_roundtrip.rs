@@ -29,10 +29,13 @@ struct BidIn {
     price: f64,
     adm: String,
     nurl: String,
+    burl: String,
+    lurl: String,
     adomain: String,
     cid: String,
     crid: String,
     cat: String,
+    dealid: Option<String>,
     w: Option<u32>,
     h: Option<u32>,
     ext: Option<(f32, i64, usize)>,
@@ -43,12 +46,15 @@ fn make_bid(b: &BidIn) -> Bid<'_> {
         id: b.id.clone(),
         impid: &b.impid,
         price: b.price,
-        adm: &b.adm,
+        adm: b.adm.as_str().into(),
         nurl: b.nurl.clone(),
+        burl: b.burl.clone(),
+        lurl: b.lurl.clone(),
         adomain: [&b.adomain],
         cid: &b.cid,
         crid: &b.crid,
         cat: [&b.cat],
+        dealid: b.dealid.as_deref(),
         w: b.w,
         h: b.h,
         ext: b.ext.map(|(pctr, ts, candidates)| BidExt { ctrbid: BidDebug { pctr, ts, candidates } }),
@@ -56,12 +62,18 @@ fn make_bid(b: &BidIn) -> Bid<'_> {
 }
 
 fn check_bid(b: &BidIn, v: &Value) {
-    let mut keys = vec!["id", "impid", "price", "adm", "nurl", "adomain", "cid", "crid", "cat"];
+    let mut keys = vec!["id", "impid", "price", "adm", "nurl", "burl", "lurl", "adomain", "cid", "crid", "cat"];
     check_str(&v["id"], &b.id);
     check_str(&v["impid"], &b.impid);
     check_f64(&v["price"], b.price);
     check_str(&v["adm"], &b.adm);
     check_str(&v["nurl"], &b.nurl);
+    check_str(&v["burl"], &b.burl);
+    check_str(&v["lurl"], &b.lurl);
+    if let Some(dealid) = &b.dealid {
+        check_str(&v["dealid"], dealid);
+        keys.push("dealid");
+    }
     check_str_array(&v["adomain"], &b.adomain);
     check_str(&v["cid"], &b.cid);
     check_str(&v["crid"], &b.crid);

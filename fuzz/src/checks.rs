@@ -101,9 +101,12 @@ pub fn validate_and_extract(
     let rc = ex.request(&req, now_unix);
     for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
         candidates.clear();
-        if let Some(floor) = s.rates.floor_in_usd(imp.bidfloor.unwrap_or(0.0), imp.bidfloorcur.as_deref()) {
-            s.selector.select_imp(&req, i as u16, imp, floor, &mut candidates);
-            candidates.truncate(DEFAULT_MAX_CANDIDATES_PER_IMP);
+        let terms = ctrbid::catalog::ImpTerms::of(imp, "ctrbid", &s.rates);
+        s.selector.select_imp(&req, i as u16, imp, &terms, &mut candidates);
+        candidates.truncate(DEFAULT_MAX_CANDIDATES_PER_IMP);
+        for c in &candidates {
+            // A deal candidate names a deal open to the seat; its floor is finite.
+            assert!(terms.floor_for(c.deal).is_finite(), "candidate with no applicable floor");
         }
         assert!(candidates.iter().all(|c| usize::from(c.imp) == i), "candidate filed under the wrong imp");
         let ic = ex.imp(&rc, imp);

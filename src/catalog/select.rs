@@ -89,6 +89,17 @@ impl ImpTerms {
     }
 }
 
+/// What selection reads of a creative besides its campaign.
+#[derive(Debug, Clone, Copy)]
+struct Traits {
+    /// The markup loads nothing over plain HTTP.
+    secure: bool,
+    /// The creative lists attributes (checked against `battr`).
+    has_attr: bool,
+    /// `banner_type`, 0 when none.
+    banner_type: u8,
+}
+
 /// The catalog, indexed for selection. Immutable once built, except the per-campaign
 /// "budget spent" flags, which the notice path sets.
 #[derive(Debug)]
@@ -98,13 +109,29 @@ pub struct Selector {
     campaign_of: Vec<u32>,
     campaign_by_id: HashMap<String, u32>,
     keys: Vec<CandidateKeys>,
-    /// `secure[creative]`: the markup loads nothing over plain HTTP.
-    secure: Vec<bool>,
+    /// Per creative, what selection checks, packed so a candidate costs one cache line.
+    traits: Vec<Traits>,
     /// `exhausted[campaign]`: today's budget is spent; the campaign does not bid.
     exhausted: Vec<AtomicBool>,
+    /// True once any campaign is exhausted (until a new day): skips the per-candidate load.
+    any_exhausted: AtomicBool,
     by_size: HashMap<(u32, u32), Vec<u32>>,
-    video: Vec<u32>,
-    native: Vec<u32>,
+    video: Vec<VideoEntry>,
+    /// MIME types of video creatives; `VideoEntry::mime` indexes it (0: none given).
+    video_mimes: Vec<String>,
+    /// Native creatives that have assets, with their sizes precomputed.
+    native: Vec<(u32, native::NativeShape)>,
+}
+
+/// A video creative as selection reads it.
+#[derive(Debug, Clone, Copy)]
+struct VideoEntry {
+    creative: u32,
+    duration: u32,
+    /// VAST protocol code; 0 when none given.
+    protocol: u16,
+    /// Index into `Selector::video_mimes`.
+    mime: u16,
 }
 
 impl Selector {
@@ -115,20 +142,58 @@ impl Selector {
         let mut keys = Vec::with_capacity(catalog.creatives.len());
         let mut by_size: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
         let (mut video, mut native) = (Vec::new(), Vec::new());
+        let mut video_mimes = vec![String::new()];
         for (i, cr) in catalog.creatives.iter().enumerate() {
             let ci = campaigns[cr.campaign_id.as_str()];
             campaign_of.push(ci as u32);
             keys.push(extractor.candidate_keys(&catalog.campaigns[ci], cr));
             match cr.format {
                 Format::Banner { w, h } => by_size.entry((w, h)).or_default().push(i as u32),
-                Format::Video { .. } => video.push(i as u32),
-                Format::Native => native.push(i as u32),
+                Format::Video { duration, .. } => {
+                    let mime = match cr.mime.as_deref() {
+                        None => 0,
+                        Some(m) => match video_mimes.iter().position(|k| k.eq_ignore_ascii_case(m)) {
+                            Some(k) => k,
+                            None => {
+                                video_mimes.push(m.to_string());
+                                video_mimes.len() - 1
+                            }
+                        },
+                    };
+                    let (protocol, mime) = (cr.protocol.unwrap_or(0), u16::try_from(mime).unwrap_or(0));
+                    video.push(VideoEntry { creative: i as u32, duration, protocol, mime });
+                }
+                Format::Native => {
+                    if let Some(assets) = &cr.native {
+                        native.push((i as u32, native::NativeShape::of(assets)));
+                    }
+                }
             }
         }
         let campaign_by_id = campaigns.into_iter().map(|(id, i)| (id.to_string(), i as u32)).collect();
-        let secure = catalog.creatives.iter().map(Creative::is_secure).collect();
+        let traits = catalog
+            .creatives
+            .iter()
+            .map(|c| Traits {
+                secure: c.is_secure(),
+                has_attr: !c.attr.is_empty(),
+                banner_type: c.banner_type.unwrap_or(0),
+            })
+            .collect();
         let exhausted = catalog.campaigns.iter().map(|_| AtomicBool::new(false)).collect();
-        Selector { catalog, campaign_of, campaign_by_id, keys, secure, exhausted, by_size, video, native }
+        Selector {
+            catalog,
+            campaign_of,
+            campaign_by_id,
+            keys,
+            traits,
+            exhausted,
+            any_exhausted: AtomicBool::new(false),
+            by_size,
+            video,
+            video_mimes,
+            native,
+        }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -156,6 +221,17 @@ impl Selector {
     pub fn set_exhausted(&self, campaign: u32, spent: bool) {
         if let Some(flag) = self.exhausted.get(campaign as usize) {
             flag.store(spent, Ordering::Relaxed);
+            if spent {
+                self.any_exhausted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A new budget day: every campaign may bid again.
+    pub fn clear_exhausted(&self) {
+        self.any_exhausted.store(false, Ordering::Relaxed);
+        for flag in &self.exhausted {
+            flag.store(false, Ordering::Relaxed);
         }
     }
 
@@ -172,13 +248,21 @@ impl Selector {
         let (country, device_type, os) = (req.country(), req.device_type(), req.os());
         let secure_only = imp.secure == Some(true);
         let deals = imp.pmp.as_ref().map(|p| p.deals.as_slice()).unwrap_or_default();
+        if terms.private && terms.deals.is_empty() {
+            return; // only deals may win, and none is open to us
+        }
+        let open_floor = terms.floor_usd.unwrap_or(f64::INFINITY);
         let mut consider = |creative: u32, battr: &[u16]| {
             let ci = self.campaign_of[creative as usize] as usize;
             let campaign = &self.catalog.campaigns[ci];
-            let cr = &self.catalog.creatives[creative as usize];
-            if self.exhausted[ci].load(Ordering::Relaxed)
-                || (secure_only && !self.secure[creative as usize])
-                || cr.attr.iter().any(|a| battr.contains(a))
+            // Cheapest test first: without deals, the open floor decides.
+            if terms.deals.is_empty() && campaign.max_cpm < open_floor {
+                return;
+            }
+            let t = self.traits[creative as usize];
+            if (self.any_exhausted.load(Ordering::Relaxed) && self.exhausted[ci].load(Ordering::Relaxed))
+                || (secure_only && !t.secure)
+                || (t.has_attr && self.catalog.creatives[creative as usize].attr.iter().any(|a| battr.contains(a)))
                 || !campaign.targeting.matches(country, device_type, os)
                 || blocked(req, campaign)
             {
@@ -195,7 +279,7 @@ impl Selector {
             let (deal, floor) = match deal {
                 Some(&(d, floor)) => (Some(d), floor),
                 None if terms.private => return,
-                None => (None, terms.floor_usd.unwrap_or(f64::INFINITY)),
+                None => (None, open_floor),
             };
             if campaign.max_cpm >= floor {
                 out.push(Candidate { imp: imp_index, creative, deal });
@@ -209,8 +293,8 @@ impl Selector {
                 }
                 seen[n] = size;
                 for &c in self.by_size.get(&size).map(Vec::as_slice).unwrap_or_default() {
-                    let banner_type = self.creative(c).banner_type;
-                    if banner_type.is_none_or(|t| !banner.btype.contains(&t)) {
+                    let banner_type = self.traits[c as usize].banner_type;
+                    if banner_type == 0 || !banner.btype.contains(&banner_type) {
                         consider(c, &banner.battr);
                     }
                 }
@@ -218,23 +302,31 @@ impl Selector {
         }
         if let Some(video) = &imp.video {
             let (lo, hi) = (video.minduration.unwrap_or(0), video.maxduration.unwrap_or(u32::MAX));
-            for &c in &self.video {
-                let cr = self.creative(c);
-                let Format::Video { duration, .. } = cr.format else { continue };
-                let mime_ok = video.mimes.is_empty()
-                    || cr.mime.as_deref().is_none_or(|m| video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m)));
+            // Which of the catalog's few MIME types the player takes (index 0: unknown, allowed).
+            let mut mime_ok = [true; 8];
+            let known = self.video_mimes.len().min(mime_ok.len());
+            if !video.mimes.is_empty() {
+                for (k, m) in self.video_mimes.iter().enumerate().take(known).skip(1) {
+                    mime_ok[k] = video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m));
+                }
+            }
+            for v in &self.video {
+                let mime = usize::from(v.mime);
+                let mime_ok = match mime_ok.get(mime) {
+                    Some(&ok) => ok,
+                    None => video.mimes.iter().any(|m| m.eq_ignore_ascii_case(&self.video_mimes[mime])),
+                };
                 let protocol_ok =
-                    video.protocols.is_empty() || cr.protocol.is_none_or(|p| video.protocols.contains(&p));
-                if (lo..=hi).contains(&duration) && mime_ok && protocol_ok {
-                    consider(c, &video.battr);
+                    video.protocols.is_empty() || v.protocol == 0 || video.protocols.contains(&v.protocol);
+                if (lo..=hi).contains(&v.duration) && mime_ok && protocol_ok {
+                    consider(v.creative, &video.battr);
                 }
             }
         }
-        if let Some(request) = imp.native.as_ref().and_then(|n| n.request.as_ref().map(|r| (n, r))) {
-            let (n, request) = request;
-            for &c in &self.native {
-                if self.creative(c).native.as_ref().is_some_and(|assets| native::fills(request, assets)) {
-                    consider(c, &n.battr);
+        if let Some((n, request)) = imp.native.as_ref().and_then(|n| n.request.as_ref().map(|r| (n, r))) {
+            for (c, shape) in &self.native {
+                if native::fills(request, shape) {
+                    consider(*c, &n.battr);
                 }
             }
         }
@@ -374,7 +466,7 @@ mod tests {
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bapp":["com.c.app"]}"#, &["a300"]);
         // secure: creatives with an http: URL in the markup are left out.
         let s = selector();
-        assert!(s.catalog().creatives.iter().all(Creative::is_secure));
+        assert!(s.traits.iter().all(|t| t.secure));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Every notice URL carries its terms in the query (bid id, imp id, campaign, creative,
 //! deal, currency, the highest price the exchange may report — our bid —, the Unix
 //! second it expires, whether the auction was a test) and an HMAC-SHA256 tag over them
-//! ([`sign`]). The exchange fills in the OpenRTB macros we leave in the URL:
+//! ([`sign`]), one tag per bid for its three URLs. The exchange fills in the OpenRTB macros we leave in the URL:
 //! `${AUCTION_PRICE}` and `${AUCTION_CURRENCY}` in win and billing notices,
 //! `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}` in loss notices, `${AUCTION_ID}` in all.
 //!
@@ -85,10 +85,12 @@ pub struct Terms<'a> {
 }
 
 impl Terms<'_> {
-    fn message(&self, kind: Kind) -> Message {
+    /// What the tag covers. The notice kind is not part of it: one tag serves the
+    /// win, billing and loss URLs of a bid (whoever holds one holds all three), and
+    /// the ledger keeps the kinds apart.
+    fn message(&self) -> Message {
         let mut m = Message::with_capacity(160);
         m.field(b"ctrbid-notice-v1")
-            .field(kind.label().as_bytes())
             .field(&self.bid.to_le_bytes())
             .field(self.imp.as_bytes())
             .field(self.campaign.as_bytes())
@@ -212,43 +214,43 @@ impl Notices {
         exp.map_or(self.settings.ttl_s, |e| e.clamp(self.settings.min_ttl_s, self.settings.max_ttl_s))
     }
 
-    /// Signed win, billing and loss URLs for one bid.
-    pub fn urls(&self, terms: &Terms<'_>) -> NoticeUrls {
-        NoticeUrls {
-            nurl: self.url(Kind::Win, terms),
-            burl: self.url(Kind::Bill, terms),
-            lurl: self.url(Kind::Loss, terms),
-        }
-    }
-
-    fn url(&self, kind: Kind, t: &Terms<'_>) -> String {
-        let mut u = String::with_capacity(self.settings.base_url.len() + 256);
-        u.push_str(&self.settings.base_url);
-        u.push_str(kind.path());
-        let _ = write!(u, "?b={:x}&i=", t.bid);
-        push_query_value(&mut u, &t.imp);
-        u.push_str("&c=");
-        push_query_value(&mut u, &t.campaign);
-        u.push_str("&cr=");
-        push_query_value(&mut u, &t.creative);
+    /// Signed win, billing and loss URLs for one bid: one query and one tag, three paths.
+    pub fn urls(&self, t: &Terms<'_>) -> NoticeUrls {
+        let mut q = String::with_capacity(224);
+        let _ = write!(q, "?b={:x}&i=", t.bid);
+        push_query_value(&mut q, &t.imp);
+        q.push_str("&c=");
+        push_query_value(&mut q, &t.campaign);
+        q.push_str("&cr=");
+        push_query_value(&mut q, &t.creative);
         if !t.deal.is_empty() {
-            u.push_str("&d=");
-            push_query_value(&mut u, &t.deal);
+            q.push_str("&d=");
+            push_query_value(&mut q, &t.deal);
         }
-        u.push_str("&cur=");
-        push_query_value(&mut u, &t.currency);
-        let _ = write!(u, "&hi={}&x={}", t.max_price_micros, t.expires);
+        q.push_str("&cur=");
+        push_query_value(&mut q, &t.currency);
+        let _ = write!(q, "&hi={}&x={}", t.max_price_micros, t.expires);
         if t.test {
-            u.push_str("&t=1");
+            q.push_str("&t=1");
         }
-        u.push_str("&s=");
-        u.push_str(&self.settings.signer.sign_hex(&t.message(kind)));
-        u.push_str("&a=${AUCTION_ID}");
-        match kind {
-            Kind::Win | Kind::Bill => u.push_str("&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}"),
-            Kind::Loss => u.push_str("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
+        q.push_str("&s=");
+        q.push_str(&self.settings.signer.sign_hex(&t.message()));
+        q.push_str("&a=${AUCTION_ID}");
+        let base = &self.settings.base_url;
+        let url = |kind: Kind, macros: &str| {
+            let mut u = String::with_capacity(base.len() + kind.path().len() + q.len() + macros.len());
+            u.push_str(base);
+            u.push_str(kind.path());
+            u.push_str(&q);
+            u.push_str(macros);
+            u
+        };
+        const PRICE: &str = "&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}";
+        NoticeUrls {
+            nurl: url(Kind::Win, PRICE),
+            burl: url(Kind::Bill, PRICE),
+            lurl: url(Kind::Loss, "&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
         }
-        u
     }
 
     /// Checks and applies one notice. `selector` and `rates` are the serving state's, for
@@ -266,7 +268,7 @@ impl Notices {
             Err(what) => return Verdict::Malformed(what),
         };
         let Some(tag) = q.tag.as_deref() else { return Verdict::Malformed("s (signature) is missing") };
-        if !self.settings.signer.verify_hex(&terms.message(kind), tag) {
+        if !self.settings.signer.verify_hex(&terms.message(), tag) {
             return Verdict::Forged;
         }
         if now > terms.expires {
@@ -318,9 +320,7 @@ impl Notices {
         self.spend.roll(now);
         let day = now.div_euclid(spend::SECONDS_PER_DAY);
         if self.flags_day.swap(day, Ordering::Relaxed) < day {
-            for ci in 0..selector.catalog().campaigns.len() {
-                selector.set_exhausted(ci as u32, false);
-            }
+            selector.clear_exhausted();
         }
     }
 

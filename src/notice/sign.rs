@@ -14,11 +14,12 @@ type HmacSha256 = Hmac<Sha256>;
 /// Bytes of MAC kept in the URL (hex: twice as many characters).
 pub const TAG_BYTES: usize = 16;
 
-/// Signs with `key`; verifies with `key` or `previous`.
+/// Signs with `key`; verifies with `key` or `previous`. Holds each key's HMAC state
+/// after the key schedule, cloned per message.
 #[derive(Clone)]
 pub struct Signer {
-    key: Vec<u8>,
-    previous: Option<Vec<u8>>,
+    key: HmacSha256,
+    previous: Option<HmacSha256>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -47,7 +48,7 @@ impl Message {
 impl Signer {
     /// Keys shorter than 32 bytes are refused by [`crate::config`] before this is built.
     pub fn new(key: Vec<u8>, previous: Option<Vec<u8>>) -> Signer {
-        Signer { key, previous }
+        Signer { key: Signer::mac(&key), previous: previous.as_deref().map(Signer::mac) }
     }
 
     fn mac(key: &[u8]) -> HmacSha256 {
@@ -57,7 +58,7 @@ impl Signer {
 
     /// The tag of `msg`, as lowercase hex.
     pub fn sign_hex(&self, msg: &Message) -> String {
-        let mut mac = Signer::mac(&self.key);
+        let mut mac = self.key.clone();
         mac.update(&msg.0);
         let tag = mac.finalize().into_bytes();
         let mut out = String::with_capacity(TAG_BYTES * 2);
@@ -71,12 +72,12 @@ impl Signer {
     /// True when `tag_hex` is the tag of `msg` under the current or the previous key.
     pub fn verify_hex(&self, msg: &Message, tag_hex: &str) -> bool {
         let Some(tag) = decode_hex::<TAG_BYTES>(tag_hex) else { return false };
-        let check = |key: &[u8]| {
-            let mut mac = Signer::mac(key);
+        let check = |key: &HmacSha256| {
+            let mut mac = key.clone();
             mac.update(&msg.0);
             mac.verify_truncated_left(&tag).is_ok()
         };
-        check(&self.key) || self.previous.as_deref().is_some_and(check)
+        check(&self.key) || self.previous.as_ref().is_some_and(check)
     }
 }
 

@@ -191,20 +191,21 @@ enum Fill<'c> {
 }
 
 fn fits_len(text: &str, len: Option<u32>) -> bool {
-    len.is_none_or(|len| len == 0 || text.chars().count() <= len as usize)
+    // Bytes bound characters from above: count characters only when the bytes do not fit.
+    len.is_none_or(|len| len == 0 || text.len() <= len as usize || text.chars().count() <= len as usize)
 }
 
-fn image_fits(img: &NativeImage, w: Option<u32>, h: Option<u32>, wmin: Option<u32>, hmin: Option<u32>) -> bool {
+fn image_fits(iw: u32, ih: u32, w: Option<u32>, h: Option<u32>, wmin: Option<u32>, hmin: Option<u32>) -> bool {
     let exact = match (w, h) {
         (Some(w), Some(h)) if w > 0 && h > 0 => {
-            let same = img.w == w && img.h == h;
+            let same = iw == w && ih == h;
             // Same aspect ratio within 1 %, at least as large: exchanges scale down.
-            let ratio = (f64::from(img.w) * f64::from(h)) / (f64::from(img.h.max(1)) * f64::from(w));
-            same || ((0.99..=1.01).contains(&ratio) && img.w >= w)
+            let ratio = (f64::from(iw) * f64::from(h)) / (f64::from(ih.max(1)) * f64::from(w));
+            same || ((0.99..=1.01).contains(&ratio) && iw >= w)
         }
         _ => true,
     };
-    exact && img.w >= wmin.unwrap_or(0) && img.h >= hmin.unwrap_or(0)
+    exact && iw >= wmin.unwrap_or(0) && ih >= hmin.unwrap_or(0)
 }
 
 fn fill<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
@@ -215,7 +216,7 @@ fn fill<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
                 Some(IMAGE_ICON) => c.icon.as_ref()?,
                 _ => &c.image,
             };
-            image_fits(img, w, h, wmin, hmin).then_some(Fill::Image(img))
+            image_fits(img.w, img.h, w, h, wmin, hmin).then_some(Fill::Image(img))
         }
         AssetKind::Data { data_type, len } => {
             let text = match data_type? {
@@ -230,10 +231,62 @@ fn fill<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
     }
 }
 
-/// True when `creative` fills every required asset of `request` (and the request asks
-/// for at least one asset).
-pub fn fills(request: &NativeRequest, creative: &NativeAssets) -> bool {
-    !request.assets.is_empty() && request.assets.iter().all(|a| !a.required || fill(a, creative).is_some())
+/// A native creative's assets reduced to what fitting them needs: text lengths in
+/// characters and image sizes, computed once per catalog load so selection compares
+/// integers instead of walking strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NativeShape {
+    title: u32,
+    image: (u32, u32),
+    icon: Option<(u32, u32)>,
+    sponsored: u32,
+    description: Option<u32>,
+    cta: Option<u32>,
+}
+
+impl NativeShape {
+    pub fn of(c: &NativeAssets) -> NativeShape {
+        let chars = |s: &str| u32::try_from(s.chars().count()).unwrap_or(u32::MAX);
+        NativeShape {
+            title: chars(&c.title),
+            image: (c.image.w, c.image.h),
+            icon: c.icon.as_ref().map(|i| (i.w, i.h)),
+            sponsored: chars(&c.sponsored),
+            description: c.description.as_deref().map(chars),
+            cta: c.cta.as_deref().map(chars),
+        }
+    }
+
+    /// The same decision as [`fill`] makes on the full assets.
+    fn fits(&self, asset: &Asset) -> bool {
+        let len_ok = |chars: u32, len: Option<u32>| len.is_none_or(|len| len == 0 || chars <= len);
+        match asset.kind {
+            AssetKind::Title { len } => len_ok(self.title, len),
+            AssetKind::Image { image_type, w, h, wmin, hmin } => {
+                let size = match image_type {
+                    Some(IMAGE_ICON) => self.icon,
+                    _ => Some(self.image),
+                };
+                size.is_some_and(|(iw, ih)| image_fits(iw, ih, w, h, wmin, hmin))
+            }
+            AssetKind::Data { data_type, len } => {
+                let chars = match data_type {
+                    Some(DATA_SPONSORED) => Some(self.sponsored),
+                    Some(DATA_DESCRIPTION) => self.description,
+                    Some(DATA_CTA) => self.cta,
+                    _ => None,
+                };
+                chars.is_some_and(|c| len_ok(c, len))
+            }
+            AssetKind::Other => false,
+        }
+    }
+}
+
+/// True when a creative of this shape fills every required asset of `request` (and
+/// the request asks for at least one asset).
+pub fn fills(request: &NativeRequest, shape: &NativeShape) -> bool {
+    !request.assets.is_empty() && request.assets.iter().all(|a| !a.required || shape.fits(a))
 }
 
 #[derive(Serialize)]
@@ -275,8 +328,12 @@ struct Wrapped<'c> {
 }
 
 /// The native response for `bid.adm`: one asset per request asset the creative fills,
-/// under the request's asset ids. `None` when a required asset cannot be filled.
+/// under the request's asset ids. `None` when a required asset cannot be filled (or the
+/// request asks for none): the same decision as [`fills`].
 pub fn response_adm(request: &NativeRequest, creative: &NativeAssets) -> Option<String> {
+    if request.assets.is_empty() {
+        return None;
+    }
     let mut assets = Vec::with_capacity(request.assets.len());
     for a in &request.assets {
         let Some(f) = fill(a, creative) else {
@@ -353,7 +410,8 @@ mod tests {
         let ok = parse(
             r#"{"assets":[{"id":1,"required":1,"title":{"len":20}},{"id":2,"required":1,"img":{"type":3,"w":1200,"h":627}},{"id":4,"required":1,"data":{"type":1,"len":25}},{"id":5,"img":{"type":1,"w":80,"h":80}}]}"#,
         );
-        assert!(fills(&ok, &c));
+        let shape = NativeShape::of(&c);
+        assert!(fills(&ok, &shape));
         let adm = response_adm(&ok, &c).unwrap();
         let v: serde_json::Value = serde_json::from_str(&adm).unwrap();
         assert_eq!(v["assets"].as_array().unwrap().len(), 3, "the optional icon is left out: {adm}");
@@ -372,9 +430,10 @@ mod tests {
             r#"{"assets":[{"id":1,"required":1,"video":{}}]}"#,
             r#"{"assets":[]}"#,
         ] {
-            assert!(!fills(&parse(bad), &c), "{bad}");
+            assert!(!fills(&parse(bad), &shape), "{bad}");
+            assert!(response_adm(&parse(bad), &c).is_none(), "{bad}: shape and assets agree");
         }
         // Same aspect ratio, larger: fits (exchanges scale down).
-        assert!(fills(&parse(r#"{"assets":[{"id":1,"required":1,"img":{"type":3,"w":600,"h":314}}]}"#), &c));
+        assert!(fills(&parse(r#"{"assets":[{"id":1,"required":1,"img":{"type":3,"w":600,"h":314}}]}"#), &shape));
     }
 }

@@ -161,7 +161,11 @@ async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) 
     let mut every = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
-            _ = every.tick() => state.bidder.tick(crate::notice::unix_now()),
+            _ = every.tick() => {
+                // Sweeping a large notice ledger takes milliseconds: not on a worker.
+                let state = Arc::clone(&state);
+                let _ = tokio::task::spawn_blocking(move || state.bidder.tick(crate::notice::unix_now())).await;
+            }
             _ = closing.changed() => return,
         }
     }
