@@ -4,6 +4,7 @@
 # found a crash. Logs go to fuzz/logs/<target>.log, crash inputs to fuzz/artifacts/.
 #
 #   fuzz/run_all.sh [SECONDS]
+#   TARGETS="parse_request notice_query" fuzz/run_all.sh 600
 #
 # The parse_request corpus is seeded from fuzz/seeds/parse_request and, when present,
 # from the real requests in ../shared/openrtb-samples (relative to the repo root).
@@ -13,7 +14,8 @@ set -euo pipefail
 seconds=${1:-600}
 cd "$(dirname "$0")"
 samples=../../shared/openrtb-samples
-targets=$(cargo fuzz list)
+# TARGETS="a b" limits the run (e.g. two shells, one per core).
+targets=${TARGETS:-$(cargo fuzz list)}
 
 cargo fuzz build --sanitizer none
 mkdir -p logs
@@ -24,7 +26,7 @@ for t in $targets; do
         cp --no-preserve=mode seeds/"$t"/* "corpus/$t/"
     fi
 done
-if [ -d "$samples" ]; then
+if [ -d "$samples" ] && [ -d corpus/parse_request ]; then
     find "$samples" -type f -name '*.json' -exec cp --no-preserve=mode {} corpus/parse_request/ \;
 fi
 

@@ -26,6 +26,11 @@ fn expected(name: &str) -> fn(&Outcome) -> bool {
         // the stack in simd-json's serde deserializer and killed the server. Now refused
         // (400) by the nesting limit before it reaches the deserializer.
         "parse_request-deep-nesting" => |o| matches!(o, Err(())),
+        // `[-0]`: a top-level array was read positionally into the request's fields, and
+        // the two parsers disagreed on the id (simd-json "0", serde_json "-0"). Now
+        // refused (400): a bid request is an object. Found by `parse_request` in its
+        // first 10-minute run.
+        "parse_request-top-level-array" => |o| matches!(o, Err(())),
         _ => panic!("{name}: add its expected outcome to `expected`"),
     }
 }

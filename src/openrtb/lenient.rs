@@ -99,7 +99,12 @@ impl<'a> Scalar<'a> {
             Scalar::Str(s) => Some(s),
             Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
             Scalar::Uint(u) => Some(Cow::Owned(u.to_string())),
-            Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
+            // A whole float reads as the integer it holds (`1.0` and `-0` are "1" and
+            // "0"), so parsers that differ on int vs float for such numbers agree.
+            Scalar::Float(f) => Some(Cow::Owned(match whole(f) {
+                Some(i) => i.to_string(),
+                None => f.to_string(),
+            })),
             Scalar::Bool(_) | Scalar::Other => None,
         }
     }

@@ -25,6 +25,18 @@ pub enum ParseError {
     Json(String),
     #[error("JSON nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("not a bid request: the body must be a JSON object")]
+    NotAnObject,
+}
+
+/// A request body must be an object: serde would read a top-level array positionally
+/// into the request's fields.
+fn check_object(body: &[u8]) -> Result<(), ParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(ParseError::Empty),
+        Some(b'{') => Ok(()),
+        Some(_) => Err(ParseError::NotAnObject),
+    }
 }
 
 /// Deepest nesting of arrays and objects accepted. OpenRTB requests nest about 6
@@ -74,9 +86,7 @@ thread_local! {
 /// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
 /// unescaped where they lie) and the request borrows from it.
 pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::Empty);
-    }
+    check_object(body)?;
     if nests_deeper_than(body, MAX_DEPTH) {
         return Err(ParseError::TooDeep);
     }
@@ -88,9 +98,7 @@ pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
 /// Parses with serde_json instead of simd-json: the same structs, the baseline the
 /// parse benchmark compares against.
 pub fn parse_serde_json(body: &[u8]) -> Result<BidRequest<'_>, ParseError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ParseError::Empty);
-    }
+    check_object(body)?;
     if nests_deeper_than(body, MAX_DEPTH) {
         return Err(ParseError::TooDeep);
     }
@@ -188,11 +196,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_json_with_a_reason() {
-        for bad in ["{", "{\"id\":}", "[1,2", "nul", "{\"imp\":[{]}"] {
+        for bad in ["{", "{\"id\":}", "{\"a\":[1,2", "{\"id\":nul}", "{\"imp\":[{]}"] {
             let mut buf = bad.as_bytes().to_vec();
             let err = parse(&mut buf).unwrap_err();
             assert!(matches!(err, ParseError::Json(ref m) if !m.is_empty()), "{bad}: {err}");
         }
         assert!(matches!(parse(&mut b"  ".to_vec()), Err(ParseError::Empty)));
+        // Found by fuzzing: a top-level array was read positionally into the fields.
+        for not_object in ["[-0]", " [\"id\",[]]", "\"x\"", "1", "null"] {
+            assert!(matches!(parse(&mut not_object.as_bytes().to_vec()), Err(ParseError::NotAnObject)), "{not_object}");
+            assert!(matches!(parse_serde_json(not_object.as_bytes()), Err(ParseError::NotAnObject)));
+        }
     }
 }
