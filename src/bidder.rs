@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct ServingState {
     pub extractor: Extractor,
-    pub selector: Selector,
+    /// Shared, so a model reload keeps the catalog index (and its budget flags) as is.
+    pub selector: Arc<Selector>,
     pub model: ModelInfo,
 }
 
@@ -132,6 +133,8 @@ pub struct Bidder {
     settings: Settings,
     /// Where models and catalogs load from, for reloads.
     model_source: ModelPaths,
+    /// One reload at a time: two model reloads must not hand the inference threads a mix.
+    reloading: std::sync::Mutex<()>,
     next_bid: AtomicU64,
 }
 
@@ -211,12 +214,13 @@ impl Bidder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         Ok(Bidder {
-            state: ArcSwap::from_pointee(ServingState { extractor, selector, model: info }),
+            state: ArcSwap::from_pointee(ServingState { extractor, selector: Arc::new(selector), model: info }),
             batcher,
             metrics,
             notices,
             settings,
             model_source,
+            reloading: std::sync::Mutex::new(()),
             next_bid: AtomicU64::new(seed << 16),
         })
     }
@@ -236,16 +240,16 @@ impl Bidder {
     /// Loads a catalog and swaps it in whole; requests in flight finish on the old one.
     /// Campaigns whose budget is already spent today stay stopped.
     pub fn reload_catalog(&self, path: &Path) -> anyhow::Result<usize> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = Catalog::load(path)?;
         let n = catalog.campaigns.len();
-        let old = self.state.load_full();
-        let selector = Selector::new(catalog, &old.extractor);
+        let selector = Arc::new(Selector::new(catalog, &self.state.load().extractor));
         self.notices.apply_spend(&selector);
-        self.state.store(Arc::new(ServingState {
-            extractor: old.extractor.clone(),
-            selector,
-            model: old.model.clone(),
-        }));
+        self.state.rcu(|cur| ServingState {
+            extractor: cur.extractor.clone(),
+            selector: Arc::clone(&selector),
+            model: cur.model.clone(),
+        });
         Ok(n)
     }
 
@@ -253,16 +257,15 @@ impl Bidder {
     /// sessions to the inference threads; each switches before its next batch. A model
     /// built for another feature spec is refused and the serving one stays.
     pub fn reload_model(&self, path: &Path) -> anyhow::Result<ModelInfo> {
-        let old = self.state.load_full();
-        let models = open_models(&self.model_source, path, &old.extractor)?;
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
         let info = models[0].info.clone();
         self.batcher.replace_models(models).map_err(|e| anyhow::anyhow!("model reload: {e}"))?;
-        self.state.store(Arc::new(ServingState {
-            extractor: old.extractor.clone(),
-            selector: Selector::new(old.selector.catalog().clone(), &old.extractor),
+        self.state.rcu(|cur| ServingState {
+            extractor: cur.extractor.clone(),
+            selector: Arc::clone(&cur.selector),
             model: info.clone(),
-        }));
-        self.notices.apply_spend(&self.state.load().selector);
+        });
         Ok(info)
     }
 

@@ -185,6 +185,9 @@ async fn a_request_whose_deadline_passes_while_queued_is_not_scored() {
     let server = TestServer::start(cfg).await;
     for _ in 0..5 {
         assert_eq!(post(&server, &request()).await.status, 204);
+        // Let the batch window of this job close first: a request sent inside it would
+        // join that batch late and could still be scored before its own deadline.
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let metrics = server.admin_get("/metrics").await.text();
     assert!(metrics.contains("ctrbid_no_bids_total{reason=\"deadline\"} 5"), "{metrics}");

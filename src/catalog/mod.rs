@@ -235,3 +235,41 @@ impl Catalog {
         self.campaigns.iter().enumerate().map(|(i, c)| (c.id.as_str(), i)).collect()
     }
 }
+
+/// Catalog entries for unit tests: the fields selection and pricing read, with plain
+/// defaults for the rest (tests override what they exercise).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// Campaign `id` in `category`: goal CPC 1, max CPM 10, budget 100 USD, untargeted.
+    pub fn campaign(id: &str, category: &str) -> Campaign {
+        Campaign {
+            id: id.into(),
+            advertiser: "adv".into(),
+            adomain: format!("{id}.example"),
+            category: category.into(),
+            goal_cpc: 1.0,
+            max_cpm: 10.0,
+            daily_budget: 100.0,
+            targeting: Targeting::default(),
+            deals: Vec::new(),
+            bundle: None,
+        }
+    }
+
+    /// Creative `id` of `campaign_id` with empty markup and no optional attributes.
+    pub fn creative(id: &str, campaign_id: &str, format: Format) -> Creative {
+        Creative {
+            id: id.into(),
+            campaign_id: campaign_id.into(),
+            format,
+            adm: String::new(),
+            attr: Vec::new(),
+            banner_type: None,
+            mime: None,
+            protocol: None,
+            native: None,
+        }
+    }
+}

@@ -346,31 +346,22 @@ pub fn blocked(req: &BidRequest<'_>, campaign: &Campaign) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Targeting;
+    use crate::catalog::{fixtures, Targeting};
     use crate::features::FeatureSpec;
     use std::path::Path;
 
     fn selector() -> Selector {
         let camp = |id: &str, cat: &str, countries: &[&str], max_cpm: f64| Campaign {
-            id: id.into(),
-            advertiser: "adv".into(),
-            adomain: format!("{id}.example"),
-            category: cat.into(),
-            goal_cpc: 1.0,
             max_cpm,
-            daily_budget: 100.0,
             targeting: Targeting {
                 countries: countries.iter().map(|c| c.to_string()).collect(),
                 ..Targeting::default()
             },
             deals: if id == "a" { vec!["d-a".into()] } else { Vec::new() },
             bundle: (id == "c").then(|| "com.c.app".into()),
+            ..fixtures::campaign(id, cat)
         };
         let cr = |id: &str, cmp: &str, format: Format| Creative {
-            id: id.into(),
-            campaign_id: cmp.into(),
-            format,
-            adm: String::new(),
             attr: if id == "c300" { vec![6] } else { Vec::new() },
             banner_type: (id == "b300").then_some(3),
             mime: matches!(format, Format::Video { .. }).then(|| "video/mp4".into()),
@@ -384,6 +375,7 @@ mod tests {
                 cta: None,
                 click_url: "https://x/c".into(),
             }),
+            ..fixtures::creative(id, cmp, format)
         };
         let catalog = Catalog {
             version: 1,

@@ -212,7 +212,7 @@ fn index(offset: u64, seed: u64, kind: CatKind, buckets: u64, vh: &[u64; Source:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Targeting;
+    use crate::catalog::fixtures;
     use std::path::Path;
 
     fn extractor() -> Extractor {
@@ -226,31 +226,14 @@ mod tests {
 
     fn campaign_in(category: &str) -> Campaign {
         Campaign {
-            id: "cmp-1".into(),
             advertiser: "adv-1".into(),
             adomain: "brand.example".into(),
-            category: category.into(),
-            goal_cpc: 1.0,
-            max_cpm: 10.0,
-            daily_budget: 100.0,
-            targeting: Targeting::default(),
-            deals: Vec::new(),
-            bundle: None,
+            ..fixtures::campaign("cmp-1", category)
         }
     }
 
     fn creative(w: u32) -> Creative {
-        Creative {
-            id: format!("cr-{w}"),
-            campaign_id: "cmp-1".into(),
-            format: Format::Banner { w, h: 250 },
-            adm: String::new(),
-            attr: Vec::new(),
-            banner_type: None,
-            mime: None,
-            protocol: None,
-            native: None,
-        }
+        fixtures::creative(&format!("cr-{w}"), "cmp-1", Format::Banner { w, h: 250 })
     }
 
     fn row(ex: &Extractor, body: &str, now: i64, cr: &Creative) -> (Vec<i64>, Vec<f32>) {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::{Campaign, Catalog, Creative, Format, Targeting};
+use crate::catalog::{fixtures, Campaign, Catalog, Format};
 use crate::features::{Extractor, FeatureSpec};
 use std::path::Path;
 
@@ -19,29 +19,8 @@ fn notices() -> Notices {
 fn selector() -> Selector {
     let catalog = Catalog {
         version: 1,
-        campaigns: vec![Campaign {
-            id: "cmp 1".into(),
-            advertiser: "adv".into(),
-            adomain: "a.example".into(),
-            category: "IAB2".into(),
-            goal_cpc: 1.0,
-            max_cpm: 10.0,
-            daily_budget: 0.01,
-            targeting: Targeting::default(),
-            deals: Vec::new(),
-            bundle: None,
-        }],
-        creatives: vec![Creative {
-            id: "cr/1".into(),
-            campaign_id: "cmp 1".into(),
-            format: Format::Banner { w: 300, h: 250 },
-            adm: String::new(),
-            attr: Vec::new(),
-            banner_type: None,
-            mime: None,
-            protocol: None,
-            native: None,
-        }],
+        campaigns: vec![Campaign { daily_budget: 0.01, ..fixtures::campaign("cmp 1", "IAB2") }],
+        creatives: vec![fixtures::creative("cr/1", "cmp 1", Format::Banner { w: 300, h: 250 })],
     };
     let spec = FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
     Selector::new(catalog, &Extractor::new(spec))

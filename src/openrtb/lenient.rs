@@ -20,6 +20,48 @@ enum Scalar<'a> {
     Other,
 }
 
+/// Visitor methods for the JSON types a reader does not take: each consumes the value
+/// (objects and arrays entry by entry) and answers `$empty`.
+macro_rules! not_taken {
+    ($lt:lifetime, $empty:expr; $($kind:ident)*) => { $( not_taken!(@ $lt, $empty, $kind); )* };
+    (@ $lt:lifetime, $empty:expr, str) => {
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, i64) => {
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, u64) => {
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, f64) => {
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, bool) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, unit) => {
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, none) => {
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> { Ok($empty) }
+    };
+    (@ $lt:lifetime, $empty:expr, map) => {
+        fn visit_map<A: MapAccess<$lt>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<::serde::de::IgnoredAny, ::serde::de::IgnoredAny>()?.is_some() {}
+            Ok($empty)
+        }
+    };
+    (@ $lt:lifetime, $empty:expr, seq) => {
+        fn visit_seq<A: SeqAccess<$lt>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<::serde::de::IgnoredAny>()?.is_some() {}
+            Ok($empty)
+        }
+    };
+}
+pub(super) use not_taken;
+
+/// Reads any JSON value as a [`Scalar`]; arrays and objects are consumed and read as
+/// `Other`.
 struct ScalarVisitor;
 
 impl<'de> Visitor<'de> for ScalarVisitor {
@@ -154,24 +196,7 @@ pub fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cow<'de, str>>, D
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
             Ok(vec![Cow::Owned(v.to_owned())])
         }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            ScalarVisitor.visit_map(map).map(|_| Vec::new())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
+        not_taken!('de, Vec::new(); map i64 u64 f64 bool unit);
     }
     d.deserialize_any(ListVisitor)
 }
@@ -230,18 +255,7 @@ pub fn int_list<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Vec<
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Ok(whole(v).and_then(|v| T::try_from(v).ok()).into_iter().collect())
         }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            ScalarVisitor.visit_map(map).map(|_| Vec::new())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
+        not_taken!('de, Vec::new(); map str bool unit);
     }
     d.deserialize_any(ListVisitor(std::marker::PhantomData))
 }
@@ -264,27 +278,7 @@ pub fn obj_list<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(d: D) -> Res
             }
             Ok(out)
         }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            ScalarVisitor.visit_map(map).map(|_| Vec::new())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Vec::new())
-        }
+        not_taken!('de, Vec::new(); map str i64 u64 f64 bool unit);
     }
     d.deserialize_any(ListVisitor(std::marker::PhantomData))
 }
@@ -309,30 +303,7 @@ impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Lax<T> {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|v| Lax(Some(v)))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                ScalarVisitor.visit_seq(seq).map(|_| Lax(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Lax(None))
-            }
+            not_taken!('de, Lax(None); seq str i64 u64 f64 bool unit none);
             fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
                 d.deserialize_any(self)
             }

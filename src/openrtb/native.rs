@@ -13,9 +13,9 @@
 //! fills a request when it fills every required asset; optional assets it can fill go
 //! into the response, the rest are left out.
 
-use super::lenient;
+use super::lenient::{self, not_taken};
 use crate::catalog::{NativeAssets, NativeImage};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -78,25 +78,7 @@ pub fn request_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NativeReq
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
             Document::deserialize(de::value::MapAccessDeserializer::new(map)).map(|d| Some(d.into_request()))
         }
-        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+        not_taken!('de, None; seq i64 u64 f64 bool unit);
     }
     d.deserialize_any(FieldVisitor)
 }
@@ -190,11 +172,6 @@ enum Fill<'c> {
     Data(&'c str),
 }
 
-fn fits_len(text: &str, len: Option<u32>) -> bool {
-    // Bytes bound characters from above: count characters only when the bytes do not fit.
-    len.is_none_or(|len| len == 0 || text.len() <= len as usize || text.chars().count() <= len as usize)
-}
-
 fn image_fits(iw: u32, ih: u32, w: Option<u32>, h: Option<u32>, wmin: Option<u32>, hmin: Option<u32>) -> bool {
     let exact = match (w, h) {
         (Some(w), Some(h)) if w > 0 && h > 0 => {
@@ -208,25 +185,18 @@ fn image_fits(iw: u32, ih: u32, w: Option<u32>, h: Option<u32>, wmin: Option<u32
     exact && iw >= wmin.unwrap_or(0) && ih >= hmin.unwrap_or(0)
 }
 
-fn fill<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
+/// The creative's content for an asset that [`NativeShape::fits`] accepted.
+fn content<'c>(asset: &Asset, c: &'c NativeAssets) -> Option<Fill<'c>> {
     match asset.kind {
-        AssetKind::Title { len } => fits_len(&c.title, len).then_some(Fill::Title(&c.title)),
-        AssetKind::Image { image_type, w, h, wmin, hmin } => {
-            let img = match image_type {
-                Some(IMAGE_ICON) => c.icon.as_ref()?,
-                _ => &c.image,
-            };
-            image_fits(img.w, img.h, w, h, wmin, hmin).then_some(Fill::Image(img))
-        }
-        AssetKind::Data { data_type, len } => {
-            let text = match data_type? {
-                DATA_SPONSORED => c.sponsored.as_str(),
-                DATA_DESCRIPTION => c.description.as_deref()?,
-                DATA_CTA => c.cta.as_deref()?,
-                _ => return None,
-            };
-            fits_len(text, len).then_some(Fill::Data(text))
-        }
+        AssetKind::Title { .. } => Some(Fill::Title(&c.title)),
+        AssetKind::Image { image_type: Some(IMAGE_ICON), .. } => c.icon.as_ref().map(Fill::Image),
+        AssetKind::Image { .. } => Some(Fill::Image(&c.image)),
+        AssetKind::Data { data_type, .. } => match data_type? {
+            DATA_SPONSORED => Some(Fill::Data(&c.sponsored)),
+            DATA_DESCRIPTION => c.description.as_deref().map(Fill::Data),
+            DATA_CTA => c.cta.as_deref().map(Fill::Data),
+            _ => None,
+        },
         AssetKind::Other => None,
     }
 }
@@ -257,7 +227,8 @@ impl NativeShape {
         }
     }
 
-    /// The same decision as [`fill`] makes on the full assets.
+    /// Whether a creative of this shape can fill `asset`: the one place the asset
+    /// rules of the module docs are decided, for selection and for the response alike.
     fn fits(&self, asset: &Asset) -> bool {
         let len_ok = |chars: u32, len: Option<u32>| len.is_none_or(|len| len == 0 || chars <= len);
         match asset.kind {
@@ -334,9 +305,10 @@ pub fn response_adm(request: &NativeRequest, creative: &NativeAssets) -> Option<
     if request.assets.is_empty() {
         return None;
     }
+    let shape = NativeShape::of(creative);
     let mut assets = Vec::with_capacity(request.assets.len());
     for a in &request.assets {
-        let Some(f) = fill(a, creative) else {
+        let Some(f) = content(a, creative).filter(|_| shape.fits(a)) else {
             if a.required {
                 return None;
             }

@@ -132,8 +132,13 @@ impl Batcher {
         if models.len() != self.swaps.len() {
             return Err(format!("{} models for {} inference threads", models.len(), self.swaps.len()));
         }
+        // All or none: a thread must not be left on the old model while others switch.
+        // (Callers serialise reloads, so nothing fills a slot between check and send.)
+        if self.swaps.iter().any(Sender::is_full) {
+            return Err("a previous model reload has not been taken up yet (no traffic since)".into());
+        }
         for (swap, model) in self.swaps.iter().zip(models) {
-            swap.try_send(model).map_err(|_| "a previous model reload is still pending".to_string())?;
+            swap.try_send(model).map_err(|_| "an inference thread has stopped".to_string())?;
         }
         Ok(())
     }

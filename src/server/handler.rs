@@ -29,23 +29,18 @@ fn answer_version(headers: &http::HeaderMap) -> HeaderValue {
 
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let received = Instant::now();
-    let path = req.uri().path();
-    let response = match (req.method(), path) {
-        (&Method::POST, "/openrtb2/bid") => bid(&state, req, received).await,
-        (&Method::GET | &Method::POST, _) if notice::Kind::from_path(path).is_some() => notice(&state, &req),
-        (_, "/openrtb2/bid" | "/win" | "/bill" | "/loss") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
-        }
+    let notice_kind = notice::Kind::from_path(req.uri().path());
+    let response = match (req.method(), req.uri().path(), notice_kind) {
+        (&Method::POST, "/openrtb2/bid", _) => bid(&state, req, received).await,
+        (&Method::GET | &Method::POST, _, Some(kind)) => notice(&state, kind, &req),
+        (_, "/openrtb2/bid", _) | (_, _, Some(_)) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)
 }
 
 /// A win, billing or loss notice: the verdict as a status code and a one-line reason.
-fn notice(state: &AppState, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(kind) = notice::Kind::from_path(req.uri().path()) else {
-        return text(StatusCode::NOT_FOUND, "not found\n");
-    };
+fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let query = req.uri().query().unwrap_or_default();
     match state.bidder.notice(kind, query, notice::unix_now()) {
         Verdict::Accepted => text(StatusCode::OK, "ok\n"),
