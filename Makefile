@@ -11,7 +11,7 @@ CARGO        ?= cargo
 
 # Simulator log the default model is trained on (`make models`).
 SIM_SEED        ?= 7
-SIM_IMPRESSIONS ?= 1200000
+SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
 .PHONY: run test build setup-ort setup-py models loadtest clean-data
@@ -50,11 +50,13 @@ $(VENV)/.requirements-installed: models/requirements.txt
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r models/requirements.txt
 	touch $@
 
-## Rebuilds models/default/ from scratch: simulate, features, train, export, parity.
+## Rebuilds models/default/ from scratch: simulate, features, the model zoo (LR, FM,
+## DeepFM, Wide & Deep, DCN-v2; the best on validation data is exported with the
+## report), parity.
 models: setup-ort setup-py build
 	$(BIN) simulate --seed $(SIM_SEED) --impressions $(SIM_IMPRESSIONS) --out $(DATA)/sim
 	$(BIN) features --sim $(DATA)/sim --spec models/feature_spec.json --out $(DATA)/features
-	PYTHONPATH=models $(VPY) -m ctrbid_train train --features $(DATA)/features --out models/default
+	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/features --out $(DATA)/zoo --export models/default
 	cp $(DATA)/sim/catalog.json models/default/catalog.json
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m ctrbid_train parity --model models/default/model.onnx --features $(DATA)/features --ctrbid $(BIN)
 

@@ -6,12 +6,19 @@
 //! (spec, catalog index, model info) sits behind an `ArcSwap` and is replaced whole
 //! (admin reloads).
 //!
-//! Pricing per imp: the candidate with the highest value (goal CPC x pCTR x 1000,
-//! capped at `max_cpm`) among those reaching their floor (a deal's floor for a deal
-//! candidate, else the imp's) bids; second price (`at = 2`, the default) bids the
+//! Pricing per imp: the candidate with the highest value (goal CPC x pCTR x 1000 for a
+//! CPC campaign, goal CPA x pCTR x pCVR x 1000 for a CPA campaign, capped at `max_cpm`)
+//! among those reaching their floor (a deal's floor for a deal candidate, else the
+//! imp's) bids; second price (`at = 2`, the default) bids the
 //! value, first price (`at = 1`, or a deal's own `at`) bids `first_price_shading` x
 //! value but never under the floor, a fixed-price deal (`at = 3`) bids the deal floor.
 //! One bid per imp at most.
+//!
+//! **A CPA campaign needs a model with a conversion head.** While the serving model has
+//! none, its creatives are dropped right after selection (before the per-imp candidate
+//! cap, and unscored); a request left with no candidate by that alone ends as
+//! [`NoBidReason::NoConversionHead`]. Start-up and every model or catalog reload log how
+//! many CPA campaigns cannot bid for that reason.
 
 use crate::catalog::{Candidate, Catalog, ImpTerms, Selector};
 use crate::config::Config;
@@ -21,7 +28,7 @@ use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
 use crate::openrtb::response::{BidDebug, BidExt};
 use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
-use crate::pricing::{auction_price, bid_cpm, Auction};
+use crate::pricing::{auction_price, bid_cpm, Auction, Prediction};
 use crate::scoring::model::ModelSource;
 use crate::scoring::{runtime, Batcher, BatcherConfig, Model, ModelInfo, Rows, ScoreError};
 use anyhow::Context as _;
@@ -41,6 +48,28 @@ pub struct ServingState {
     pub model: ModelInfo,
 }
 
+impl ServingState {
+    /// CPA campaigns that cannot bid because the model has no conversion head (0 when it
+    /// has one).
+    pub fn unpriceable_cpa_campaigns(&self) -> usize {
+        if self.model.has_pcvr() {
+            return 0;
+        }
+        self.selector.catalog().campaigns.iter().filter(|c| c.goal().needs_pcvr()).count()
+    }
+
+    /// Logs how many CPA campaigns cannot bid, if any (start-up and reloads).
+    fn warn_unpriceable(&self) {
+        let n = self.unpriceable_cpa_campaigns();
+        if n > 0 {
+            eprintln!(
+                "ctrbid: warning: {n} CPA campaigns (goal_cpa) cannot bid: model {} has no conversion head (pcvr output)",
+                self.model.path.display()
+            );
+        }
+    }
+}
+
 /// Why a valid request got no bid. Each is one metric label and one OpenRTB `nbr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoBidReason {
@@ -58,10 +87,12 @@ pub enum NoBidReason {
     /// The scoring backlog would not clear before the deadline: shed before any work.
     Backlog,
     ScoringFailed,
+    /// Every candidate was a CPA campaign and the model has no conversion head to value it.
+    NoConversionHead,
 }
 
 impl NoBidReason {
-    pub const ALL: [NoBidReason; 10] = [
+    pub const ALL: [NoBidReason; 11] = [
         NoBidReason::NoCandidates,
         NoBidReason::BelowFloor,
         NoBidReason::Currency,
@@ -72,6 +103,7 @@ impl NoBidReason {
         NoBidReason::QueueFull,
         NoBidReason::Backlog,
         NoBidReason::ScoringFailed,
+        NoBidReason::NoConversionHead,
     ];
 
     pub fn label(self) -> &'static str {
@@ -86,6 +118,7 @@ impl NoBidReason {
             NoBidReason::QueueFull => "queue_full",
             NoBidReason::Backlog => "backlog",
             NoBidReason::ScoringFailed => "scoring_failed",
+            NoBidReason::NoConversionHead => "no_conversion_head",
         }
     }
 
@@ -213,8 +246,10 @@ impl Bidder {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let state = ServingState { extractor, selector: Arc::new(selector), model: info };
+        state.warn_unpriceable();
         Ok(Bidder {
-            state: ArcSwap::from_pointee(ServingState { extractor, selector: Arc::new(selector), model: info }),
+            state: ArcSwap::from_pointee(state),
             batcher,
             metrics,
             notices,
@@ -250,6 +285,7 @@ impl Bidder {
             selector: Arc::clone(&selector),
             model: cur.model.clone(),
         });
+        self.state.load().warn_unpriceable();
         Ok(n)
     }
 
@@ -266,6 +302,7 @@ impl Bidder {
             selector: Arc::clone(&cur.selector),
             model: info.clone(),
         });
+        self.state.load().warn_unpriceable();
         Ok(info)
     }
 
@@ -398,14 +435,31 @@ impl Bidder {
         let state = self.state.load_full();
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
         let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
+        // Without a conversion head, CPA campaigns cannot be valued: not candidates.
+        let cpa_ok = state.model.has_pcvr();
+        let mut cpa_dropped = false;
         for (i, imp) in req.imp.iter().enumerate() {
             let before = candidates.len();
             state.selector.select_imp(&req, i as u16, imp, &terms[i], &mut candidates);
+            if !cpa_ok {
+                let selected = candidates.len();
+                let mut k = before;
+                // `retain` over this imp's candidates only; the earlier ones already passed.
+                for j in before..selected {
+                    if !state.selector.campaign_of(candidates[j].creative).goal().needs_pcvr() {
+                        candidates.swap(k, j);
+                        k += 1;
+                    }
+                }
+                candidates.truncate(k);
+                cpa_dropped |= k < selected;
+            }
             candidates.truncate(before + s.max_candidates_per_imp);
         }
         lap(Stage::Select, ns);
         if candidates.is_empty() {
-            return self.no_bid(NoBidReason::NoCandidates, req.id());
+            let reason = if cpa_dropped { NoBidReason::NoConversionHead } else { NoBidReason::NoCandidates };
+            return self.no_bid(reason, req.id());
         }
 
         let ex = &state.extractor;
@@ -433,7 +487,7 @@ impl Bidder {
             return self.no_bid(NoBidReason::Deadline, req.id());
         }
 
-        let pctr = match self.batcher.score(rows, deadline).await {
+        let scores = match self.batcher.score(rows, deadline).await {
             Ok(p) => p,
             Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),
             Err(ScoreError::QueueFull) => return self.no_bid(NoBidReason::QueueFull, req.id()),
@@ -449,13 +503,16 @@ impl Bidder {
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);
+            // `scores` answers the model that scored the rows, which a reload may have
+            // changed since `cpa_ok`: a CPA candidate without a pCVR simply has no value.
             let best = group
                 .iter()
-                .zip(&pctr[start..start + group.len()])
-                .filter_map(|(c, &p)| {
+                .enumerate()
+                .filter_map(|(k, c)| {
+                    let p = Prediction { pctr: scores.pctr(start + k), pcvr: scores.pcvr(start + k) };
                     let campaign = state.selector.campaign_of(c.creative);
                     let floor = terms.floor_for(c.deal);
-                    bid_cpm(campaign.goal_cpc, p, campaign.max_cpm, floor).map(|value| (c, p, value))
+                    bid_cpm(campaign.goal(), p, campaign.max_cpm, floor).map(|value| (c, p, value))
                 })
                 .max_by(|a, b| a.2.total_cmp(&b.2));
             start += group.len();
@@ -492,7 +549,7 @@ impl Bidder {
         imp: &'a openrtb::Imp<'a>,
         candidate: &Candidate,
         deal: Option<&'a openrtb::Deal<'a>>,
-        pctr: f32,
+        prediction: Prediction,
         price: f64,
         currency: &str,
         now_unix: i64,
@@ -538,7 +595,9 @@ impl Bidder {
             dealid,
             w: size.map(|s| s.0),
             h: size.map(|s| s.1),
-            ext: self.settings.debug_ext.then_some(BidExt { ctrbid: BidDebug { pctr, ts: now_unix, candidates } }),
+            ext: self.settings.debug_ext.then_some(BidExt {
+                ctrbid: BidDebug { pctr: prediction.pctr, pcvr: prediction.pcvr, ts: now_unix, candidates },
+            }),
         }
     }
 }
@@ -609,14 +668,17 @@ fn notice_signer(cfg: &crate::config::NoticesConfig) -> Signer {
 /// lazy initialisation. All-zero indices are valid: index 0 is the first field's row 0.
 fn warm_up(model: &mut Model) -> anyhow::Result<()> {
     let (f, d) = (model.info.cat_width, model.info.num_width);
-    let mut out = Vec::new();
+    let (mut pctr, mut pcvr) = (Vec::new(), Vec::new());
     for rows in [1usize, 64] {
-        out.clear();
-        model.score(&vec![0; rows * f], &vec![0.0; rows * d], rows, &mut out)?;
-        anyhow::ensure!(
-            out.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)),
-            "warm-up gave probabilities outside [0, 1]: {out:?}"
-        );
+        pctr.clear();
+        pcvr.clear();
+        model.score_heads(&vec![0; rows * f], &vec![0.0; rows * d], rows, &mut pctr, &mut pcvr)?;
+        for (head, out) in [("pctr", &pctr), ("pcvr", &pcvr)] {
+            anyhow::ensure!(
+                out.iter().all(|p| p.is_finite() && (0.0..=1.0).contains(p)),
+                "warm-up gave {head} probabilities outside [0, 1]: {out:?}"
+            );
+        }
     }
     Ok(())
 }

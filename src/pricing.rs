@@ -1,20 +1,43 @@
-//! Pricing: from a click probability to a CPM bid.
+//! Pricing: from click (and conversion) probabilities to a CPM bid.
 //!
-//! The value of an impression to a CPC campaign is `goal_cpc x pCTR`; a CPM bid is that
-//! times 1000. The value is capped by the campaign's `max_cpm` and must reach the floor
+//! The value of an impression to a CPC campaign is `goal_cpc x pCTR`, to a CPA campaign
+//! `goal_cpa x pCTR x pCVR` (pCVR: probability of a conversion given a click, from the
+//! model's conversion head); a CPM bid is that times 1000. A CPA campaign scored by a
+//! model without a conversion head has no value, hence no bid ([`value_cpm`] is `None`).
+//! The value is capped by the campaign's `max_cpm` and must reach the floor
 //! that applies (the deal's, else the imp's), or there is no bid. Then the auction
 //! decides the price: the value in a second-price auction (the winner pays about the
 //! next bid, so bidding the value is the dominant strategy), a shaded value in a
 //! first-price one (the winner pays its bid), the floor in a fixed-price deal.
 
-/// The CPM to bid, or `None` when the value does not reach the floor.
+use crate::catalog::Goal;
+
+/// What the model predicted for one candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// Calibrated probability of a click.
+    pub pctr: f32,
+    /// Calibrated probability of a conversion given a click; `None` when the model has
+    /// no conversion head.
+    pub pcvr: Option<f32>,
+}
+
+/// The uncapped value of the impression in USD CPM, or `None` when it has none: a
+/// probability that is not finite and positive (`f64::min` would turn a NaN value into
+/// `max_cpm`), or a CPA goal without a pCVR.
+pub fn value_cpm(goal: Goal, p: Prediction) -> Option<f64> {
+    let prob = |x: f32| (x.is_finite() && x > 0.0).then_some(f64::from(x));
+    let value = match goal {
+        Goal::Cpc(cpc) => cpc * prob(p.pctr)?,
+        Goal::Cpa(cpa) => cpa * prob(p.pctr)? * prob(p.pcvr?)?,
+    };
+    Some(value * 1000.0)
+}
+
+/// The CPM to bid, or `None` when there is no value or it does not reach the floor.
 /// Invariant: a returned price is finite, positive and `>= floor`.
-pub fn bid_cpm(goal_cpc: f64, pctr: f32, max_cpm: f64, floor: f64) -> Option<f64> {
-    if !(pctr.is_finite() && pctr > 0.0) {
-        return None; // `f64::min` would turn a NaN value into `max_cpm`.
-    }
-    let value = goal_cpc * f64::from(pctr) * 1000.0;
-    let cpm = value.min(max_cpm);
+pub fn bid_cpm(goal: Goal, p: Prediction, max_cpm: f64, floor: f64) -> Option<f64> {
+    let cpm = value_cpm(goal, p)?.min(max_cpm);
     (cpm.is_finite() && cpm > 0.0 && cpm >= floor).then_some(cpm)
 }
 
@@ -51,22 +74,51 @@ mod tests {
         assert_eq!(auction_price(10.0, 2.5, Auction::Fixed, 0.85), 2.5);
     }
 
-    fn check(goal_cpc: f64, pctr: f32, max_cpm: f64, floor: f64, expected: Option<f64>) {
-        let got = bid_cpm(goal_cpc, pctr, max_cpm, floor);
+    use Goal::{Cpa, Cpc};
+
+    /// `(pctr, pcvr)`; `pcvr` `None` is a model without a conversion head.
+    fn check(goal: Goal, (pctr, pcvr): (f32, Option<f32>), max_cpm: f64, floor: f64, expected: Option<f64>) {
+        let got = bid_cpm(goal, Prediction { pctr, pcvr }, max_cpm, floor);
         match (got, expected) {
-            (Some(g), Some(e)) => assert!((g - e).abs() < 1e-5, "{g} vs {e}"),
-            _ => assert_eq!(got, expected, "cpc {goal_cpc} pctr {pctr} max {max_cpm} floor {floor}"),
+            (Some(g), Some(e)) => assert!((g - e).abs() < 1e-5, "{goal:?} {pctr} {pcvr:?}: {g} vs {e}"),
+            _ => assert_eq!(got, expected, "{goal:?} pctr {pctr} pcvr {pcvr:?} max {max_cpm} floor {floor}"),
         }
     }
 
     #[test]
-    fn pricing_rules() {
-        check(1.0, 0.01, 40.0, 0.5, Some(10.0)); // value
-        check(2.0, 0.05, 40.0, 0.0, Some(40.0)); // capped by max_cpm
-        check(1.0, 0.25, 400.0, 250.0, Some(250.0)); // exactly the floor (0.25 is exact in f32)
-        check(1.0, 0.01, 40.0, 10.01, None); // below the floor
-        check(1.0, 0.0, 40.0, 0.0, None); // no value, no bid
-        check(1.0, f32::NAN, 40.0, 0.0, None);
-        check(1.0, 0.5, 5.0, 6.0, None); // cap below the floor
+    fn cpc_pricing_rules() {
+        check(Cpc(1.0), (0.01, None), 40.0, 0.5, Some(10.0)); // value
+        check(Cpc(1.0), (0.01, Some(0.5)), 40.0, 0.5, Some(10.0)); // pCVR plays no part
+        check(Cpc(2.0), (0.05, None), 40.0, 0.0, Some(40.0)); // capped by max_cpm
+        check(Cpc(1.0), (0.25, None), 400.0, 250.0, Some(250.0)); // exactly the floor (0.25 is exact in f32)
+        check(Cpc(1.0), (0.01, None), 40.0, 10.01, None); // below the floor
+        check(Cpc(1.0), (0.0, None), 40.0, 0.0, None); // no value, no bid
+        check(Cpc(1.0), (f32::NAN, None), 40.0, 0.0, None);
+        check(Cpc(1.0), (f32::INFINITY, None), 40.0, 0.0, None);
+        check(Cpc(1.0), (0.5, None), 5.0, 6.0, None); // cap below the floor
+    }
+
+    #[test]
+    fn cpa_pricing_rules() {
+        check(Cpa(40.0), (0.01, Some(0.05)), 40.0, 0.0, Some(20.0)); // 1000 x 40 x 0.01 x 0.05
+        check(Cpa(30.0), (0.02, Some(0.04)), 40.0, 0.5, Some(24.0));
+        check(Cpa(100.0), (0.05, Some(0.5)), 40.0, 0.0, Some(40.0)); // capped by max_cpm
+        check(Cpa(100.0), (0.25, Some(0.5)), 400.0, 12_500.0, None); // value 12.5k, cap 400: below the floor
+        check(Cpa(4.0), (0.25, Some(0.25)), 400.0, 250.0, Some(250.0)); // exactly the floor
+        check(Cpa(40.0), (0.01, Some(0.05)), 40.0, 20.01, None); // below the floor
+        check(Cpa(40.0), (0.01, None), 40.0, 0.0, None); // no conversion head: no value
+        check(Cpa(40.0), (0.01, Some(0.0)), 40.0, 0.0, None);
+        check(Cpa(40.0), (0.0, Some(0.5)), 40.0, 0.0, None);
+        check(Cpa(40.0), (0.01, Some(f32::NAN)), 40.0, 0.0, None);
+        check(Cpa(40.0), (f32::NAN, Some(0.5)), 40.0, 0.0, None);
+        check(Cpa(40.0), (0.01, Some(-0.1)), 40.0, 0.0, None);
+    }
+
+    #[test]
+    fn values() {
+        let v = |goal, pctr, pcvr| value_cpm(goal, Prediction { pctr, pcvr });
+        assert_eq!(v(Cpc(2.0), 0.5, None), Some(1000.0));
+        assert_eq!(v(Cpa(8.0), 0.5, Some(0.25)), Some(1000.0));
+        assert_eq!(v(Cpa(8.0), 0.5, None), None);
     }
 }

@@ -99,7 +99,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
     }
     let status = server.admin_get("/admin/status").await.json();
     assert_eq!(status["ready"], true);
-    assert_eq!(status["model"]["kind"], "wide_deep");
+    // The kind the zoo exported (models/default/eval.json) is the one served.
+    let eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::repo().join("models/default/eval.json")).unwrap()).unwrap();
+    assert_eq!(status["model"]["kind"], eval["model_kind"]);
     assert!(status["catalog"]["campaigns"].as_u64().unwrap() > 0);
     assert_eq!(server.get("/openrtb2/bid").await.status, 405);
     let body = br#"{"id":"m1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"device":{"devicetype":2,"os":"windows","geo":{"country":"USA"}}}"#;

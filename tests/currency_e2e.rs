@@ -40,7 +40,11 @@ async fn bids_in_an_allowed_currency_at_the_converted_price() {
     let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap();
     let cr = catalog.creatives.iter().find(|c| c.id == bid["crid"].as_str().unwrap()).unwrap();
     let campaign = catalog.campaigns.iter().find(|c| c.id == cr.campaign_id).unwrap();
-    let usd = (campaign.goal_cpc * pctr * 1000.0).min(campaign.max_cpm);
+    let value = match campaign.goal() {
+        ctrbid::catalog::Goal::Cpc(cpc) => cpc * pctr,
+        ctrbid::catalog::Goal::Cpa(cpa) => cpa * pctr * bid["ext"]["ctrbid"]["pcvr"].as_f64().unwrap(),
+    };
+    let usd = (value * 1000.0).min(campaign.max_cpm);
     assert!((price * EUR - usd).abs() <= 1e-6 * usd, "EUR {price} x {EUR} is not the USD price {usd}");
     assert!(price >= 0.8);
 

@@ -1,12 +1,12 @@
 //! End-to-end with simulator traffic: the real server with the default model and
 //! catalog answers requests drawn by `ctrbid simulate` with the seed the default model
-//! was trained on, and the pCTR it prices with is the Python pipeline's prediction for
-//! the same feature row.
+//! was trained on, and the pCTR and pCVR it prices with are the Python pipeline's
+//! predictions for the same feature row.
 
 mod common;
 
 use common::{check_bid_response, config, repo, TestServer};
-use ctrbid::catalog::Catalog;
+use ctrbid::catalog::{Catalog, Goal};
 use ctrbid::simulate::{simulate, SimConfig};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -53,7 +53,7 @@ async fn simulator_requests_get_priced_bids() {
         .collect();
 
     let server = TestServer::start(with_debug_ext()).await;
-    let (mut with_bid, mut no_bid) = (0usize, 0usize);
+    let (mut with_bid, mut no_bid, mut cpa_bids) = (0usize, 0usize, 0usize);
     for request in &requests {
         let r = server.post("/openrtb2/bid", request.to_string().as_bytes()).await;
         match r.status {
@@ -61,14 +61,20 @@ async fn simulator_requests_get_priced_bids() {
                 for bid in check_bid_response(request, &r.json()) {
                     let campaign = campaign_of[bid["crid"].as_str().unwrap()];
                     let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap();
+                    let pcvr = bid["ext"]["ctrbid"]["pcvr"].as_f64().expect("the default model has a pcvr head");
                     let price = bid["price"].as_f64().unwrap();
-                    let expected = (campaign.goal_cpc * pctr * 1000.0).min(campaign.max_cpm);
+                    let value = match campaign.goal() {
+                        Goal::Cpc(cpc) => cpc * pctr,
+                        Goal::Cpa(cpa) => cpa * pctr * pcvr,
+                    };
+                    let expected = (value * 1000.0).min(campaign.max_cpm);
                     assert!(
                         (price - expected).abs() <= 1e-3 * expected.max(1.0),
-                        "price {price} is not min(goal_cpc {} x pctr {pctr} x 1000, max_cpm {})",
-                        campaign.goal_cpc,
+                        "price {price} is not min({:?} x pctr {pctr} (x pcvr {pcvr}) x 1000, max_cpm {})",
+                        campaign.goal(),
                         campaign.max_cpm
                     );
+                    cpa_bids += usize::from(matches!(campaign.goal(), Goal::Cpa(_)));
                 }
                 with_bid += 1;
             }
@@ -78,22 +84,27 @@ async fn simulator_requests_get_priced_bids() {
     }
     server.stop().await;
     let share = with_bid as f64 / requests.len() as f64;
-    eprintln!("simulator requests: {with_bid} with a bid, {no_bid} without ({:.1} %)", share * 100.0);
+    eprintln!(
+        "simulator requests: {with_bid} with a bid, {no_bid} without ({:.1} %), {cpa_bids} CPA bids",
+        share * 100.0
+    );
     assert!(share >= 0.30, "only {:.1} % of targeted simulator requests got a bid", share * 100.0);
+    assert!(cpa_bids > 0, "no CPA campaign bid: the conversion head is not used");
 }
 
-/// The pCTR the server used for a creative equals `python -m ctrbid_train predict` on
-/// the feature row `ctrbid features` builds for the same request, imp, creative and
-/// auction time.
+/// The pCTR and pCVR the server used for a creative equal `python -m ctrbid_train
+/// predict` on the feature row `ctrbid features` builds for the same request, imp,
+/// creative and auction time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_pctr_equals_the_python_pipeline_prediction() {
+async fn server_predictions_equal_the_python_pipeline_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let requests = simulator_log(&dir.path().join("sim"));
 
     // Bid on the requests, and log every bid as an impression of a one-off simulator
     // log: the request line, the imp, the creative, and the time the server used.
     let server = TestServer::start(with_debug_ext()).await;
-    let (mut request_lines, mut impression_lines, mut served) = (String::new(), String::new(), Vec::new());
+    let (mut request_lines, mut impression_lines) = (String::new(), String::new());
+    let (mut served_pctr, mut served_pcvr) = (Vec::new(), Vec::new());
     for request in &requests {
         let r = server.post("/openrtb2/bid", request.to_string().as_bytes()).await;
         if r.status != 200 {
@@ -112,11 +123,12 @@ async fn server_pctr_equals_the_python_pipeline_prediction() {
                 bid["crid"],
             )
             .unwrap();
-            served.push(debug["pctr"].as_f64().unwrap());
+            served_pctr.push(debug["pctr"].as_f64().unwrap());
+            served_pcvr.push(debug["pcvr"].as_f64().unwrap());
         }
     }
     server.stop().await;
-    assert!(served.len() >= 50, "too few bids to compare ({})", served.len());
+    assert!(served_pctr.len() >= 50, "too few bids to compare ({})", served_pctr.len());
 
     let log = dir.path().join("served");
     std::fs::create_dir_all(&log).unwrap();
@@ -125,25 +137,33 @@ async fn server_pctr_equals_the_python_pipeline_prediction() {
     std::fs::copy(repo().join("models/default/catalog.json"), log.join("catalog.json")).unwrap();
     let features = dir.path().join("features");
     let rows = ctrbid::cli::features::extract(&log, &repo().join("models/feature_spec.json"), &features).unwrap();
-    assert_eq!(rows, served.len());
+    assert_eq!(rows, served_pctr.len());
 
+    for (output, served) in [("pctr", &served_pctr), ("pcvr", &served_pcvr)] {
+        let python = python_predict(&features, output, &dir.path().join(format!("{output}.npy")));
+        assert_eq!(python.len(), served.len());
+        let worst = served.iter().zip(&python).map(|(s, p)| (s - f64::from(*p)).abs()).fold(0.0, f64::max);
+        eprintln!("{} bids: max |server {output} - python {output}| = {worst:e}", served.len());
+        assert!(worst <= 1e-5, "server and Python disagree on {output} by up to {worst}");
+    }
+}
+
+/// `python -m ctrbid_train predict --output OUTPUT` on a features directory.
+fn python_predict(features: &Path, output: &str, preds: &Path) -> Vec<f32> {
     let python = std::env::var_os("CTRBID_PYTHON").map_or_else(|| repo().join(".venv/bin/python"), Into::into);
-    let preds = dir.path().join("preds.npy");
     let status = Command::new(&python)
         .args(["-m", "ctrbid_train", "predict", "--model"])
         .arg(repo().join("models/default"))
         .arg("--features")
-        .arg(&features)
+        .arg(features)
         .arg("--out")
-        .arg(&preds)
+        .arg(preds)
+        .args(["--output", output])
         .env("PYTHONPATH", repo().join("models"))
         .status()
         .unwrap_or_else(|e| panic!("cannot run {} ({e}): run `make setup-py` or set CTRBID_PYTHON", python.display()));
     assert!(status.success(), "ctrbid_train predict failed");
-    let (python_pctr, shape) = ctrbid::npy::read::<f32>(&preds).unwrap();
-    assert_eq!(shape, vec![served.len()]);
-
-    let worst = served.iter().zip(&python_pctr).map(|(s, p)| (s - f64::from(*p)).abs()).fold(0.0, f64::max);
-    eprintln!("{} bids: max |server pctr - python pctr| = {worst:e}", served.len());
-    assert!(worst <= 1e-5, "server and Python disagree by up to {worst}");
+    let (preds, shape) = ctrbid::npy::read::<f32>(preds).unwrap();
+    assert_eq!(shape.len(), 1);
+    preds
 }

@@ -57,7 +57,7 @@ fn make_bid(b: &BidIn) -> Bid<'_> {
         dealid: b.dealid.as_deref(),
         w: b.w,
         h: b.h,
-        ext: b.ext.map(|(pctr, ts, candidates)| BidExt { ctrbid: BidDebug { pctr, ts, candidates } }),
+        ext: b.ext.map(|(pctr, ts, candidates)| BidExt { ctrbid: BidDebug { pctr, pcvr: None, ts, candidates } }),
     }
 }
 

@@ -1,7 +1,10 @@
 """Command line: ``PYTHONPATH=models python -m ctrbid_train <command> ...``.
 
 Commands:
-  train    train, calibrate, evaluate, export (model.onnx, model.pt, eval.json)
+  train    train, calibrate, evaluate, export one model (model.onnx, model.pt, eval.json)
+  zoo      train every model (LR, FM, DeepFM, Wide & Deep, DCN-v2), pick the best on
+           validation data, INT8 variant, report, export the best (e.g. to models/default)
+  report   evaluation report (Markdown + PNG) of trained models on a features directory
   parity   PyTorch vs ONNX Runtime vs Rust scorer on the same rows (parity.json)
   predict  score a features directory with model.onnx or model.pt
   synth    write a synthetic features directory (testing / benchmarks)
@@ -21,12 +24,32 @@ def _cmd_train(args) -> int:
     test = report["test"]
     summary = {
         "out": args.out,
-        "test": {k: test[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece")},
-        "oracle_auc": test.get("oracle", {}).get("auc"),
+        "test": {h: {k: t[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece")} for h, t in test.items() if isinstance(t, dict)},
+        "oracle_auc": {h: t.get("oracle", {}).get("auc") for h, t in test.items() if isinstance(t, dict)},
         "epochs_run": report["training"]["epochs_run"],
         "seconds_per_epoch": report["training"]["seconds_per_epoch"],
     }
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_zoo(args) -> int:
+    from .zoo import run_zoo
+
+    report = run_zoo(args.features, args.out, configs=args.config or None, export=args.export, epochs=args.epochs, reuse=args.reuse)
+    print((__import__("pathlib").Path(args.out) / "report.md").read_text())
+    int8 = report["zoo"]["int8"]
+    print(json.dumps({"best": report["zoo"]["best"], "int8_served": int8["served"], "int8": {m: v["reason"] for m, v in int8["variants"].items()}}, indent=2))
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from pathlib import Path
+
+    from .report import build_report
+
+    build_report([Path(r) for r in args.runs], Path(args.features), Path(args.out))
+    print((Path(args.out) / "report.md").read_text())
     return 0
 
 
@@ -54,7 +77,7 @@ def _cmd_parity(args) -> int:
 def _cmd_predict(args) -> int:
     from .predict import predict
 
-    preds = predict(args.model, args.features, args.out, backend=args.backend, limit=args.limit, start=args.start)
+    preds = predict(args.model, args.features, args.out, backend=args.backend, limit=args.limit, start=args.start, output=args.output)
     print(f"wrote {preds.shape[0]} predictions to {args.out} (mean {float(preds.mean()) if preds.size else float('nan'):.6f})", file=sys.stderr)
     return 0
 
@@ -79,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.set_defaults(func=_cmd_train)
 
+    p = sub.add_parser("zoo", help="train every model kind, select, report, export the best")
+    p.add_argument("--features", required=True, help="directory written by `ctrbid features`")
+    p.add_argument("--out", required=True, help="output directory (one subdirectory per model, report.md, plots)")
+    p.add_argument("--config", action="append", help="a model config (repeatable; default: every file of models/configs)")
+    p.add_argument("--export", default=None, help="copy the best model and the report here (e.g. models/default)")
+    p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the configs)")
+    p.add_argument("--reuse", action="store_true", help="reuse runs already trained in --out")
+    p.set_defaults(func=_cmd_zoo)
+
+    p = sub.add_parser("report", help="evaluation report of trained models")
+    p.add_argument("--features", required=True)
+    p.add_argument("--out", required=True, help="directory for report.md, report.json and the PNG plots")
+    p.add_argument("runs", nargs="+", help="training output directories (model.onnx + eval.json)")
+    p.set_defaults(func=_cmd_report)
+
     p = sub.add_parser("parity", help="compare PyTorch, ONNX Runtime and the Rust scorer")
     p.add_argument("--model", required=True, help="model.onnx (model.pt must sit next to it)")
     p.add_argument("--features", required=True)
@@ -96,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["onnxruntime", "torch"], default="onnxruntime")
     p.add_argument("--limit", type=int, default=None, help="only the first LIMIT rows (after --start)")
     p.add_argument("--start", type=int, default=0, help="first row to score")
+    p.add_argument("--output", choices=["pctr", "pcvr"], default="pctr", help="which model output to write")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("synth", help="synthetic features directory with a known logistic truth")

@@ -1,4 +1,9 @@
-"""Training configuration: TOML file (read with tomllib) over built-in defaults."""
+"""Training configuration: TOML file (read with tomllib) over built-in defaults.
+
+One file per model of the zoo lives in ``models/configs/`` (``lr.toml``,
+``fm.toml``, ``deepfm.toml``, ``wide_deep.toml``, ``dcn_v2.toml``); each key
+they leave out takes the default below. Unknown keys are errors.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ import copy
 import tomllib
 from pathlib import Path
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "wide_deep.toml"
+from .nets import KINDS
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG_PATH = CONFIG_DIR / "wide_deep.toml"
 
 DEFAULTS: dict = {
     "model": {
@@ -15,10 +23,11 @@ DEFAULTS: dict = {
         "hidden": [64, 32],
         "dropout": 0.0,
         "init_std": 0.01,
+        "cross_layers": 2,  # dcn_v2 only
     },
     "train": {
         "seed": 42,
-        "threads": 2,
+        "threads": 1,
         "batch_size": 4096,
         "lr": 0.002,
         "emb_lr": 0.0005,
@@ -29,9 +38,18 @@ DEFAULTS: dict = {
         "patience": 2,
         "min_delta": 0.0,
         "eval_batch_size": 65536,
+        "loss": "bce",  # or "focal" (calibration afterwards is then essential)
+        "focal_gamma": 2.0,
+        "chunk_rows": 1 << 20,  # rows in memory at a time (data.iter_batches)
+        "device": "auto",  # "auto" (cuda when available), "cpu" or "cuda"
+    },
+    "cvr": {
+        "enabled": "auto",  # "auto": a CVR head when the features have conversions
+        "objective": "esmm",  # "esmm" (pCTR x pCVR vs click x conv on all rows) or "clicked"
+        "weight": 1.0,  # weight of the CVR term in the training objective
     },
     "split": {"train": 0.8, "valid": 0.1},
-    "calibration": {"method": "platt"},
+    "calibration": {"method": "auto"},  # "auto" (held-out choice), "platt" or "isotonic"
     "export": {"exporter": "torchscript", "opset": 17},
 }
 
@@ -62,8 +80,18 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         cfg = merge(cfg, overrides)
     if cfg["train"]["emb_optimizer"] not in ("sparse_adam", "adam"):
         raise ValueError("train.emb_optimizer must be 'sparse_adam' or 'adam'")
-    if cfg["calibration"]["method"] != "platt":
-        raise ValueError("calibration.method: only 'platt' is implemented")
+    if cfg["calibration"]["method"] not in ("auto", "platt", "isotonic"):
+        raise ValueError("calibration.method must be 'auto', 'platt' or 'isotonic'")
+    if cfg["model"]["kind"] not in KINDS:
+        raise ValueError(f"model.kind must be one of {', '.join(KINDS)}")
+    if cfg["train"]["loss"] not in ("bce", "focal"):
+        raise ValueError("train.loss must be 'bce' or 'focal'")
+    if cfg["train"]["device"] not in ("auto", "cpu", "cuda"):
+        raise ValueError("train.device must be 'auto', 'cpu' or 'cuda'")
+    if cfg["cvr"]["enabled"] not in ("auto", True, False):
+        raise ValueError("cvr.enabled must be 'auto', true or false")
+    if cfg["cvr"]["objective"] not in ("esmm", "clicked"):
+        raise ValueError("cvr.objective must be 'esmm' or 'clicked'")
     if cfg["export"]["exporter"] not in ("dynamo", "torchscript"):
         raise ValueError("export.exporter must be 'dynamo' or 'torchscript'")
     return cfg

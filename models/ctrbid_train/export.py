@@ -1,8 +1,10 @@
 """ONNX export of the calibrated model, with the ctrbid metadata.
 
 Signature (see DESIGN.md, "ONNX model signature"): inputs ``cat`` int64
-[N, F] and ``num`` float32 [N, D], output ``pctr`` float32 [N]; N is dynamic,
-F and D are fixed. Weights are stored inside the file (no external data).
+[N, F] and ``num`` float32 [N, D], outputs ``pctr`` float32 [N] and, for a
+model with a conversion head, ``pcvr`` float32 [N]; N is dynamic, F and D are
+fixed. Weights are stored inside the file (no external data). The outputs
+are listed in ``ctrbid.heads`` (``pctr`` or ``pctr,pcvr``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import onnx
 import torch
 
 INPUT_NAMES = ["cat", "num"]
-OUTPUT_NAMES = ["pctr"]
 
 
 def _example_inputs(cardinality: int, n_cat: int, n_num: int, rows: int = 3):
@@ -29,7 +30,12 @@ def _example_inputs(cardinality: int, n_cat: int, n_num: int, rows: int = 3):
     return cat, num
 
 
+def _output_names(model: torch.nn.Module) -> list[str]:
+    return list(getattr(model, "output_names", ["pctr"]))
+
+
 def _export_graph(model: torch.nn.Module, path: Path, example, exporter: str, opset: int) -> None:
+    outputs = _output_names(model)
     with warnings.catch_warnings():
         # Both exporters are chatty (deprecation of the legacy exporter,
         # notes about merged dynamic axis names); neither matters here.
@@ -41,7 +47,7 @@ def _export_graph(model: torch.nn.Module, path: Path, example, exporter: str, op
                 example,
                 dynamo=True,
                 input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
+                output_names=outputs,
                 dynamic_shapes={"cat": {0: n}, "num": {0: n}},
                 opset_version=opset,
                 optimize=True,
@@ -55,15 +61,15 @@ def _export_graph(model: torch.nn.Module, path: Path, example, exporter: str, op
                 str(path),
                 dynamo=False,
                 input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
-                dynamic_axes={"cat": {0: "N"}, "num": {0: "N"}, "pctr": {0: "N"}},
+                output_names=outputs,
+                dynamic_axes={"cat": {0: "N"}, "num": {0: "N"}, **{o: {0: "N"} for o in outputs}},
                 opset_version=opset,
             )
         else:
             raise ValueError(f"unknown exporter {exporter!r}")
 
 
-def _check_signature(proto: onnx.ModelProto, n_cat: int, n_num: int) -> None:
+def _check_signature(proto: onnx.ModelProto, n_cat: int, n_num: int, output_names: list[str]) -> None:
     """Fail loudly if the graph does not have the contracted inputs/outputs."""
 
     def dims(vi):
@@ -75,17 +81,17 @@ def _check_signature(proto: onnx.ModelProto, n_cat: int, n_num: int) -> None:
         "cat": (onnx.TensorProto.INT64, [n_cat]),
         "num": (onnx.TensorProto.FLOAT, [n_num]),
     }
-    if sorted(inputs) != sorted(expect) or list(outputs) != ["pctr"]:
+    if sorted(inputs) != sorted(expect) or list(outputs) != output_names:
         raise RuntimeError(f"exported graph has inputs {list(inputs)} and outputs {list(outputs)}")
     for name, (dtype, tail) in expect.items():
         vi = inputs[name]
         d = dims(vi)
         if vi.type.tensor_type.elem_type != dtype or len(d) != 2 or d[1:] != tail or not isinstance(d[0], str):
             raise RuntimeError(f"input {name} has type {vi.type} (want dynamic N x {tail[0]})")
-    out = outputs["pctr"]
-    d = dims(out)
-    if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(d) != 1 or not isinstance(d[0], str):
-        raise RuntimeError(f"output pctr has type {out.type} (want float32 [N])")
+    for name, out in outputs.items():
+        d = dims(out)
+        if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or len(d) != 1 or not isinstance(d[0], str):
+            raise RuntimeError(f"output {name} has type {out.type} (want float32 [N])")
 
 
 def export_onnx(
@@ -98,7 +104,7 @@ def export_onnx(
     exporter: str = "dynamo",
     opset: int = 18,
 ) -> dict:
-    """Export ``model`` (cat, num) -> pctr to ``path`` and attach ``metadata``.
+    """Export ``model`` (cat, num) -> pctr [, pcvr] to ``path`` and attach ``metadata``.
 
     Returns a dict describing the export (exporter, opset, ir_version, bytes).
     """
@@ -111,8 +117,8 @@ def export_onnx(
         _export_graph(model, raw, example, exporter, opset)
         proto = onnx.load(str(raw), load_external_data=True)
 
-    _check_signature(proto, n_cat, n_num)
-    proto.doc_string = "ctrbid CTR model: calibrated pctr = sigmoid(a * logit + b)"
+    _check_signature(proto, n_cat, n_num, _output_names(model))
+    proto.doc_string = "ctrbid model: calibrated " + " and ".join(_output_names(model))
     del proto.metadata_props[:]
     for key, value in metadata.items():
         entry = proto.metadata_props.add()
@@ -137,9 +143,21 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def ctrbid_metadata(meta: dict, kind: str, version: str, trained_at: str, metrics: dict, n_cat: int, n_num: int) -> dict:
+def ctrbid_metadata(
+    meta: dict,
+    kind: str,
+    version: str,
+    trained_at: str,
+    metrics: dict,
+    n_cat: int,
+    n_num: int,
+    heads: list[str] = ("pctr",),
+    calibration: dict | None = None,
+) -> dict:
     """The ``ctrbid.*`` metadata_props the server reads (see DESIGN.md)."""
     return {
+        "ctrbid.heads": ",".join(heads),
+        "ctrbid.calibration": json.dumps(calibration or {}, sort_keys=True),
         "ctrbid.spec_sha256": meta["spec_sha256"],
         "ctrbid.kind": kind,
         "ctrbid.version": str(version),
@@ -162,11 +180,18 @@ def onnxruntime_session(path: str | Path, threads: int = 2):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def output_names(session) -> list[str]:
+    """The graph's outputs in order (``pctr`` first)."""
+    return [o.name for o in session.get_outputs()]
+
+
 def predict_onnx(session, cat: np.ndarray, num: np.ndarray, batch_rows: int = 65536) -> np.ndarray:
-    """pctr float32 [N] from an ONNX Runtime session, in batches."""
-    out = np.empty(cat.shape[0], dtype=np.float32)
+    """Every output of an ONNX Runtime session, in batches: float32 [N, outputs]."""
+    names = output_names(session)
+    out = np.empty((cat.shape[0], len(names)), dtype=np.float32)
     for start in range(0, cat.shape[0], batch_rows):
         c = np.ascontiguousarray(cat[start : start + batch_rows], dtype=np.int64)
         n = np.ascontiguousarray(num[start : start + batch_rows], dtype=np.float32)
-        out[start : start + c.shape[0]] = session.run(["pctr"], {"cat": c, "num": n})[0]
+        for j, o in enumerate(session.run(names, {"cat": c, "num": n})):
+            out[start : start + c.shape[0], j] = o
     return out

@@ -49,6 +49,27 @@ def auc(scores, y) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def pr_auc(scores, y) -> float:
+    """Area under the precision-recall curve as average precision:
+    ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, high to low.
+
+    Ties share a threshold. NaN without positives. A random ranking scores about
+    the positive rate, so compare it with ``observed_rate``.
+    """
+    s, y = _as_arrays(scores, y)
+    n_pos = float((y > 0.5).sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], (y[order] > 0.5).astype(np.float64)
+    last = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # last row of each run of equal scores
+    tp = np.cumsum(y_sorted)[last]
+    seen = (np.flatnonzero(last) + 1).astype(np.float64)
+    recall = tp / n_pos
+    precision = tp / seen
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def log_loss(p, y) -> float:
     """Mean binary cross-entropy (natural log), probabilities clipped to EPS."""
     p, y = _as_arrays(p, y)
@@ -108,6 +129,7 @@ def summarize(p, y, with_ece: bool = True) -> dict:
         "log_loss": log_loss(p, y),
         "ne": normalized_entropy(p, y),
         "calibration_ratio": calibration_ratio(p, y),
+        "pr_auc": pr_auc(p, y),
     }
     if with_ece:
         out["ece"] = ece(p, y)

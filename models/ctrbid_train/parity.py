@@ -1,8 +1,10 @@
 """Prediction parity between PyTorch, Python ONNX Runtime and the Rust scorer.
 
 The Rust scorer is run as
-``<ctrbid> score --model M --features DIR --out preds.npy --limit ROWS`` and
-must write float32 [ROWS] pctr for the first ROWS rows, in row order.
+``<ctrbid> score --model M --features DIR --out preds.npy --limit ROWS
+[--output pcvr]`` and must write float32 [ROWS] of that output (default
+``pctr``) for the first ROWS rows, in row order. Every output of the model is
+compared, for every pair of backends.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def default_ctrbid_bin() -> Path:
     return Path(env).resolve() if env else REPO_ROOT / "target" / "release" / "ctrbid"
 
 
-def run_rust_scorer(ctrbid: str | Path, model: Path, features_dir: Path, rows: int, timeout: float = 600) -> np.ndarray:
+def run_rust_scorer(
+    ctrbid: str | Path, model: Path, features_dir: Path, rows: int, output: str = "pctr", timeout: float = 600
+) -> np.ndarray:
     """Run ``ctrbid score`` and return its predictions (float32 [rows])."""
     ctrbid = Path(ctrbid)
     if not ctrbid.is_file() or not os.access(ctrbid, os.X_OK):
@@ -47,6 +51,8 @@ def run_rust_scorer(ctrbid: str | Path, model: Path, features_dir: Path, rows: i
     with tempfile.TemporaryDirectory(prefix="ctrbid-parity-") as tmp:
         out = Path(tmp) / "preds.npy"
         cmd = [str(ctrbid), "score", "--model", str(model), "--features", str(features_dir), "--out", str(out), "--limit", str(rows)]
+        if output != "pctr":
+            cmd += ["--output", output]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             raise ParityError(
@@ -83,14 +89,21 @@ def check_parity(
         "torch": predict_rows(pt_path, cat, num, backend="torch"),
         "onnxruntime": predict_rows(onnx_path, cat, num, backend="onnxruntime"),
     }
+    from .export import onnxruntime_session, output_names
+
+    outputs = output_names(onnxruntime_session(onnx_path, threads=1))
     ctrbid_path = Path(ctrbid) if ctrbid else default_ctrbid_bin()
     if use_rust:
-        preds["rust"] = run_rust_scorer(ctrbid_path, onnx_path, Path(features_dir), rows)
+        preds["rust"] = np.stack(
+            [run_rust_scorer(ctrbid_path, onnx_path, Path(features_dir), rows, output=o) for o in outputs], axis=1
+        )
 
     diffs = {}
     for a, b in combinations(preds, 2):
-        d = np.abs(preds[a].astype(np.float64) - preds[b].astype(np.float64))
-        diffs[f"{a}_vs_{b}"] = float(d.max(initial=0.0))
+        for j, name in enumerate(outputs):
+            d = np.abs(preds[a][:, j].astype(np.float64) - preds[b][:, j].astype(np.float64))
+            key = f"{a}_vs_{b}" if name == "pctr" else f"{a}_vs_{b}_{name}"
+            diffs[key] = float(d.max(initial=0.0))
     ok = all(d <= tolerance for d in diffs.values())
     import onnxruntime
     import torch
@@ -104,7 +117,8 @@ def check_parity(
         "ok": ok,
         "backends": list(preds),
         "rust_bin": str(ctrbid_path) if use_rust else None,
-        "mean_pctr": {k: float(v.mean()) if v.size else None for k, v in preds.items()},
+        "outputs": outputs,
+        "mean": {k: {o: float(v[:, j].mean()) if v.size else None for j, o in enumerate(outputs)} for k, v in preds.items()},
         "torch_version": torch.__version__,
         "onnxruntime_version": onnxruntime.__version__,
     }

@@ -21,7 +21,7 @@ def resolve_model_files(model: str | Path) -> tuple[Path, Path]:
 
 
 def predict_rows(model: str | Path, cat: np.ndarray, num: np.ndarray, backend: str = "onnxruntime") -> np.ndarray:
-    """Calibrated pctr float32 [N] for the given rows."""
+    """Every calibrated output for the given rows: float32 [N, outputs] (pctr, then pcvr if any)."""
     onnx_path, pt_path = resolve_model_files(model)
     if backend == "onnxruntime":
         from .export import onnxruntime_session, predict_onnx
@@ -30,12 +30,12 @@ def predict_rows(model: str | Path, cat: np.ndarray, num: np.ndarray, backend: s
             raise FileNotFoundError(f"no ONNX model at {onnx_path}")
         return predict_onnx(onnxruntime_session(onnx_path), cat, num)
     if backend == "torch":
-        from .model import load_checkpoint, predict_logits
+        from .model import load_checkpoint, predict_batches
 
         if not pt_path.exists():
             raise FileNotFoundError(f"no PyTorch checkpoint at {pt_path}")
         net, _ = load_checkpoint(pt_path)
-        return predict_logits(net, cat, num).numpy().astype(np.float32, copy=False)
+        return predict_batches(net, cat, num)
     raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
@@ -46,12 +46,17 @@ def predict(
     backend: str = "onnxruntime",
     limit: int | None = None,
     start: int = 0,
+    output: str = "pctr",
 ) -> np.ndarray:
-    """Score rows [start, start + limit) of a features directory; save float32 [rows] to ``out``."""
+    """Score rows [start, start + limit) of a features directory; save the
+    ``output`` column (``pctr`` or ``pcvr``) as float32 [rows] to ``out``."""
     fs = load_features(features_dir)
     end = fs.rows if limit is None else min(fs.rows, start + int(limit))
     preds = predict_rows(model, fs.cat[start:end], fs.num[start:end], backend)
+    column = {"pctr": 0, "pcvr": 1}[output]
+    if column >= preds.shape[1]:
+        raise ValueError(f"{model} has no {output} output")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, preds.astype(np.float32))
-    return preds
+    np.save(out, np.ascontiguousarray(preds[:, column], dtype=np.float32))
+    return preds[:, column]

@@ -1,13 +1,15 @@
-"""Training: time-ordered split, Wide & Deep with early stopping, Platt
-calibration, evaluation and export.
+"""Training one model: time-ordered split, early stopping, calibration, evaluation, export.
 
 ``train(features_dir, out_dir, ...)`` writes ``model.onnx``, ``model.pt`` and
-``eval.json`` into ``out_dir`` and returns the evaluation dict.
+``eval.json`` into ``out_dir`` and returns the evaluation dict. The CTR head
+is evaluated on every test row against the click; the CVR head on the clicked
+test rows against the conversion (what it predicts: a conversion given a
+click). With simulator data the report carries the oracle (the true
+probabilities) for both.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import random
@@ -21,15 +23,17 @@ import torch
 from torch import nn
 
 from . import __version__
-from .calibrate import fit_platt
+from . import calibrate
 from .config import load_config
-from .data import FeatureSet, load_features, split_bounds
+from .data import FeatureSet, iter_batches, load_features, split_bounds
 from .export import ctrbid_metadata, export_onnx, onnxruntime_session, predict_onnx
+from .losses import Loss
 from .metrics import summarize
-from .model import CalibratedModel, build_model, predict_logits, save_checkpoint
+from .model import OUTPUT_OF_HEAD, CalibratedModel, build_model, predict_batches, save_checkpoint
 
-MODEL_KIND = "wide_deep"
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
+#: The headline metrics of a head (eval.json, the ONNX metadata, the report).
+HEADLINE = ("auc", "log_loss", "ne", "calibration_ratio", "ece", "pr_auc", "rows")
 
 
 def log(msg: str) -> None:
@@ -59,64 +63,128 @@ def jsonable(x):
     return x
 
 
-def _split_tensors(fs: FeatureSet, start: int, end: int):
-    """Copy one row range of cat/num/click out of the memory maps."""
-    cat = torch.from_numpy(np.array(fs.cat[start:end], dtype=np.int64))
-    num = torch.from_numpy(np.array(fs.num[start:end], dtype=np.float32))
-    y = torch.from_numpy(np.array(fs.click[start:end], dtype=np.float32))
-    return cat, num, y
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def heads_for(fs: FeatureSet, cvr_cfg: dict) -> tuple[str, ...]:
+    """('ctr',) or ('ctr', 'cvr'): a CVR head needs conversions in the data."""
+    has_conv = fs.conv is not None and float(np.asarray(fs.conv[: min(fs.rows, 1 << 22)]).max(initial=0.0)) > 0
+    enabled = cvr_cfg["enabled"]
+    if enabled is True and not has_conv:
+        raise ValueError(f"cvr.enabled = true but {fs.directory} has no conversions (conv.npy)")
+    return ("ctr", "cvr") if (enabled is True or (enabled == "auto" and has_conv)) else ("ctr",)
 
 
 def _make_optimizers(model: nn.Module, tcfg: dict) -> list[torch.optim.Optimizer]:
-    emb = [model.wide_emb.weight, model.deep_emb.weight]
-    emb_ids = {id(p) for p in emb}
-    mlp_weights = [p for n, p in model.named_parameters() if n.startswith("mlp.") and p.dim() > 1]
-    others = [p for p in model.parameters() if id(p) not in emb_ids and all(p is not q for q in mlp_weights)]
+    tables = model.embedding_tables()
+    table_ids = {id(p) for p in tables}
+    matrices = [p for n, p in model.named_parameters() if id(p) not in table_ids and p.dim() > 1]
+    matrix_ids = {id(p) for p in matrices}
+    others = [p for p in model.parameters() if id(p) not in table_ids and id(p) not in matrix_ids]
     dense_groups = [
-        {"params": mlp_weights, "weight_decay": float(tcfg["weight_decay"])},
+        {"params": matrices, "weight_decay": float(tcfg["weight_decay"])},
         {"params": others, "weight_decay": 0.0},
     ]
     lr, emb_lr = float(tcfg["lr"]), float(tcfg["emb_lr"])
     if tcfg["emb_optimizer"] == "sparse_adam":
-        return [torch.optim.SparseAdam(emb, lr=emb_lr), torch.optim.AdamW(dense_groups, lr=lr)]
-    return [torch.optim.AdamW(dense_groups + [{"params": emb, "weight_decay": 0.0, "lr": emb_lr}], lr=lr)]
+        return [torch.optim.SparseAdam(tables, lr=emb_lr), torch.optim.AdamW(dense_groups, lr=lr)]
+    return [torch.optim.AdamW(dense_groups + [{"params": tables, "weight_decay": 0.0, "lr": emb_lr}], lr=lr)]
 
 
-def _run_epoch(model, opts, cat, num, y, batch_size: int, emb_l2: float, gen: torch.Generator) -> float:
-    """One pass over the training rows in a seeded random order; returns the mean BCE."""
+class Objective:
+    """The training objective of a one- or two-head model, per batch.
+
+    CTR: ``loss(pCTR, click)``. CVR, ESMM: ``loss(pCTR x pCVR, click x conv)``
+    over all rows; CVR, clicked: ``loss(pCVR, conv)`` on clicked rows, summed
+    and divided by the batch size (so its weight grows with the click rate).
+    """
+
+    def __init__(self, loss: Loss, heads: tuple[str, ...], cvr_cfg: dict):
+        self.loss, self.heads = loss, heads
+        self.objective, self.weight = cvr_cfg["objective"], float(cvr_cfg["weight"])
+
+    def parts(self, z: torch.Tensor, click: torch.Tensor, conv: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        out = {"ctr": self.loss.of_logit(z[:, 0], click).mean()}
+        if "cvr" in self.heads:
+            if self.objective == "esmm":
+                out["cvr"] = self.loss.of_product(z[:, 0], z[:, 1], click * conv).mean()
+            else:
+                out["cvr"] = (self.loss.of_logit(z[:, 1], conv) * click).sum() / click.numel()
+        return out
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return parts["ctr"] + self.weight * parts["cvr"] if "cvr" in parts else parts["ctr"]
+
+
+def _to(device, *arrays):
+    return [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
+
+
+def _run_epoch(model, opts, objective, fs, bounds, tcfg, gen, device) -> dict:
+    """One pass over the training rows; returns the mean of each objective part."""
     model.train()
-    loss_fn = nn.BCEWithLogitsLoss()
-    perm = torch.randperm(cat.shape[0], generator=gen)
-    total, seen = 0.0, 0
-    for start in range(0, cat.shape[0], batch_size):
-        idx = perm[start : start + batch_size]
-        logits, wide_rows, deep_rows = model.forward_with_rows(cat[idx], num[idx])
-        loss = loss_fn(logits, y[idx])
-        objective = loss
+    sums: dict[str, float] = {}
+    seen = 0
+    emb_l2 = float(tcfg["emb_l2"])
+    for cat, num, click, conv in iter_batches(fs, *bounds, int(tcfg["batch_size"]), gen, int(tcfg["chunk_rows"])):
+        cat, num, click, conv = _to(device, cat, num, click, conv)
+        z, rows = model.forward_with_rows(cat, num)
+        parts = objective.parts(z, click, conv)
+        total = objective.total(parts)
         if emb_l2 > 0:
-            objective = loss + emb_l2 * (wide_rows.square().sum() + deep_rows.square().sum()) / idx.numel()
+            total = total + emb_l2 * sum(r.square().sum() for r in rows) / cat.shape[0]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        objective.backward()
+        total.backward()
         for opt in opts:
             opt.step()
-        total += float(loss.detach()) * idx.numel()
-        seen += idx.numel()
-    return total / max(seen, 1)
+        n = cat.shape[0]
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+        seen += n
+    return {k: v / max(seen, 1) for k, v in sums.items()}
 
 
-def _bce_from_logits(logits: torch.Tensor, y: np.ndarray) -> float:
-    return float(nn.functional.binary_cross_entropy_with_logits(logits.double(), torch.from_numpy(np.asarray(y, dtype=np.float64))))
+@torch.inference_mode()
+def _valid_objective(objective, z: np.ndarray, click: np.ndarray, conv: np.ndarray | None) -> dict:
+    """The training objective (BCE) on held-out rows, in float64."""
+    zt = torch.from_numpy(z.astype(np.float64))
+    parts = objective.parts(zt, torch.from_numpy(click), None if conv is None else torch.from_numpy(conv))
+    return {k: float(v) for k, v in parts.items()}
 
 
-def _split_report(p_cal: np.ndarray, p_raw: np.ndarray, y: np.ndarray, truth: np.ndarray | None) -> dict:
-    report = summarize(p_cal, y)
-    report["uncalibrated"] = summarize(p_raw, y)
+def _head_report(p: np.ndarray, p_raw: np.ndarray, y: np.ndarray, truth: np.ndarray | None) -> dict:
+    report = summarize(p, y)
+    report["uncalibrated"] = summarize(p_raw, y, with_ece=False)
     if truth is not None:
         oracle = summarize(truth, y)
-        report["oracle"] = {k: oracle[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece", "mean_prediction")}
+        report["oracle"] = {k: oracle[k] for k in HEADLINE + ("mean_prediction",)}
         report["auc_gap_to_oracle"] = oracle["auc"] - report["auc"]
+        # Noise-free calibration, simulator only: mean prediction / mean true probability.
+        report["calibration_ratio_vs_truth"] = float(p.mean() / truth.mean()) if truth.size else float("nan")
     return report
+
+
+def evaluate_split(probs: np.ndarray, logits: np.ndarray, heads, click, conv, pctr_true, pcvr_true) -> dict:
+    """Per head metrics of one split (CVR on the clicked rows)."""
+    sigmoid = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    out = {"ctr": _head_report(probs[:, 0], sigmoid[:, 0], click, pctr_true)}
+    if "cvr" in heads:
+        clicked = click > 0.5
+        out["cvr"] = _head_report(
+            probs[clicked, 1], sigmoid[clicked, 1], conv[clicked], None if pcvr_true is None else pcvr_true[clicked]
+        )
+        out["cvr"]["note"] = "conversion given a click, on the clicked rows of the split"
+    return out
+
+
+def _slice(arr, s, e, dtype=np.float64):
+    return None if arr is None else np.asarray(arr[s:e], dtype=dtype)
 
 
 def train(
@@ -133,31 +201,49 @@ def train(
         cfg["train"]["epochs"] = int(epochs)
     if seed is not None:
         cfg["train"]["seed"] = int(seed)
-    tcfg = cfg["train"]
+    tcfg, kind = cfg["train"], cfg["model"]["kind"]
     seed_everything(int(tcfg["seed"]), int(tcfg["threads"]))
+    device = pick_device(tcfg["device"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     fs = load_features(features_dir)
     fs.check_indices()
+    heads = heads_for(fs, cfg["cvr"])
     bounds = split_bounds(fs.rows, float(cfg["split"]["train"]), float(cfg["split"]["valid"]))
-    log(f"{fs.rows} rows, F={fs.n_cat}, D={fs.n_num}, cardinality={fs.cardinality}, splits={bounds}")
-
-    cat, num, y = _split_tensors(fs, *bounds["train"])
-    v0, v1 = bounds["valid"]
-    t0, t1 = bounds["test"]
-    y_valid = np.asarray(fs.click[v0:v1], dtype=np.float64)
-    y_test = np.asarray(fs.click[t0:t1], dtype=np.float64)
+    log(f"{kind}: {fs.rows} rows, F={fs.n_cat}, D={fs.n_num}, cardinality={fs.cardinality}, heads={heads}, splits={bounds}, device={device}")
+    (v0, v1), (t0, t1) = bounds["valid"], bounds["test"]
+    split = {
+        name: {
+            "click": _slice(fs.click, s, e),
+            "conv": _slice(fs.conv, s, e) if "cvr" in heads else None,
+            "pctr_true": _slice(fs.pctr_true, s, e),
+            "pcvr_true": _slice(fs.pcvr_true, s, e) if "cvr" in heads else None,
+        }
+        for name, (s, e) in (("valid", (v0, v1)), ("test", (t0, t1)))
+    }
 
     sparse = tcfg["emb_optimizer"] == "sparse_adam"
-    model = build_model(cfg["model"], fs.cardinality, fs.n_cat, fs.n_num, sparse=sparse)
-    rate = float(y.double().mean())
-    rate = min(max(rate, 1e-6), 1 - 1e-6)
-    with torch.no_grad():
-        model.bias.fill_(math.log(rate / (1 - rate)))
+    model = build_model(cfg["model"], fs.cardinality, fs.n_cat, fs.n_num, heads=heads, sparse=sparse)
+    tr0, tr1 = bounds["train"]
+    train_click = np.asarray(fs.click[tr0:tr1], dtype=np.float64)  # 8 bytes a row: fine at 10M rows
+    click_rate = min(max(float(train_click.mean()), 1e-6), 1 - 1e-6)
+    model.towers["ctr"].set_bias(math.log(click_rate / (1 - click_rate)))
+    if "cvr" in heads:
+        train_conv = np.asarray(fs.conv[tr0:tr1], dtype=np.float64)
+        conv_rate = min(max(float(train_conv.sum() / max(train_click.sum(), 1.0)), 1e-4), 0.5)
+        model.towers["cvr"].set_bias(math.log(conv_rate / (1 - conv_rate)))
+        del train_conv
+    del train_click
+    model.to(device)
     opts = _make_optimizers(model, tcfg)
-    gen = torch.Generator().manual_seed(int(tcfg["seed"]))
+    objective = Objective(Loss(tcfg["loss"], tcfg["focal_gamma"]), heads, cfg["cvr"])
+    bce_objective = Objective(Loss("bce"), heads, cfg["cvr"])
+    gen = np.random.default_rng(int(tcfg["seed"]))
     eval_rows = int(tcfg["eval_batch_size"])
+
+    def logits_of(s, e):
+        return predict_batches(model, fs.cat[s:e], fs.num[s:e], eval_rows, device=device)
 
     history: list[dict] = []
     best_loss, best_state, best_epoch, bad_epochs = float("inf"), None, 0, 0
@@ -165,16 +251,18 @@ def train(
     wall_start = time.perf_counter()
     for epoch in range(1, int(tcfg["epochs"]) + 1):
         t = time.perf_counter()
-        train_loss = _run_epoch(model, opts, cat, num, y, int(tcfg["batch_size"]), float(tcfg["emb_l2"]), gen)
+        train_parts = _run_epoch(model, opts, objective, fs, bounds["train"], tcfg, gen, device)
         epoch_seconds = time.perf_counter() - t
         train_seconds += epoch_seconds
         t = time.perf_counter()
-        valid_loss = _bce_from_logits(predict_logits(model, fs.cat[v0:v1], fs.num[v0:v1], eval_rows), y_valid)
+        valid_parts = _valid_objective(bce_objective, logits_of(v0, v1), split["valid"]["click"], split["valid"]["conv"])
+        valid_loss = valid_parts["ctr"] + float(cfg["cvr"]["weight"]) * valid_parts.get("cvr", 0.0)
         eval_seconds = time.perf_counter() - t
         history.append(
             {
                 "epoch": epoch,
-                "train_log_loss": train_loss,
+                "train_objective": train_parts,
+                "valid_bce": valid_parts,
                 "valid_log_loss": valid_loss,
                 "train_seconds": epoch_seconds,
                 "valid_eval_seconds": eval_seconds,
@@ -182,12 +270,12 @@ def train(
         )
         improved = valid_loss < best_loss - float(tcfg["min_delta"])
         log(
-            f"epoch {epoch}: train {train_loss:.5f} valid {valid_loss:.5f} "
+            f"{kind} epoch {epoch}: train {train_parts} valid {valid_parts} "
             f"({epoch_seconds:.1f}s train, {eval_seconds:.1f}s eval){' *' if improved else ''}"
         )
         if improved:
             best_loss, best_epoch, bad_epochs = valid_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             bad_epochs += 1
             if bad_epochs >= int(tcfg["patience"]):
@@ -196,27 +284,37 @@ def train(
     total_seconds = time.perf_counter() - wall_start
     model.load_state_dict(best_state)
     model.eval()
-    del cat, num, y
 
-    # Platt calibration on the validation split.
-    logits_valid = predict_logits(model, fs.cat[v0:v1], fs.num[v0:v1], eval_rows).double().numpy()
-    a, b = fit_platt(logits_valid, y_valid)
-    log(f"platt: a={a:.6f} b={b:.6f}")
-    calibrated = CalibratedModel(model, a, b).eval()
-
-    logits_test = predict_logits(model, fs.cat[t0:t1], fs.num[t0:t1], eval_rows).double().numpy()
-    p_valid = predict_logits(calibrated, fs.cat[v0:v1], fs.num[v0:v1], eval_rows).numpy()
-    p_test = predict_logits(calibrated, fs.cat[t0:t1], fs.num[t0:t1], eval_rows).numpy()
-    truth = fs.pctr_true
-    valid_report = _split_report(p_valid, 1 / (1 + np.exp(-logits_valid)), y_valid, None if truth is None else truth[v0:v1])
-    test_report = _split_report(p_test, 1 / (1 + np.exp(-logits_test)), y_test, None if truth is None else truth[t0:t1])
-    valid_report["note"] = "Platt parameters were fitted on this split"
+    # Calibration of each head on the validation split (CVR: its clicked rows).
+    z_valid, z_test = logits_of(v0, v1), logits_of(t0, t1)
+    method = cfg["calibration"]["method"]
+    calibrations = {"ctr": calibrate.choose(z_valid[:, 0], split["valid"]["click"], method)}
+    if "cvr" in heads:
+        clicked = split["valid"]["click"] > 0.5
+        calibrations["cvr"] = calibrate.choose(z_valid[clicked, 1], split["valid"]["conv"][clicked], method)
+    for h, c in calibrations.items():
+        log(f"calibration {h}: {c['method']}" + (f" (held-out log loss {c['selection']['held_out_log_loss']})" if "selection" in c else ""))
+    calibrated = CalibratedModel(model.to("cpu"), calibrations).eval()  # exported and saved from the CPU
+    p_valid = predict_batches(calibrated, fs.cat[v0:v1], fs.num[v0:v1], eval_rows)
+    p_test = predict_batches(calibrated, fs.cat[t0:t1], fs.num[t0:t1], eval_rows)
+    valid_report = evaluate_split(p_valid, z_valid, heads, **split["valid"])
+    test_report = evaluate_split(p_test, z_test, heads, **split["test"])
+    valid_report["note"] = "the calibration maps were fitted on this split"
 
     trained_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    headline = {k: test_report[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece", "rows")}
+    headline = {OUTPUT_OF_HEAD[h]: {k: test_report[h][k] for k in HEADLINE} for h in heads}
+    headline.update({k: test_report["ctr"][k] for k in HEADLINE})  # the CTR head's, at top level
     headline["split"] = "test"
     metadata = ctrbid_metadata(
-        fs.meta, MODEL_KIND, MODEL_VERSION, trained_at, jsonable(headline), fs.n_cat, fs.n_num
+        fs.meta,
+        kind,
+        MODEL_VERSION,
+        trained_at,
+        jsonable(headline),
+        fs.n_cat,
+        fs.n_num,
+        heads=calibrated.output_names,
+        calibration={OUTPUT_OF_HEAD[h]: c["method"] for h, c in calibrations.items()},
     )
     onnx_path = out / "model.onnx"
     t = time.perf_counter()
@@ -233,17 +331,18 @@ def train(
     export_info["seconds"] = time.perf_counter() - t
     # Quick self-check of the exported graph on test rows.
     check_rows = min(4096, t1 - t0)
-    session = onnxruntime_session(onnx_path)
-    p_onnx = predict_onnx(session, fs.cat[t0 : t0 + check_rows], fs.num[t0 : t0 + check_rows])
+    p_onnx = predict_onnx(onnxruntime_session(onnx_path), fs.cat[t0 : t0 + check_rows], fs.num[t0 : t0 + check_rows])
     export_info["max_abs_diff_torch_vs_onnxruntime"] = float(np.max(np.abs(p_onnx - p_test[:check_rows]), initial=0.0))
-    log(f"exported {onnx_path} ({export_info['bytes']} bytes, opset {export_info['opset']}, {export_info['exporter']})")
+    log(f"exported {onnx_path} ({export_info['bytes']} bytes, opset {export_info['opset']}, outputs {calibrated.output_names})")
 
     epochs_run = len(history)
     report = {
-        "model_kind": MODEL_KIND,
+        "model_kind": kind,
         "model_version": MODEL_VERSION,
         "pipeline_version": __version__,
         "trained_at": trained_at,
+        "heads": list(heads),
+        "outputs": calibrated.output_names,
         "features": {
             "directory": str(features_dir),
             "rows": fs.rows,
@@ -256,15 +355,17 @@ def train(
         "splits": {k: {"start": s, "end": e, "rows": e - s} for k, (s, e) in bounds.items()},
         "valid": valid_report,
         "test": test_report,
-        "platt": {"a": a, "b": b, "fitted_on": "valid"},
+        "calibration": calibrations,
         "training": {
             "epochs_run": epochs_run,
             "best_epoch": best_epoch,
-            "best_valid_log_loss_uncalibrated": best_loss,
+            "best_valid_objective": best_loss,
             "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / max(epochs_run, 1),
             "total_seconds_with_validation": total_seconds,
             "threads": torch.get_num_threads(),
+            "device": str(device),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
             "torch_version": torch.__version__,
             "history": history,
         },
@@ -273,11 +374,13 @@ def train(
         "metadata_props": metadata,
     }
     report = jsonable(report)
-    save_checkpoint(out / "model.pt", calibrated, cfg, fs.meta, {"trained_at": trained_at, "metrics": headline})
+    save_checkpoint(out / "model.pt", calibrated, cfg, fs.meta, {"trained_at": trained_at, "metrics": jsonable(headline)})
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    ctr = test_report["ctr"]
     log(
-        f"test: auc {test_report['auc']:.4f} logloss {test_report['log_loss']:.5f} ne {test_report['ne']:.4f} "
-        f"calib {test_report['calibration_ratio']:.4f} ece {test_report['ece']:.5f}"
-        + (f" | oracle auc {test_report['oracle']['auc']:.4f}" if "oracle" in test_report else "")
+        f"{kind} test ctr: auc {ctr['auc']:.4f} logloss {ctr['log_loss']:.5f} ne {ctr['ne']:.4f} "
+        f"calib {ctr['calibration_ratio']:.4f} ece {ctr['ece']:.5f}"
+        + (f" | oracle auc {ctr['oracle']['auc']:.4f}" if "oracle" in ctr else "")
+        + (f" | cvr auc {test_report['cvr']['auc']:.4f} calib {test_report['cvr']['calibration_ratio']:.4f}" if "cvr" in heads else "")
     )
     return report

@@ -44,3 +44,62 @@ def test_calibrated_mean_matches_rate():
 def test_single_class_rejected():
     with pytest.raises(ValueError):
         fit_platt([0.1, 0.2, 0.3], [0, 0, 0])
+
+
+# --- isotonic maps, the choice between methods, the exported calibrator --------
+
+import torch  # noqa: E402
+
+from ctrbid_train.calibrate import Calibrator, apply, apply_isotonic, choose, fit_isotonic  # noqa: E402
+
+
+def _grid(cal):
+    z = torch.linspace(-20.0, 10.0, 20_001)
+    return Calibrator(cal)(z).numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_isotonic_map_is_monotone_and_bounded(seed):
+    z, y = _draw(0.9, -0.3, n=30_000, seed=seed)
+    kx, ky = fit_isotonic(z, y)
+    assert np.all(np.diff(kx) > 0) and np.all(np.diff(ky) >= 0)
+    assert len(kx) <= 256
+    p = _grid({"method": "isotonic", "x": kx.tolist(), "y": ky.tolist()})
+    assert np.all(np.diff(p) >= 0), "the exported map must never decrease"
+    assert p.min() >= 1e-6 and p.max() < 1.0
+
+
+def test_platt_map_is_monotone():
+    p = _grid({"method": "platt", "a": 0.8, "b": -0.2})
+    assert np.all(np.diff(p) >= 0)
+
+
+def test_isotonic_fixes_a_miscalibration_platt_cannot():
+    # The truth is not a sigmoid of the logit: a step at z = -3.
+    rng = np.random.default_rng(5)
+    z = rng.normal(-3.0, 1.0, 200_000)
+    y = (rng.random(z.size) < np.where(z > -3.0, 0.08, 0.01)).astype(np.float64)
+    cal = choose(z, y, "auto")
+    assert cal["method"] == "isotonic"
+    scores = cal["selection"]["held_out_log_loss"]
+    assert scores["isotonic"] < scores["platt"]
+    assert apply(cal, np.array([-5.0]))[0] == pytest.approx(0.01, abs=0.003)
+    assert apply(cal, np.array([-1.0]))[0] == pytest.approx(0.08, abs=0.01)
+
+
+def test_auto_keeps_platt_when_the_truth_is_a_sigmoid():
+    z, y = _draw(0.7, -0.4, n=100_000, seed=9)
+    assert choose(z, y, "auto")["method"] == "platt"
+
+
+def test_torch_calibrator_matches_numpy():
+    z, y = _draw(1.1, 0.2, n=20_000, seed=3)
+    kx, ky = fit_isotonic(z, y)
+    zz = np.linspace(-9, 3, 5_000)
+    got = Calibrator({"method": "isotonic", "x": kx.tolist(), "y": ky.tolist()})(torch.tensor(zz, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(got, apply_isotonic(zz, kx, ky), atol=2e-6)
+
+
+def test_isotonic_single_block():
+    kx, ky = fit_isotonic([0.0, 0.0, 0.0, 0.0], [0, 1, 0, 0])
+    assert apply_isotonic([-3.0, 0.0, 3.0], kx, ky) == pytest.approx([0.25, 0.25, 0.25])

@@ -83,9 +83,9 @@ def test_simulate_features_train_parity(ctrbid, tmp_path):
     report = json.loads((model / "eval.json").read_text())
     assert report["training"]["epochs_run"] <= 2
     assert report["metadata_props"]["ctrbid.spec_sha256"] == meta["spec_sha256"]
-    assert report["test"]["auc"] > 0.55
-    if (feat / "pctr_true.npy").exists():
-        assert "oracle" in report["test"]
+    assert report["test"]["ctr"]["auc"] > 0.55
+    assert report["heads"] == ["ctr", "cvr"], "simulator logs carry conversions"
+    assert "oracle" in report["test"]["ctr"] and "oracle" in report["test"]["cvr"]
 
     _run(
         [py, "-m", "ctrbid_train", "parity", "--model", model / "model.onnx", "--features", feat, "--rows", 5000, "--ctrbid", ctrbid],

@@ -4,6 +4,10 @@
 //! an operator) holding campaigns and their creatives. The server loads it once and
 //! keeps it behind an `ArcSwap`; it is read-only on the request path.
 //!
+//! Each campaign pays for one thing ([`Goal`]): clicks (`goal_cpc`, USD per click) or
+//! conversions (`goal_cpa`, USD per conversion). A file gives exactly one of the two per
+//! campaign; [`Catalog::check`] refuses a campaign with neither or both, naming it.
+//!
 //! Targeting semantics, shared by the simulator and by candidate selection:
 //! an empty list means "any"; country codes are ISO-3166 alpha-3 upper case as in
 //! OpenRTB `device.geo.country`; OS names compare case-insensitively; device types are
@@ -37,8 +41,16 @@ pub struct Campaign {
     pub adomain: String,
     /// IAB content category of the advertiser (e.g. `IAB2`, `IAB2-3`), checked against `bcat`.
     pub category: String,
-    /// What the advertiser pays per click, in USD.
+    /// What the advertiser pays per click, in USD, for a CPC campaign. Absent from the
+    /// file (read as 0) for a CPA campaign. Invariant after [`Catalog::check`]: exactly
+    /// one of `goal_cpc` and `goal_cpa` is positive and finite, the other is 0; read
+    /// them through [`Campaign::goal`].
+    #[serde(default, skip_serializing_if = "is_unset")]
     pub goal_cpc: f64,
+    /// What the advertiser pays per conversion, in USD, for a CPA campaign; absent
+    /// (read as 0) for a CPC campaign.
+    #[serde(default, skip_serializing_if = "is_unset")]
+    pub goal_cpa: f64,
     /// Highest CPM this campaign may bid, in USD.
     pub max_cpm: f64,
     /// Spend allowed per day, in USD.
@@ -52,6 +64,40 @@ pub struct Campaign {
     /// The advertiser's app (bundle or store id), checked against `bapp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
+}
+
+/// What a campaign pays for, in USD.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    /// Per click: valued at `goal x pCTR`.
+    Cpc(f64),
+    /// Per conversion: valued at `goal x pCTR x pCVR`, so it needs a model with a
+    /// conversion head.
+    Cpa(f64),
+}
+
+impl Goal {
+    /// True when valuing it needs the model's pCVR.
+    pub fn needs_pcvr(self) -> bool {
+        matches!(self, Goal::Cpa(_))
+    }
+}
+
+impl Campaign {
+    /// The campaign's goal. Relies on the invariant [`Catalog::check`] proves (exactly one
+    /// of `goal_cpc`, `goal_cpa` set); an unchecked campaign with `goal_cpa` set is CPA.
+    pub fn goal(&self) -> Goal {
+        if self.goal_cpa > 0.0 {
+            Goal::Cpa(self.goal_cpa)
+        } else {
+            Goal::Cpc(self.goal_cpc)
+        }
+    }
+}
+
+/// A goal field absent from the file reads as 0 and is written back absent.
+fn is_unset(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Who a campaign may reach. Empty lists match everything.
@@ -207,15 +253,36 @@ impl Catalog {
         Ok(catalog)
     }
 
-    /// Every creative names an existing campaign; ids are unique; prices are finite and positive.
+    /// Every creative names an existing campaign; ids are unique; prices are finite and
+    /// positive; every campaign has exactly one goal (`goal_cpc` or `goal_cpa`).
     pub fn check(&self) -> Result<(), String> {
         let mut ids = std::collections::HashSet::new();
         for c in &self.campaigns {
             if !ids.insert(c.id.as_str()) {
                 return Err(format!("campaign id {:?} appears twice", c.id));
             }
-            if !(c.goal_cpc.is_finite() && c.goal_cpc > 0.0 && c.max_cpm.is_finite() && c.max_cpm > 0.0) {
-                return Err(format!("campaign {:?} needs positive finite goal_cpc and max_cpm", c.id));
+            if !(c.max_cpm.is_finite() && c.max_cpm > 0.0) {
+                return Err(format!("campaign {:?} needs a positive finite max_cpm", c.id));
+            }
+            for (name, v) in [("goal_cpc", c.goal_cpc), ("goal_cpa", c.goal_cpa)] {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("campaign {:?} has {name} {v}: it must be a positive finite USD amount", c.id));
+                }
+            }
+            match (c.goal_cpc > 0.0, c.goal_cpa > 0.0) {
+                (true, false) | (false, true) => {}
+                (false, false) => {
+                    return Err(format!(
+                        "campaign {:?} has no goal: give exactly one of goal_cpc (USD per click) or goal_cpa (USD per conversion), positive",
+                        c.id
+                    ))
+                }
+                (true, true) => {
+                    return Err(format!(
+                        "campaign {:?} has both goal_cpc and goal_cpa: give exactly one",
+                        c.id
+                    ))
+                }
             }
         }
         let mut crids = std::collections::HashSet::new();
@@ -250,6 +317,7 @@ pub(crate) mod fixtures {
             adomain: format!("{id}.example"),
             category: category.into(),
             goal_cpc: 1.0,
+            goal_cpa: 0.0,
             max_cpm: 10.0,
             daily_budget: 100.0,
             targeting: Targeting::default(),
@@ -271,5 +339,62 @@ pub(crate) mod fixtures {
             protocol: None,
             native: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a catalog with one campaign whose goal fields are `goals` (JSON members)
+    /// and checks it: `Ok(goal)` or an error containing `expected`.
+    fn check(goals: &str, expected: Result<Goal, &str>) {
+        let text = format!(
+            r#"{{"version": 1, "creatives": [], "campaigns": [{{"id": "cmp-7", "advertiser": "a",
+                "adomain": "a.example", "category": "IAB2", {goals} "max_cpm": 10, "daily_budget": 100}}]}}"#
+        );
+        let got = serde_json::from_str::<Catalog>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.check().map(|()| c.campaigns[0].goal()));
+        match (&got, expected) {
+            (Ok(g), Ok(e)) => assert_eq!(*g, e, "{goals}"),
+            (Err(msg), Err(e)) => assert!(msg.contains(e), "{goals}: {msg:?} does not contain {e:?}"),
+            _ => panic!("{goals}: got {got:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn goals() {
+        check(r#""goal_cpc": 1.5,"#, Ok(Goal::Cpc(1.5)));
+        check(r#""goal_cpa": 40,"#, Ok(Goal::Cpa(40.0)));
+        check(r#""goal_cpc": 0, "goal_cpa": 40,"#, Ok(Goal::Cpa(40.0))); // 0 reads as absent
+        check("", Err(r#"campaign "cmp-7" has no goal"#));
+        check(r#""goal_cpc": 0,"#, Err(r#"campaign "cmp-7" has no goal"#));
+        check(r#""goal_cpc": 1, "goal_cpa": 40,"#, Err(r#"campaign "cmp-7" has both goal_cpc and goal_cpa"#));
+        check(r#""goal_cpa": -3,"#, Err(r#"campaign "cmp-7" has goal_cpa -3"#));
+        check(r#""goal_cpc": 1, "goal_cpv": 2,"#, Err("unknown field `goal_cpv`"));
+    }
+
+    /// A CPC campaign writes back as it was read: no `goal_cpa` member appears.
+    #[test]
+    fn cpc_campaigns_round_trip_without_goal_cpa() {
+        let c = fixtures::campaign("c", "IAB2");
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["goal_cpc"], 1.0);
+        assert!(v.get("goal_cpa").is_none());
+        let cpa = Campaign { goal_cpc: 0.0, goal_cpa: 30.0, ..c };
+        let v = serde_json::to_value(&cpa).unwrap();
+        assert!(v.get("goal_cpc").is_none());
+        assert_eq!(v["goal_cpa"], 30.0);
+    }
+
+    /// The shipped catalog (goal_cpc only until it is regenerated) loads as it is.
+    #[test]
+    fn shipped_catalog_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default/catalog.json");
+        let catalog = Catalog::load(&path).unwrap();
+        assert!(catalog.campaigns.iter().all(|c| match c.goal() {
+            Goal::Cpc(g) | Goal::Cpa(g) => g > 0.0,
+        }));
     }
 }

@@ -1,14 +1,20 @@
-//! `ctrbid features`: simulator logs to training arrays, through the serving extractor.
+//! `ctrbid features`: simulator logs or public CTR datasets to training arrays.
 //!
-//! Reads `requests.jsonl`, `impressions.jsonl` and `catalog.json` from the simulator's
+//! `--sim DIR` reads `requests.jsonl`, `impressions.jsonl` and `catalog.json` from the simulator's
 //! output, and for every impression parses its request with the server's parser,
 //! validates it, and writes the feature row of (request, imp, creative) at the
 //! impression's time: exactly the row the server would build for that candidate.
 //! Output (`.npy`, row-aligned, in log order): `cat` i64 [N,F], `num` f32 [N,D],
 //! `click`, `conv`, `pctr_true`, `pcvr_true` f32 [N], `ts` i64 [N], and `meta.json`.
+//!
+//! `--csv FILE` (a delimited file with a header line) and `--criteo FILE` (the Criteo
+//! layout, with or without a header) read a table spec (`features::table`) instead, one
+//! row per record, streamed: the same arrays but `conv`, `pctr_true` and `pcvr_true`,
+//! with `ts` the record's row number (the files are in time order) and `meta.json`
+//! saying `"format": "csv"` or `"criteo"`.
 
 use crate::catalog::{Catalog, Selector};
-use crate::features::{Extractor, FeatureSpec};
+use crate::features::{Delimiter, Extractor, FeatureSpec, Format, TableReader, TableSpec};
 use crate::npy::NpyWriter;
 use crate::simulate::ImpressionRecord;
 use anyhow::{bail, Context as _};
@@ -18,14 +24,30 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// Table spec `--criteo` uses unless `--spec` names another.
+pub const CRITEO_SPEC: &str = "models/specs/criteo.json";
+
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["sim", "csv", "criteo"])))]
 pub struct Opts {
     /// Directory written by `ctrbid simulate`.
     #[arg(long)]
-    sim: PathBuf,
-    /// Feature spec.
-    #[arg(long, default_value = crate::config::DEFAULT_SPEC)]
-    spec: PathBuf,
+    sim: Option<PathBuf>,
+    /// A delimited file with a header line, read with a table spec (`column:` sources).
+    #[arg(long, requires = "spec")]
+    csv: Option<PathBuf>,
+    /// A Criteo file: the Kaggle/1TB TSV (label, I1..I13, C1..C26, no header) or a CSV with that header.
+    #[arg(long)]
+    criteo: Option<PathBuf>,
+    /// Feature spec [default: models/feature_spec.json for --sim, models/specs/criteo.json for --criteo].
+    #[arg(long)]
+    spec: Option<PathBuf>,
+    /// Label column of --csv or --criteo input.
+    #[arg(long, default_value = "label", conflicts_with = "sim")]
+    label: String,
+    /// Field separator of --csv or --criteo input: auto (tab if the first line has one), "," or tab.
+    #[arg(long, default_value = "auto", conflicts_with = "sim")]
+    delimiter: Delimiter,
     /// Output directory for the arrays.
     #[arg(long)]
     out: PathBuf,
@@ -33,7 +55,20 @@ pub struct Opts {
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let started = Instant::now();
-    let rows = extract(&opts.sim, &opts.spec, &opts.out)?;
+    let spec = |default: &str| opts.spec.clone().unwrap_or_else(|| default.into());
+    let rows = match (&opts.sim, &opts.csv, &opts.criteo) {
+        (Some(sim), _, _) => extract(sim, &spec(crate::config::DEFAULT_SPEC), &opts.out)?,
+        (_, Some(csv), _) => {
+            let format = Format::csv(&opts.label, opts.delimiter);
+            let spec = opts.spec.as_deref().context("--csv needs --spec (a table spec)")?;
+            extract_table(csv, &format, spec, &opts.out)?
+        }
+        (_, _, Some(criteo)) => {
+            let format = Format { label: opts.label.clone(), ..Format::criteo(opts.delimiter) };
+            extract_table(criteo, &format, &spec(CRITEO_SPEC), &opts.out)?
+        }
+        (None, None, None) => bail!("give one of --sim, --csv and --criteo"),
+    };
     eprintln!("features: {rows} rows to {} in {:.1}s", opts.out.display(), started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -146,6 +181,46 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
         "cardinality": spec.cardinality,
         "rows": rows,
         "source": sim.display().to_string(),
+    });
+    std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    Ok(rows)
+}
+
+/// Writes the arrays of a delimited file read with a table spec; returns the number of
+/// rows. `format.names` set means the Criteo layout (`meta.json` `"format": "criteo"`).
+pub fn extract_table(input: &Path, format: &Format, spec_path: &Path, out: &Path) -> anyhow::Result<usize> {
+    let spec = TableSpec::load(spec_path)?;
+    let mut reader = TableReader::open(input, &spec, format)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (f, d) = (reader.cat_width(), reader.num_width());
+    let mut cat_w = NpyWriter::<i64>::create(&out.join("cat.npy"), Some(f))?;
+    let mut num_w = NpyWriter::<f32>::create(&out.join("num.npy"), Some(d))?;
+    let mut click_w = NpyWriter::<f32>::create(&out.join("click.npy"), None)?;
+    let mut ts_w = NpyWriter::<i64>::create(&out.join("ts.npy"), None)?;
+    let (mut cat, mut num) = (vec![0i64; f], vec![0f32; d]);
+    let mut rows = 0usize;
+    while let Some(label) = reader.next_row(&mut cat, &mut num)? {
+        cat_w.push(&cat)?;
+        num_w.push(&num)?;
+        click_w.push(&[label])?;
+        ts_w.push(&[rows as i64])?;
+        rows += 1;
+    }
+    for n in [cat_w.finish()?, num_w.finish()?, click_w.finish()?, ts_w.finish()?] {
+        debug_assert_eq!(n, rows);
+    }
+    let meta = serde_json::json!({
+        "spec_sha256": spec.sha256,
+        "spec_name": spec.name,
+        "spec_version": spec.version,
+        "cat_fields": spec.cat.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "num_fields": spec.num.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "field_offsets": spec.cat.iter().map(|c| c.offset).collect::<Vec<_>>(),
+        "field_buckets": spec.cat.iter().map(|c| c.buckets).collect::<Vec<_>>(),
+        "cardinality": spec.cardinality,
+        "rows": rows,
+        "source": input.display().to_string(),
+        "format": if format.names.is_some() { "criteo" } else { "csv" },
     });
     std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
     Ok(rows)

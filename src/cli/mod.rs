@@ -20,7 +20,7 @@ enum Command {
     Serve(serve::Opts),
     /// Generate a synthetic exchange: catalog, request log, impression log with true probabilities.
     Simulate(crate::simulate::Opts),
-    /// Turn simulator logs into training arrays (.npy) with the feature spec.
+    /// Turn simulator logs, Criteo or CSV datasets into training arrays (.npy) with a feature spec.
     Features(features::Opts),
     /// Score training arrays with an ONNX model through the serving scorer (parity checks).
     Score(score::Opts),

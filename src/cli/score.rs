@@ -1,5 +1,7 @@
 //! `ctrbid score`: runs training arrays through the serving model code (no batcher),
 //! so parity checks compare Rust's probabilities with PyTorch's and Python ORT's.
+//! `--output pctr` (the default) or `--output pcvr` picks the head written; asking a
+//! model without a conversion head for `pcvr` is an error.
 
 use crate::features::FeatureSpec;
 use crate::npy::{self, NpyWriter};
@@ -25,12 +27,21 @@ pub struct Opts {
     /// Score only the first N rows.
     #[arg(long)]
     limit: Option<usize>,
+    /// Which probability to write: `pctr`, or `pcvr` for a model with a conversion head.
+    #[arg(long, value_enum, default_value = "pctr")]
+    output: Output,
     /// Feature spec the model must have been built with.
     #[arg(long, default_value = crate::config::DEFAULT_SPEC)]
     spec: PathBuf,
     /// libonnxruntime.so (default: ORT_DYLIB_PATH, else .ort/libonnxruntime.so).
     #[arg(long, env = "CTRBID_ONNXRUNTIME_LIBRARY")]
     onnxruntime_library: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Pctr,
+    Pcvr,
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
@@ -49,14 +60,27 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     ensure!(cat_shape.len() == 2 && cat_shape[1] == f, "cat.npy has shape {cat_shape:?}, the model wants [N, {f}]");
     ensure!(num_shape.len() == 2 && num_shape[1] == d, "num.npy has shape {num_shape:?}, the model wants [N, {d}]");
     ensure!(cat_shape[0] == num_shape[0], "cat.npy and num.npy have different row counts");
+    ensure!(
+        opts.output == Output::Pctr || model.info.has_pcvr(),
+        "{} has no conversion head (outputs: {}), so there is no pcvr to write",
+        opts.model.display(),
+        model.info.heads.label()
+    );
     let rows = opts.limit.unwrap_or(cat_shape[0]).min(cat_shape[0]);
-    let mut out = Vec::with_capacity(rows);
+    let (mut pctr, mut pcvr) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
     let mut start = 0;
     while start < rows {
         let n = CHUNK_ROWS.min(rows - start);
-        model.score(&cat[start * f..(start + n) * f], &num[start * d..(start + n) * d], n, &mut out)?;
+        model.score_heads(
+            &cat[start * f..(start + n) * f],
+            &num[start * d..(start + n) * d],
+            n,
+            &mut pctr,
+            &mut pcvr,
+        )?;
         start += n;
     }
+    let out = if opts.output == Output::Pctr { pctr } else { pcvr };
     let mut w = NpyWriter::<f32>::create(&opts.out, None)?;
     for p in &out {
         w.push(&[*p])?;

@@ -5,6 +5,12 @@
 //! names are unique; crosses name two earlier single fields; offsets are the running sum
 //! of bucket counts in file order, so every index lies in `0..cardinality`. The SHA-256
 //! of the file's bytes identifies the spec; every model carries it.
+//!
+//! The same file format describes table specs (`super::table`), whose sources are CSV
+//! columns written `kind:COLUMN`; [`parse`] is shared and only the [`Sources`] that
+//! resolve source names differ. **A served spec never has a source with a colon**:
+//! OpenRTB sources are dotted paths, so a spec with a `column:` source is a table spec,
+//! and [`FeatureSpec::load`] refuses it.
 
 use super::hash;
 use serde::Deserialize;
@@ -119,16 +125,18 @@ impl Transform {
     }
 }
 
+/// A categorical field's values: one source, or a cross of two. `S` is where a value
+/// comes from ([`Source`] for served specs, a CSV column for table specs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CatKind {
-    Single(Source),
-    Cross(Source, Source),
+pub enum CatKind<S = Source> {
+    Single(S),
+    Cross(S, S),
 }
 
 #[derive(Debug, Clone)]
-pub struct CatField {
+pub struct CatField<S = Source> {
     pub name: String,
-    pub kind: CatKind,
+    pub kind: CatKind<S>,
     /// Power of two.
     pub buckets: u64,
     /// First global index of this field.
@@ -148,9 +156,9 @@ impl CatField {
 }
 
 #[derive(Debug, Clone)]
-pub struct NumField {
+pub struct NumField<N = NumSource> {
     pub name: String,
-    pub source: NumSource,
+    pub source: N,
     pub transforms: Vec<Transform>,
 }
 
@@ -176,6 +184,64 @@ pub enum SpecError {
     Parse { path: String, error: serde_json::Error },
     #[error("feature spec {path}: {reason}")]
     Invalid { path: String, reason: String },
+    #[error("feature spec {path} is a table spec (column: sources) and cannot be served; use it with `ctrbid features --csv` or `--criteo`")]
+    TableSpec { path: String },
+    #[error("feature spec {path} is an OpenRTB spec (no column: sources) and cannot read CSV input; use a table spec such as models/specs/criteo.json")]
+    NotTableSpec { path: String },
+}
+
+impl SpecError {
+    /// The same error, naming the file at `path`.
+    fn at(self, path: String) -> SpecError {
+        match self {
+            SpecError::Read { error, .. } => SpecError::Read { path, error },
+            SpecError::Parse { error, .. } => SpecError::Parse { path, error },
+            SpecError::Invalid { reason, .. } => SpecError::Invalid { path, reason },
+            SpecError::TableSpec { .. } => SpecError::TableSpec { path },
+            SpecError::NotTableSpec { .. } => SpecError::NotTableSpec { path },
+        }
+    }
+}
+
+/// Resolves source names: the one part of loading a spec that differs between served
+/// specs and table specs. Errors are reasons, without the field name.
+pub(super) trait Sources {
+    type Cat: Copy;
+    type Num;
+    /// True for table specs: every source has the form `kind:COLUMN`.
+    const TABLE: bool;
+    fn cat(&mut self, source: &str) -> Result<Self::Cat, String>;
+    fn num(&mut self, source: &str) -> Result<Self::Num, String>;
+}
+
+/// A table source has a colon; an OpenRTB source never does.
+pub(super) fn is_table_source(source: &str) -> bool {
+    source.contains(':')
+}
+
+/// A checked spec with its sources resolved: what [`parse`] returns.
+pub(super) struct Parsed<C, N> {
+    pub name: String,
+    pub version: u32,
+    pub hash_seed: u64,
+    pub sha256: String,
+    pub cat: Vec<CatField<C>>,
+    pub num: Vec<NumField<N>>,
+    pub cardinality: u64,
+}
+
+struct Served;
+
+impl Sources for Served {
+    type Cat = Source;
+    type Num = NumSource;
+    const TABLE: bool = false;
+    fn cat(&mut self, source: &str) -> Result<Source, String> {
+        Source::parse(source).ok_or_else(|| format!("unknown source {source:?}"))
+    }
+    fn num(&mut self, source: &str) -> Result<NumSource, String> {
+        NumSource::parse(source).ok_or_else(|| format!("unknown source {source:?}"))
+    }
 }
 
 #[derive(Deserialize)]
@@ -209,80 +275,105 @@ struct NumFieldFile {
 }
 
 impl FeatureSpec {
+    /// Loads a spec for serving; refuses a table spec ([`SpecError::TableSpec`]).
     pub fn load(path: &Path) -> Result<FeatureSpec, SpecError> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|error| SpecError::Read { path: name.clone(), error })?;
-        FeatureSpec::from_bytes(&bytes).map_err(|e| match e {
-            SpecError::Parse { error, .. } => SpecError::Parse { path: name.clone(), error },
-            SpecError::Invalid { reason, .. } => SpecError::Invalid { path: name.clone(), reason },
-            other => other,
-        })
+        load(path, &mut Served).map(FeatureSpec::from_parsed)
     }
 
     /// Parses and checks a spec from the bytes of its file.
     pub fn from_bytes(bytes: &[u8]) -> Result<FeatureSpec, SpecError> {
-        let file: SpecFile =
-            serde_json::from_slice(bytes).map_err(|error| SpecError::Parse { path: String::new(), error })?;
-        let invalid = |reason: String| SpecError::Invalid { path: String::new(), reason };
-        let mut cat: Vec<CatField> = Vec::with_capacity(file.categorical.len());
-        let mut offset = 0u64;
-        for f in file.categorical {
-            if cat.iter().any(|c| c.name == f.name) {
-                return Err(invalid(format!("field {:?} appears twice", f.name)));
-            }
-            if !f.buckets.is_power_of_two() {
-                return Err(invalid(format!("field {:?}: buckets {} is not a power of two", f.name, f.buckets)));
-            }
-            let kind = match (&f.source, &f.cross) {
-                (Some(src), None) => CatKind::Single(
-                    Source::parse(src).ok_or_else(|| invalid(format!("field {:?}: unknown source {src:?}", f.name)))?,
-                ),
-                (None, Some([a, b])) => {
-                    let single = |n: &str| {
-                        cat.iter()
-                            .find_map(|c| match c.kind {
-                                CatKind::Single(s) if c.name == n => Some(s),
-                                _ => None,
-                            })
-                            .ok_or_else(|| {
-                                invalid(format!("cross {:?} names {n:?}, not an earlier single field", f.name))
-                            })
-                    };
-                    CatKind::Cross(single(a)?, single(b)?)
-                }
-                _ => return Err(invalid(format!("field {:?} needs exactly one of source and cross", f.name))),
-            };
-            let seed = hash::field_seed(file.hash_seed, &f.name);
-            cat.push(CatField { name: f.name, kind, buckets: f.buckets, offset, seed });
-            offset = offset.checked_add(f.buckets).ok_or_else(|| invalid("bucket counts overflow".to_string()))?;
-        }
-        let mut num = Vec::with_capacity(file.numeric.len());
-        for f in file.numeric {
-            let source = NumSource::parse(&f.source)
-                .ok_or_else(|| invalid(format!("numeric field {:?}: unknown source {:?}", f.name, f.source)))?;
-            for t in &f.transform {
-                if let Transform::Standardise { std, .. } = t {
-                    if !(std.is_finite() && *std > 0.0) {
-                        return Err(invalid(format!("numeric field {:?}: standardise needs std > 0", f.name)));
-                    }
-                }
-            }
-            num.push(NumField { name: f.name, source, transforms: f.transform });
-        }
-        if cat.is_empty() {
-            return Err(invalid("no categorical fields".to_string()));
-        }
-        let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        Ok(FeatureSpec {
-            name: file.name,
-            version: file.version,
-            hash_seed: file.hash_seed,
-            sha256,
-            cat,
-            num,
-            cardinality: offset,
-        })
+        parse(bytes, &mut Served).map(FeatureSpec::from_parsed)
     }
+
+    fn from_parsed(p: Parsed<Source, NumSource>) -> FeatureSpec {
+        FeatureSpec {
+            name: p.name,
+            version: p.version,
+            hash_seed: p.hash_seed,
+            sha256: p.sha256,
+            cat: p.cat,
+            num: p.num,
+            cardinality: p.cardinality,
+        }
+    }
+}
+
+/// Reads a spec file's bytes and checks everything but what its sources mean, which
+/// `sources` resolves. Errors carry an empty path; [`SpecError::at`] fills it in.
+pub(super) fn load<R: Sources>(path: &Path, sources: &mut R) -> Result<Parsed<R::Cat, R::Num>, SpecError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|error| SpecError::Read { path: name.clone(), error })?;
+    parse(&bytes, sources).map_err(|e| e.at(name))
+}
+
+/// Parses and checks a spec's bytes, resolving its sources with `sources`.
+pub(super) fn parse<R: Sources>(bytes: &[u8], sources: &mut R) -> Result<Parsed<R::Cat, R::Num>, SpecError> {
+    let file: SpecFile =
+        serde_json::from_slice(bytes).map_err(|error| SpecError::Parse { path: String::new(), error })?;
+    let table = file.categorical.iter().filter_map(|f| f.source.as_deref()).any(is_table_source)
+        || file.numeric.iter().any(|f| is_table_source(&f.source));
+    match (table, R::TABLE) {
+        (true, false) => return Err(SpecError::TableSpec { path: String::new() }),
+        (false, true) => return Err(SpecError::NotTableSpec { path: String::new() }),
+        _ => {}
+    }
+    let invalid = |reason: String| SpecError::Invalid { path: String::new(), reason };
+    let mut cat: Vec<CatField<R::Cat>> = Vec::with_capacity(file.categorical.len());
+    let mut offset = 0u64;
+    for f in file.categorical {
+        if cat.iter().any(|c| c.name == f.name) {
+            return Err(invalid(format!("field {:?} appears twice", f.name)));
+        }
+        if !f.buckets.is_power_of_two() {
+            return Err(invalid(format!("field {:?}: buckets {} is not a power of two", f.name, f.buckets)));
+        }
+        let kind = match (&f.source, &f.cross) {
+            (Some(src), None) => {
+                CatKind::Single(sources.cat(src).map_err(|reason| invalid(format!("field {:?}: {reason}", f.name)))?)
+            }
+            (None, Some([a, b])) => {
+                let single = |n: &str| {
+                    cat.iter()
+                        .find_map(|c| match c.kind {
+                            CatKind::Single(s) if c.name == n => Some(s),
+                            _ => None,
+                        })
+                        .ok_or_else(|| invalid(format!("cross {:?} names {n:?}, not an earlier single field", f.name)))
+                };
+                CatKind::Cross(single(a)?, single(b)?)
+            }
+            _ => return Err(invalid(format!("field {:?} needs exactly one of source and cross", f.name))),
+        };
+        let seed = hash::field_seed(file.hash_seed, &f.name);
+        cat.push(CatField { name: f.name, kind, buckets: f.buckets, offset, seed });
+        offset = offset.checked_add(f.buckets).ok_or_else(|| invalid("bucket counts overflow".to_string()))?;
+    }
+    let mut num = Vec::with_capacity(file.numeric.len());
+    for f in file.numeric {
+        let source =
+            sources.num(&f.source).map_err(|reason| invalid(format!("numeric field {:?}: {reason}", f.name)))?;
+        for t in &f.transform {
+            if let Transform::Standardise { std, .. } = t {
+                if !(std.is_finite() && *std > 0.0) {
+                    return Err(invalid(format!("numeric field {:?}: standardise needs std > 0", f.name)));
+                }
+            }
+        }
+        num.push(NumField { name: f.name, source, transforms: f.transform });
+    }
+    if cat.is_empty() {
+        return Err(invalid("no categorical fields".to_string()));
+    }
+    let sha256 = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    Ok(Parsed {
+        name: file.name,
+        version: file.version,
+        hash_seed: file.hash_seed,
+        sha256,
+        cat,
+        num,
+        cardinality: offset,
+    })
 }
 
 #[cfg(test)]
@@ -321,6 +412,10 @@ mod tests {
                 r#"{head}[{{"name":"a","source":"device.os","buckets":64}},{{"name":"a","source":"device.os","buckets":64}}]}}"#
             ),
             "appears twice",
+        );
+        check_invalid(
+            &format!(r#"{head}[{{"name":"a","source":"column:C1","buckets":64}}]}}"#),
+            "is a table spec (column: sources) and cannot be served",
         );
     }
 }

@@ -61,6 +61,10 @@ pub struct BidExt {
 pub struct BidDebug {
     /// The calibrated click probability the price was computed from.
     pub pctr: f32,
+    /// The calibrated conversion probability (given a click) the model gave, when it has
+    /// a conversion head; a CPA campaign's price was computed from it. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pcvr: Option<f32>,
     /// Unix seconds the time features were computed for.
     pub ts: i64,
     /// How many candidates were scored for this imp.
@@ -131,5 +135,15 @@ mod tests {
         assert_eq!(v["seatbid"][0]["bid"][0]["nurl"], "http://x/win?price=${AUCTION_PRICE}");
         assert_eq!(v["seatbid"][0]["bid"][0]["adomain"][0], "brand.example");
         assert!(v["seatbid"][0]["bid"][0].get("ext").is_none());
+    }
+
+    #[test]
+    fn debug_ext_carries_pcvr_only_when_the_model_has_one() {
+        let ext = |pcvr| serde_json::to_value(BidExt { ctrbid: BidDebug { pctr: 0.5, pcvr, ts: 7, candidates: 3 } });
+        let with = ext(Some(0.25)).unwrap();
+        assert_eq!((with["ctrbid"]["pctr"].as_f64(), with["ctrbid"]["pcvr"].as_f64()), (Some(0.5), Some(0.25)));
+        let without = ext(None).unwrap();
+        assert!(without["ctrbid"].get("pcvr").is_none());
+        assert_eq!(without["ctrbid"]["candidates"], 3);
     }
 }

@@ -8,10 +8,16 @@
 //! answered [`ScoreError::Expired`] without being scored. A full queue answers
 //! [`ScoreError::QueueFull`] at once: the queue never grows.
 //!
+//! A job is answered [`Scores`]: one `Vec<f32>` per job, as many heads per row as the
+//! model that scored it has (pCTR, and pCVR with a conversion head), interleaved by row.
+//!
 //! [`Batcher::replace_models`] hands every thread a new model, taken before its next
-//! batch (an admin model reload). Dropping the [`Batcher`] closes the queue; threads
+//! batch (an admin model reload); the new model may have other heads than the old one,
+//! and each answer says which heads it carries, so a request scored across a reload
+//! reads what was actually computed. Dropping the [`Batcher`] closes the queue; threads
 //! finish the batch in hand and exit.
 
+use super::model::Heads;
 use super::Model;
 use crate::metrics::{Metrics, Sample};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -36,6 +42,61 @@ pub struct Rows {
     pub cat: Vec<i64>,
     pub num: Vec<f32>,
     pub n: usize,
+}
+
+/// The model's outputs for one job's rows.
+///
+/// Invariant: `values.len() == rows * heads.count()`, row-major: row `r`'s pCTR is
+/// `values[r * k]` and, when `heads` has a conversion head, its pCVR `values[r * k + 1]`
+/// (`k = heads.count()`). `heads` is that of the model that scored the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    values: Vec<f32>,
+    heads: Heads,
+}
+
+impl Scores {
+    /// Interleaves per-row heads of a model with `heads`: `pcvr` is as long as `pctr`
+    /// for [`Heads::PctrPcvr`] and ignored for [`Heads::Pctr`]. One allocation.
+    pub fn new(heads: Heads, pctr: &[f32], pcvr: &[f32]) -> Scores {
+        match heads {
+            Heads::Pctr => Scores { values: pctr.to_vec(), heads },
+            Heads::PctrPcvr => {
+                assert_eq!(pctr.len(), pcvr.len(), "one pCVR per pCTR");
+                let mut values = Vec::with_capacity(2 * pctr.len());
+                for (&ctr, &cvr) in pctr.iter().zip(pcvr) {
+                    values.extend_from_slice(&[ctr, cvr]);
+                }
+                Scores { values, heads }
+            }
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.values.len() / self.heads.count()
+    }
+
+    pub fn heads(&self) -> Heads {
+        self.heads
+    }
+
+    /// Row `r`'s click probability. Panics when `r >= rows()`.
+    pub fn pctr(&self, r: usize) -> f32 {
+        self.values[r * self.heads.count()]
+    }
+
+    /// Row `r`'s conversion probability given a click; `None` for a model without a
+    /// conversion head. Panics when `r >= rows()`.
+    pub fn pcvr(&self, r: usize) -> Option<f32> {
+        match self.heads {
+            Heads::Pctr => {
+                assert!(r < self.values.len(), "row {r} of {}", self.values.len());
+                None
+            }
+            Heads::PctrPcvr => Some(self.values[2 * r + 1]),
+        }
+    }
 }
 
 /// Why a job was not scored. Each maps to a no-bid reason.
@@ -77,7 +138,7 @@ struct Job {
     rows: Rows,
     deadline: Instant,
     enqueued: Instant,
-    reply: oneshot::Sender<Result<Vec<f32>, ScoreError>>,
+    reply: oneshot::Sender<Result<Scores, ScoreError>>,
 }
 
 pub struct Batcher {
@@ -125,8 +186,8 @@ impl Batcher {
         Duration::from_nanos(ns / b.threads.max(1) as u64)
     }
 
-    /// Hands each inference thread a new model (one per thread, same feature widths);
-    /// each switches before its next batch. Fails when the count is wrong or a
+    /// Hands each inference thread a new model (one per thread, same feature widths,
+    /// any heads); each switches before its next batch. Fails when the count is wrong or a
     /// previous replacement has not been taken yet.
     pub fn replace_models(&self, models: Vec<Model>) -> Result<(), String> {
         if models.len() != self.swaps.len() {
@@ -144,7 +205,7 @@ impl Batcher {
     }
 
     /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
-    pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Vec<f32>, ScoreError> {
+    pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
         let tx = self.tx.as_ref().ok_or(ScoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         let n = rows.n;
@@ -186,8 +247,11 @@ fn inference_loop(
     let mut cat: Vec<i64> = Vec::with_capacity(cfg.max_batch_rows * f);
     let mut num: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows * d);
     let mut pctr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
+    // Sized whatever the model's heads: a reload may bring a conversion head.
+    let mut pcvr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
     while let Ok(first) = rx.recv() {
-        // Reloads keep the feature spec, so the widths (and buffers) stay valid.
+        // Reloads keep the feature spec, so the widths (and buffers) stay valid; the
+        // heads may change, and `pcvr` stays empty for a model without a conversion head.
         if let Ok(new) = swaps.try_recv() {
             model = new;
         }
@@ -211,6 +275,7 @@ fn inference_loop(
         cat.clear();
         num.clear();
         pctr.clear();
+        pcvr.clear();
         let mut live = 0usize;
         for job in &batch {
             metrics.sample(Sample::QueueWait { ns: (start - job.enqueued).as_nanos() as u64 });
@@ -220,7 +285,7 @@ fn inference_loop(
                 live += job.rows.n;
             }
         }
-        let result = model.score(&cat, &num, live, &mut pctr);
+        let result = model.score_heads(&cat, &num, live, &mut pctr, &mut pcvr);
         if let Err(e) = &result {
             eprintln!("ctrbid: inference failed for a batch of {live} rows: {e}");
         }
@@ -234,7 +299,11 @@ fn inference_loop(
                 continue;
             }
             let answer = match &result {
-                Ok(()) => Ok(pctr[offset..offset + job.rows.n].to_vec()),
+                Ok(()) => {
+                    let rows = offset..offset + job.rows.n;
+                    // `score_heads` filled `pcvr` exactly when the model has the head.
+                    Ok(Scores::new(model.info.heads, &pctr[rows.clone()], pcvr.get(rows).unwrap_or_default()))
+                }
                 Err(_) => Err(ScoreError::Inference),
             };
             offset += job.rows.n;
@@ -245,4 +314,20 @@ fn inference_loop(
 
 fn sub_saturating(counter: &AtomicUsize, n: usize) {
     let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_interleave_heads_by_row() {
+        let two = Scores::new(Heads::PctrPcvr, &[0.1, 0.2, 0.3], &[0.5, 0.6, 0.7]);
+        assert_eq!((two.rows(), two.heads()), (3, Heads::PctrPcvr));
+        assert_eq!((two.pctr(1), two.pcvr(1)), (0.2, Some(0.6)));
+        assert_eq!(two.values, [0.1, 0.5, 0.2, 0.6, 0.3, 0.7]);
+        let one = Scores::new(Heads::Pctr, &[0.1, 0.2], &[]);
+        assert_eq!((one.rows(), one.heads()), (2, Heads::Pctr));
+        assert_eq!((one.pctr(1), one.pcvr(1)), (0.2, None));
+    }
 }

@@ -1,17 +1,22 @@
-//! Scoring: click probabilities from an ONNX model run by ONNX Runtime.
+//! Scoring: click (and, with a conversion head, conversion) probabilities from an ONNX
+//! model run by ONNX Runtime.
 //!
 //! [`runtime`] loads the ONNX Runtime shared library once per process; [`model`] opens
 //! and checks a model against the feature spec (its signature and the spec's SHA-256 in
 //! its metadata); [`batcher`] is the micro-batcher the server scores through: requests
 //! put their rows on a bounded queue and inference threads, each owning its sessions,
-//! run them in batches.
+//! run them in batches. A model has one head (`pctr`) or two (`pctr`, `pcvr`: see
+//! [`Heads`]); answers carry what the model that scored them computed ([`Scores`]).
 
 pub mod batcher;
 pub mod model;
 pub mod runtime;
 
-pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError};
-pub use model::{Model, ModelInfo};
+#[cfg(test)]
+mod tests;
+
+pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError, Scores};
+pub use model::{Heads, Model, ModelInfo};
 pub use runtime::Device;
 
 /// Start-up errors of the scoring stage; each names the file and what to do.

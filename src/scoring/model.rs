@@ -1,7 +1,11 @@
 //! One ONNX model opened for scoring, checked against the feature spec.
 //!
 //! Signature (DESIGN.md): inputs `cat` int64 `[N, F]` and `num` float32 `[N, D]`, output
-//! `pctr` float32 `[N]`, N dynamic; metadata `ctrbid.spec_sha256` equal to the spec's.
+//! `pctr` float32 `[N]` and, for a model with a conversion head, `pcvr` float32 `[N]`
+//! (probability of a conversion given a click), N dynamic; metadata
+//! `ctrbid.spec_sha256` equal to the spec's. The heads are read from the graph's outputs
+//! ([`Heads`]); a `ctrbid.heads` metadata entry (`"pctr"` or `"pctr,pcvr"`), when
+//! present, must agree with them.
 //! A [`Model`] owns its ORT session; `Session::run` takes `&mut self`, so a model
 //! belongs to one thread at a time (an inference thread, or a CLI command).
 
@@ -12,6 +16,37 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef, ValueType};
 use std::path::{Path, PathBuf};
+
+/// The probabilities a model outputs per row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heads {
+    /// `pctr` only.
+    Pctr,
+    /// `pctr` and `pcvr`.
+    PctrPcvr,
+}
+
+impl Heads {
+    /// Probabilities per row.
+    pub fn count(self) -> usize {
+        match self {
+            Heads::Pctr => 1,
+            Heads::PctrPcvr => 2,
+        }
+    }
+
+    pub fn has_pcvr(self) -> bool {
+        self == Heads::PctrPcvr
+    }
+
+    /// As in the `ctrbid.heads` metadata: `pctr` or `pctr,pcvr`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Heads::Pctr => "pctr",
+            Heads::PctrPcvr => "pctr,pcvr",
+        }
+    }
+}
 
 /// What a model says about itself.
 #[derive(Debug, Clone)]
@@ -26,6 +61,14 @@ pub struct ModelInfo {
     pub metrics: String,
     pub cat_width: usize,
     pub num_width: usize,
+    /// Whether the model has a conversion head (`pcvr` output).
+    pub heads: Heads,
+}
+
+impl ModelInfo {
+    pub fn has_pcvr(&self) -> bool {
+        self.heads.has_pcvr()
+    }
 }
 
 pub struct Model {
@@ -73,8 +116,40 @@ impl Model {
     }
 
     /// Scores `rows` rows: `cat` is `rows * cat_width` long, `num` `rows * num_width`.
-    /// Probabilities are appended to `out`.
+    /// Click probabilities are appended to `out` (one per row; a conversion head, if
+    /// any, is not read).
     pub fn score(&mut self, cat: &[i64], num: &[f32], rows: usize, out: &mut Vec<f32>) -> Result<(), ScoringError> {
+        self.run(cat, num, rows, |pctr, _| out.extend_from_slice(pctr))
+    }
+
+    /// Scores `rows` rows like [`Model::score`] and appends every head: pCTR to `pctr`,
+    /// and pCVR to `pcvr` when the model has a conversion head (else `pcvr` is left as
+    /// it is). Both are appended `rows` values, row order kept.
+    pub fn score_heads(
+        &mut self,
+        cat: &[i64],
+        num: &[f32],
+        rows: usize,
+        pctr: &mut Vec<f32>,
+        pcvr: &mut Vec<f32>,
+    ) -> Result<(), ScoringError> {
+        self.run(cat, num, rows, |ctr, cvr| {
+            pctr.extend_from_slice(ctr);
+            if let Some(cvr) = cvr {
+                pcvr.extend_from_slice(cvr);
+            }
+        })
+    }
+
+    /// Runs the session and hands `take` the outputs, each checked to hold `rows` values;
+    /// `pcvr` is `Some` exactly when the model has a conversion head.
+    fn run(
+        &mut self,
+        cat: &[i64],
+        num: &[f32],
+        rows: usize,
+        take: impl FnOnce(&[f32], Option<&[f32]>),
+    ) -> Result<(), ScoringError> {
         let (f, d) = (self.info.cat_width, self.info.num_width);
         if cat.len() != rows * f || num.len() != rows * d {
             return Err(ScoringError::Inference(format!("row buffers do not match {rows} rows of widths {f}/{d}")));
@@ -86,14 +161,19 @@ impl Model {
         let cat_t = TensorRef::from_array_view(([rows, f], cat)).map_err(fail)?;
         let num_t = TensorRef::from_array_view(([rows, d], num)).map_err(fail)?;
         let outputs = self.session.run(ort::inputs!["cat" => cat_t, "num" => num_t]).map_err(fail)?;
-        let (_, pctr) = outputs["pctr"].try_extract_tensor::<f32>().map_err(fail)?;
-        if pctr.len() != rows {
-            return Err(ScoringError::Inference(format!(
-                "model returned {} probabilities for {rows} rows",
-                pctr.len()
-            )));
-        }
-        out.extend_from_slice(pctr);
+        let checked = |name: &str| -> Result<&[f32], ScoringError> {
+            let (_, values) = outputs[name].try_extract_tensor::<f32>().map_err(fail)?;
+            if values.len() != rows {
+                return Err(ScoringError::Inference(format!(
+                    "model returned {} {name} values for {rows} rows",
+                    values.len()
+                )));
+            }
+            Ok(values)
+        };
+        let pctr = checked("pctr")?;
+        let pcvr = if self.info.heads.has_pcvr() { Some(checked("pcvr")?) } else { None };
+        take(pctr, pcvr);
         Ok(())
     }
 }
@@ -146,13 +226,27 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
     if session.inputs().len() != 2 {
         return Err(sig(format!("{} inputs, expected cat and num", session.inputs().len())));
     }
-    match session.outputs().iter().find(|o| o.name() == "pctr").map(|o| o.dtype()) {
-        Some(ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }) if shape.len() == 1 => {}
-        Some(other) => return Err(sig(format!("output \"pctr\" is {other:?}, expected float32 [N]"))),
-        None => return Err(sig("no output named \"pctr\"".into())),
+    // Some(true): a float32 [N] output of that name; Some(false): none.
+    let output = |name: &str| -> Result<bool, ScoringError> {
+        match session.outputs().iter().find(|o| o.name() == name).map(|o| o.dtype()) {
+            Some(ValueType::Tensor { ty: TensorElementType::Float32, shape, .. }) if shape.len() == 1 => Ok(true),
+            Some(other) => Err(sig(format!("output {name:?} is {other:?}, expected float32 [N]"))),
+            None => Ok(false),
+        }
+    };
+    if !output("pctr")? {
+        return Err(sig("no output named \"pctr\"".into()));
     }
+    let heads = if output("pcvr")? { Heads::PctrPcvr } else { Heads::Pctr };
     let meta = session.metadata().map_err(|e| sig(e.to_string()))?;
     let get = |key: &str| meta.custom(key).unwrap_or_default();
+    let declared = get("ctrbid.heads");
+    if !declared.is_empty() && declared.replace(' ', "") != heads.label() {
+        return Err(sig(format!(
+            "metadata ctrbid.heads is {declared:?} but the graph's outputs are {:?}",
+            heads.label()
+        )));
+    }
     let spec_sha256 = get("ctrbid.spec_sha256");
     if spec_sha256 != src.spec.sha256 {
         return Err(ScoringError::SpecMismatch {
@@ -175,5 +269,6 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
         metrics: get("ctrbid.metrics"),
         cat_width: src.spec.cat.len(),
         num_width: src.spec.num.len(),
+        heads,
     })
 }

@@ -6,7 +6,9 @@
 //! configured token control is off (403). A reload without `?path=` loads the
 //! configured file again. Loading runs on a blocking thread; a file that fails to load
 //! (or a model built for another feature spec) is answered 422 with the reason and the
-//! serving state does not change.
+//! serving state does not change. A model with or without a conversion head may replace
+//! either kind; the answer (and `/admin/status`) says how many CPA campaigns cannot bid
+//! with the model now serving, for want of one.
 
 use super::handler::text;
 use super::AppState;
@@ -59,10 +61,12 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
             "version": serving.model.version,
             "trained_at": serving.model.trained_at,
             "spec_sha256": serving.model.spec_sha256,
+            "heads": serving.model.heads.label(),
         },
         "catalog": {
             "campaigns": serving.selector.catalog().campaigns.len(),
             "creatives": serving.selector.catalog().creatives.len(),
+            "cpa_campaigns_without_conversion_head": serving.unpriceable_cpa_campaigns(),
         },
     });
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -109,11 +113,22 @@ async fn reload(state: Arc<AppState>, req: &Request<Incoming>) -> Response<Full<
         requested.unwrap_or_else(|| if is_model { state.model_path.clone() } else { state.catalog_path.clone() });
     let shown = path.display().to_string();
     let work = tokio::task::spawn_blocking(move || {
-        if is_model {
-            state.bidder.reload_model(&path).map(|info| format!("model {} loaded (kind {})\n", shown, info.kind))
+        let loaded = if is_model {
+            state
+                .bidder
+                .reload_model(&path)
+                .map(|info| format!("model {} loaded (kind {}, heads {})", shown, info.kind, info.heads.label()))
         } else {
-            state.bidder.reload_catalog(&path).map(|n| format!("catalog {shown} loaded: {n} campaigns\n"))
-        }
+            state.bidder.reload_catalog(&path).map(|n| format!("catalog {shown} loaded: {n} campaigns"))
+        };
+        loaded.map(|mut message| {
+            let n = state.bidder.state().unpriceable_cpa_campaigns();
+            if n > 0 {
+                message.push_str(&format!("; {n} CPA campaigns cannot bid: the model has no conversion head"));
+            }
+            message.push('\n');
+            message
+        })
     });
     match work.await {
         Ok(Ok(message)) => text(StatusCode::OK, &message),

@@ -2,6 +2,12 @@
 //! budgets, targeting) and creatives (format and markup), written out as a
 //! [`Catalog`].
 //!
+//! Goals: [`generate`] gives every campaign a `goal_cpc`; [`assign_goals`] then turns
+//! about [`CPA_SHARE`] of them into CPA campaigns, from a stream of their own, so that
+//! adding CPA changed nothing else the simulator draws (the catalog differs only in the
+//! goal fields, the request and impression logs not at all: nothing downstream reads a
+//! goal).
+//!
 //! Next to the catalog the generator keeps compact per-entity facts ([`CampaignInfo`],
 //! [`CreativeInfo`]) that the eligibility index and the truth model read by index.
 //! Invariant: `campaigns[i]` describes `catalog.campaigns[i]` and `creatives[j]`
@@ -26,6 +32,13 @@ const COUNTRY_TARGETED: f64 = 0.97;
 const TWO_COUNTRIES: f64 = 0.10;
 /// Share of campaigns that name operating systems.
 const OS_TARGETED: f64 = 0.4;
+/// Share of campaigns that pay per conversion (`goal_cpa`) rather than per click.
+pub const CPA_SHARE: f64 = 0.25;
+/// Conversions per click the CPA goals are set for: about the mean true pCVR over
+/// clicked impressions (`summary.json` `mean_pcvr_clicked`, 0.038 for seed 7 and the
+/// default sizes; see `truth`). A CPA campaign's goal is the CPC goal it drew over this,
+/// so its expected value per click stays comparable to a CPC campaign's.
+pub const TYPICAL_CVR: f64 = 0.038;
 
 /// One advertiser: ids, the domain reported as `adomain`, its usual category.
 #[derive(Debug, Clone)]
@@ -33,6 +46,18 @@ pub struct Advertiser {
     pub id: String,
     pub domain: String,
     pub category: u8,
+}
+
+/// Turns about [`CPA_SHARE`] of the campaigns into CPA campaigns: `goal_cpa =
+/// goal_cpc / TYPICAL_CVR` (to the cent), `goal_cpc` unset. One draw per campaign, in
+/// order, from `rng` (its own stream: the other parts of the catalog do not move).
+pub fn assign_goals<R: Rng>(rng: &mut R, catalog: &mut Catalog) {
+    for c in &mut catalog.campaigns {
+        if rng.gen_bool(CPA_SHARE) {
+            c.goal_cpa = cents(c.goal_cpc / TYPICAL_CVR);
+            c.goal_cpc = 0.0;
+        }
+    }
 }
 
 /// The (country, device model) pairs a campaign's targeting accepts, one bit per
@@ -140,6 +165,7 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
             adomain: adv.domain.clone(),
             category: AD_CATEGORIES[category as usize].0.to_string(),
             goal_cpc: cents(log_uniform(rng, 0.3, 3.0)),
+            goal_cpa: 0.0,
             max_cpm,
             daily_budget: log_uniform(rng, 200.0, 20_000.0).round(),
             targeting,

@@ -15,8 +15,9 @@
 //! last request may add one or two more).
 //!
 //! **Output is a pure function of the flags**: every draw comes from a ChaCha8 stream
-//! seeded from `--seed` (one stream per part: catalog, world, truth, traffic,
-//! outcomes, so for instance the catalog does not change with `--impressions`), nothing
+//! seeded from `--seed` (one stream per part: catalog, campaign goals, world, truth,
+//! traffic, outcomes, so for instance the catalog does not change with `--impressions`,
+//! and which campaigns are CPA moves nothing but the goal fields), nothing
 //! iterates a hash map, and the summary holds no wall-clock figure.
 //!
 //! Parts: [`vocab`] (fixed tables), [`ads`] (catalog), [`world`] (publishers, users),
@@ -64,6 +65,9 @@ const STREAM_WORLD: u64 = 2;
 const STREAM_TRUTH: u64 = 3;
 const STREAM_TRAFFIC: u64 = 4;
 const STREAM_OUTCOMES: u64 = 5;
+/// Which campaigns pay per conversion (added after the others: drawing it from a stream
+/// of its own left every other file as it was).
+const STREAM_GOALS: u64 = 6;
 
 /// Output buffer per file.
 const WRITE_BUFFER: usize = 1 << 20;
@@ -245,7 +249,14 @@ fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
 /// matter).
 pub fn generate_catalog(cfg: &SimConfig) -> anyhow::Result<Catalog> {
     cfg.validate()?;
-    Ok(ads::generate(&mut stream(cfg.seed, STREAM_ADS), cfg.campaigns, cfg.creatives).catalog)
+    Ok(generate_ads(cfg).catalog)
+}
+
+/// Campaigns and creatives, then their goals (each from its own stream).
+fn generate_ads(cfg: &SimConfig) -> ads::Ads {
+    let mut ads = ads::generate(&mut stream(cfg.seed, STREAM_ADS), cfg.campaigns, cfg.creatives);
+    ads::assign_goals(&mut stream(cfg.seed, STREAM_GOALS), &mut ads.catalog);
+    ads
 }
 
 fn create(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
@@ -258,7 +269,7 @@ fn create(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
 pub fn simulate(cfg: &SimConfig, out_dir: &Path) -> anyhow::Result<Summary> {
     cfg.validate()?;
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
-    let ads = ads::generate(&mut stream(cfg.seed, STREAM_ADS), cfg.campaigns, cfg.creatives);
+    let ads = generate_ads(cfg);
     let mut out = create(out_dir, "catalog.json")?;
     serde_json::to_writer_pretty(&mut out, &ads.catalog)?;
     out.write_all(b"\n")?;

@@ -2,7 +2,7 @@
 //! bidder's own parser, validator and candidate selection.
 
 use super::{generate_catalog, simulate, ImpressionRecord, SimConfig, Summary};
-use crate::catalog::{Catalog, Format, Selector};
+use crate::catalog::{Catalog, Format, Goal, Selector};
 use crate::features::{Extractor, FeatureSpec};
 use crate::openrtb;
 use std::collections::HashSet;
@@ -45,7 +45,31 @@ fn default_catalog_has_the_size_and_formats_the_issue_asks_for() {
     let native = catalog.creatives.iter().filter(|c| matches!(c.format, Format::Native)).count();
     assert!(sizes.len() >= 6, "banner sizes {sizes:?}");
     assert!(video >= 100 && native >= 100, "video {video}, native {native}");
-    assert!(catalog.campaigns.iter().all(|c| c.goal_cpc > 0.0 && c.max_cpm > 0.0));
+    assert!(catalog.campaigns.iter().all(|c| c.max_cpm > 0.0));
+    let cpa = catalog.campaigns.iter().filter(|c| c.goal().needs_pcvr()).count() as f64;
+    let share = cpa / catalog.campaigns.len() as f64;
+    assert!((0.20..=0.30).contains(&share), "CPA share {share}");
+}
+
+/// CPA goals price a click about as CPC goals do: goal_cpa x the typical CVR spans the
+/// CPC goals' range.
+#[test]
+fn cpa_goals_are_comparable_to_cpc_goals() {
+    let catalog = generate_catalog(&SimConfig::default()).unwrap();
+    let mean = |cpa: bool| {
+        let per_click: Vec<f64> = catalog
+            .campaigns
+            .iter()
+            .filter_map(|c| match c.goal() {
+                Goal::Cpc(g) if !cpa => Some(g),
+                Goal::Cpa(g) if cpa => Some(g * super::ads::TYPICAL_CVR),
+                _ => None,
+            })
+            .collect();
+        per_click.iter().sum::<f64>() / per_click.len() as f64
+    };
+    let (cpc, cpa) = (mean(false), mean(true));
+    assert!((cpa / cpc - 1.0).abs() < 0.15, "mean USD per click: CPC {cpc}, CPA {cpa}");
 }
 
 /// Every request parses and validates with the server's own code, every impression

@@ -1,0 +1,277 @@
+"""The evaluation report: every model of a zoo, and the oracle, on the same test rows.
+
+``build_report(runs, features_dir, out_dir)`` scores the test split with each
+run's exported ``model.onnx`` (the graph the server runs, calibration
+included) and writes
+
+* ``report.md``: per head (CTR on every test row, CVR on the clicked ones) a
+  table of AUC, log loss, normalised entropy, calibration ratio, ECE (20
+  equal-mass bins), PR-AUC, and inference cost (ONNX Runtime, batch 64, one
+  thread), the oracle row (the simulator's true probabilities) when the data
+  has one, per-field calibration errors for the worst fields, and training
+  times;
+* ``reliability.png`` and ``roc.png``: reliability diagrams and ROC curves;
+* ``report.json``: the same numbers.
+
+Extra ONNX files (the INT8 variant) are scored alongside with ``extra``, in
+batches of 64 rows like the bidder's micro-batches (a dynamically quantised
+graph's output depends on the batch it is scored in).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import metrics
+from .data import load_features, split_bounds
+from .export import onnxruntime_session, predict_onnx
+
+ORACLE = "oracle"
+#: Rows per ONNX Runtime call when timing inference, and timed calls.
+COST_BATCH, COST_CALLS = 64, 400
+#: A field value needs this many test rows to be its own group in the per-field error.
+FIELD_MIN_ROWS = 200
+TOP_FIELDS = 8
+
+
+def inference_costs(paths: dict[str, Path], cat: np.ndarray, num: np.ndarray, batch: int = COST_BATCH, calls: int = COST_CALLS, rounds: int = 7) -> dict[str, float]:
+    """ONNX Runtime rows/s of each model at ``batch`` rows per call, one intra-op thread.
+
+    The models are timed in turns, ``rounds`` passes of ``calls`` calls each, and
+    each keeps its fastest pass: on a shared machine a slow moment then costs every
+    model a pass, not one model its figure.
+    """
+    blocks = []
+    for k in range(calls):
+        s = (k * batch) % max(cat.shape[0] - batch, 1)
+        blocks.append({"cat": np.ascontiguousarray(cat[s : s + batch]), "num": np.ascontiguousarray(num[s : s + batch])})
+    sessions = {n: onnxruntime_session(p, threads=1) for n, p in paths.items()}
+    outputs = {n: [o.name for o in s.get_outputs()] for n, s in sessions.items()}
+    for n, session in sessions.items():  # warm-up
+        for feed in blocks[:20]:
+            session.run(outputs[n], feed)
+    best = dict.fromkeys(sessions, float("inf"))
+    for _ in range(rounds):
+        for n, session in sessions.items():
+            t = time.perf_counter()
+            for feed in blocks:
+                session.run(outputs[n], feed)
+            best[n] = min(best[n], time.perf_counter() - t)
+    return {n: calls * batch / best[n] for n in sessions}
+
+
+def field_calibration(p: np.ndarray, y: np.ndarray, cat: np.ndarray, fields: list[str], min_rows: int = FIELD_MIN_ROWS) -> dict:
+    """Per field: ``sum_v |sum_{i in v} (p_i - y_i)| / N`` over its values.
+
+    Values with fewer than ``min_rows`` rows are pooled into one group. Even the
+    true probabilities score above 0 (the labels are draws), so read a model's
+    number against the oracle's.
+    """
+    out = {}
+    n = p.size
+    for f, name in enumerate(fields):
+        values, inverse, counts = np.unique(cat[:, f], return_inverse=True, return_counts=True)
+        group = np.where(counts[inverse] >= min_rows, inverse, -1) + 1  # 0: the pooled rare values
+        gap = np.bincount(group, weights=p - y)
+        out[name] = float(np.abs(gap).sum() / n)
+    return out
+
+
+def head_metrics(p: np.ndarray, y: np.ndarray) -> dict:
+    m = metrics.summarize(p, y)
+    return {k: m[k] for k in ("auc", "log_loss", "ne", "calibration_ratio", "ece", "pr_auc", "mean_prediction", "rows", "positives")}
+
+
+def _curves(p: np.ndarray, y: np.ndarray, bins: int = 20) -> dict:
+    order = np.argsort(p, kind="mergesort")
+    groups = np.array_split(order, min(bins, p.size))
+    rel = [(float(p[g].mean()), float(y[g].mean())) for g in groups]
+    desc = np.argsort(-p, kind="mergesort")
+    tp = np.cumsum(y[desc] > 0.5)
+    fp = np.cumsum(y[desc] <= 0.5)
+    step = max(1, p.size // 500)
+    fpr = np.r_[0.0, fp[::step] / max(fp[-1], 1), 1.0]
+    tpr = np.r_[0.0, tp[::step] / max(tp[-1], 1), 1.0]
+    return {"reliability": rel, "roc": (fpr.tolist(), tpr.tolist())}
+
+
+def _plot(curves: dict, heads: list[str], out_dir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    for what, fname in (("reliability", "reliability.png"), ("roc", "roc.png")):
+        fig, axes = plt.subplots(1, len(heads), figsize=(6.5 * len(heads), 5.5), squeeze=False)
+        for ax, head in zip(axes[0], heads):
+            for name, by_head in curves.items():
+                if head not in by_head:
+                    continue
+                style = {"color": "black", "linestyle": "--", "linewidth": 2} if name == ORACLE else {}
+                if what == "reliability":
+                    xs, ys = zip(*by_head[head]["reliability"])
+                    ax.plot(xs, np.maximum(ys, 1e-5), marker="o", markersize=3, label=name, **style)
+                else:
+                    fpr, tpr = by_head[head]["roc"]
+                    ax.plot(fpr, tpr, label=name, **style)
+            if what == "reliability":
+                lo = min(min(x for x, _ in c[head]["reliability"]) for c in curves.values() if head in c)
+                hi = max(max(x for x, _ in c[head]["reliability"]) for c in curves.values() if head in c)
+                ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8)
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_xlabel("mean prediction (20 equal-mass bins)")
+                ax.set_ylabel("observed rate")
+            else:
+                ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+                ax.set_xlabel("false positive rate")
+                ax.set_ylabel("true positive rate")
+            ax.set_title(f"{'pCTR (all test rows)' if head == 'ctr' else 'pCVR (clicked test rows)'}")
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / fname, dpi=90)
+        plt.close(fig)
+        files.append(fname)
+    return files
+
+
+def _fmt(x, digits=4):
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "–"
+    if isinstance(x, (int, np.integer)):
+        return f"{x:,}"
+    return f"{x:.{digits}f}"
+
+
+def _table(rows: dict, head: str) -> list[str]:
+    lines = [
+        "| model | AUC | log loss | NE | calibration ratio | ECE | PR-AUC | rows/s (ORT, batch 64, 1 thread) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        m = r["heads"].get(head)
+        if m is None:
+            continue
+        cost = r.get("rows_per_second")
+        lines.append(
+            f"| {name} | {_fmt(m['auc'])} | {_fmt(m['log_loss'], 5)} | {_fmt(m['ne'])} | {_fmt(m['calibration_ratio'], 3)} "
+            f"| {_fmt(m['ece'], 5)} | {_fmt(m['pr_auc'])} | {'–' if cost is None else f'{cost:,.0f}'} |"
+        )
+    return lines
+
+
+def build_report(
+    runs: list[Path],
+    features_dir: Path,
+    out_dir: Path,
+    extra: dict[str, Path] | None = None,
+    title: str = "ctrbid model zoo",
+    reference: str | None = None,
+) -> dict:
+    """Score every run (and ``extra`` ONNX files) on the test split; write the report files.
+
+    ``reference`` (default: the first run) is the model whose worst fields the
+    per-field table shows.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fs = load_features(features_dir)
+    evals = {Path(r).name: json.loads((Path(r) / "eval.json").read_text()) for r in runs}
+    split = next(iter(evals.values()))["config"]["split"] if evals else {"train": 0.8, "valid": 0.1}
+    t0, t1 = split_bounds(fs.rows, float(split["train"]), float(split["valid"]))["test"]
+    cat, num = np.asarray(fs.cat[t0:t1]), np.asarray(fs.num[t0:t1])
+    click = np.asarray(fs.click[t0:t1], dtype=np.float64)
+    conv = None if fs.conv is None else np.asarray(fs.conv[t0:t1], dtype=np.float64)
+    clicked = click > 0.5
+    fields = list(fs.meta["cat_fields"])
+    models = {name: Path(r) / "model.onnx" for name, r in zip(evals, runs)}
+    models.update(extra or {})
+
+    rows, curves, field_err = {}, {}, {}
+    for name, path in models.items():
+        batch_rows = COST_BATCH if name in (extra or {}) else 65536
+        preds = predict_onnx(onnxruntime_session(path), cat, num, batch_rows=batch_rows).astype(np.float64)
+        heads = {"ctr": head_metrics(preds[:, 0], click)}
+        curves[name] = {"ctr": _curves(preds[:, 0], click)}
+        field_err[name] = field_calibration(preds[:, 0], click, cat, fields)
+        if preds.shape[1] > 1 and conv is not None:
+            heads["cvr"] = head_metrics(preds[clicked, 1], conv[clicked])
+            curves[name]["cvr"] = _curves(preds[clicked, 1], conv[clicked])
+        rows[name] = {"path": str(path), "heads": heads, "rows_per_second": None}
+        ev = evals.get(name)
+        if ev is not None:
+            rows[name]["training"] = {k: ev["training"][k] for k in ("epochs_run", "best_epoch", "train_seconds", "seconds_per_epoch", "parameters")}
+            rows[name]["calibration"] = {h: c["method"] for h, c in ev["calibration"].items()}
+    for name, speed in inference_costs(models, cat, num).items():
+        rows[name]["rows_per_second"] = speed
+    if fs.pctr_true is not None:
+        truth = np.asarray(fs.pctr_true[t0:t1], dtype=np.float64)
+        heads = {"ctr": head_metrics(truth, click)}
+        curves[ORACLE] = {"ctr": _curves(truth, click)}
+        field_err[ORACLE] = field_calibration(truth, click, cat, fields)
+        if fs.pcvr_true is not None and conv is not None and any("cvr" in r["heads"] for r in rows.values()):
+            t_cvr = np.asarray(fs.pcvr_true[t0:t1], dtype=np.float64)[clicked]
+            heads["cvr"] = head_metrics(t_cvr, conv[clicked])
+            curves[ORACLE]["cvr"] = _curves(t_cvr, conv[clicked])
+        rows[ORACLE] = {"path": None, "heads": heads, "rows_per_second": None}
+
+    head_names = ["ctr"] + (["cvr"] if any("cvr" in r["heads"] for r in rows.values()) else [])
+    plots = _plot(curves, head_names, out_dir)
+    report = {
+        "title": title,
+        "features": str(features_dir),
+        "test_rows": int(t1 - t0),
+        "test_range": [int(t0), int(t1)],
+        "models": rows,
+        "field_calibration_error": field_err,
+        "plots": plots,
+        "reference": reference or next(iter(models), ORACLE),
+    }
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out_dir / "report.md").write_text(render_markdown(report, fields) + "\n")
+    return report
+
+
+def render_markdown(report: dict, fields: list[str]) -> str:
+    rows = report["models"]
+    lines = [f"# {report['title']}", ""]
+    lines.append(
+        f"Test split: rows {report['test_range'][0]:,}..{report['test_range'][1]:,} of `{report['features']}` "
+        "(the last rows in time order), scored with each model's exported ONNX graph, calibration included."
+    )
+    lines.append("")
+    lines += ["## pCTR (every test impression, label: click)", ""] + _table(rows, "ctr")
+    if any("cvr" in r["heads"] for r in rows.values()):
+        lines += ["", "## pCVR (clicked test impressions, label: conversion)", ""] + _table(rows, "cvr")
+    lines += ["", "ECE: 20 equal-mass bins. Calibration ratio: mean prediction / observed rate. "
+              "NE: log loss / entropy of the observed rate. rows/s: ONNX Runtime, batch 64, one intra-op thread, "
+              "fastest of 7 passes of 400 calls, the models timed in turns (every output)."]
+    if ORACLE in rows:
+        gaps = {n: rows[ORACLE]["heads"]["ctr"]["auc"] - r["heads"]["ctr"]["auc"] for n, r in rows.items() if n != ORACLE}
+        lines += ["", "AUC gap to the oracle (pCTR): " + ", ".join(f"{n} {g:.4f}" for n, g in gaps.items()) + "."]
+    trained = {n: r for n, r in rows.items() if "training" in r}
+    if trained:
+        lines += ["", "## Training", "", "| model | epochs run (best) | train seconds | s / epoch | parameters | calibration |", "|---|---|---|---|---|---|"]
+        for n, r in trained.items():
+            t = r["training"]
+            cal = ", ".join(f"{h}: {m}" for h, m in r["calibration"].items())
+            lines.append(f"| {n} | {t['epochs_run']} ({t['best_epoch']}) | {t['train_seconds']:.1f} | {t['seconds_per_epoch']:.1f} | {t['parameters']:,} | {cal} |")
+    errs = report["field_calibration_error"]
+    if errs:
+        ref = report["reference"]
+        top = sorted(fields, key=lambda f: -errs[ref][f])[:TOP_FIELDS]
+        lines += ["", f"## Per-field calibration error (pCTR), the {len(top)} worst fields of {ref}", ""]
+        lines.append("sum over a field's values of |sum(p) - sum(clicks)| / rows; values with fewer than "
+                     f"{FIELD_MIN_ROWS} test rows pooled. The oracle's row is the noise floor of the labels.")
+        lines += ["", "| model | " + " | ".join(top) + " |", "|---|" + "---|" * len(top)]
+        for n in rows:
+            if n in errs:
+                lines.append(f"| {n} | " + " | ".join(f"{errs[n][f]:.5f}" for f in top) + " |")
+    lines += ["", "## Plots", "", "![reliability](reliability.png)", "", "![roc](roc.png)"]
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+//! Scoring through a real two-head ONNX model (`tests/fixtures/models/two_heads.onnx`,
+//! written by `make_two_heads.py`): [`Model`] and the [`Batcher`] give the closed-form
+//! probabilities of every row, and a one-head model (`one_head.onnx`) has no pCVR.
+
+use super::model::{Heads, ModelSource};
+use super::{runtime, Batcher, BatcherConfig, Model};
+use crate::features::FeatureSpec;
+use crate::metrics::Metrics;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture's closed form, from the constants `make_two_heads.py` wrote next to it.
+pub struct ClosedForm {
+    w: Vec<f64>,
+    v: Vec<f64>,
+    b: f64,
+    c: f64,
+    u: f64,
+    u_cvr: f64,
+}
+
+impl ClosedForm {
+    fn load() -> ClosedForm {
+        let text = std::fs::read_to_string(repo().join("tests/fixtures/models/two_heads.json")).unwrap();
+        let k: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let vec = |key: &str| k[key].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let num = |key: &str| k[key].as_f64().unwrap();
+        ClosedForm { w: vec("w"), v: vec("v"), b: num("b"), c: num("c"), u: num("u"), u_cvr: num("u_cvr") }
+    }
+
+    /// (pCTR, pCVR) of one row.
+    fn probabilities(&self, cat: &[i64], num: &[f32]) -> (f64, f64) {
+        let odd = cat.iter().filter(|&&x| x % 2 == 1).count() as f64;
+        let dot = |w: &[f64]| w.iter().zip(num).map(|(w, &x)| w * f64::from(x)).sum::<f64>();
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        (sigmoid(dot(&self.w) + self.b + self.u * odd), sigmoid(dot(&self.v) + self.c + self.u_cvr * odd))
+    }
+}
+
+fn open(path: &Path) -> Model {
+    let spec_path = repo().join("models/feature_spec.json");
+    let spec = FeatureSpec::load(&spec_path).unwrap();
+    let library: PathBuf = runtime::library_path(None);
+    let library = if library.is_relative() { repo().join(library) } else { library };
+    Model::open(&ModelSource {
+        path,
+        spec: &spec,
+        spec_path: &spec_path,
+        library: &library,
+        device: super::Device::Cpu,
+    })
+    .unwrap()
+}
+
+/// `n` rows of varied, valid inputs (indices >= 0, odd and even).
+fn rows(n: usize, f: usize, d: usize) -> (Vec<i64>, Vec<f32>) {
+    let cat = (0..n * f).map(|i| ((i * 7919) % 1000) as i64).collect();
+    let num = (0..n * d).map(|i| ((i * 37) % 23) as f32 / 7.0 - 1.5).collect();
+    (cat, num)
+}
+
+#[test]
+fn two_head_model_scores_the_closed_form() {
+    let mut model = open(&repo().join("tests/fixtures/models/two_heads.onnx"));
+    assert_eq!(model.info.heads, Heads::PctrPcvr);
+    assert!(model.info.has_pcvr());
+    assert_eq!(model.info.kind, "fixture");
+    let (f, d) = (model.info.cat_width, model.info.num_width);
+    let n = 17;
+    let (cat, num) = rows(n, f, d);
+    let (mut pctr, mut pcvr) = (vec![9.0], vec![9.0]); // appended to, not replaced
+    model.score_heads(&cat, &num, n, &mut pctr, &mut pcvr).unwrap();
+    assert_eq!((pctr.len(), pcvr.len()), (n + 1, n + 1));
+    let closed = ClosedForm::load();
+    for r in 0..n {
+        let (ctr, cvr) = closed.probabilities(&cat[r * f..(r + 1) * f], &num[r * d..(r + 1) * d]);
+        assert!((f64::from(pctr[r + 1]) - ctr).abs() <= 1e-6, "row {r}: pctr {} vs {ctr}", pctr[r + 1]);
+        assert!((f64::from(pcvr[r + 1]) - cvr).abs() <= 1e-6, "row {r}: pcvr {} vs {cvr}", pcvr[r + 1]);
+    }
+    // `score` keeps giving pCTR alone.
+    let mut only = Vec::new();
+    model.score(&cat, &num, n, &mut only).unwrap();
+    assert_eq!(only, pctr[1..]);
+}
+
+#[test]
+fn one_head_model_has_no_pcvr() {
+    let mut model = open(&repo().join("tests/fixtures/models/one_head.onnx"));
+    assert_eq!(model.info.heads, Heads::Pctr);
+    let (f, d) = (model.info.cat_width, model.info.num_width);
+    let (cat, num) = rows(3, f, d);
+    let (mut pctr, mut pcvr) = (Vec::new(), Vec::new());
+    model.score_heads(&cat, &num, 3, &mut pctr, &mut pcvr).unwrap();
+    assert_eq!((pctr.len(), pcvr.len()), (3, 0));
+}
+
+/// Jobs of different sizes batched together each get their own rows back, both heads
+/// interleaved, equal to the closed form; after a reload to a one-head model the same
+/// batcher answers pCTR alone, and back again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batcher_splits_both_heads_per_job_across_reloads() {
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let sizes = [1usize, 5, 12, 3];
+    // The batch closes once all four jobs are in (or after 200 ms): they share one ORT call.
+    let cfg =
+        BatcherConfig { max_batch_rows: sizes.iter().sum(), max_wait: Duration::from_millis(200), queue_capacity: 16 };
+    let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
+    let closed = ClosedForm::load();
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let job = |n: usize, salt: i64| {
+        let (mut cat, num) = rows(n, f, d);
+        cat.iter_mut().for_each(|x| *x += salt);
+        super::Rows { cat, num, n }
+    };
+    let jobs: Vec<_> = sizes.iter().enumerate().map(|(i, &n)| job(n, i as i64)).collect();
+    let expected: Vec<Vec<(f64, f64)>> = jobs
+        .iter()
+        .map(|j| {
+            (0..j.n).map(|r| closed.probabilities(&j.cat[r * f..(r + 1) * f], &j.num[r * d..(r + 1) * d])).collect()
+        })
+        .collect();
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|j| {
+            let (batcher, deadline) = (std::sync::Arc::clone(&batcher), deadline());
+            tokio::spawn(async move { batcher.score(j, deadline).await })
+        })
+        .collect();
+    for ((task, want), n) in tasks.into_iter().zip(&expected).zip(sizes) {
+        let scores = task.await.unwrap().unwrap();
+        assert_eq!((scores.rows(), scores.heads()), (n, Heads::PctrPcvr));
+        for (r, &(ctr, cvr)) in want.iter().enumerate() {
+            assert!((f64::from(scores.pctr(r)) - ctr).abs() <= 1e-6, "pctr {} vs {ctr}", scores.pctr(r));
+            assert!((f64::from(scores.pcvr(r).unwrap()) - cvr).abs() <= 1e-6, "pcvr vs {cvr}");
+        }
+    }
+
+    batcher.replace_models(vec![open(&repo().join("tests/fixtures/models/one_head.onnx"))]).unwrap();
+    let scores = batcher.score(job(4, 0), deadline()).await.unwrap();
+    assert_eq!((scores.rows(), scores.heads(), scores.pcvr(3)), (4, Heads::Pctr, None));
+
+    batcher.replace_models(vec![open(&two)]).unwrap();
+    let scores = batcher.score(job(2, 0), deadline()).await.unwrap();
+    assert_eq!((scores.rows(), scores.heads()), (2, Heads::PctrPcvr));
+    assert!(scores.pcvr(1).is_some());
+}
