@@ -14,7 +14,7 @@
 //! saying `"format": "csv"` or `"criteo"`.
 
 use crate::catalog::{Catalog, Selector};
-use crate::features::{Delimiter, Extractor, FeatureSpec, Format, TableReader, TableSpec};
+use crate::features::{CatField, Delimiter, Extractor, FeatureSpec, Format, NumField, TableReader, TableSpec};
 use crate::npy::NpyWriter;
 use crate::simulate::ImpressionRecord;
 use anyhow::{bail, Context as _};
@@ -170,19 +170,9 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
         debug_assert_eq!(n, rows);
     }
     let spec = extractor.spec();
-    let meta = serde_json::json!({
-        "spec_sha256": spec.sha256,
-        "spec_name": spec.name,
-        "spec_version": spec.version,
-        "cat_fields": spec.cat.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        "num_fields": spec.num.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        "field_offsets": spec.cat.iter().map(|c| c.offset).collect::<Vec<_>>(),
-        "field_buckets": spec.cat.iter().map(|c| c.buckets).collect::<Vec<_>>(),
-        "cardinality": spec.cardinality,
-        "rows": rows,
-        "source": sim.display().to_string(),
-    });
-    std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
+    let layout =
+        Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
+    write_meta(out, &layout, &spec.cat, &spec.num, rows, sim, None)?;
     Ok(rows)
 }
 
@@ -209,19 +199,48 @@ pub fn extract_table(input: &Path, format: &Format, spec_path: &Path, out: &Path
     for n in [cat_w.finish()?, num_w.finish()?, click_w.finish()?, ts_w.finish()?] {
         debug_assert_eq!(n, rows);
     }
-    let meta = serde_json::json!({
+    let layout =
+        Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
+    let kind = if format.names.is_some() { "criteo" } else { "csv" };
+    write_meta(out, &layout, &spec.cat, &spec.num, rows, input, Some(kind))?;
+    Ok(rows)
+}
+
+/// What `meta.json` says about the spec, for either kind of spec.
+struct Layout<'a> {
+    sha256: &'a str,
+    name: &'a str,
+    version: u32,
+    cardinality: u64,
+}
+
+/// Writes `meta.json` (the Python loader's contract, `ctrbid_train/data.py`): the spec's
+/// identity and field layout, the row count, the input, and for tabular input its
+/// `format`.
+fn write_meta<C, N>(
+    out: &Path,
+    spec: &Layout<'_>,
+    cat: &[CatField<C>],
+    num: &[NumField<N>],
+    rows: usize,
+    source: &Path,
+    format: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut meta = serde_json::json!({
         "spec_sha256": spec.sha256,
         "spec_name": spec.name,
         "spec_version": spec.version,
-        "cat_fields": spec.cat.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        "num_fields": spec.num.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        "field_offsets": spec.cat.iter().map(|c| c.offset).collect::<Vec<_>>(),
-        "field_buckets": spec.cat.iter().map(|c| c.buckets).collect::<Vec<_>>(),
+        "cat_fields": cat.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "num_fields": num.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "field_offsets": cat.iter().map(|c| c.offset).collect::<Vec<_>>(),
+        "field_buckets": cat.iter().map(|c| c.buckets).collect::<Vec<_>>(),
         "cardinality": spec.cardinality,
         "rows": rows,
-        "source": input.display().to_string(),
-        "format": if format.names.is_some() { "criteo" } else { "csv" },
+        "source": source.display().to_string(),
     });
+    if let Some(format) = format {
+        meta["format"] = format.into();
+    }
     std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
-    Ok(rows)
+    Ok(())
 }
