@@ -20,7 +20,7 @@
 //! [`NoBidReason::NoConversionHead`]. Start-up and every model or catalog reload log how
 //! many CPA campaigns cannot bid for that reason.
 
-use crate::catalog::{Candidate, Catalog, ImpTerms, Selector};
+use crate::catalog::{Candidate, Catalog, ImpTerms, Limits, Selector};
 use crate::config::Config;
 use crate::currency::{Rates, BASE};
 use crate::features::{Extractor, FeatureSpec};
@@ -56,6 +56,52 @@ impl ServingState {
             return 0;
         }
         self.selector.catalog().campaigns.iter().filter(|c| c.goal().needs_pcvr()).count()
+    }
+
+    /// The candidates of every imp of `req` (`terms[i]` are imp `i`'s), grouped by imp in
+    /// imp order, at most `max_per_imp` per imp (the highest-ranked: see
+    /// [`Selector::select_imp`]). Without a conversion head, CPA creatives are not
+    /// candidates (and take no place under the cap); `Err` when no candidate is left.
+    pub fn select(
+        &self,
+        req: &openrtb::BidRequest<'_>,
+        terms: &[ImpTerms],
+        max_per_imp: usize,
+    ) -> Result<Vec<Candidate>, NoBidReason> {
+        let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
+        // Without a conversion head, CPA campaigns cannot be valued: not candidates.
+        let limits = Limits { per_imp: max_per_imp, pcvr: self.model.has_pcvr() };
+        let mut cpa_dropped = false;
+        for (i, imp) in req.imp.iter().enumerate() {
+            cpa_dropped |= self.selector.select_imp(req, i as u16, imp, &terms[i], limits, &mut candidates).cpa_dropped;
+        }
+        if candidates.is_empty() {
+            return Err(if cpa_dropped { NoBidReason::NoConversionHead } else { NoBidReason::NoCandidates });
+        }
+        Ok(candidates)
+    }
+
+    /// The model's input rows for `candidates` (grouped by imp, as [`ServingState::select`]
+    /// returns them): the request-level fields once, the imp-level once per imp.
+    pub fn feature_rows(&self, req: &openrtb::BidRequest<'_>, candidates: &[Candidate], now_unix: i64) -> Rows {
+        let ex = &self.extractor;
+        let (f, d) = (ex.cat_width(), ex.num_width());
+        let n = candidates.len();
+        let mut rows = Rows { cat: vec![0; n * f], num: vec![0.0; n * d], n };
+        let rc = ex.request(req, now_unix);
+        let mut start = 0;
+        for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
+            let end = start + group.len();
+            ex.write_imp_rows(
+                &rc,
+                &req.imp[usize::from(group[0].imp)],
+                group.iter().map(|c| self.selector.keys(c.creative)),
+                &mut rows.cat[start * f..end * f],
+                &mut rows.num[start * d..end * d],
+            );
+            start = end;
+        }
+        rows
     }
 
     /// Logs how many CPA campaigns cannot bid, if any (start-up and reloads).
@@ -156,6 +202,9 @@ struct Settings {
     first_price_shading: f64,
     require_complete_schain: bool,
     nbr_body: bool,
+    /// `server.mode = "ceiling"`: answer a fixed bid after validation (see
+    /// [`ceiling_response`]).
+    ceiling: bool,
 }
 
 pub struct Bidder {
@@ -241,6 +290,7 @@ impl Bidder {
             first_price_shading: cfg.bidding.first_price_shading,
             require_complete_schain: cfg.bidding.require_complete_schain,
             nbr_body: cfg.server.nbr_body,
+            ceiling: cfg.server.mode == crate::config::ServeMode::Ceiling,
         };
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -432,55 +482,18 @@ impl Bidder {
             return self.no_bid(NoBidReason::Currency, req.id());
         };
 
-        let state = self.state.load_full();
-        let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
-        let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
-        // Without a conversion head, CPA campaigns cannot be valued: not candidates.
-        let cpa_ok = state.model.has_pcvr();
-        let mut cpa_dropped = false;
-        for (i, imp) in req.imp.iter().enumerate() {
-            let before = candidates.len();
-            state.selector.select_imp(&req, i as u16, imp, &terms[i], &mut candidates);
-            if !cpa_ok {
-                let selected = candidates.len();
-                let mut k = before;
-                // `retain` over this imp's candidates only; the earlier ones already passed.
-                for j in before..selected {
-                    if !state.selector.campaign_of(candidates[j].creative).goal().needs_pcvr() {
-                        candidates.swap(k, j);
-                        k += 1;
-                    }
-                }
-                candidates.truncate(k);
-                cpa_dropped |= k < selected;
-            }
-            candidates.truncate(before + s.max_candidates_per_imp);
-        }
-        lap(Stage::Select, ns);
-        if candidates.is_empty() {
-            let reason = if cpa_dropped { NoBidReason::NoConversionHead } else { NoBidReason::NoCandidates };
-            return self.no_bid(reason, req.id());
+        if s.ceiling {
+            return Answer::Bid(ceiling_response(&req, currency));
         }
 
-        let ex = &state.extractor;
-        let (f, d) = (ex.cat_width(), ex.num_width());
-        let n = candidates.len();
-        let mut rows = Rows { cat: vec![0; n * f], num: vec![0.0; n * d], n };
-        let rc = ex.request(&req, now_unix);
-        let mut start = 0;
-        for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
-            let ic = ex.imp(&rc, &req.imp[usize::from(group[0].imp)]);
-            for (k, c) in group.iter().enumerate() {
-                let r = start + k;
-                ex.write_row(
-                    &ic,
-                    state.selector.keys(c.creative),
-                    &mut rows.cat[r * f..(r + 1) * f],
-                    &mut rows.num[r * d..(r + 1) * d],
-                );
-            }
-            start += group.len();
-        }
+        let state = self.state.load_full();
+        let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
+        let candidates = match state.select(&req, &terms, s.max_candidates_per_imp) {
+            Ok(c) => c,
+            Err(reason) => return self.no_bid(reason, req.id()),
+        };
+        lap(Stage::Select, ns);
+        let rows = state.feature_rows(&req, &candidates, now_unix);
         lap(Stage::Features, ns);
         // Work stops once the deadline has passed: a late request is not scored.
         if Instant::now() >= deadline {
@@ -614,6 +627,33 @@ fn candidate_floor<'a>(imp: &'a openrtb::Imp<'a>, deal: Option<&'a openrtb::Deal
         None => imp_floor,
     };
     Floor { usd, native }
+}
+
+/// Markup of the ceiling's bid: as long as a served bid's markup and three signed notice
+/// URLs (about 1.3 KB), so the ceiling writes as many bytes per answer as the bidder.
+const CEILING_MARKUP: &str = concat!(
+    "<a href=\\\"https://ads.example.com/click?c=ceiling\\\"><img src=\\\"https://cdn.example.com/ceiling/300x250.png\\\"",
+    " width=\\\"300\\\" height=\\\"250\\\"></a>"
+);
+const CEILING_PADDING: usize = 1100;
+
+/// The answer of `server.mode = "ceiling"`: one fixed bid on the first imp, echoing the
+/// request and imp ids. The load test's upper bound: the same server, HTTP and JSON
+/// parse and validation, none of selection, features, scoring or pricing.
+fn ceiling_response(req: &openrtb::ValidRequest<'_>, currency: &str) -> Vec<u8> {
+    let impid = req.imp.first().and_then(|i| i.id.as_deref()).unwrap_or("1");
+    let mut out = Vec::with_capacity(1600);
+    out.extend_from_slice(b"{\"id\":");
+    serde_json::to_writer(&mut out, req.id()).unwrap_or_default();
+    out.extend_from_slice(b",\"cur\":");
+    serde_json::to_writer(&mut out, currency).unwrap_or_default();
+    out.extend_from_slice(b",\"seatbid\":[{\"seat\":\"ceiling\",\"bid\":[{\"id\":\"1\",\"impid\":");
+    serde_json::to_writer(&mut out, impid).unwrap_or_default();
+    out.extend_from_slice(b",\"price\":0.01,\"crid\":\"ceiling\",\"adm\":\"");
+    out.extend_from_slice(CEILING_MARKUP.as_bytes());
+    out.resize(out.len() + CEILING_PADDING, b' ');
+    out.extend_from_slice(b"\"}]}]}");
+    out
 }
 
 #[derive(serde::Serialize)]

@@ -68,6 +68,21 @@ pub struct ServerConfig {
     /// Answer a no-bid with 200 and `{"id": ..., "nbr": code}` instead of an empty 204.
     /// Default false.
     pub nbr_body: bool,
+    /// `bid` (default), or `ceiling`: the load test's upper bound (see [`ServeMode`]).
+    pub mode: ServeMode,
+}
+
+/// What `POST /openrtb2/bid` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ServeMode {
+    /// The bidder: select, score, price.
+    #[default]
+    Bid,
+    /// Read, parse and validate the request as the bidder does, then answer one fixed
+    /// bid of the same size as a real one: no selection, features, scoring or pricing.
+    /// What this server could do if bidding cost nothing (`loadtest/ceiling.sh`).
+    Ceiling,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +100,7 @@ impl Default for ServerConfig {
             drain_delay_ms: 0,
             grace_period_ms: 5000,
             nbr_body: false,
+            mode: ServeMode::Bid,
         }
     }
 }

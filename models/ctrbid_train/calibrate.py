@@ -2,6 +2,14 @@
 
 * **Platt**: ``p = sigmoid(a * z + b)``, fitted by damped Newton steps on the
   exact 2x2 Hessian (float64).
+* **Platt, slope only** (``platt_slope``): the same map, with ``a`` fitted on
+  the calibration rows and ``b`` then set so that the mean prediction on them
+  stays the head's own. The slope (how over- or under-confident the head is)
+  can only be learnt on rows the model did not train on; the level (the mean
+  rate) the head learnt from the training split, which holds eight times as
+  many positives. A CVR head calibrated on a few hundred conversions otherwise
+  takes on that split's noise in full (on the 5M-impression default log the
+  validation split's 389 conversions are 8.5 % above their true rate).
 * **Isotonic**: the pool-adjacent-violators fit of the click rate against the
   logit, on at most ``ISOTONIC_BINS`` equal-mass pre-bins (so the map has at
   most that many knots), stored as knots ``(x_k, y_k)``: ``x`` the mean logit
@@ -9,12 +17,14 @@
   map interpolates linearly in ``z``, outside it is flat. Invariant: ``x`` is
   strictly increasing and ``y`` non-decreasing, so the map is monotone.
 
-``choose`` fits both on one half of the calibration rows (even positions),
-scores them and the identity map (``sigmoid(z)``, the head as trained) on the
-other half (odd positions) and refits the winner on all rows: choosing by the
-log loss on the rows a map was fitted on would always pick isotonic, which can
-follow noise, and a map fitted on a few hundred positives (the CVR head's
-conversions) can add more noise than it removes.
+``choose`` fits each map on the earlier half of the calibration rows (they are
+in time order), scores them and the identity map (``sigmoid(z)``, the head as
+trained) on the later half, and refits the winner on all rows. Fitted on the
+past and judged on the future, as a served model is: interleaved halves share
+their period's noise, so a map that follows the noise of the calibration
+period wins there and loses on the next one (on the default log, Platt fitted
+on even rows moved the test calibration ratio from 1.002 to 1.021). Choosing
+on the rows a map was fitted on would always pick isotonic.
 
 ``Calibrator`` is the map as a torch module with the same arithmetic in
 float32, so it is exported inside the ONNX graph (the server never
@@ -27,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-METHODS = ("platt", "isotonic", "auto")
+METHODS = ("platt", "platt_slope", "isotonic", "auto")
 ISOTONIC_BINS = 256
 #: Lowest probability an isotonic block may map to (a block without positives
 #: would otherwise answer 0, and a log loss of infinity on the next positive).
@@ -82,6 +92,28 @@ def apply_platt(logits, a: float, b: float) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(a * logits + b)`` (float64)."""
     z = np.asarray(logits, dtype=np.float64)
     return 1.0 / (1.0 + np.exp(-(a * z + b)))
+
+
+def level_intercept(logits, a: float, target_mean: float, iters: int = 60) -> float:
+    """The ``b`` with ``mean(sigmoid(a * logits + b)) == target_mean`` (bisection:
+    the mean is increasing in ``b``)."""
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    lo, hi = -30.0, 30.0
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if apply_platt(z, a, mid).mean() < target_mean:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def fit_platt_slope(logits, y) -> tuple[float, float]:
+    """Platt's slope from ``(logits, y)``, with the intercept that keeps the head's
+    mean prediction ``mean(sigmoid(logits))`` on these rows (see the module doc)."""
+    a, _ = fit_platt(logits, y)
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    return a, level_intercept(z, a, float(apply_platt(z, 1.0, 0.0).mean()))
 
 
 def _pav(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,6 +172,10 @@ def _fit(method: str, z: np.ndarray, y: np.ndarray) -> dict:
     if method == "platt":
         a, b = fit_platt(z, y)
         return {"method": "platt", "a": a, "b": b}
+    if method == "platt_slope":
+        # Stored and exported as a Platt map: only the fit differs.
+        a, b = fit_platt_slope(z, y)
+        return {"method": "platt", "a": a, "b": b, "fit": "slope; intercept keeps the head's mean"}
     kx, ky = fit_isotonic(z, y)
     return {"method": "isotonic", "x": kx.tolist(), "y": ky.tolist()}
 
@@ -166,17 +202,23 @@ def choose(logits, y, method: str = "auto") -> dict:
         return {"method": "platt", "a": 1.0, "b": 0.0, "note": "calibration rows hold one class: identity map"}
     if method != "auto":
         return _fit(method, z, t)
-    fit_half, test_half = slice(0, None, 2), slice(1, None, 2)
+    half = z.size // 2
+    fit_half, test_half = slice(0, half), slice(half, None)
     identity = {"method": "platt", "a": 1.0, "b": 0.0}
     scores = {"none": _log_loss(apply(identity, z[test_half]), t[test_half])}
-    for m in ("platt", "isotonic"):
+    for m in ("platt", "platt_slope", "isotonic"):
         try:
             scores[m] = _log_loss(apply(_fit(m, z[fit_half], t[fit_half]), z[test_half]), t[test_half])
         except ValueError:  # a half without positives: Platt cannot be fitted
             scores[m] = float("inf")
     best = min(scores, key=scores.get)
     out = {**identity, "note": "the identity map scored best on held-out rows"} if best == "none" else _fit(best, z, t)
-    out["selection"] = {"held_out_log_loss": scores, "fitted_on": "even rows", "scored_on": "odd rows"}
+    out["selection"] = {
+        "chosen": best,
+        "held_out_log_loss": scores,
+        "fitted_on": "earlier half (time order)",
+        "scored_on": "later half",
+    }
     return out
 
 

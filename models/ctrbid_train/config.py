@@ -21,6 +21,7 @@ DEFAULTS: dict = {
         "kind": "wide_deep",
         "embedding_dim": 8,
         "hidden": [64, 32],
+        "cvr_hidden": None,  # the CVR tower's hidden layers; None: the same as `hidden`
         "dropout": 0.0,
         "init_std": 0.01,
         "cross_layers": 2,  # dcn_v2 only
@@ -49,7 +50,7 @@ DEFAULTS: dict = {
         "weight": 1.0,  # weight of the CVR term in the training objective
     },
     "split": {"train": 0.8, "valid": 0.1},
-    "calibration": {"method": "auto"},  # "auto" (held-out choice), "platt" or "isotonic"
+    "calibration": {"method": "auto"},  # "auto" (held-out choice), "platt", "platt_slope" or "isotonic"
     "export": {"exporter": "torchscript", "opset": 17},
 }
 
@@ -80,8 +81,8 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         cfg = merge(cfg, overrides)
     if cfg["train"]["emb_optimizer"] not in ("sparse_adam", "adam"):
         raise ValueError("train.emb_optimizer must be 'sparse_adam' or 'adam'")
-    if cfg["calibration"]["method"] not in ("auto", "platt", "isotonic"):
-        raise ValueError("calibration.method must be 'auto', 'platt' or 'isotonic'")
+    if cfg["calibration"]["method"] not in ("auto", "platt", "platt_slope", "isotonic"):
+        raise ValueError("calibration.method must be 'auto', 'platt', 'platt_slope' or 'isotonic'")
     if cfg["model"]["kind"] not in KINDS:
         raise ValueError(f"model.kind must be one of {', '.join(KINDS)}")
     if cfg["train"]["loss"] not in ("bce", "focal"):

@@ -43,6 +43,7 @@ class CtrCvrModel(nn.Module):
         heads: tuple[str, ...] = ("ctr",),
         embedding_dim: int = 8,
         hidden: list[int] | tuple[int, ...] = (64, 32),
+        cvr_hidden: list[int] | tuple[int, ...] | None = None,
         dropout: float = 0.0,
         cross_layers: int = 2,
         sparse: bool = False,
@@ -65,8 +66,11 @@ class CtrCvrModel(nn.Module):
             for h in self.heads:
                 self.wide[h] = nn.Embedding(cardinality, 1, sparse=sparse)
                 nn.init.zeros_(self.wide[h].weight)
+        # The CVR tower may be narrower: its truth has fewer interactions, and every
+        # multiply-add of either tower is paid on every candidate the bidder scores.
+        widths = {"ctr": list(hidden), "cvr": list(hidden if cvr_hidden is None else cvr_hidden)}
         self.towers = nn.ModuleDict(
-            {h: Tower(kind, n_cat, n_num, embedding_dim, list(hidden), dropout, cross_layers) for h in self.heads}
+            {h: Tower(kind, n_cat, n_num, embedding_dim, widths[h], dropout, cross_layers) for h in self.heads}
         )
 
     def embedding_tables(self) -> list[nn.Parameter]:
@@ -133,6 +137,47 @@ class CalibratedModel(nn.Module):
         return out[0] if len(out) == 1 else out
 
 
+class ServingGraph(nn.Module):
+    """What gets exported for a ``CalibratedModel``: the same outputs and arithmetic,
+    with every table indexed by ``cat`` (the shared embeddings, each head's wide
+    weights) concatenated column-wise into one ``table`` [cardinality, k + heads], so
+    the graph gathers each index once instead of once per table.
+
+    ONNX Runtime's Gather copies one row per index: on the bidder's requests (about 70
+    rows of 25 fields) the three gathers of a two-head Wide & Deep were the largest
+    single cost of inference (``perf`` of ``benches/handler.rs``: memmove, 15 % of the
+    samples). A snapshot of the weights: build it after training.
+    """
+
+    def __init__(self, model: CalibratedModel):
+        super().__init__()
+        base = model.base
+        self.heads = base.heads
+        self.output_names = model.output_names
+        self.towers = base.towers
+        self.calibrators = model.calibrators
+        tables = []
+        self.emb_dim = 0
+        if base.emb is not None:
+            tables.append(base.emb.weight.detach())
+            self.emb_dim = base.embedding_dim
+        self.wide_column: dict[str, int] = {}
+        for h in base.heads:
+            if h in base.wide:
+                self.wide_column[h] = self.emb_dim + len(self.wide_column)
+                tables.append(base.wide[h].weight.detach())
+        self.register_buffer("table", torch.cat(tables, dim=1).contiguous())
+
+    def forward(self, cat: torch.Tensor, num: torch.Tensor):
+        rows = nn.functional.embedding(cat, self.table)  # [N, F, emb_dim + wide columns]
+        emb = rows[:, :, : self.emb_dim] if self.emb_dim else None
+        out = []
+        for h in self.heads:
+            wide = rows[:, :, self.wide_column[h]] if h in self.wide_column else None
+            out.append(self.calibrators[h](self.towers[h](wide, emb, num)))
+        return out[0] if len(out) == 1 else tuple(out)
+
+
 def build_model(model_cfg: dict, cardinality: int, n_cat: int, n_num: int, heads=("ctr",), sparse: bool = False) -> CtrCvrModel:
     """A ``CtrCvrModel`` from the ``[model]`` table of the config."""
     return CtrCvrModel(
@@ -143,6 +188,7 @@ def build_model(model_cfg: dict, cardinality: int, n_cat: int, n_num: int, heads
         heads=tuple(heads),
         embedding_dim=int(model_cfg.get("embedding_dim", 8)),
         hidden=[int(h) for h in model_cfg.get("hidden", [64, 32])],
+        cvr_hidden=None if model_cfg.get("cvr_hidden") is None else [int(h) for h in model_cfg["cvr_hidden"]],
         dropout=float(model_cfg.get("dropout", 0.0)),
         cross_layers=int(model_cfg.get("cross_layers", 2)),
         sparse=sparse,

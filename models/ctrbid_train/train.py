@@ -29,7 +29,7 @@ from .data import FeatureSet, iter_batches, load_features, split_bounds
 from .export import ctrbid_metadata, export_onnx, onnxruntime_session, predict_onnx
 from .losses import Loss
 from .metrics import summarize
-from .model import OUTPUT_OF_HEAD, CalibratedModel, build_model, predict_batches, save_checkpoint
+from .model import OUTPUT_OF_HEAD, CalibratedModel, ServingGraph, build_model, predict_batches, save_checkpoint
 
 MODEL_VERSION = "2"
 #: The headline metrics of a head (eval.json, the ONNX metadata, the report).
@@ -293,7 +293,8 @@ def train(
         clicked = split["valid"]["click"] > 0.5
         calibrations["cvr"] = calibrate.choose(z_valid[clicked, 1], split["valid"]["conv"][clicked], method)
     for h, c in calibrations.items():
-        log(f"calibration {h}: {c['method']}" + (f" (held-out log loss {c['selection']['held_out_log_loss']})" if "selection" in c else ""))
+        chosen = c["selection"]["chosen"] if "selection" in c else c["method"]
+        log(f"calibration {h}: {chosen}" + (f" (held-out log loss {c['selection']['held_out_log_loss']})" if "selection" in c else ""))
     calibrated = CalibratedModel(model.to("cpu"), calibrations).eval()  # exported and saved from the CPU
     p_valid = predict_batches(calibrated, fs.cat[v0:v1], fs.num[v0:v1], eval_rows)
     p_test = predict_batches(calibrated, fs.cat[t0:t1], fs.num[t0:t1], eval_rows)
@@ -319,7 +320,7 @@ def train(
     onnx_path = out / "model.onnx"
     t = time.perf_counter()
     export_info = export_onnx(
-        calibrated,
+        ServingGraph(calibrated).eval(),
         onnx_path,
         fs.cardinality,
         fs.n_cat,

@@ -103,3 +103,26 @@ def test_torch_calibrator_matches_numpy():
 def test_isotonic_single_block():
     kx, ky = fit_isotonic([0.0, 0.0, 0.0, 0.0], [0, 1, 0, 0])
     assert apply_isotonic([-3.0, 0.0, 3.0], kx, ky) == pytest.approx([0.25, 0.25, 0.25])
+
+
+def test_platt_slope_keeps_the_heads_mean_and_fits_its_slope():
+    # An over-confident head: the truth is sigmoid(0.6 z - 1.5) for logits z.
+    z, y = _draw(0.6, -1.5, n=200_000, seed=4)
+    cal = choose(z, y, "platt_slope")
+    assert cal["method"] == "platt" and cal["a"] == pytest.approx(0.6, abs=0.05)
+    head = 1.0 / (1.0 + np.exp(-z))
+    assert apply(cal, z).mean() == pytest.approx(head.mean(), rel=1e-6)
+
+
+def test_auto_is_judged_on_the_later_rows():
+    # The head is right, but the earlier half of the calibration period clicked 20 %
+    # more (a noisy period): a map fitted on it must not win on the later half.
+    rng = np.random.default_rng(8)
+    z = rng.normal(-4.0, 1.0, 400_000)
+    shift = np.where(np.arange(z.size) < z.size // 2, np.log(1.2), 0.0)
+    y = (rng.random(z.size) < 1.0 / (1.0 + np.exp(-(z + shift)))).astype(np.float64)
+    cal = choose(z, y, "auto")
+    scores = cal["selection"]["held_out_log_loss"]
+    assert cal["selection"]["fitted_on"].startswith("earlier half")
+    assert scores["platt"] > min(scores["none"], scores["platt_slope"])
+    assert cal["selection"]["chosen"] in ("none", "platt_slope")

@@ -9,7 +9,7 @@ import torch
 
 from ctrbid_train.data import load_features
 from ctrbid_train.export import export_onnx, onnxruntime_session, predict_onnx, read_metadata
-from ctrbid_train.model import CalibratedModel, CtrCvrModel, load_checkpoint, predict_batches
+from ctrbid_train.model import CalibratedModel, CtrCvrModel, ServingGraph, load_checkpoint, predict_batches
 from ctrbid_train.parity import check_parity
 
 
@@ -108,3 +108,25 @@ def test_both_exporters(tmp_path, exporter, opset):
     got = predict_onnx(onnxruntime_session(tmp_path / "m.onnx"), cat, num)
     assert np.max(np.abs(got - expected)) <= 1e-6
     assert read_metadata(tmp_path / "m.onnx") == {"ctrbid.kind": "wide_deep"}
+
+
+@pytest.mark.parametrize("kind", ["lr", "fm", "deepfm", "wide_deep", "dcn_v2"])
+def test_serving_graph_is_the_model_with_one_table(kind, tmp_path):
+    torch.manual_seed(1)
+    base = CtrCvrModel(kind, cardinality=700, n_cat=5, n_num=3, heads=("ctr", "cvr"), embedding_dim=4, hidden=[8], cvr_hidden=[4])
+    for table in base.embedding_tables():
+        torch.nn.init.normal_(table, 0, 0.3)
+    model = CalibratedModel(base, {"ctr": {"method": "platt", "a": 0.9, "b": 0.1}}).eval()
+    graph = ServingGraph(model).eval()
+    widths = {"lr": 2, "fm": 6, "deepfm": 6, "wide_deep": 6, "dcn_v2": 4}  # embedding dim + one wide column per head
+    assert tuple(graph.table.shape) == (700, widths[kind])
+    rng = np.random.default_rng(2)
+    cat = rng.integers(0, 700, size=(257, 5))
+    num = rng.normal(size=(257, 3)).astype(np.float32)
+    np.testing.assert_array_equal(predict_batches(graph, cat, num), predict_batches(model, cat, num))
+    export_onnx(graph, tmp_path / "m.onnx", 700, 5, 3, {}, exporter="torchscript", opset=17)
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    big = [i for i in proto.graph.initializer if len(i.dims) == 2 and i.dims[0] == 700]
+    assert len(big) == 1, "every index is gathered from one table"
+    got = predict_onnx(onnxruntime_session(tmp_path / "m.onnx"), cat, num)
+    assert np.max(np.abs(got - predict_batches(model, cat, num))) <= 1e-6

@@ -46,7 +46,7 @@ def test_eval_json_contents(trained):
     assert saved["splits"]["train"]["rows"] == 32_000
     assert saved["splits"]["valid"]["rows"] == 4_000 and saved["splits"]["test"]["rows"] == 4_000
     assert saved["calibration"]["ctr"]["method"] in ("platt", "isotonic")
-    assert set(saved["calibration"]["ctr"]["selection"]["held_out_log_loss"]) == {"none", "platt", "isotonic"}
+    assert set(saved["calibration"]["ctr"]["selection"]["held_out_log_loss"]) == {"none", "platt", "platt_slope", "isotonic"}
     t = saved["training"]
     assert 1 <= t["epochs_run"] <= FAST_OVERRIDES["train"]["epochs"]
     assert 1 <= t["best_epoch"] <= t["epochs_run"]

@@ -14,9 +14,10 @@
 //! OpenRTB 2.6 `device.devicetype` codes (1 mobile/tablet, 2 PC, 3 CTV, 4 phone,
 //! 5 tablet, 6 connected device, 7 set-top box).
 
+mod reach;
 mod select;
 
-pub use select::{Candidate, Candidates, ImpTerms, Selector};
+pub use select::{Candidate, Candidates, ImpTerms, Limits, Selected, Selector};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;

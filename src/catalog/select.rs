@@ -23,6 +23,7 @@
 //! The [`Selector`] indexes creatives by slot so an imp only looks at creatives of its
 //! sizes, and keeps each creative's feature keys hashed once per catalog load.
 
+use super::reach::{CompiledTargeting, RequestReach, Vocabulary};
 use super::{Campaign, Catalog, Creative, Format};
 use crate::currency::Rates;
 use crate::features::{CandidateKeys, Extractor};
@@ -113,8 +114,16 @@ pub struct Selector {
     traits: Vec<Traits>,
     /// `exhausted[campaign]`: today's budget is spent; the campaign does not bid.
     exhausted: Vec<AtomicBool>,
+    /// The catalog's countries and OS names, and `targeting[campaign]` compiled over them.
+    vocabulary: Vocabulary,
+    targeting: Vec<CompiledTargeting>,
     /// True once any campaign is exhausted (until a new day): skips the per-candidate load.
     any_exhausted: AtomicBool,
+    /// `rank[creative]`: its place when every creative is ordered by its campaign's
+    /// `max_cpm`, highest first (ties by catalog order). Every index list below is in
+    /// rank order, and `by_rank` is the whole catalog in it.
+    rank: Vec<u32>,
+    by_rank: Vec<u32>,
     by_size: HashMap<(u32, u32), Vec<u32>>,
     video: Vec<VideoEntry>,
     /// MIME types of video creatives; `VideoEntry::mime` indexes it (0: none given).
@@ -170,6 +179,16 @@ impl Selector {
                 }
             }
         }
+        let max_cpm = |c: u32| catalog.campaigns[campaign_of[c as usize] as usize].max_cpm;
+        let mut by_rank: Vec<u32> = (0..catalog.creatives.len() as u32).collect();
+        by_rank.sort_by(|&a, &b| max_cpm(b).total_cmp(&max_cpm(a)).then(a.cmp(&b)));
+        let mut rank = vec![0u32; by_rank.len()];
+        for (r, &c) in by_rank.iter().enumerate() {
+            rank[c as usize] = r as u32;
+        }
+        by_size.values_mut().for_each(|list| list.sort_by_key(|&c| rank[c as usize]));
+        video.sort_by_key(|v| rank[v.creative as usize]);
+        native.sort_by_key(|(c, _)| rank[*c as usize]);
         let campaign_by_id = campaigns.into_iter().map(|(id, i)| (id.to_string(), i as u32)).collect();
         let traits = catalog
             .creatives
@@ -181,6 +200,8 @@ impl Selector {
             })
             .collect();
         let exhausted = catalog.campaigns.iter().map(|_| AtomicBool::new(false)).collect();
+        let vocabulary = Vocabulary::of(catalog.campaigns.iter().map(|c| &c.targeting));
+        let targeting = catalog.campaigns.iter().map(|c| vocabulary.compile(&c.targeting)).collect();
         Selector {
             catalog,
             campaign_of,
@@ -188,7 +209,11 @@ impl Selector {
             keys,
             traits,
             exhausted,
+            vocabulary,
+            targeting,
             any_exhausted: AtomicBool::new(false),
+            rank,
+            by_rank,
             by_size,
             video,
             video_mimes,
@@ -235,101 +260,329 @@ impl Selector {
         }
     }
 
-    /// Appends to `out` every creative that may bid on `imp` on the `terms` the bid
-    /// path worked out for it.
+    /// Appends to `out` the creatives that may bid on `imp` on the `terms` the bid path
+    /// worked out for it: in rank order (highest `max_cpm` first), at most
+    /// `limits.per_imp` of them. The size and format index lists are merged by rank, and
+    /// the scan ends once the cap is reached or, without deals, at the first campaign
+    /// under the floor: a catalog of 100,000 campaigns costs about as much as one of
+    /// 1,000 (`benches/select.rs`).
     pub fn select_imp(
         &self,
         req: &BidRequest<'_>,
         imp_index: u16,
         imp: &Imp<'_>,
         terms: &ImpTerms,
+        limits: Limits,
         out: &mut Candidates,
-    ) {
-        let (country, device_type, os) = (req.country(), req.device_type(), req.os());
-        let secure_only = imp.secure == Some(true);
-        let deals = imp.pmp.as_ref().map(|p| p.deals.as_slice()).unwrap_or_default();
-        if terms.private && terms.deals.is_empty() {
-            return; // only deals may win, and none is open to us
-        }
-        let open_floor = terms.floor_usd.unwrap_or(f64::INFINITY);
-        let mut consider = |creative: u32, battr: &[u16]| {
-            let ci = self.campaign_of[creative as usize] as usize;
-            let campaign = &self.catalog.campaigns[ci];
-            // Cheapest test first: without deals, the open floor decides.
-            if terms.deals.is_empty() && campaign.max_cpm < open_floor {
-                return;
-            }
-            let t = self.traits[creative as usize];
-            if (self.any_exhausted.load(Ordering::Relaxed) && self.exhausted[ci].load(Ordering::Relaxed))
-                || (secure_only && !t.secure)
-                || (t.has_attr && self.catalog.creatives[creative as usize].attr.iter().any(|a| battr.contains(a)))
-                || !campaign.targeting.matches(country, device_type, os)
-                || blocked(req, campaign)
-            {
-                return;
-            }
-            // The first open deal this campaign buys through, else the open auction.
-            let deal = terms.deals.iter().find(|(d, _)| {
-                let deal = &deals[usize::from(*d)];
-                let id = deal.id.as_deref().unwrap_or_default();
-                campaign.deals.iter().any(|c| c == id)
-                    && (deal.wadomain.is_empty()
-                        || deal.wadomain.iter().any(|d| d.eq_ignore_ascii_case(&campaign.adomain)))
-            });
-            let (deal, floor) = match deal {
-                Some(&(d, floor)) => (Some(d), floor),
-                None if terms.private => return,
-                None => (None, open_floor),
-            };
-            if campaign.max_cpm >= floor {
-                out.push(Candidate { imp: imp_index, creative, deal });
-            }
+    ) -> Selected {
+        let Some(mut scan) = Scan::new(self, req, imp_index, imp, terms, limits, out.len()) else {
+            return Selected::default();
         };
+        let mut lists: [(Source<'_>, usize); MAX_SIZES + 2] = [(Source::Empty, 0); MAX_SIZES + 2];
+        let mut n = 0;
         if let Some(banner) = &imp.banner {
-            let mut seen: [(u32, u32); 8] = [(0, 0); 8];
-            for (n, size) in banner.sizes().take(seen.len()).enumerate() {
-                if seen[..n].contains(&size) {
-                    continue;
-                }
-                seen[n] = size;
-                for &c in self.by_size.get(&size).map(Vec::as_slice).unwrap_or_default() {
-                    let banner_type = self.traits[c as usize].banner_type;
-                    if banner_type == 0 || !banner.btype.contains(&banner_type) {
-                        consider(c, &banner.battr);
+            let mut seen: [(u32, u32); MAX_SIZES] = [(0, 0); MAX_SIZES];
+            for (k, size) in banner.sizes().take(MAX_SIZES).enumerate() {
+                if !seen[..k].contains(&size) {
+                    if let Some(list) = self.by_size.get(&size) {
+                        lists[n] = (Source::Banner(list), 0);
+                        n += 1;
                     }
                 }
+                seen[k] = size;
             }
         }
-        if let Some(video) = &imp.video {
-            let (lo, hi) = (video.minduration.unwrap_or(0), video.maxduration.unwrap_or(u32::MAX));
-            // Which of the catalog's few MIME types the player takes (index 0: unknown, allowed).
-            let mut mime_ok = [true; 8];
-            let known = self.video_mimes.len().min(mime_ok.len());
-            if !video.mimes.is_empty() {
-                for (k, m) in self.video_mimes.iter().enumerate().take(known).skip(1) {
-                    mime_ok[k] = video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m));
-                }
+        if imp.video.is_some() && !self.video.is_empty() {
+            lists[n] = (Source::Video(&self.video), 0);
+            n += 1;
+        }
+        if imp.native.as_ref().is_some_and(|n| n.request.is_some()) && !self.native.is_empty() {
+            lists[n] = (Source::Native(&self.native), 0);
+            n += 1;
+        }
+        if n == 0 {
+            return scan.selected();
+        }
+        let lists = &mut lists[..n];
+        let video = imp.video.as_ref().map(|v| VideoFit::new(self, v));
+        // The rank of each list's next creative (`u32::MAX` once it is used up), so a step
+        // is a minimum over at most ten integers.
+        let head = |src: &Source<'_>, pos: usize| src.get(pos).map_or(u32::MAX, |c| self.rank[c as usize]);
+        let mut heads = [u32::MAX; MAX_SIZES + 2];
+        for (h, (src, pos)) in heads.iter_mut().zip(lists.iter()) {
+            *h = head(src, *pos);
+        }
+        while !scan.full(out) {
+            // The list whose next creative ranks highest.
+            let (i, &rank) = heads[..n].iter().enumerate().min_by_key(|&(_, r)| *r).expect("n > 0 lists, or none to merge");
+            if rank == u32::MAX {
+                break;
             }
-            for v in &self.video {
-                let mime = usize::from(v.mime);
-                let mime_ok = match mime_ok.get(mime) {
-                    Some(&ok) => ok,
-                    None => video.mimes.iter().any(|m| m.eq_ignore_ascii_case(&self.video_mimes[mime])),
-                };
-                let protocol_ok =
-                    video.protocols.is_empty() || v.protocol == 0 || video.protocols.contains(&v.protocol);
-                if (lo..=hi).contains(&v.duration) && mime_ok && protocol_ok {
-                    consider(v.creative, &video.battr);
+            let creative = self.by_rank[rank as usize];
+            let (src, pos) = &mut lists[i];
+            let at = *pos;
+            *pos += 1;
+            heads[i] = head(src, *pos);
+            if scan.below_every_floor(creative) {
+                break; // every later creative ranks lower: none reaches the floor either
+            }
+            match *src {
+                Source::Banner(_) => {
+                    let banner = imp.banner.as_ref().expect("banner lists only for a banner imp");
+                    let banner_type = self.traits[creative as usize].banner_type;
+                    if banner_type == 0 || !banner.btype.contains(&banner_type) {
+                        scan.consider(creative, &banner.battr, out);
+                    }
                 }
+                Source::Video(entries) => {
+                    let (v, fit) = (imp.video.as_ref().expect("video imp"), video.as_ref().expect("video imp"));
+                    if fit.fits(self, v, &entries[at]) {
+                        scan.consider(creative, &v.battr, out);
+                    }
+                }
+                Source::Native(entries) => {
+                    let n = imp.native.as_ref().expect("native imp");
+                    if n.request.as_ref().is_some_and(|r| native::fills(r, &entries[at].1)) {
+                        scan.consider(creative, &n.battr, out);
+                    }
+                }
+                Source::Empty => unreachable!("only the first `n` lists are read"),
             }
         }
-        if let Some((n, request)) = imp.native.as_ref().and_then(|n| n.request.as_ref().map(|r| (n, r))) {
-            for (c, shape) in &self.native {
-                if native::fills(request, shape) {
-                    consider(*c, &n.battr);
+        scan.selected()
+    }
+
+    /// What [`Selector::select_imp`] selects, found by testing every creative of the
+    /// catalog in rank order instead of merging the slot's size and format lists: the
+    /// baseline of `benches/select.rs`, and the reference the tests hold the indexed path
+    /// to (the same candidates in the same order).
+    pub fn select_imp_linear(
+        &self,
+        req: &BidRequest<'_>,
+        imp_index: u16,
+        imp: &Imp<'_>,
+        terms: &ImpTerms,
+        limits: Limits,
+        out: &mut Candidates,
+    ) -> Selected {
+        let Some(mut scan) = Scan::new(self, req, imp_index, imp, terms, limits, out.len()) else {
+            return Selected::default();
+        };
+        for &c in &self.by_rank {
+            if scan.full(out) || scan.below_every_floor(c) {
+                break;
+            }
+            let cr = &self.catalog.creatives[c as usize];
+            match (cr.format, &imp.banner, &imp.video, &imp.native) {
+                (Format::Banner { w, h }, Some(banner), _, _) => {
+                    let banner_type = self.traits[c as usize].banner_type;
+                    if banner.sizes().take(MAX_SIZES).any(|s| s == (w, h))
+                        && (banner_type == 0 || !banner.btype.contains(&banner_type))
+                    {
+                        scan.consider(c, &banner.battr, out);
+                    }
                 }
+                (Format::Video { duration, .. }, _, Some(video), _) => {
+                    let (lo, hi) = (video.minduration.unwrap_or(0), video.maxduration.unwrap_or(u32::MAX));
+                    let mime_ok = video.mimes.is_empty()
+                        || cr.mime.as_deref().is_none_or(|m| video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m)));
+                    let protocol = cr.protocol.unwrap_or(0);
+                    let protocol_ok = video.protocols.is_empty() || protocol == 0 || video.protocols.contains(&protocol);
+                    if (lo..=hi).contains(&duration) && mime_ok && protocol_ok {
+                        scan.consider(c, &video.battr, out);
+                    }
+                }
+                (Format::Native, _, _, Some(n)) => {
+                    let shape = cr.native.as_ref().map(native::NativeShape::of);
+                    if let (Some(request), Some(shape)) = (&n.request, shape) {
+                        if native::fills(request, &shape) {
+                            scan.consider(c, &n.battr, out);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
+        scan.selected()
+    }
+}
+
+/// How far selection goes for one imp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Candidates per imp at most: the highest-ranked that pass every rule.
+    pub per_imp: usize,
+    /// Whether the model can value a CPA campaign (it has a conversion head); when not,
+    /// CPA creatives are not candidates.
+    pub pcvr: bool,
+}
+
+impl Limits {
+    /// Every candidate, CPA campaigns included.
+    pub const ALL: Limits = Limits { per_imp: usize::MAX, pcvr: true };
+}
+
+/// What selection of one imp left out that the bid path reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Selected {
+    /// A CPA creative passed every rule but was left out for want of a conversion head.
+    pub cpa_dropped: bool,
+}
+
+/// Banner sizes of one imp looked at (`w`/`h` and the first `format` entries).
+const MAX_SIZES: usize = 8;
+
+/// One rank-ordered index list of [`Selector`].
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Empty,
+    Banner(&'a [u32]),
+    Video(&'a [VideoEntry]),
+    Native(&'a [(u32, native::NativeShape)]),
+}
+
+impl Source<'_> {
+    fn get(&self, pos: usize) -> Option<u32> {
+        match self {
+            Source::Empty => None,
+            Source::Banner(l) => l.get(pos).copied(),
+            Source::Video(l) => l.get(pos).map(|v| v.creative),
+            Source::Native(l) => l.get(pos).map(|n| n.0),
+        }
+    }
+}
+
+/// A video imp's player, checked against video creatives: which of the catalog's few
+/// MIME types it takes is worked out once (index 0: unknown, allowed).
+struct VideoFit {
+    lo: u32,
+    hi: u32,
+    mime_ok: [bool; 8],
+}
+
+impl VideoFit {
+    fn new(sel: &Selector, video: &crate::openrtb::Video<'_>) -> VideoFit {
+        let mut mime_ok = [true; 8];
+        if !video.mimes.is_empty() {
+            for (k, m) in sel.video_mimes.iter().enumerate().take(mime_ok.len()).skip(1) {
+                mime_ok[k] = video.mimes.iter().any(|v| v.eq_ignore_ascii_case(m));
+            }
+        }
+        VideoFit { lo: video.minduration.unwrap_or(0), hi: video.maxduration.unwrap_or(u32::MAX), mime_ok }
+    }
+
+    fn fits(&self, sel: &Selector, video: &crate::openrtb::Video<'_>, v: &VideoEntry) -> bool {
+        let mime = usize::from(v.mime);
+        let mime_ok = match self.mime_ok.get(mime) {
+            Some(&ok) => ok,
+            None => video.mimes.iter().any(|m| m.eq_ignore_ascii_case(&sel.video_mimes[mime])),
+        };
+        let protocol_ok = video.protocols.is_empty() || v.protocol == 0 || video.protocols.contains(&v.protocol);
+        (self.lo..=self.hi).contains(&v.duration) && mime_ok && protocol_ok
+    }
+}
+
+/// One imp's selection: what every creative is checked against once its format fits.
+struct Scan<'s, 'r> {
+    selector: &'s Selector,
+    req: &'s BidRequest<'r>,
+    imp_index: u16,
+    terms: &'s ImpTerms,
+    deals: &'s [crate::openrtb::Deal<'r>],
+    reach: RequestReach<'s>,
+    secure_only: bool,
+    open_floor: f64,
+    limits: Limits,
+    /// `out.len()` before this imp: its candidates are the ones after.
+    start: usize,
+    cpa_dropped: bool,
+}
+
+impl<'s, 'r> Scan<'s, 'r> {
+    /// `None` when nothing can bid on the imp at all (a private auction without a deal
+    /// open to us).
+    fn new(
+        selector: &'s Selector,
+        req: &'s BidRequest<'r>,
+        imp_index: u16,
+        imp: &'s Imp<'r>,
+        terms: &'s ImpTerms,
+        limits: Limits,
+        start: usize,
+    ) -> Option<Scan<'s, 'r>> {
+        if terms.private && terms.deals.is_empty() {
+            return None; // only deals may win, and none is open to us
+        }
+        Some(Scan {
+            selector,
+            req,
+            imp_index,
+            terms,
+            deals: imp.pmp.as_ref().map(|p| p.deals.as_slice()).unwrap_or_default(),
+            reach: selector.vocabulary.request(req.country(), req.device_type(), req.os()),
+            secure_only: imp.secure == Some(true),
+            open_floor: terms.floor_usd.unwrap_or(f64::INFINITY),
+            limits,
+            start,
+            cpa_dropped: false,
+        })
+    }
+
+    fn full(&self, out: &Candidates) -> bool {
+        out.len() - self.start >= self.limits.per_imp
+    }
+
+    /// Without deals, a creative whose campaign cannot pay the open floor: neither can
+    /// any creative ranked after it.
+    fn below_every_floor(&self, creative: u32) -> bool {
+        let sel = self.selector;
+        self.terms.deals.is_empty()
+            && sel.catalog.campaigns[sel.campaign_of[creative as usize] as usize].max_cpm < self.open_floor
+    }
+
+    fn selected(&self) -> Selected {
+        Selected { cpa_dropped: self.cpa_dropped }
+    }
+
+    /// Appends `creative` (whose format fits the imp) when every other rule lets it bid.
+    fn consider(&mut self, creative: u32, battr: &[u16], out: &mut Candidates) {
+        let sel = self.selector;
+        let terms = self.terms;
+        let ci = sel.campaign_of[creative as usize] as usize;
+        let campaign = &sel.catalog.campaigns[ci];
+        // Cheapest test first: without deals, the open floor decides.
+        if terms.deals.is_empty() && campaign.max_cpm < self.open_floor {
+            return;
+        }
+        let t = sel.traits[creative as usize];
+        if (sel.any_exhausted.load(Ordering::Relaxed) && sel.exhausted[ci].load(Ordering::Relaxed))
+            || (self.secure_only && !t.secure)
+            || (t.has_attr && sel.catalog.creatives[creative as usize].attr.iter().any(|a| battr.contains(a)))
+            || !sel.targeting[ci].matches(&self.reach)
+            || blocked(self.req, campaign)
+        {
+            return;
+        }
+        // The first open deal this campaign buys through, else the open auction.
+        let deal = terms.deals.iter().find(|(d, _)| {
+            let deal = &self.deals[usize::from(*d)];
+            let id = deal.id.as_deref().unwrap_or_default();
+            campaign.deals.iter().any(|c| c == id)
+                && (deal.wadomain.is_empty() || deal.wadomain.iter().any(|d| d.eq_ignore_ascii_case(&campaign.adomain)))
+        });
+        let (deal, floor) = match deal {
+            Some(&(d, floor)) => (Some(d), floor),
+            None if terms.private => return,
+            None => (None, self.open_floor),
+        };
+        if campaign.max_cpm < floor {
+            return;
+        }
+        if !self.limits.pcvr && campaign.goal().needs_pcvr() {
+            self.cpa_dropped = true;
+            return;
+        }
+        out.push(Candidate { imp: self.imp_index, creative, deal });
     }
 }
 
@@ -404,11 +657,13 @@ mod tests {
         let s = selector();
         let mut buf = body.as_bytes().to_vec();
         let req = crate::openrtb::parse(&mut buf).unwrap();
-        let mut out = Vec::new();
+        let (mut out, mut linear) = (Vec::new(), Vec::new());
         let rates = Rates::new(&Default::default()).unwrap();
         for (i, imp) in req.imp.iter().enumerate() {
-            s.select_imp(&req, i as u16, imp, &ImpTerms::of(imp, "ctrbid", &rates), &mut out);
+            s.select_imp(&req, i as u16, imp, &ImpTerms::of(imp, "ctrbid", &rates), Limits::ALL, &mut out);
+            s.select_imp_linear(&req, i as u16, imp, &ImpTerms::of(imp, "ctrbid", &rates), Limits::ALL, &mut linear);
         }
+        assert_eq!(sorted(&out), sorted(&linear), "indexed and linear selection differ on {body}");
         let got: Vec<String> = out
             .iter()
             .map(|c| match c.deal {
@@ -419,6 +674,48 @@ mod tests {
         assert_eq!(got, expected, "{body}");
     }
 
+    fn sorted(c: &[Candidate]) -> Vec<(u16, u32, Option<u8>)> {
+        let mut v: Vec<_> = c.iter().map(|c| (c.imp, c.creative, c.deal)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The merged index lists find what a rank-order scan of the whole catalog finds, in
+    /// the same order, with and without a cap, on every Prebid sample and the default
+    /// catalog; with a cap, the highest `max_cpm` candidates are the ones kept.
+    #[test]
+    fn indexed_selection_equals_the_linear_scan() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let spec = FeatureSpec::load(&root.join("models/feature_spec.json")).unwrap();
+        let s = Selector::new(Catalog::load(&root.join("models/default/catalog.json")).unwrap(), &Extractor::new(spec));
+        let rates = Rates::new(&Default::default()).unwrap();
+        let (mut requests, mut selected, mut capped) = (0, 0, 0);
+        for entry in std::fs::read_dir(root.join("tests/fixtures/openrtb/prebid")).unwrap() {
+            let mut body = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(req) = crate::openrtb::parse(&mut body) else { continue };
+            for limits in [Limits::ALL, Limits { per_imp: 7, pcvr: false }] {
+                let (mut out, mut linear) = (Vec::new(), Vec::new());
+                for (i, imp) in req.imp.iter().enumerate() {
+                    let terms = ImpTerms::of(imp, "ctrbid", &rates);
+                    let (before, all) = (out.len(), s.select_imp(&req, i as u16, imp, &terms, limits, &mut out));
+                    assert_eq!(all, s.select_imp_linear(&req, i as u16, imp, &terms, limits, &mut linear));
+                    let imp_out = &out[before..];
+                    assert!(imp_out.len() <= limits.per_imp);
+                    let cpm = |c: &Candidate| s.campaign_of(c.creative).max_cpm;
+                    assert!(imp_out.windows(2).all(|w| cpm(&w[0]) >= cpm(&w[1])), "rank order");
+                    if !limits.pcvr {
+                        assert!(imp_out.iter().all(|c| !s.campaign_of(c.creative).goal().needs_pcvr()));
+                    }
+                    capped += usize::from(limits.per_imp == 7 && imp_out.len() == 7);
+                }
+                assert_eq!(out, linear, "request {:?}", req.id);
+                requests += 1;
+                selected += out.len();
+            }
+        }
+        assert!(requests > 800 && selected > 1000 && capped > 100, "{requests} {selected} {capped}: the corpus must select");
+    }
+
     #[test]
     fn selection_rules() {
         let usa = r#""device":{"geo":{"country":"USA"}}"#;
@@ -427,7 +724,7 @@ mod tests {
         check(&format!(r#"{{"imp":[{{"banner":{{"w":300,"h":250}},"bidfloor":2}}],{usa}}}"#), &["a300", "b300"]);
         check(
             r#"{"imp":[{"banner":{"format":[{"w":728,"h":90},{"w":300,"h":250},{"w":728,"h":90}]}}]}"#,
-            &["a728", "a300", "c300"],
+            &["a300", "a728", "c300"], // rank order: max_cpm, then catalog order
         );
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2"]}"#, &["c300"]);
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bcat":["IAB2-3"],"badv":["C.example"]}"#, &[]);

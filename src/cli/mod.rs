@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 pub mod features;
+pub mod ort_alone;
 pub mod score;
 pub mod serve;
 
@@ -24,6 +25,8 @@ enum Command {
     Features(features::Opts),
     /// Score training arrays with an ONNX model through the serving scorer (parity checks).
     Score(score::Opts),
+    /// Score a corpus's candidate rows with ONNX Runtime alone, in batches, and report rows/s and CPU per request.
+    OrtAlone(ort_alone::Opts),
     /// Send bid requests at a fixed rate (open loop) and report latency from each one's intended send time.
     Loadgen(crate::loadgen::Opts),
 }
@@ -36,6 +39,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(opts) => crate::simulate::run(opts),
         Command::Features(opts) => features::run(opts),
         Command::Score(opts) => score::run(opts),
+        Command::OrtAlone(opts) => ort_alone::run(opts),
         Command::Loadgen(opts) => crate::loadgen::run(opts),
     };
     match result {

@@ -41,6 +41,9 @@ pub struct Opts {
     /// Add ext.ctrbid (pCTR, time, candidates) to bids.
     #[arg(long, env = "CTRBID_DEBUG_EXT")]
     debug_ext: Option<bool>,
+    /// `bid`, or `ceiling`: parse and validate, then answer a fixed bid (the load test's upper bound).
+    #[arg(long, env = "CTRBID_MODE", value_enum)]
+    mode: Option<crate::config::ServeMode>,
     /// Address of the admin port (health, readiness, metrics, control).
     #[arg(long, env = "CTRBID_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -89,6 +92,9 @@ impl Opts {
         if let Some(v) = self.debug_ext {
             c.server.debug_ext = v;
         }
+        if let Some(v) = self.mode {
+            c.server.mode = v;
+        }
         if let Some(v) = self.admin_listen {
             c.admin.listen = v;
         }
@@ -113,8 +119,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(&cfg).await?;
         let info = &server.state().bidder.state().model;
+        let mode = if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
         println!(
-            "ctrbid listening on http://{} (admin http://{}; model {} kind={} trained_at={})",
+            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={})",
             server.local_addr(),
             server.admin_addr(),
             info.path.display(),

@@ -36,11 +36,18 @@ pub struct RequestContext {
     local_seconds: i64,
 }
 
+/// Request- and imp-level value hashes: what the candidate fields of one imp's rows
+/// are computed from.
+#[derive(Debug, Clone, Copy)]
+struct ImpKeys {
+    vh: [u64; Source::COUNT],
+    tier1: Tier1,
+}
+
 /// The part of a row shared by every candidate of one imp.
 #[derive(Debug, Clone)]
 pub struct ImpContext {
-    vh: [u64; Source::COUNT],
-    tier1: Tier1,
+    keys: ImpKeys,
     /// Row template: request- and imp-level fields filled, candidate fields zero.
     cat: Vec<i64>,
     num: Vec<f32>,
@@ -138,48 +145,86 @@ impl Extractor {
 
     /// Fills the imp-level values and the candidate-independent part of the row.
     pub fn imp(&self, rc: &RequestContext, imp: &Imp<'_>) -> ImpContext {
-        let seed = self.spec.hash_seed;
-        let mut vh = rc.vh;
-        vh[Source::BannerPos as usize] = match imp.banner.as_ref().and_then(|b| b.pos) {
-            Some(p) => value_hash_int(seed, i64::from(p)),
-            None => value_hash(seed, b""),
-        };
         let mut cat = vec![0i64; self.spec.cat.len()];
-        for (slot, field) in cat.iter_mut().zip(&self.spec.cat) {
-            if !field.is_candidate() {
-                *slot = index(field.offset, field.seed, field.kind, field.buckets, &vh);
-            }
-        }
-        let angle = std::f64::consts::TAU * rc.local_seconds as f64 / SECONDS_PER_DAY as f64;
-        let num = self
-            .spec
-            .num
-            .iter()
-            .map(|f| {
-                let raw = match f.source {
-                    NumSource::LocalHourSin => angle.sin(),
-                    NumSource::LocalHourCos => angle.cos(),
-                    NumSource::ImpBidfloor => imp.bidfloor.unwrap_or(0.0),
-                };
-                f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32
-            })
-            .collect();
-        ImpContext { vh, tier1: rc.tier1, cat, num }
+        let mut num = vec![0f32; self.spec.num.len()];
+        let keys = self.template(rc, imp, &mut cat, &mut num);
+        ImpContext { keys, cat, num }
     }
 
     /// Writes one candidate's row. `cat` and `num` are exactly the row widths.
     pub fn write_row(&self, ic: &ImpContext, keys: &CandidateKeys, cat: &mut [i64], num: &mut [f32]) {
         cat.copy_from_slice(&ic.cat);
         num.copy_from_slice(&ic.num);
-        let mut vh = ic.vh;
+        self.candidate_fields(&ic.keys, keys, cat);
+    }
+
+    /// Writes the rows of all of one imp's candidates (`keys`, in order) into `cat` and
+    /// `num`, which hold exactly that many rows, without allocating: the imp's template
+    /// goes into the first row and is copied to the others, then each row gets its
+    /// candidate fields. The same rows as [`Extractor::imp`] and
+    /// [`Extractor::write_row`] per candidate.
+    pub fn write_imp_rows<'k>(
+        &self,
+        rc: &RequestContext,
+        imp: &Imp<'_>,
+        keys: impl Iterator<Item = &'k CandidateKeys>,
+        cat: &mut [i64],
+        num: &mut [f32],
+    ) {
+        let (f, d) = (self.cat_width(), self.num_width());
+        let rows = cat.len() / f.max(1);
+        debug_assert_eq!((cat.len(), num.len()), (rows * f, rows * d), "whole rows");
+        if rows == 0 {
+            return;
+        }
+        let ik = self.template(rc, imp, &mut cat[..f], &mut num[..d]);
+        for r in 1..rows {
+            cat.copy_within(..f, r * f);
+            num.copy_within(..d, r * d);
+        }
+        for (row, k) in cat.chunks_exact_mut(f).zip(keys) {
+            self.candidate_fields(&ik, k, row);
+        }
+    }
+
+    /// Writes the request- and imp-level fields of a row into `cat` (candidate fields
+    /// left as they are) and the whole `num` row; returns the hashes the candidate
+    /// fields need.
+    fn template(&self, rc: &RequestContext, imp: &Imp<'_>, cat: &mut [i64], num: &mut [f32]) -> ImpKeys {
+        let seed = self.spec.hash_seed;
+        let mut vh = rc.vh;
+        vh[Source::BannerPos as usize] = match imp.banner.as_ref().and_then(|b| b.pos) {
+            Some(p) => value_hash_int(seed, i64::from(p)),
+            None => value_hash(seed, b""),
+        };
+        for (slot, field) in cat.iter_mut().zip(&self.spec.cat) {
+            if !field.is_candidate() {
+                *slot = index(field.offset, field.seed, field.kind, field.buckets, &vh);
+            }
+        }
+        let angle = std::f64::consts::TAU * rc.local_seconds as f64 / SECONDS_PER_DAY as f64;
+        for (slot, f) in num.iter_mut().zip(&self.spec.num) {
+            let raw = match f.source {
+                NumSource::LocalHourSin => angle.sin(),
+                NumSource::LocalHourCos => angle.cos(),
+                NumSource::ImpBidfloor => imp.bidfloor.unwrap_or(0.0),
+            };
+            *slot = f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32;
+        }
+        ImpKeys { vh, tier1: rc.tier1 }
+    }
+
+    /// Writes the candidate-dependent fields of one row.
+    fn candidate_fields(&self, ik: &ImpKeys, keys: &CandidateKeys, cat: &mut [i64]) {
+        let mut vh = ik.vh;
         vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.0);
         let ad = Some(vh[Source::AdCategoryTier1 as usize]);
-        let segment_match = match ic.tier1.segments {
+        let segment_match = match ik.tier1.segments {
             [first, _] if first.is_some() && first == ad => 1,
             [_, second] if second.is_some() && second == ad => 2,
             _ => 0,
         };
-        let content_match = i64::from(ic.tier1.content.is_some() && ic.tier1.content == ad);
+        let content_match = i64::from(ik.tier1.content.is_some() && ik.tier1.content == ad);
         let seed = self.spec.hash_seed;
         vh[Source::MatchSegmentCategory as usize] = value_hash_int(seed, segment_match);
         vh[Source::MatchContentCategory as usize] = value_hash_int(seed, content_match);
@@ -250,6 +295,29 @@ mod tests {
         let mut num = vec![0.0; ex.num_width()];
         ex.write_row(&ic, &keys, &mut cat, &mut num);
         (cat, num)
+    }
+
+    /// The allocation-free path the bidder uses writes the rows the per-row path writes.
+    #[test]
+    fn imp_rows_at_once_equal_rows_one_by_one() {
+        let ex = extractor();
+        let mut buf = BODY.as_bytes().to_vec();
+        let req = crate::openrtb::parse(&mut buf).unwrap();
+        let rc = ex.request(&req, 1_767_600_000);
+        let candidates: Vec<CandidateKeys> = [("IAB2", 300), ("IAB7", 728), ("IAB20-3", 160)]
+            .iter()
+            .map(|&(cat, w)| ex.candidate_keys(&campaign_in(cat), &creative(w)))
+            .collect();
+        let (f, d) = (ex.cat_width(), ex.num_width());
+        let (mut cat, mut num) = (vec![-1; 3 * f], vec![-1.0; 3 * d]);
+        ex.write_imp_rows(&rc, &req.imp[0], candidates.iter(), &mut cat, &mut num);
+        let ic = ex.imp(&rc, &req.imp[0]);
+        for (r, keys) in candidates.iter().enumerate() {
+            let (mut c, mut n) = (vec![0; f], vec![0.0; d]);
+            ex.write_row(&ic, keys, &mut c, &mut n);
+            assert_eq!((&cat[r * f..(r + 1) * f], &num[r * d..(r + 1) * d]), (&c[..], &n[..]), "row {r}");
+        }
+        assert_ne!(cat[..f], cat[f..2 * f], "the candidates differ");
     }
 
     const BODY: &str = r#"{"id":"r","imp":[{"id":"1","banner":{"w":300,"h":250,"pos":1},"bidfloor":0.5}],

@@ -133,7 +133,14 @@ fn a_spent_budget_stops_the_campaign_until_the_next_day() {
     let req = crate::openrtb::parse(&mut buf).unwrap();
     let select = |out: &mut Vec<_>| {
         out.clear();
-        s.select_imp(&req, 0, &req.imp[0], &crate::catalog::ImpTerms::of(&req.imp[0], "ctrbid", &rates), out)
+        s.select_imp(
+            &req,
+            0,
+            &req.imp[0],
+            &crate::catalog::ImpTerms::of(&req.imp[0], "ctrbid", &rates),
+            crate::catalog::Limits::ALL,
+            out,
+        );
     };
     let mut out = Vec::new();
     select(&mut out);

@@ -106,7 +106,7 @@ fn logs_agree_with_the_bidder_parser_validator_and_selection() {
         let mut candidates = Vec::new();
         let terms =
             crate::catalog::ImpTerms::of(imp, "ctrbid", &crate::currency::Rates::new(&Default::default()).unwrap());
-        selector.select_imp(&req, i as u16, imp, &terms, &mut candidates);
+        selector.select_imp(&req, i as u16, imp, &terms, crate::catalog::Limits::ALL, &mut candidates);
         let ids: HashSet<&str> = candidates.iter().map(|c| selector.creative(c.creative).id.as_str()).collect();
         assert!(ids.contains(imp_log.crid.as_str()), "{} is not a candidate for {:?}", imp_log.crid, imp_log);
         assert!(imp_log.pctr > 0.0 && imp_log.pctr < 1.0 && imp_log.pcvr > 0.0 && imp_log.pcvr < 1.0);

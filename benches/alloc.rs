@@ -1,0 +1,106 @@
+//! Heap allocations per request, by stage (`cargo bench --bench alloc`): a counting
+//! global allocator around each stage of the bid path on the default catalog's traffic.
+//! Prints a table; not a timing bench.
+//!
+//! Stages run on this thread are counted alone (parse, validate, select, features); the
+//! whole `Bidder::bid` is counted process-wide, so it includes the inference thread
+//! (ONNX Runtime allocates its output tensors per call) and the response. The ceiling
+//! mode is the floor any request pays.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use ctrbid::bidder::Bidder;
+use ctrbid::catalog::ImpTerms;
+use ctrbid::config::{Config, ServeMode};
+use ctrbid::currency::Rates;
+use ctrbid::metrics::Metrics;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[derive(Default)]
+struct Tally {
+    allocations: usize,
+    bytes: usize,
+}
+
+impl Tally {
+    fn add(&mut self, region: &Region<'_, System>) {
+        let c = region.change();
+        self.allocations += c.allocations + c.reallocations;
+        self.bytes += c.bytes_allocated;
+    }
+}
+
+fn config(mode: ServeMode) -> Config {
+    let mut cfg = Config::load(&common::repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
+    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
+        *p = common::repo().join(&*p);
+    }
+    cfg.model.path = common::model_path();
+    cfg.server.mode = mode;
+    cfg.scoring.max_wait_us = 0;
+    cfg
+}
+
+fn main() {
+    // `cargo bench` passes `--bench` (and any filter): nothing to read.
+    let corpus = common::Corpus::default_traffic(3000);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
+    let cfg = config(ServeMode::Bid);
+    let bidder = Bidder::load(&cfg, Metrics::start()).expect("bidder");
+    let ceiling = Bidder::load(&config(ServeMode::Ceiling), Metrics::start()).expect("ceiling");
+    let rates = Rates::new(&cfg.bidding.exchange_rates).expect("rates");
+    let state = bidder.state();
+    let now = ctrbid::notice::unix_now();
+    let names = ["parse", "validate", "select", "features", "bid (all threads)", "ceiling (all threads)"];
+    let mut tallies: Vec<Tally> = names.iter().map(|_| Tally::default()).collect();
+    let mut candidates = 0usize;
+    // Warm every path first (lazy statics, ORT's first batches, buffer growth).
+    for request in corpus.requests.iter().take(200) {
+        for b in [&bidder, &ceiling] {
+            let _ = rt.block_on(b.bid(&mut request.clone(), Instant::now(), now));
+        }
+    }
+    let mut requests = 0usize;
+    for request in &corpus.requests {
+        let mut body = request.clone();
+        let r = Region::new(GLOBAL);
+        let Ok(req) = ctrbid::openrtb::parse(&mut body) else { continue };
+        tallies[0].add(&r);
+        let r = Region::new(GLOBAL);
+        let Ok(req) = ctrbid::openrtb::validate(req) else { continue };
+        tallies[1].add(&r);
+        requests += 1;
+        let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, &cfg.server.seat, &rates)).collect();
+        let r = Region::new(GLOBAL);
+        let selected = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp);
+        tallies[2].add(&r);
+        if let Ok(c) = &selected {
+            candidates += c.len();
+            let r = Region::new(GLOBAL);
+            let rows = state.feature_rows(&req, c, now);
+            tallies[3].add(&r);
+            drop(rows);
+        }
+        drop(req);
+        for (k, b) in [(4, &bidder), (5, &ceiling)] {
+            let mut body = request.clone();
+            let r = Region::new(GLOBAL);
+            let answer = rt.block_on(b.bid(&mut body, Instant::now(), now));
+            tallies[k].add(&r);
+            drop(answer);
+        }
+    }
+    let n = requests.max(1);
+    println!("Heap allocations per request ({n} valid requests, {:.1} candidates each on average)", candidates as f64 / n as f64);
+    println!("| stage | allocations | bytes |");
+    println!("|---|---|---|");
+    for (name, t) in names.iter().zip(&tallies) {
+        println!("| {name} | {:.1} | {:.0} |", t.allocations as f64 / n as f64, t.bytes as f64 / n as f64);
+    }
+}

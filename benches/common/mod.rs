@@ -1,0 +1,83 @@
+//! What the benches share: the repository's default model, spec and runtime, feature
+//! rows, and request corpora from the simulator. Each bench file includes this module
+//! (`#[path = "common/mod.rs"] mod common;`) and uses what it needs.
+#![allow(dead_code)]
+
+use ctrbid::features::FeatureSpec;
+use ctrbid::scoring::model::ModelSource;
+use ctrbid::scoring::{runtime, Device, Model};
+use ctrbid::simulate::{simulate, SimConfig};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The served model, or `CTRBID_BENCH_MODEL` when set (to compare two models).
+pub fn model_path() -> PathBuf {
+    std::env::var_os("CTRBID_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(ctrbid::config::DEFAULT_MODEL))
+}
+
+pub fn spec_path() -> PathBuf {
+    repo().join(ctrbid::config::DEFAULT_SPEC)
+}
+
+pub fn spec() -> FeatureSpec {
+    FeatureSpec::load(&spec_path()).expect("the default feature spec")
+}
+
+/// Opens `path` as the server does (one intra-op thread, CPU).
+pub fn open_model(path: &Path) -> Model {
+    let spec_path = spec_path();
+    let spec = spec();
+    let library = runtime::library_path(None);
+    let library = if library.is_relative() { repo().join(library) } else { library };
+    Model::open(&ModelSource { path, spec: &spec, spec_path: &spec_path, library: &library, device: Device::Cpu })
+        .unwrap_or_else(|e| panic!("{e} (run `make setup-ort` and `make models` first)"))
+}
+
+/// `n` feature rows with every index inside its field's bucket range (what the
+/// extractor writes) and numeric values in [0, 1): row-major `cat` and `num`.
+pub fn rows(spec: &FeatureSpec, n: usize, seed: u64) -> (Vec<i64>, Vec<f32>) {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut cat = Vec::with_capacity(n * spec.cat.len());
+    let mut num = Vec::with_capacity(n * spec.num.len());
+    for _ in 0..n {
+        for f in &spec.cat {
+            cat.push((f.offset + rng.gen_range(0..f.buckets)) as i64);
+        }
+        for _ in &spec.num {
+            num.push(rng.gen::<f32>());
+        }
+    }
+    (cat, num)
+}
+
+/// A simulator log in a temporary directory: `catalog.json` and `requests.jsonl` (one
+/// bid request per line). Seed 7 is the default catalog's, so its requests are targeted.
+pub struct Corpus {
+    pub dir: tempfile::TempDir,
+    pub requests: Vec<Vec<u8>>,
+}
+
+impl Corpus {
+    pub fn simulate(cfg: SimConfig) -> Corpus {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        simulate(&cfg, dir.path()).expect("simulate");
+        let text = std::fs::read(dir.path().join("requests.jsonl")).expect("requests.jsonl");
+        let requests = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+        Corpus { dir, requests }
+    }
+
+    /// The default catalog's traffic: seed 7, the default catalog size.
+    pub fn default_traffic(impressions: u64) -> Corpus {
+        Corpus::simulate(SimConfig { seed: 7, impressions, ..SimConfig::default() })
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.dir.path().join("catalog.json")
+    }
+}

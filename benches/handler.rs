@@ -1,0 +1,74 @@
+//! The whole bid path without the socket (`cargo bench --bench handler`): body in,
+//! answer out, through `Bidder::bid` with the default config, model and catalog, on
+//! simulator requests for the default catalog (seed 7), one request at a time.
+//!
+//! Baselines in the same group: `ceiling` (the same bidder in `server.mode =
+//! "ceiling"`: parse, validate and a fixed answer) and `parse_validate` alone. The
+//! difference between `bid` and `ceiling` is what selection, features, scoring
+//! (through the micro-batcher, one request per batch and no batch wait here) and
+//! pricing cost.
+//! Throughput in requests/s.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ctrbid::bidder::{Answer, Bidder};
+use ctrbid::config::{Config, ServeMode};
+use ctrbid::metrics::Metrics;
+use std::time::Instant;
+
+fn config(mode: ServeMode) -> Config {
+    let mut cfg = Config::load(&common::repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
+    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
+        *p = common::repo().join(&*p);
+    }
+    cfg.model.path = common::model_path();
+    cfg.server.mode = mode;
+    // One request at a time: a batch never gains a second job, so waiting for one would
+    // only add idle time to every iteration.
+    cfg.scoring.max_wait_us = 0;
+    cfg
+}
+
+fn handler(c: &mut Criterion) {
+    let corpus = common::Corpus::default_traffic(3000);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
+    let bidder = Bidder::load(&config(ServeMode::Bid), Metrics::start()).expect("the default bidder");
+    let ceiling = Bidder::load(&config(ServeMode::Ceiling), Metrics::start()).expect("the ceiling bidder");
+    let now = ctrbid::notice::unix_now();
+    // The corpus must exercise the bid path: most requests bid.
+    let bids = corpus
+        .requests
+        .iter()
+        .filter(|r| matches!(rt.block_on(bidder.bid(&mut r.to_vec(), Instant::now(), now)), Answer::Bid(_)))
+        .count();
+    assert!(bids * 2 > corpus.requests.len(), "only {bids} of {} requests bid", corpus.requests.len());
+
+    let mut g = c.benchmark_group("handler");
+    g.throughput(Throughput::Elements(1));
+    for (name, b) in [("bid", &bidder), ("ceiling", &ceiling)] {
+        let mut next = 0;
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let mut body = corpus.requests[next % corpus.requests.len()].clone();
+                next += 1;
+                std::hint::black_box(rt.block_on(b.bid(&mut body, Instant::now(), now)))
+            })
+        });
+    }
+    let mut next = 0;
+    g.bench_function("parse_validate", |bench| {
+        bench.iter(|| {
+            let mut body = corpus.requests[next % corpus.requests.len()].clone();
+            next += 1;
+            let req = ctrbid::openrtb::parse(&mut body).expect("parses");
+            let valid = ctrbid::openrtb::validate(req).is_ok();
+            std::hint::black_box(valid)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, handler);
+criterion_main!(benches);
