@@ -24,12 +24,19 @@ run: setup-ort build
 ## then Python (trainer and pipeline).
 test: setup-ort setup-py build
 	$(CARGO) test --release
+	# Every criterion bench once, as a test (the figures come from `cargo bench`).
+	$(CARGO) bench --benches -- --test
 	# The CUDA build: it compiles, and without a CUDA runtime it refuses to start.
 	$(CARGO) test --release --features cuda --test startup_errors
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
 
 build:
 	$(CARGO) build --release
+
+## The load test in one sitting (about 12 min): ceiling, ONNX Runtime alone, the full
+## bidder and its batcher knobs; report in target/loadtest/report/.
+loadtest: setup-ort setup-py build
+	$(VPY) loadtest/report.py sim-mix
 
 ## ONNX Runtime's shared library, from the pinned PyPI wheel, at .ort/libonnxruntime.so
 ## (.cargo/config.toml points ORT_DYLIB_PATH there).

@@ -1,6 +1,6 @@
-"""One sitting of the load test: the ceiling, ONNX Runtime alone, and the full bidder.
+"""One sitting of the load test: the ceiling, ONNX Runtime alone, the full bidder, its knobs.
 
-    .venv/bin/python loadtest/report.py [scenario]     (or `make loadtest`; about 8 min)
+    .venv/bin/python loadtest/report.py [scenario]     (or `make loadtest`; about 12 min)
 
 For the scenario's corpus (``loadtest/scenarios/<name>/scenario.toml``; made with
 ``ctrbid simulate``), with ``target/release/ctrbid``:
@@ -15,7 +15,9 @@ For the scenario's corpus (``loadtest/scenarios/<name>/scenario.toml``; made wit
    the bidder and the ceiling for ``p70_s`` each: latency in the process (the server's
    own histogram of the whole run, warm-up included) and at the client, CPU seconds per
    1,000 requests (the server's user + system time over the measured window), bid rate.
-3. **ONNX Runtime alone** (``ctrbid ort-alone``) on the candidate rows of the same
+3. **The batcher's knobs** (``knob_inference_threads`` x ``knob_max_wait_us``), each
+   pair on a fresh bidder at the same 70 % rate for ``knob_s``.
+4. **ONNX Runtime alone** (``ctrbid ort-alone``) on the candidate rows of the same
    corpus, in batches of the bidder's median batch at 70 %: CPU per 1,000 requests.
 
 Writes ``target/loadtest/report/report.md``, ``report.json`` and ``latency.png``
@@ -65,9 +67,9 @@ def metrics() -> dict:
 class Server:
     """``ctrbid serve`` with the deploy config, on loopback, until ``stop``."""
 
-    def __init__(self, mode: str, workers: int):
+    def __init__(self, mode: str, workers: int, extra: list[str] = ()):
         args = [str(BIN), "serve", "--config", "deploy/ctrbid.toml", "--mode", mode, "--workers", str(workers),
-                "--listen", f"127.0.0.1:{PORT}", "--admin-listen", f"127.0.0.1:{ADMIN}"]
+                "--listen", f"127.0.0.1:{PORT}", "--admin-listen", f"127.0.0.1:{ADMIN}", *extra]
         OUT.mkdir(parents=True, exist_ok=True)
         self.log = open(OUT / "serve.log", "ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self.log, stderr=self.log)
@@ -102,9 +104,9 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float) -> di
     return json.loads(out.read_text())
 
 
-def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float) -> dict:
+def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = ()) -> dict:
     """One fresh server at one offered rate: warm-up, then the measured window."""
-    server = Server(mode, workers)
+    server = Server(mode, workers, extra)
     try:
         loadgen(corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]))
         before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
@@ -121,6 +123,7 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     row = {
         "mode": mode,
         "workers": workers,
+        "server_flags": list(extra),
         "offered_rate": rate,
         "achieved_rate": lg["achieved_rate"],
         "requests": lg["requests"],
@@ -141,7 +144,7 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         and row["shed_share"] <= float(sc["max_shed_share"])
         and failed == 0
     )
-    log(f"{mode} w{workers} {rate:8.0f}/s: client p99 {row['client_ms']['p99']:.2f} ms, in-process p99 "
+    log(f"{mode} w{workers} {' '.join(extra)} {rate:8.0f}/s: client p99 {row['client_ms']['p99']:.2f} ms, in-process p99 "
         f"{row['in_process_ms']['p99']:.2f} ms, shed {row['shed_share']:.1%}, cpu/1k {row['cpu_s_per_1000']:.3f} s"
         f"{'' if row['sustainable'] else '  (not sustainable)'}")
     return row
@@ -228,6 +231,13 @@ def main() -> None:
     ort = ort_alone(corpus, batch)
     log(f"ORT alone, batches of {batch} rows: {ort['cpu_s_per_1000_requests']:.3f} CPU s per 1,000 requests")
 
+    # The batcher's knobs at the same rate, one fresh server each.
+    knobs = []
+    for threads in sc.get("knob_inference_threads", []):
+        for wait in sc.get("knob_max_wait_us", []):
+            extra = ["--inference-threads", str(threads), "--max-wait-us", str(wait)]
+            knobs.append(measure("bid", workers[-1], rate70, corpus, sc, float(sc["knob_s"]), extra))
+
     b, cl = at70["bidder"], at70["ceiling"]
     floor_cpu = cl["cpu_s_per_1000"] + ort["cpu_s_per_1000_requests"]
     ratios = {
@@ -236,7 +246,7 @@ def main() -> None:
         "capacity_bidder_over_ort_alone": bidder_capacity / ort["requests_per_s"],
     }
     report = {"scenario": name, "corpus_requests": ort["corpus_requests"], "sweeps": sweeps, "capacity": capacity,
-              "at_70": at70, "ort_alone": ort, "ratios": ratios, "minutes": (time.time() - started) / 60,
+              "at_70": at70, "knobs": knobs, "ort_alone": ort, "ratios": ratios, "minutes": (time.time() - started) / 60,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(sweeps, OUT / "latency.png")
@@ -262,7 +272,15 @@ def main() -> None:
               f"- The bidder's median inference batch at 70 %: {b['batch_rows_p50']:.0f} rows, {b['inference_ms_p50']:.3f} ms.",
               "", "In-process figures are the server's histograms over the run including its warm-up; client figures "
               "count from each request's intended send time (no coordinated omission).", "",
-              "## Sweeps", ""]
+              ""]
+    if knobs:
+        lines += [f"## The batcher's knobs at {rate70:,.0f} requests/s ({sc['knob_s']} s each)", "",
+                  "| inference threads, max_wait_us | offered/s | answered/s | in process p50 / p90 / p99 / p99.9 ms "
+                  "| client p50 / p90 / p99 / p99.9 ms | CPU s per 1,000 requests | bid rate | shed | median batch rows |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [fmt_row(f"{k['server_flags'][1]}, {k['server_flags'][3]}", k) + f" {k['batch_rows_p50']:.0f} |" for k in knobs]
+        lines.append("")
+    lines += ["## Sweeps", ""]
     for k, rows in sweeps.items():
         lines += [f"### {k}", "", "| offered/s | answered/s | in process p50 / p90 / p99 / p99.9 ms | client p50 / p90 / p99 / p99.9 ms "
                   "| CPU s per 1,000 | bid rate | shed | sustainable |", "|---|---|---|---|---|---|---|---|"]

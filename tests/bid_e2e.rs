@@ -119,3 +119,77 @@ async fn health_readiness_metrics_and_unknown_routes() {
     }
     server.stop().await;
 }
+
+/// `server.mode = "ceiling"`: a valid request gets one fixed bid of about a real bid's
+/// size, ids echoed, without selection (even one no creative fits, which the bidder
+/// answers 204); bad input still gets its 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_mode_answers_a_fixed_bid_after_validation() {
+    let no_fit = br#"{"id":"req-\"7","imp":[{"id":"imp-9","banner":{"w":1,"h":1}}]}"#;
+    let bidder = TestServer::start(config()).await;
+    assert_eq!(bidder.post("/openrtb2/bid", no_fit).await.status, 204);
+    bidder.stop().await;
+
+    let mut cfg = config();
+    cfg.server.mode = ctrbid::config::ServeMode::Ceiling;
+    let server = TestServer::start(cfg).await;
+    let r = server.post("/openrtb2/bid", no_fit).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!((v["id"].as_str(), v["seatbid"][0]["bid"][0]["impid"].as_str()), (Some("req-\"7"), Some("imp-9")));
+    assert!((1200..1700).contains(&r.body.len()), "a real bid's size on the wire: {} bytes", r.body.len());
+    let bad = server.post("/openrtb2/bid", b"{\"id\": tru}").await;
+    assert_eq!((bad.status, bad.text().contains("malformed JSON")), (400, true));
+    server.stop().await;
+}
+
+/// `ctrbid ort-alone` scores exactly the candidate rows the bid path builds for each
+/// request of a corpus, in batches of whole requests of at least `--batch-rows`.
+#[test]
+fn ort_alone_scores_the_rows_the_bidder_would() {
+    use ctrbid::catalog::ImpTerms;
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 400, ..Default::default() };
+    ctrbid::simulate::simulate(&sim, dir.path()).unwrap();
+    let corpus = dir.path().join("requests.jsonl");
+    let out = dir.path().join("ort.json");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ctrbid"))
+        .args(["ort-alone", "--config", "deploy/ctrbid.toml", "--batch-rows", "100", "--seconds", "0.3"])
+        .arg("--corpus")
+        .arg(&corpus)
+        .arg("--json")
+        .arg(&out)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    // The same rows, counted through the library's bid path.
+    let cfg = ctrbid::config::Config::load(&repo().join("deploy/ctrbid.toml")).unwrap();
+    let mut cfg = cfg;
+    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
+        *p = repo().join(&*p);
+    }
+    let bidder = ctrbid::bidder::Bidder::load(&cfg, ctrbid::metrics::Metrics::start()).unwrap();
+    let state = bidder.state();
+    let rates = ctrbid::currency::Rates::new(&Default::default()).unwrap();
+    let (mut requests, mut scored, mut rows) = (0u64, 0u64, 0u64);
+    for line in common::read_lines(&corpus) {
+        requests += 1;
+        let mut body = line.into_bytes();
+        let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(&mut body).unwrap()).unwrap();
+        let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, "ctrbid", &rates)).collect();
+        if let Ok(c) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp) {
+            scored += 1;
+            rows += c.len() as u64;
+        }
+    }
+    assert_eq!(r["corpus_requests"].as_u64(), Some(requests));
+    assert_eq!(r["scored_requests"].as_u64(), Some(scored));
+    let per_request = r["rows_per_request"].as_f64().unwrap();
+    assert!((per_request - rows as f64 / scored as f64).abs() < 1e-9, "{per_request} rows per request");
+    assert!(r["mean_batch_rows"].as_f64().unwrap() >= 100.0 - 1e-9 || r["calls"].as_u64() == Some(1));
+    assert!(r["rows"].as_u64().unwrap() > 0 && r["cpu_s"].as_f64().unwrap() >= 0.0);
+}

@@ -102,8 +102,9 @@ pub fn validate_and_extract(
     for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
         candidates.clear();
         let terms = ctrbid::catalog::ImpTerms::of(imp, "ctrbid", &s.rates);
-        s.selector.select_imp(&req, i as u16, imp, &terms, &mut candidates);
-        candidates.truncate(DEFAULT_MAX_CANDIDATES_PER_IMP);
+        let limits = ctrbid::catalog::Limits { per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP, pcvr: true };
+        s.selector.select_imp(&req, i as u16, imp, &terms, limits, &mut candidates);
+        assert!(candidates.len() <= DEFAULT_MAX_CANDIDATES_PER_IMP, "the cap per imp holds");
         for c in &candidates {
             // A deal candidate names a deal open to the seat; its floor is finite.
             assert!(terms.floor_for(c.deal).is_finite(), "candidate with no applicable floor");

@@ -20,8 +20,16 @@
 //! floor takes precedence over the imp's). A campaign with no open deal bids in the
 //! open auction at the imp floor, unless the imp is a private auction.
 //!
-//! The [`Selector`] indexes creatives by slot so an imp only looks at creatives of its
-//! sizes, and keeps each creative's feature keys hashed once per catalog load.
+//! The [`Selector`] indexes creatives by banner size and by format, so an imp only
+//! looks at creatives that can fill it, and keeps each creative's feature keys hashed
+//! and its campaign's targeting compiled ([`super::reach`]) once per catalog load.
+//!
+//! **Rank and cap.** Every index list is in *rank* order: the campaign's `max_cpm`,
+//! highest first, ties in catalog order. An imp's lists are merged by rank and the scan
+//! stops after `Limits::per_imp` candidates (the ones that can pay most, not the first
+//! found) or, without deals, at the first campaign under the floor. Invariant: the
+//! indexed path selects exactly what [`Selector::select_imp_linear`], a rank-order scan
+//! of the whole catalog, selects, in the same order (a unit test holds them to it).
 
 use super::reach::{CompiledTargeting, RequestReach, Vocabulary};
 use super::{Campaign, Catalog, Creative, Format};

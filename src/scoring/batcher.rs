@@ -210,12 +210,20 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         let n = rows.n;
         let job = Job { rows, deadline, enqueued: Instant::now(), reply };
+        // Counted before it is queued, so the inference thread's subtraction (when it
+        // takes the job) always comes after this addition: counted after, a job taken at
+        // once was subtracted from nothing, then added for good, and the backlog grew by
+        // every such job until the admission check shed every request.
+        self.backlog.rows.fetch_add(n, Ordering::Relaxed);
         match tx.try_send(job) {
-            Ok(()) => {
-                self.backlog.rows.fetch_add(n, Ordering::Relaxed);
+            Ok(()) => {}
+            Err(e) => {
+                sub_saturating(&self.backlog.rows, n);
+                return Err(match e {
+                    TrySendError::Full(_) => ScoreError::QueueFull,
+                    TrySendError::Disconnected(_) => ScoreError::Closed,
+                });
             }
-            Err(TrySendError::Full(_)) => return Err(ScoreError::QueueFull),
-            Err(TrySendError::Disconnected(_)) => return Err(ScoreError::Closed),
         }
         match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result,
@@ -256,8 +264,7 @@ fn inference_loop(
             model = new;
         }
         let mut rows = first.rows.n;
-        // Taken: no longer waiting. (The counter may briefly lag the queue: the job is
-        // counted just after it is queued, so this can run first; saturating keeps it sane.)
+        // Taken: no longer waiting (it was counted before it was queued).
         sub_saturating(&backlog.rows, first.rows.n);
         batch.push(first);
         let until = Instant::now() + cfg.max_wait;

@@ -149,3 +149,30 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
     assert_eq!((scores.rows(), scores.heads()), (2, Heads::PctrPcvr));
     assert!(scores.pcvr(1).is_some());
 }
+
+/// The admission check's backlog counts queued rows only: once every job is answered it
+/// is empty again, however the scoring thread and the callers interleave. (It used to
+/// count a job after queueing it; a job taken at once was then never uncounted, the
+/// backlog only grew, and under load the bidder shed every request.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_empties_once_every_job_is_answered() {
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64 };
+    let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    for round in 0..300 {
+        let tasks: Vec<_> = (0..1 + round % 4)
+            .map(|_| {
+                let batcher = std::sync::Arc::clone(&batcher);
+                let (cat, num) = rows(3, f, d);
+                tokio::spawn(async move {
+                    batcher.score(super::Rows { cat, num, n: 3 }, Instant::now() + Duration::from_secs(10)).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().rows(), 3);
+        }
+        assert_eq!(batcher.expected_wait(), Duration::ZERO, "round {round}: answered rows still counted as queued");
+    }
+}
