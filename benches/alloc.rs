@@ -12,7 +12,7 @@ mod common;
 
 use ctrbid::bidder::Bidder;
 use ctrbid::catalog::ImpTerms;
-use ctrbid::config::{Config, ServeMode};
+use ctrbid::config::ServeMode;
 use ctrbid::currency::Rates;
 use ctrbid::metrics::Metrics;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -36,24 +36,13 @@ impl Tally {
     }
 }
 
-fn config(mode: ServeMode) -> Config {
-    let mut cfg = Config::load(&common::repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
-    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
-        *p = common::repo().join(&*p);
-    }
-    cfg.model.path = common::model_path();
-    cfg.server.mode = mode;
-    cfg.scoring.max_wait_us = 0;
-    cfg
-}
-
 fn main() {
     // `cargo bench` passes `--bench` (and any filter): nothing to read.
     let corpus = common::Corpus::default_traffic(3000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
-    let cfg = config(ServeMode::Bid);
+    let cfg = common::bidder_config(ServeMode::Bid);
     let bidder = Bidder::load(&cfg, Metrics::start()).expect("bidder");
-    let ceiling = Bidder::load(&config(ServeMode::Ceiling), Metrics::start()).expect("ceiling");
+    let ceiling = Bidder::load(&common::bidder_config(ServeMode::Ceiling), Metrics::start()).expect("ceiling");
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("rates");
     let state = bidder.state();
     let now = ctrbid::notice::unix_now();
@@ -97,7 +86,10 @@ fn main() {
         }
     }
     let n = requests.max(1);
-    println!("Heap allocations per request ({n} valid requests, {:.1} candidates each on average)", candidates as f64 / n as f64);
+    println!(
+        "Heap allocations per request ({n} valid requests, {:.1} candidates each on average)",
+        candidates as f64 / n as f64
+    );
     println!("| stage | allocations | bytes |");
     println!("|---|---|---|");
     for (name, t) in names.iter().zip(&tallies) {

@@ -14,28 +14,16 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctrbid::bidder::{Answer, Bidder};
-use ctrbid::config::{Config, ServeMode};
+use ctrbid::config::ServeMode;
 use ctrbid::metrics::Metrics;
 use std::time::Instant;
-
-fn config(mode: ServeMode) -> Config {
-    let mut cfg = Config::load(&common::repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
-    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
-        *p = common::repo().join(&*p);
-    }
-    cfg.model.path = common::model_path();
-    cfg.server.mode = mode;
-    // One request at a time: a batch never gains a second job, so waiting for one would
-    // only add idle time to every iteration.
-    cfg.scoring.max_wait_us = 0;
-    cfg
-}
 
 fn handler(c: &mut Criterion) {
     let corpus = common::Corpus::default_traffic(3000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_time().build().expect("runtime");
-    let bidder = Bidder::load(&config(ServeMode::Bid), Metrics::start()).expect("the default bidder");
-    let ceiling = Bidder::load(&config(ServeMode::Ceiling), Metrics::start()).expect("the ceiling bidder");
+    let bidder = Bidder::load(&common::bidder_config(ServeMode::Bid), Metrics::start()).expect("the default bidder");
+    let ceiling =
+        Bidder::load(&common::bidder_config(ServeMode::Ceiling), Metrics::start()).expect("the ceiling bidder");
     let now = ctrbid::notice::unix_now();
     // The corpus must exercise the bid path: most requests bid.
     let bids = corpus

@@ -14,6 +14,9 @@
 //! value but never under the floor, a fixed-price deal (`at = 3`) bids the deal floor.
 //! One bid per imp at most.
 //!
+//! `server.mode = "ceiling"` stops after the policy checks with a fixed bid
+//! ([`ceiling_response`]): the load test's measure of everything but bidding.
+//!
 //! **A CPA campaign needs a model with a conversion head.** While the serving model has
 //! none, its creatives are dropped right after selection (before the per-imp candidate
 //! cap, and unscored); a request left with no candidate by that alone ends as
@@ -638,8 +641,8 @@ const CEILING_MARKUP: &str = concat!(
 const CEILING_PADDING: usize = 1100;
 
 /// The answer of `server.mode = "ceiling"`: one fixed bid on the first imp, echoing the
-/// request and imp ids. The load test's upper bound: the same server, HTTP and JSON
-/// parse and validation, none of selection, features, scoring or pricing.
+/// request and imp ids. The load test's upper bound: the same server, HTTP, parse,
+/// validation and policy checks, none of selection, features, scoring or pricing.
 fn ceiling_response(req: &openrtb::ValidRequest<'_>, currency: &str) -> Vec<u8> {
     let impid = req.imp.first().and_then(|i| i.id.as_deref()).unwrap_or("1");
     let mut out = Vec::with_capacity(1600);

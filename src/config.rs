@@ -79,9 +79,10 @@ pub enum ServeMode {
     /// The bidder: select, score, price.
     #[default]
     Bid,
-    /// Read, parse and validate the request as the bidder does, then answer one fixed
-    /// bid of the same size as a real one: no selection, features, scoring or pricing.
-    /// What this server could do if bidding cost nothing (`loadtest/ceiling.sh`).
+    /// Read, parse, validate and policy-check (seats, taxonomy, supply chain, currency)
+    /// the request as the bidder does, then answer one fixed bid of the same size as a
+    /// real one: no selection, features, scoring or pricing. What this server could do
+    /// if bidding cost nothing (the ceiling of `loadtest/report.py`).
     Ceiling,
 }
 

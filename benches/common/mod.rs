@@ -56,6 +56,20 @@ pub fn rows(spec: &FeatureSpec, n: usize, seed: u64) -> (Vec<i64>, Vec<f32>) {
     (cat, num)
 }
 
+/// `deploy/ctrbid.toml` with its paths made absolute, the bench model, and `mode`.
+/// Benches send one request at a time, so a batch never gains a second job: the batch
+/// wait is 0, or it would only add idle time to every iteration.
+pub fn bidder_config(mode: ctrbid::config::ServeMode) -> ctrbid::config::Config {
+    let mut cfg = ctrbid::config::Config::load(&repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
+    for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
+        *p = repo().join(&*p);
+    }
+    cfg.model.path = model_path();
+    cfg.server.mode = mode;
+    cfg.scoring.max_wait_us = 0;
+    cfg
+}
+
 /// A simulator log in a temporary directory: `catalog.json` and `requests.jsonl` (one
 /// bid request per line). Seed 7 is the default catalog's, so its requests are targeted.
 pub struct Corpus {

@@ -55,7 +55,11 @@ enum Lookup {
 /// One campaign's targeting; `None` in a dimension means untargeted.
 #[derive(Debug, Clone)]
 pub enum CompiledTargeting {
-    Bits { countries: Option<Box<Countries>>, device_types: Option<u64>, os: Option<u64> },
+    Bits {
+        countries: Option<Box<Countries>>,
+        device_types: Option<u64>,
+        os: Option<u64>,
+    },
     /// The lists do not fit the bit sets: compare strings.
     Exact(Targeting),
 }
@@ -99,7 +103,12 @@ impl Vocabulary {
     }
 
     /// The request's attributes in this vocabulary; no allocation for names up to 32 bytes.
-    pub fn request<'a>(&self, country: Option<&'a str>, device_type: Option<u8>, os: Option<&'a str>) -> RequestReach<'a> {
+    pub fn request<'a>(
+        &self,
+        country: Option<&'a str>,
+        device_type: Option<u8>,
+        os: Option<&'a str>,
+    ) -> RequestReach<'a> {
         RequestReach {
             country: lookup(&self.countries, country),
             device_type,
@@ -174,7 +183,8 @@ mod tests {
         let compiled: Vec<_> = campaigns.iter().map(|t| vocab.compile(t)).collect();
         assert!(compiled.iter().all(|c| matches!(c, CompiledTargeting::Bits { .. })));
         let req_countries = [None, Some("USA"), Some("usa"), Some("DEU"), Some("JPN"), Some("")];
-        let req_os = [None, Some("iOS"), Some("android"), Some("linux"), Some("a-very-long-operating-system-name-over-32")];
+        let req_os =
+            [None, Some("iOS"), Some("android"), Some("linux"), Some("a-very-long-operating-system-name-over-32")];
         let (mut checked, mut matched) = (0, 0);
         for country in req_countries {
             for device in [None, Some(1u8), Some(4), Some(7), Some(200)] {

@@ -119,7 +119,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     runtime.block_on(async {
         let server = Server::bind(&cfg).await?;
         let info = &server.state().bidder.state().model;
-        let mode = if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
+        let mode =
+            if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
         println!(
             "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={})",
             server.local_addr(),
