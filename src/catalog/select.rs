@@ -556,15 +556,13 @@ impl<'s, 'r> Scan<'s, 'r> {
     }
 
     /// Appends `creative` (whose format fits the imp) when every other rule lets it bid.
+    /// Callers have already stopped at [`Scan::below_every_floor`], so without deals the
+    /// campaign reaches the open floor here.
     fn consider(&mut self, creative: u32, battr: &[u16], out: &mut Candidates) {
         let sel = self.selector;
         let terms = self.terms;
         let ci = sel.campaign_of[creative as usize] as usize;
         let campaign = &sel.catalog.campaigns[ci];
-        // Cheapest test first: without deals, the open floor decides.
-        if terms.deals.is_empty() && campaign.max_cpm < self.open_floor {
-            return;
-        }
         let t = sel.traits[creative as usize];
         if (sel.any_exhausted.load(Ordering::Relaxed) && sel.exhausted[ci].load(Ordering::Relaxed))
             || (self.secure_only && !t.secure)
