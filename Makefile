@@ -14,7 +14,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-ort setup-py models loadtest clean-data
+.PHONY: run test build setup-ort setup-py models loadtest loadtest-cache clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080.
 run: setup-ort build
@@ -37,6 +37,11 @@ build:
 ## bidder and its batcher knobs; report in target/loadtest/report/.
 loadtest: setup-ort setup-py build
 	$(VPY) loadtest/report.py sim-mix
+
+## The score cache under load (about 5 min): the bidder with and without it, on streams
+## with and without repeated impressions; report in target/loadtest/cache/.
+loadtest-cache: setup-ort setup-py build
+	$(VPY) loadtest/cache.py repeat
 
 ## ONNX Runtime's shared library, from the pinned PyPI wheel, at .ort/libonnxruntime.so
 ## (.cargo/config.toml points ORT_DYLIB_PATH there).

@@ -43,6 +43,10 @@ if "$bin" serve --help 2>/dev/null | grep -q -- --admin-listen; then
 else
   admin_args=(); status_port=$port
 fi
+# The corpus cycles; a build with a score cache runs without it, so overload is overload.
+if "$bin" serve --help 2>/dev/null | grep -q -- --score-cache-entries; then
+  admin_args+=(--score-cache-entries 0)
+fi
 metrics_url=${METRICS_URL:-http://127.0.0.1:$status_port/metrics}
 ready_url=${READY_URL:-http://127.0.0.1:$status_port/readyz}
 bin_root=$(cd "$(dirname "$bin")/../.." 2>/dev/null && pwd || true)

@@ -104,11 +104,14 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float) -> di
     return json.loads(out.read_text())
 
 
-def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = ()) -> dict:
-    """One fresh server at one offered rate: warm-up, then the measured window."""
-    server = Server(mode, workers, extra)
+def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = (),
+            warmup_corpus: Path | None = None) -> dict:
+    """One fresh server at one offered rate: warm-up (on ``warmup_corpus`` when given, so
+    the measured requests are new to the server), then the measured window. The
+    scenario's ``server_flags`` go to every server, then ``extra``."""
+    server = Server(mode, workers, [*sc.get("server_flags", []), *extra])
     try:
-        loadgen(corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]))
+        loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]))
         before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
         lg = loadgen(corpus, rate, seconds, float(sc["sustainable_p99_ms"]))
         cpu1, after = cpu_seconds(server.proc.pid), metrics()
@@ -139,6 +142,8 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         "failed": failed,
         "start_lag_p99_ms": lg["start_lag_ms"]["p99"],
     }
+    hits, misses = (delta(f'ctrbid_score_cache_lookups_total{{result="{r}"}}') for r in ("hit", "miss"))
+    row["score_cache_hit_share"] = hits / (hits + misses) if hits + misses else None
     row["sustainable"] = (
         row["client_ms"]["p99"] <= float(sc["sustainable_p99_ms"])
         and row["shed_share"] <= float(sc["max_shed_share"])

@@ -22,7 +22,8 @@ if [ ! -s "$corpus/requests.jsonl" ]; then
   target/release/ctrbid simulate --seed "$seed" --impressions "$impressions" --out "$corpus" >/dev/null
 fi
 
-target/release/ctrbid serve --config deploy/ctrbid.toml --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$admin \
+# No score cache: wrk cycles the corpus, a repetition the cache would answer (see scenario repeat).
+target/release/ctrbid serve --config deploy/ctrbid.toml --score-cache-entries 0 --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$admin \
   >target/loadtest/serve.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

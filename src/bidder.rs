@@ -33,7 +33,9 @@ use crate::openrtb::response::{BidDebug, BidExt};
 use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
 use crate::pricing::{auction_price, bid_cpm, Auction, Prediction};
 use crate::scoring::model::ModelSource;
-use crate::scoring::{runtime, Batcher, BatcherConfig, Model, ModelInfo, Rows, ScoreError};
+use crate::scoring::{
+    runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores,
+};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::borrow::Cow;
@@ -213,6 +215,8 @@ struct Settings {
 pub struct Bidder {
     state: ArcSwap<ServingState>,
     batcher: Batcher,
+    /// `None` when `scoring.cache_entries = 0`.
+    score_cache: Option<ScoreCache>,
     metrics: Arc<Metrics>,
     notices: Notices,
     settings: Settings,
@@ -272,6 +276,12 @@ impl Bidder {
             },
             Arc::clone(&metrics),
         );
+        let score_cache = (cfg.scoring.cache_entries > 0).then(|| {
+            ScoreCache::new(CacheConfig {
+                max_entries: cfg.scoring.cache_entries,
+                ttl: Duration::from_millis(cfg.scoring.cache_ttl_ms),
+            })
+        });
         let notice_base_url =
             cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
         let notices = Notices::new(NoticeSettings {
@@ -304,6 +314,7 @@ impl Bidder {
         Ok(Bidder {
             state: ArcSwap::from_pointee(state),
             batcher,
+            score_cache,
             metrics,
             notices,
             settings,
@@ -379,12 +390,28 @@ impl Bidder {
             );
         }
         self.notices.render(&mut out);
+        if let Some(cache) = &self.score_cache {
+            cache.render(&mut out);
+        }
         out
+    }
+
+    /// The score cache's counters, when there is one.
+    pub fn score_cache_stats(&self) -> Option<crate::scoring::cache::CacheStats> {
+        self.score_cache.as_ref().map(ScoreCache::stats)
     }
 
     /// Housekeeping, once a second: expired notices, a new budget day.
     pub fn tick(&self, now_unix: i64) {
         self.notices.tick(now_unix, &self.state.load().selector);
+    }
+
+    /// Scores through the score cache when there is one: repeated rows skip inference.
+    async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
+        match &self.score_cache {
+            Some(cache) => cache.score(&self.batcher, rows, deadline).await,
+            None => self.batcher.score(rows, deadline).await,
+        }
     }
 
     /// Answers one bid request. `body` is parsed in place. `received` is when the
@@ -503,7 +530,7 @@ impl Bidder {
             return self.no_bid(NoBidReason::Deadline, req.id());
         }
 
-        let scores = match self.batcher.score(rows, deadline).await {
+        let scores = match self.score(rows, deadline).await {
             Ok(p) => p,
             Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),
             Err(ScoreError::QueueFull) => return self.no_bid(NoBidReason::QueueFull, req.id()),

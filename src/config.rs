@@ -19,6 +19,8 @@ pub const DEFAULT_MAX_BATCH_ROWS: usize = 512;
 pub const DEFAULT_MAX_WAIT_US: u64 = 200;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 pub const DEFAULT_INFERENCE_THREADS: usize = 1;
+pub const DEFAULT_SCORE_CACHE_ENTRIES: usize = 1 << 20;
+pub const DEFAULT_SCORE_CACHE_TTL_MS: u64 = 30_000;
 pub const DEFAULT_BUDGET_MS: u64 = 10;
 pub const DEFAULT_NETWORK_ALLOWANCE_MS: u64 = 20;
 pub const DEFAULT_TMAX_MS: u64 = 120;
@@ -143,6 +145,11 @@ pub struct ScoringConfig {
     pub threads: usize,
     /// `cpu` or `cuda`. Default `cpu`.
     pub device: Device,
+    /// Candidate rows whose scores are remembered (`scoring::cache`), at most; 0 turns
+    /// the score cache off. Default 1,048,576 (about 40 MB).
+    pub cache_entries: usize,
+    /// How long a remembered score answers, in ms. Default 30000.
+    pub cache_ttl_ms: u64,
 }
 
 impl Default for ScoringConfig {
@@ -153,6 +160,8 @@ impl Default for ScoringConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             threads: DEFAULT_INFERENCE_THREADS,
             device: Device::Cpu,
+            cache_entries: DEFAULT_SCORE_CACHE_ENTRIES,
+            cache_ttl_ms: DEFAULT_SCORE_CACHE_TTL_MS,
         }
     }
 }
@@ -269,6 +278,12 @@ impl Config {
         check(self.scoring.max_wait_us <= 10_000, "scoring.max_wait_us", "must be at most 10000 (10 ms)")?;
         check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;
         check((1..=64).contains(&self.scoring.threads), "scoring.threads", "must be between 1 and 64")?;
+        check(self.scoring.cache_entries != 1, "scoring.cache_entries", "must be 0 (off) or at least 2")?;
+        check(
+            (1..=3_600_000).contains(&self.scoring.cache_ttl_ms),
+            "scoring.cache_ttl_ms",
+            "must be between 1 and 3600000 (an hour)",
+        )?;
         check(self.bidding.budget_ms >= 1, "bidding.budget_ms", "must be at least 1")?;
         check(self.bidding.default_tmax_ms >= 1, "bidding.default_tmax_ms", "must be at least 1")?;
         check(self.bidding.max_candidates_per_imp >= 1, "bidding.max_candidates_per_imp", "must be at least 1")?;

@@ -193,3 +193,66 @@ fn ort_alone_scores_the_rows_the_bidder_would() {
     assert!(r["mean_batch_rows"].as_f64().unwrap() >= 100.0 - 1e-9 || r["calls"].as_u64() == Some(1));
     assert!(r["rows"].as_u64().unwrap() > 0 && r["cpu_s"].as_f64().unwrap() >= 0.0);
 }
+
+/// The score cache end to end: an impression offered again (a new request id, every
+/// other byte the same) is answered from the cache, with the very bids a server without
+/// the cache gives; `/metrics` counts one hit per candidate row the first offer scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bids() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 80, ..ctrbid::simulate::SimConfig::default() };
+    ctrbid::simulate::simulate(&sim, dir.path()).unwrap();
+    let requests = common::read_lines(&dir.path().join("requests.jsonl"));
+    let again = |body: &str| body.replacen("{\"id\":\"", "{\"id\":\"again-", 1);
+    // (price, pCTR) of every bid, by request.
+    async fn bids(server: &TestServer, body: &str) -> Vec<(f64, f64)> {
+        let r = server.post("/openrtb2/bid", body.as_bytes()).await;
+        assert!(r.status == 200 || r.status == 204, "{} {}", r.status, r.text());
+        if r.status == 204 {
+            return Vec::new();
+        }
+        let v = r.json();
+        v["seatbid"][0]["bid"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["price"].as_f64().unwrap(), b["ext"]["ctrbid"]["pctr"].as_f64().unwrap()))
+            .collect()
+    }
+    let counter = |text: &str, result: &str| -> u64 {
+        let key = format!("ctrbid_score_cache_lookups_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&key)).unwrap_or_else(|| panic!("{key} in {text}")).parse().unwrap()
+    };
+
+    let mut cfg = config();
+    cfg.server.debug_ext = true;
+    let mut plain_cfg = cfg.clone();
+    plain_cfg.scoring.cache_entries = 0;
+    let plain = TestServer::start(plain_cfg).await;
+    let mut expected = Vec::new();
+    for body in &requests {
+        expected.push(bids(&plain, body).await);
+    }
+    assert!(!plain.admin_get("/metrics").await.text().contains("ctrbid_score_cache"), "no cache, no cache metrics");
+    plain.stop().await;
+    assert!(expected.iter().filter(|b| !b.is_empty()).count() * 2 > requests.len(), "most requests bid");
+
+    let server = TestServer::start(cfg).await;
+    for (body, want) in requests.iter().zip(&expected) {
+        assert_eq!(&bids(&server, body).await, want, "first offer: scored by the model");
+    }
+    let text = server.admin_get("/metrics").await.text();
+    let (hits, scored) = (counter(&text, "hit"), counter(&text, "miss"));
+    assert_eq!(hits, 0, "every row new");
+    assert!(scored > 100);
+    for (body, want) in requests.iter().zip(&expected) {
+        assert_eq!(&bids(&server, &again(body)).await, want, "offered again: the same bids");
+    }
+    let text = server.admin_get("/metrics").await.text();
+    assert_eq!(
+        (counter(&text, "hit"), counter(&text, "miss")),
+        (scored, scored),
+        "every row of the second offers a hit"
+    );
+    server.stop().await;
+}

@@ -58,7 +58,7 @@ pub fn rows(spec: &FeatureSpec, n: usize, seed: u64) -> (Vec<i64>, Vec<f32>) {
 
 /// `deploy/ctrbid.toml` with its paths made absolute, the bench model, and `mode`.
 /// Benches send one request at a time, so a batch never gains a second job: the batch
-/// wait is 0, or it would only add idle time to every iteration.
+/// wait is 0, or it would only add idle time to every iteration. No score cache.
 pub fn bidder_config(mode: ctrbid::config::ServeMode) -> ctrbid::config::Config {
     let mut cfg = ctrbid::config::Config::load(&repo().join("deploy/ctrbid.toml")).expect("deploy/ctrbid.toml");
     for p in [&mut cfg.model.path, &mut cfg.model.spec, &mut cfg.model.catalog] {
@@ -67,6 +67,9 @@ pub fn bidder_config(mode: ctrbid::config::ServeMode) -> ctrbid::config::Config 
     cfg.model.path = model_path();
     cfg.server.mode = mode;
     cfg.scoring.max_wait_us = 0;
+    // Benches cycle their corpora: with the score cache every request after the first
+    // cycle would be answered from it. `benches/cache.rs` measures the cache on its own.
+    cfg.scoring.cache_entries = 0;
     cfg
 }
 

@@ -38,6 +38,9 @@ pub struct Opts {
     /// Microseconds a micro-batch waits for more jobs.
     #[arg(long, env = "CTRBID_MAX_WAIT_US")]
     max_wait_us: Option<u64>,
+    /// Candidate rows whose scores are remembered; 0 turns the score cache off.
+    #[arg(long, env = "CTRBID_SCORE_CACHE_ENTRIES")]
+    score_cache_entries: Option<usize>,
     /// Add ext.ctrbid (pCTR, time, candidates) to bids.
     #[arg(long, env = "CTRBID_DEBUG_EXT")]
     debug_ext: Option<bool>,
@@ -88,6 +91,9 @@ impl Opts {
         }
         if let Some(v) = self.max_wait_us {
             c.scoring.max_wait_us = v;
+        }
+        if let Some(v) = self.score_cache_entries {
+            c.scoring.cache_entries = v;
         }
         if let Some(v) = self.debug_ext {
             c.server.debug_ext = v;

@@ -21,7 +21,7 @@ use super::model::Heads;
 use super::Model;
 use crate::metrics::{Metrics, Sample};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -53,6 +53,8 @@ pub struct Rows {
 pub struct Scores {
     values: Vec<f32>,
     heads: Heads,
+    /// Which model computed them: the batcher's model generation ([`Batcher::generation`]).
+    generation: u32,
 }
 
 impl Scores {
@@ -60,16 +62,40 @@ impl Scores {
     /// for [`Heads::PctrPcvr`] and ignored for [`Heads::Pctr`]. One allocation.
     pub fn new(heads: Heads, pctr: &[f32], pcvr: &[f32]) -> Scores {
         match heads {
-            Heads::Pctr => Scores { values: pctr.to_vec(), heads },
+            Heads::Pctr => Scores { values: pctr.to_vec(), heads, generation: 0 },
             Heads::PctrPcvr => {
                 assert_eq!(pctr.len(), pcvr.len(), "one pCVR per pCTR");
                 let mut values = Vec::with_capacity(2 * pctr.len());
                 for (&ctr, &cvr) in pctr.iter().zip(pcvr) {
                     values.extend_from_slice(&[ctr, cvr]);
                 }
-                Scores { values, heads }
+                Scores { values, heads, generation: 0 }
             }
         }
+    }
+
+    /// Room for `rows` rows of a model with `heads`, filled by [`Scores::push`].
+    pub fn with_capacity(heads: Heads, rows: usize, generation: u32) -> Scores {
+        Scores { values: Vec::with_capacity(rows * heads.count()), heads, generation }
+    }
+
+    /// Appends one row; `pcvr` is ignored for [`Heads::Pctr`].
+    pub fn push(&mut self, pctr: f32, pcvr: f32) {
+        self.values.push(pctr);
+        if self.heads == Heads::PctrPcvr {
+            self.values.push(pcvr);
+        }
+    }
+
+    /// Marks which model generation computed these scores.
+    pub fn scored_by(mut self, generation: u32) -> Scores {
+        self.generation = generation;
+        self
+    }
+
+    /// The model generation that computed these scores (0 for the first model).
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Number of rows.
@@ -144,8 +170,12 @@ struct Job {
 pub struct Batcher {
     tx: Option<Sender<Job>>,
     backlog: Arc<Backlog>,
-    /// One per inference thread: a replacement model, taken before its next batch.
-    swaps: Vec<Sender<Model>>,
+    /// One per inference thread: a replacement model and its generation, taken before
+    /// its next batch.
+    swaps: Vec<Sender<(Model, u32)>>,
+    /// The generation of the latest model handed to the threads: 0 at start, one more per
+    /// [`Batcher::replace_models`]. Every [`Scores`] says which generation computed it.
+    generation: AtomicU32,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -166,7 +196,7 @@ impl Batcher {
             .enumerate()
             .map(|(i, model)| {
                 let (rx, cfg, metrics, backlog) = (rx.clone(), cfg.clone(), Arc::clone(&metrics), Arc::clone(&backlog));
-                let (swap_tx, swap_rx) = bounded::<Model>(1);
+                let (swap_tx, swap_rx) = bounded::<(Model, u32)>(1);
                 swaps.push(swap_tx);
                 std::thread::Builder::new()
                     .name(format!("ctrbid-infer-{i}"))
@@ -174,7 +204,14 @@ impl Batcher {
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { tx: Some(tx), backlog, swaps, threads }
+        Batcher { tx: Some(tx), backlog, swaps, generation: AtomicU32::new(0), threads }
+    }
+
+    /// The generation of the latest model handed to the inference threads. Threads take
+    /// it up before their next batch, so for a moment after a reload a request may still
+    /// be answered by the one before: [`Scores::generation`] says which.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// How long the rows already queued will take to score, from the recent cost per
@@ -198,9 +235,11 @@ impl Batcher {
         if self.swaps.iter().any(Sender::is_full) {
             return Err("a previous model reload has not been taken up yet (no traffic since)".into());
         }
+        let generation = self.generation.load(Ordering::Acquire).wrapping_add(1);
         for (swap, model) in self.swaps.iter().zip(models) {
-            swap.try_send(model).map_err(|_| "an inference thread has stopped".to_string())?;
+            swap.try_send((model, generation)).map_err(|_| "an inference thread has stopped".to_string())?;
         }
+        self.generation.store(generation, Ordering::Release);
         Ok(())
     }
 
@@ -245,12 +284,13 @@ impl Drop for Batcher {
 fn inference_loop(
     mut model: Model,
     rx: Receiver<Job>,
-    swaps: Receiver<Model>,
+    swaps: Receiver<(Model, u32)>,
     cfg: BatcherConfig,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
 ) {
     let (f, d) = (model.info.cat_width, model.info.num_width);
+    let mut generation = 0u32;
     let mut batch: Vec<Job> = Vec::with_capacity(64);
     let mut cat: Vec<i64> = Vec::with_capacity(cfg.max_batch_rows * f);
     let mut num: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows * d);
@@ -260,8 +300,9 @@ fn inference_loop(
     while let Ok(first) = rx.recv() {
         // Reloads keep the feature spec, so the widths (and buffers) stay valid; the
         // heads may change, and `pcvr` stays empty for a model without a conversion head.
-        if let Ok(new) = swaps.try_recv() {
+        if let Ok((new, new_generation)) = swaps.try_recv() {
             model = new;
+            generation = new_generation;
         }
         let mut rows = first.rows.n;
         // Taken: no longer waiting (it was counted before it was queued).
@@ -309,7 +350,8 @@ fn inference_loop(
                 Ok(()) => {
                     let rows = offset..offset + job.rows.n;
                     // `score_heads` filled `pcvr` exactly when the model has the head.
-                    Ok(Scores::new(model.info.heads, &pctr[rows.clone()], pcvr.get(rows).unwrap_or_default()))
+                    Ok(Scores::new(model.info.heads, &pctr[rows.clone()], pcvr.get(rows).unwrap_or_default())
+                        .scored_by(generation))
                 }
                 Err(_) => Err(ScoreError::Inference),
             };

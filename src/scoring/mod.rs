@@ -9,6 +9,7 @@
 //! [`Heads`]); answers carry what the model that scored them computed ([`Scores`]).
 
 pub mod batcher;
+pub mod cache;
 pub mod model;
 pub mod runtime;
 
@@ -16,6 +17,7 @@ pub mod runtime;
 mod tests;
 
 pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError, Scores};
+pub use cache::{CacheConfig, ScoreCache};
 pub use model::{Heads, Model, ModelInfo};
 pub use runtime::Device;
 

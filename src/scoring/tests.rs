@@ -176,3 +176,49 @@ async fn the_backlog_empties_once_every_job_is_answered() {
         assert_eq!(batcher.expected_wait(), Duration::ZERO, "round {round}: answered rows still counted as queued");
     }
 }
+
+/// The score cache answers exactly what the batcher answered: repeated rows come from it
+/// (scored even past the deadline: the batcher is not asked), new rows of the same
+/// request go to the batcher, rows keep their order, and a model reload makes every
+/// remembered score a miss (the new model has one head: so do the answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_score_cache_answers_what_the_model_answered() {
+    use super::cache::{CacheConfig, ScoreCache};
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64 };
+    let batcher = Batcher::start(vec![open(&two)], cfg, Metrics::start());
+    let cache = ScoreCache::new(CacheConfig { max_entries: 1_000, ttl: Duration::from_secs(60) });
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    let closed = ClosedForm::load();
+    let later = || Instant::now() + Duration::from_secs(10);
+    let past = Instant::now();
+    let (cat, num) = rows(20, f, d);
+    let first = |k: usize| super::Rows { cat: cat[..k * f].to_vec(), num: num[..k * d].to_vec(), n: k };
+
+    let fresh = cache.score(&batcher, first(10), later()).await.unwrap();
+    assert_eq!((cache.stats().hits, cache.stats().misses), (0, 10));
+    let again = cache.score(&batcher, first(10), past).await.expect("every row remembered: no scoring, no deadline");
+    assert_eq!(again, fresh);
+    assert_eq!((cache.stats().hits, cache.stats().misses), (10, 10));
+
+    // Rows 5..15: five remembered, five new, answered in row order.
+    let mixed = super::Rows { cat: cat[5 * f..15 * f].to_vec(), num: num[5 * d..15 * d].to_vec(), n: 10 };
+    let scores = cache.score(&batcher, mixed, later()).await.unwrap();
+    assert_eq!((cache.stats().hits, cache.stats().misses), (15, 15));
+    for r in 0..10 {
+        let row = r + 5;
+        let (ctr, cvr) = closed.probabilities(&cat[row * f..(row + 1) * f], &num[row * d..(row + 1) * d]);
+        assert!((f64::from(scores.pctr(r)) - ctr).abs() <= 1e-6, "row {row}: pctr {} vs {ctr}", scores.pctr(r));
+        assert!((f64::from(scores.pcvr(r).unwrap()) - cvr).abs() <= 1e-6, "row {row}: pcvr");
+        if row < 10 {
+            assert_eq!((scores.pctr(r), scores.pcvr(r)), (fresh.pctr(row), fresh.pcvr(row)), "row {row}: remembered");
+        }
+    }
+
+    batcher.replace_models(vec![open(&repo().join("tests/fixtures/models/one_head.onnx"))]).unwrap();
+    let after = cache.score(&batcher, first(10), later()).await.unwrap();
+    assert_eq!((cache.stats().hits, cache.stats().misses), (15, 25), "another model: every row a miss");
+    assert_eq!((after.heads(), after.generation()), (Heads::Pctr, 1));
+    let remembered = cache.score(&batcher, first(10), past).await.unwrap();
+    assert_eq!(remembered, after, "one head remembered as one head");
+}
