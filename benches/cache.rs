@@ -35,7 +35,7 @@ fn score_cache(c: &mut Criterion) {
     let d = rows.num.len() / ROWS;
     let scores = Scores::new(Heads::PctrPcvr, &[0.01; ROWS], &[0.05; ROWS]);
     let cache = ScoreCache::new(CacheConfig {
-        max_entries: ctrbid::config::DEFAULT_SCORE_CACHE_ENTRIES,
+        max_entries: ctrbid::config::SUGGESTED_SCORE_CACHE_ENTRIES,
         ttl: Duration::from_secs(3600),
     });
 
@@ -103,7 +103,7 @@ fn bid_repeats(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (stream, share) in [("no_repeats", 0.0), ("repeats_30pct", REPEAT_SHARE)] {
         let plan = plan(corpus.requests.len(), share);
-        for (setting, entries) in [("cache_off", 0), ("cache_on", ctrbid::config::DEFAULT_SCORE_CACHE_ENTRIES)] {
+        for (setting, entries) in [("cache_off", 0), ("cache_on", ctrbid::config::SUGGESTED_SCORE_CACHE_ENTRIES)] {
             let b = bidder(entries);
             let mut i = 0usize;
             g.bench_function(format!("{stream}/{setting}"), |bench| {

@@ -100,7 +100,7 @@ def main() -> None:
     for r in range(int(sc["rounds"])):
         for mix_name, path in streams.items():
             for setting in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                extra = ["--score-cache-entries", "0" if setting == "off" else str(sc.get("cache_entries", 1 << 20))]
+                extra = ["--score-cache-entries", "0" if setting == "off" else str(sc.get("cache_entries", 1 << 18))]
                 row = report.measure("bid", workers, rate, path, sc, float(sc["measure_s"]), extra, warmup_corpus=warmup)
                 row["round"] = r
                 runs[mix_name][setting].append(row)

@@ -95,8 +95,11 @@ class Server:
 
 def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float) -> dict:
     out = OUT / "loadgen.json"
+    # LOADGEN_NICE=19: the load generator yields the cores to the server (a stand-in for
+    # a second box); the default shares them as equals.
+    nice = ["nice", "-n", os.environ["LOADGEN_NICE"]] if os.environ.get("LOADGEN_NICE") else []
     subprocess.run(
-        [str(BIN), "loadgen", "--url", f"http://127.0.0.1:{PORT}/openrtb2/bid", "--corpus", str(corpus),
+        [*nice, str(BIN), "loadgen", "--url", f"http://127.0.0.1:{PORT}/openrtb2/bid", "--corpus", str(corpus),
          "--rate", f"{rate:.1f}", "--duration-s", str(seconds), "--warmup-s", "0",
          "--deadline-ms", str(int(deadline_ms)), "--json", str(out)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,

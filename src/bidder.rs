@@ -14,6 +14,9 @@
 //! value but never under the floor, a fixed-price deal (`at = 3`) bids the deal floor.
 //! One bid per imp at most.
 //!
+//! With `scoring.cache_entries > 0`, scoring goes through the score cache
+//! ([`crate::scoring::cache`]): rows it holds for the serving model are not scored again.
+//!
 //! `server.mode = "ceiling"` stops after the policy checks with a fixed bid
 //! ([`ceiling_response`]): the load test's measure of everything but bidding.
 //!

@@ -226,17 +226,16 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
 
     let mut cfg = config();
     cfg.server.debug_ext = true;
-    let mut plain_cfg = cfg.clone();
-    plain_cfg.scoring.cache_entries = 0;
-    let plain = TestServer::start(plain_cfg).await;
+    let plain = TestServer::start(cfg.clone()).await;
     let mut expected = Vec::new();
     for body in &requests {
         expected.push(bids(&plain, body).await);
     }
-    assert!(!plain.admin_get("/metrics").await.text().contains("ctrbid_score_cache"), "no cache, no cache metrics");
+    assert!(!plain.admin_get("/metrics").await.text().contains("ctrbid_score_cache"), "off by default: no metrics");
     plain.stop().await;
     assert!(expected.iter().filter(|b| !b.is_empty()).count() * 2 > requests.len(), "most requests bid");
 
+    cfg.scoring.cache_entries = 4096;
     let server = TestServer::start(cfg).await;
     for (body, want) in requests.iter().zip(&expected) {
         assert_eq!(&bids(&server, body).await, want, "first offer: scored by the model");

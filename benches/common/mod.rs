@@ -67,8 +67,8 @@ pub fn bidder_config(mode: ctrbid::config::ServeMode) -> ctrbid::config::Config 
     cfg.model.path = model_path();
     cfg.server.mode = mode;
     cfg.scoring.max_wait_us = 0;
-    // Benches cycle their corpora: with the score cache every request after the first
-    // cycle would be answered from it. `benches/cache.rs` measures the cache on its own.
+    // Benches cycle their corpora: with a score cache every request after the first
+    // cycle would be answered from it (it is off by default; `benches/cache.rs` turns it on).
     cfg.scoring.cache_entries = 0;
     cfg
 }

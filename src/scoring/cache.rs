@@ -81,7 +81,7 @@ impl Head {
     }
 
     fn written(self) -> bool {
-        self.seq != 0 && self.seq % 2 == 0
+        self.seq != 0 && self.seq.is_multiple_of(2)
     }
 
     fn live(self, generation: u16, now_ms: u32, ttl_ms: u32) -> bool {
@@ -335,7 +335,7 @@ impl ScoreCache {
             .or_else(|| (0..WAYS).find(|&w| free(heads[w])))
             .unwrap_or_else(|| (0..WAYS).max_by_key(|&w| now_ms.wrapping_sub(heads[w].stored_ms)).unwrap_or(0));
         let (slot, head) = (&slots[way], heads[way]);
-        if head.seq % 2 == 1 {
+        if !head.seq.is_multiple_of(2) {
             return; // another writer is filling it
         }
         let writing = Head { seq: head.seq.wrapping_add(1), ..head };

@@ -5,7 +5,8 @@
 //! and checks a model against the feature spec (its signature and the spec's SHA-256 in
 //! its metadata); [`batcher`] is the micro-batcher the server scores through: requests
 //! put their rows on a bounded queue and inference threads, each owning its sessions,
-//! run them in batches. A model has one head (`pctr`) or two (`pctr`, `pcvr`: see
+//! run them in batches; [`cache`] remembers rows' scores for repeated impressions (off by
+//! default). A model has one head (`pctr`) or two (`pctr`, `pcvr`: see
 //! [`Heads`]); answers carry what the model that scored them computed ([`Scores`]).
 
 pub mod batcher;
