@@ -43,10 +43,21 @@ fn main() {
     let cfg = common::bidder_config(ServeMode::Bid);
     let bidder = Bidder::load(&cfg, Metrics::start()).expect("bidder");
     let ceiling = Bidder::load(&common::bidder_config(ServeMode::Ceiling), Metrics::start()).expect("ceiling");
+    let mut cache_cfg = common::bidder_config(ServeMode::Bid);
+    cache_cfg.scoring.cache_entries = ctrbid::config::SUGGESTED_SCORE_CACHE_ENTRIES;
+    let cached = Bidder::load(&cache_cfg, Metrics::start()).expect("bidder with a score cache");
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("rates");
     let state = bidder.state();
     let now = ctrbid::notice::unix_now();
-    let names = ["parse", "validate", "select", "features", "bid (all threads)", "ceiling (all threads)"];
+    let names = [
+        "parse",
+        "validate",
+        "select",
+        "features",
+        "bid (all threads)",
+        "ceiling (all threads)",
+        "bid with the score cache, rows new to it (all threads)",
+    ];
     let mut tallies: Vec<Tally> = names.iter().map(|_| Tally::default()).collect();
     let mut candidates = 0usize;
     // Warm every path first (lazy statics, ORT's first batches, buffer growth).
@@ -55,6 +66,13 @@ fn main() {
             let _ = rt.block_on(b.bid(&mut request.clone(), Instant::now(), now));
         }
     }
+    // The cached bidder warms on other requests, so the measured ones are new to it.
+    let other =
+        common::Corpus::simulate(ctrbid::simulate::SimConfig { seed: 8, impressions: 300, ..Default::default() });
+    for request in &other.requests {
+        let _ = rt.block_on(cached.bid(&mut request.clone(), Instant::now(), now));
+    }
+    let warm_hits = cached.score_cache_stats().map_or(0, |s| s.hits);
     let mut requests = 0usize;
     for request in &corpus.requests {
         let mut body = request.clone();
@@ -77,7 +95,7 @@ fn main() {
             drop(rows);
         }
         drop(req);
-        for (k, b) in [(4, &bidder), (5, &ceiling)] {
+        for (k, b) in [(4, &bidder), (5, &ceiling), (6, &cached)] {
             let mut body = request.clone();
             let r = Region::new(GLOBAL);
             let answer = rt.block_on(b.bid(&mut body, Instant::now(), now));
@@ -95,4 +113,6 @@ fn main() {
     for (name, t) in names.iter().zip(&tallies) {
         println!("| {name} | {:.1} | {:.0} |", t.allocations as f64 / n as f64, t.bytes as f64 / n as f64);
     }
+    let s = cached.score_cache_stats().expect("a score cache");
+    println!("(score cache: {} of {} row lookups hit)", s.hits - warm_hits, s.hits + s.misses);
 }
