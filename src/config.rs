@@ -282,7 +282,11 @@ impl Config {
         check(self.scoring.max_wait_us <= 10_000, "scoring.max_wait_us", "must be at most 10000 (10 ms)")?;
         check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;
         check((1..=64).contains(&self.scoring.threads), "scoring.threads", "must be between 1 and 64")?;
-        check(self.scoring.cache_entries != 1, "scoring.cache_entries", "must be 0 (off) or at least 2")?;
+        check(
+            self.scoring.cache_entries != 1 && self.scoring.cache_entries <= 1 << 26,
+            "scoring.cache_entries",
+            "must be 0 (off), or between 2 and 67108864 (2 GB)",
+        )?;
         check(
             (1..=3_600_000).contains(&self.scoring.cache_ttl_ms),
             "scoring.cache_ttl_ms",
@@ -337,5 +341,12 @@ mod tests {
         assert!(err.contains("max_batch_row"), "{err}");
         let c: Config = toml::from_str("[scoring]\nthreads = 0\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("scoring.threads"));
+        for bad in ["cache_entries = 1", "cache_entries = 100000000000", "cache_ttl_ms = 0"] {
+            let c: Config = toml::from_str(&format!("[scoring]\n{bad}\n")).unwrap();
+            let field = bad.split(' ').next().unwrap();
+            assert!(c.validate().unwrap_err().to_string().contains(&format!("scoring.{field}")), "{bad}");
+        }
+        let c: Config = toml::from_str("[scoring]\ncache_entries = 262144\ncache_ttl_ms = 500\n").unwrap();
+        c.validate().unwrap();
     }
 }

@@ -147,9 +147,9 @@ fn row_keys(rows: &Rows) -> Vec<u128> {
 }
 
 /// Loads the first word of every key's set, so the cache lines come in together: the
-/// loads do not depend on each other, and the CPU overlaps their trips to memory. (The
-/// table is larger than the CPU's caches and keys are random: looked up one by one, each
-/// would wait for memory in turn. A prefetch instruction would need `unsafe`.)
+/// loads do not depend on each other, and the CPU overlaps their trips to memory. (Keys
+/// are random and the table is megabytes: looked up one by one, each set would wait for
+/// memory in turn. A prefetch instruction would need `unsafe`.)
 fn touch_sets(cache: &ScoreCache, keys: impl Iterator<Item = u128>) {
     let sum = keys.fold(0u64, |acc, key| acc.wrapping_add(cache.set(key).slots[0].head.load(Ordering::Relaxed)));
     std::hint::black_box(sum);
