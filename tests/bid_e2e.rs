@@ -200,7 +200,7 @@ fn ort_alone_scores_the_rows_the_bidder_would() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bids() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 80, ..ctrbid::simulate::SimConfig::default() };
+    let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 40, ..ctrbid::simulate::SimConfig::default() };
     ctrbid::simulate::simulate(&sim, dir.path()).unwrap();
     let requests = common::read_lines(&dir.path().join("requests.jsonl"));
     let again = |body: &str| body.replacen("{\"id\":\"", "{\"id\":\"again-", 1);
@@ -235,7 +235,9 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
     plain.stop().await;
     assert!(expected.iter().filter(|b| !b.is_empty()).count() * 2 > requests.len(), "most requests bid");
 
-    cfg.scoring.cache_entries = 4096;
+    // Room for every row (about 2,000 here, in sets of two: a third row in one set has
+    // odds of about 1 in 500): an evicted row would be scored again, in another batch.
+    cfg.scoring.cache_entries = 1 << 21;
     let server = TestServer::start(cfg).await;
     for (body, want) in requests.iter().zip(&expected) {
         assert_eq!(&bids(&server, body).await, want, "first offer: scored by the model");

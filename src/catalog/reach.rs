@@ -102,6 +102,28 @@ impl Vocabulary {
         CompiledTargeting::Bits { countries, device_types, os }
     }
 
+    /// Country slots of the selector's sharded index lists: 0 for a request whose country
+    /// no campaign names (or that names none), `1 + b` for country `b` of the vocabulary.
+    pub fn country_slots(&self) -> usize {
+        1 + self.countries.len()
+    }
+
+    /// The slot of a request's country (see [`Vocabulary::country_slots`]).
+    pub fn country_slot(&self, country: Option<&str>) -> usize {
+        match lookup(&self.countries, country) {
+            Lookup::Bit(b) => 1 + usize::from(b),
+            Lookup::Absent | Lookup::Unknown => 0,
+        }
+    }
+
+    /// The slots of the countries a targeting names; `None` when it names none (every
+    /// country may be shown the campaign).
+    pub fn slots_of(&self, t: &Targeting) -> Option<Vec<usize>> {
+        (!t.countries.is_empty()).then(|| {
+            t.countries.iter().map(|c| 1 + usize::from(self.countries[c.to_ascii_uppercase().as_bytes()])).collect()
+        })
+    }
+
     /// The request's attributes in this vocabulary; no allocation for names up to 32 bytes.
     pub fn request<'a>(
         &self,
