@@ -236,8 +236,8 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
     assert!(expected.iter().filter(|b| !b.is_empty()).count() * 2 > requests.len(), "most requests bid");
 
     // Room for every row (about 2,000 here, in sets of two: a third row in one set has
-    // odds of about 1 in 500): an evicted row would be scored again, in another batch.
-    cfg.scoring.cache_entries = 1 << 21;
+    // odds of about 1 in 10,000): an evicted row would be scored again, in another batch.
+    cfg.scoring.cache_entries = 1 << 23;
     let server = TestServer::start(cfg).await;
     for (body, want) in requests.iter().zip(&expected) {
         assert_eq!(&bids(&server, body).await, want, "first offer: scored by the model");

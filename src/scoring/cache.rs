@@ -494,27 +494,47 @@ mod tests {
     /// with a value that is a function of its key, every hit carries its key's value.
     #[test]
     fn concurrent_writers_and_readers_see_whole_entries() {
+        use std::sync::atomic::AtomicBool;
         let c = cache(2, 60_000);
         let value = |k: u128| (k as u32 % 1_000) as f32;
+        let writing = AtomicBool::new(true);
+        let mut hits = 0u64;
         std::thread::scope(|s| {
-            for t in 0..2u128 {
-                let c = &c;
-                s.spawn(move || {
-                    for i in 0..200_000u128 {
-                        let k = (i % 8) * 2 + t;
-                        c.put(k << 64 | k, entry(value(k)), 0, 0);
+            let writers: Vec<_> = (0..2u128)
+                .map(|t| {
+                    let c = &c;
+                    s.spawn(move || {
+                        for i in 0..200_000u128 {
+                            let k = (i % 8) * 2 + t;
+                            c.put(k << 64 | k, entry(value(k)), 0, 0);
+                        }
+                    })
+                })
+                .collect();
+            let c = &c;
+            let writing = &writing;
+            s.spawn(move || {
+                for w in writers {
+                    w.join().unwrap();
+                }
+                writing.store(false, Ordering::Release);
+            });
+            // Read until the writers are done, then once more over every key.
+            let mut i = 0u128;
+            loop {
+                let done = !writing.load(Ordering::Acquire);
+                for k in 0..16u128 {
+                    if let Some(p) = get(c, k << 64 | k, 0, 0) {
+                        assert_eq!(p, value(k), "key {k} after {i} reads");
+                        hits += 1;
                     }
-                });
-            }
-            let mut hits = 0;
-            for i in 0..200_000u128 {
-                let k = i % 16;
-                if let Some(p) = get(&c, k << 64 | k, 0, 0) {
-                    assert_eq!(p, value(k), "key {k}");
-                    hits += 1;
+                    i += 1;
+                }
+                if done {
+                    break;
                 }
             }
-            assert!(hits > 0);
         });
+        assert!(hits > 0, "the last two keys written are there");
     }
 }
