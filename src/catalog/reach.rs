@@ -116,11 +116,18 @@ impl Vocabulary {
         }
     }
 
-    /// The slots of the countries a targeting names; `None` when it names none (every
-    /// country may be shown the campaign).
+    /// The slots of the countries a targeting names, each once (`"usa"` and `"USA"` are
+    /// one); `None` when it names none (every country may be shown the campaign).
     pub fn slots_of(&self, t: &Targeting) -> Option<Vec<usize>> {
         (!t.countries.is_empty()).then(|| {
-            t.countries.iter().map(|c| 1 + usize::from(self.countries[c.to_ascii_uppercase().as_bytes()])).collect()
+            let mut slots: Vec<usize> = t
+                .countries
+                .iter()
+                .map(|c| 1 + usize::from(self.countries[c.to_ascii_uppercase().as_bytes()]))
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            slots
         })
     }
 
@@ -222,6 +229,21 @@ mod tests {
             }
         }
         assert!(matched > checked / 50 && matched < checked, "{matched} of {checked}: the cases must go both ways");
+    }
+
+    /// A request's country slot is the one its campaigns' countries were given, in any
+    /// case; a country named twice gets one slot (or the split lists would hold its
+    /// creatives twice); unknown and absent countries share slot 0.
+    #[test]
+    fn country_slots_of_campaigns_and_requests_agree() {
+        let t = Targeting { countries: vec!["USA".into(), "usa".into(), "Gbr".into()], ..Targeting::default() };
+        let vocab = Vocabulary::of(std::iter::once(&t));
+        assert_eq!(vocab.country_slots(), 3);
+        let slots = vocab.slots_of(&t).unwrap();
+        assert_eq!(slots.len(), 2);
+        assert!(slots.contains(&vocab.country_slot(Some("uSa"))) && slots.contains(&vocab.country_slot(Some("GBR"))));
+        assert_eq!((vocab.country_slot(Some("JPN")), vocab.country_slot(None)), (0, 0));
+        assert_eq!(vocab.slots_of(&Targeting::default()), None);
     }
 
     #[test]

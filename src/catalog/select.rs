@@ -21,9 +21,10 @@
 //! open auction at the imp floor, unless the imp is a private auction.
 //!
 //! The [`Selector`] indexes creatives by banner size and by format, each list split by
-//! the country the campaign names (campaigns naming none in every part), so an imp only
-//! looks at creatives that can fill it and may be shown in its country, and keeps each creative's feature keys hashed
-//! and its campaign's targeting compiled ([`super::reach`]) once per catalog load.
+//! the countries the campaigns name (campaigns naming none in every part), so an imp
+//! only looks at creatives that can fill it and may be shown in its country, and keeps
+//! each creative's feature keys hashed and its campaign's targeting compiled
+//! ([`super::reach`]) once per catalog load.
 //!
 //! **Rank and cap.** Every index list is in *rank* order: the campaign's `max_cpm`,
 //! highest first, ties in catalog order. An imp's lists are merged by rank and the scan
