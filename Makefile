@@ -14,7 +14,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-ort setup-py models loadtest loadtest-cache clean-data
+.PHONY: run test build setup-ort setup-py models loadtest loadtest-cache loadtest-ab clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080.
 run: setup-ort build
@@ -42,6 +42,12 @@ loadtest: setup-ort setup-py build
 ## with and without repeated impressions; report in target/loadtest/cache/.
 loadtest-cache: setup-ort setup-py build
 	$(VPY) loadtest/cache.py repeat
+
+## Two settings against each other, interleaved (about 5 min): here the batcher's fixed
+## wait (A) and its adaptive wait (B); report in target/loadtest/ab/. Any flags: see
+## loadtest/ab.py.
+loadtest-ab: setup-ort setup-py build
+	$(VPY) loadtest/ab.py batch-wait --a "--adaptive-wait false" --b "--adaptive-wait true" --rates 2500,5000 --rounds 3
 
 ## ONNX Runtime's shared library, from the pinned PyPI wheel, at .ort/libonnxruntime.so
 ## (.cargo/config.toml points ORT_DYLIB_PATH there).

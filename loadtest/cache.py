@@ -24,7 +24,6 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 import tomllib
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("REPORT_DIR", str(Path(__file__).resolve().parent.parent / "target/loadtest/cache"))
 import report  # noqa: E402  (the sitting's server and load generator)
 
-ROOT, BIN, OUT, log = report.ROOT, report.BIN, report.OUT, report.log
+ROOT, OUT, log = report.ROOT, report.OUT, report.log
 ID = re.compile(rb'^\{"id":"([^"]*)"')
 
 
@@ -75,11 +74,7 @@ def main() -> None:
     for key in ("cache_entries", "rounds"):  # quick experiments: CACHE_ENTRIES=..., ROUNDS=...
         if os.environ.get(key.upper()):
             sc[key] = int(os.environ[key.upper()])
-    corpus_dir = ROOT / "target/loadtest" / name
-    corpus = corpus_dir / "requests.jsonl"
-    if not corpus.is_file() or corpus.stat().st_size == 0:
-        subprocess.run([str(BIN), "simulate", "--seed", str(sc["corpus_seed"]), "--impressions", str(sc["corpus_impressions"]),
-                        "--out", str(corpus_dir)], check=True, stdout=subprocess.DEVNULL)
+    corpus = report.corpus(name, sc)
     fresh = [line for line in corpus.read_bytes().split(b"\n") if line]
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "serve.log").write_text("")

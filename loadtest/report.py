@@ -209,22 +209,29 @@ def fmt_row(name: str, r: dict) -> str:
             f"| {r['bid_rate']:.1%} | {r['shed_share']:.2%} |")
 
 
+def corpus(name: str, sc: dict) -> Path:
+    """The scenario's request corpus (``target/loadtest/<name>/requests.jsonl``), made
+    with ``ctrbid simulate`` from its seed and size unless already there."""
+    corpus_dir = ROOT / "target/loadtest" / name
+    path = corpus_dir / "requests.jsonl"
+    if not path.is_file() or path.stat().st_size == 0:
+        subprocess.run([str(BIN), "simulate", "--seed", str(sc["corpus_seed"]), "--impressions", str(sc["corpus_impressions"]),
+                        "--out", str(corpus_dir)], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
 def main() -> None:
     name = sys.argv[1] if len(sys.argv) > 1 else "sim-mix"
     sc = tomllib.loads((ROOT / "loadtest/scenarios" / name / "scenario.toml").read_text())
-    corpus_dir = ROOT / "target/loadtest" / name
-    corpus = corpus_dir / "requests.jsonl"
-    if not corpus.is_file() or corpus.stat().st_size == 0:
-        subprocess.run([str(BIN), "simulate", "--seed", str(sc["corpus_seed"]), "--impressions", str(sc["corpus_impressions"]),
-                        "--out", str(corpus_dir)], check=True, stdout=subprocess.DEVNULL)
+    corpus_path = corpus(name, sc)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "serve.log").write_text("")
     started = time.time()
 
     workers = [int(w) for w in sc["workers"]]
-    sweeps = {f"bidder, {w} worker{'s' if w > 1 else ''}": sweep("bid", w, corpus, sc) for w in workers}
+    sweeps = {f"bidder, {w} worker{'s' if w > 1 else ''}": sweep("bid", w, corpus_path, sc) for w in workers}
     main_sweep = sweeps[f"bidder, {workers[-1]} worker{'s' if workers[-1] > 1 else ''}"]
-    sweeps["ceiling, 2 workers"] = sweep("ceiling", 2, corpus, sc)
+    sweeps["ceiling, 2 workers"] = sweep("ceiling", 2, corpus_path, sc)
     capacity = {k: highest(v) for k, v in sweeps.items()}
     bidder_capacity = highest(main_sweep)
     if bidder_capacity == 0:
@@ -232,11 +239,11 @@ def main() -> None:
     rate70 = 0.7 * bidder_capacity
     log(f"70 % of {bidder_capacity:,.0f}/s: {rate70:,.0f}/s")
     at70 = {
-        "bidder": measure("bid", workers[-1], rate70, corpus, sc, float(sc["p70_s"])),
-        "ceiling": measure("ceiling", workers[-1], rate70, corpus, sc, float(sc["p70_s"])),
+        "bidder": measure("bid", workers[-1], rate70, corpus_path, sc, float(sc["p70_s"])),
+        "ceiling": measure("ceiling", workers[-1], rate70, corpus_path, sc, float(sc["p70_s"])),
     }
     batch = max(1, int(at70["bidder"]["batch_rows_p50"]))
-    ort = ort_alone(corpus, batch)
+    ort = ort_alone(corpus_path, batch)
     log(f"ORT alone, batches of {batch} rows: {ort['cpu_s_per_1000_requests']:.3f} CPU s per 1,000 requests")
 
     # The batcher's knobs at the same rate, one fresh server each.
@@ -244,7 +251,7 @@ def main() -> None:
     for threads in sc.get("knob_inference_threads", []):
         for wait in sc.get("knob_max_wait_us", []):
             extra = ["--inference-threads", str(threads), "--max-wait-us", str(wait)]
-            knobs.append(measure("bid", workers[-1], rate70, corpus, sc, float(sc["knob_s"]), extra))
+            knobs.append(measure("bid", workers[-1], rate70, corpus_path, sc, float(sc["knob_s"]), extra))
 
     b, cl = at70["bidder"], at70["ceiling"]
     floor_cpu = cl["cpu_s_per_1000"] + ort["cpu_s_per_1000_requests"]

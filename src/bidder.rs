@@ -276,6 +276,7 @@ impl Bidder {
                 max_batch_rows: cfg.scoring.max_batch_rows,
                 max_wait: Duration::from_micros(cfg.scoring.max_wait_us),
                 queue_capacity: cfg.scoring.queue_capacity,
+                adaptive_wait: cfg.scoring.adaptive_wait,
             },
             Arc::clone(&metrics),
         );
@@ -476,6 +477,8 @@ impl Bidder {
         if backlog >= self.settings.budget {
             return Answer::NoBid { reason: NoBidReason::Backlog, body: None };
         }
+        // On its way to scoring, for an adaptive batch wait, until dropped below.
+        let announced = self.batcher.announce();
         let req = match openrtb::parse(body) {
             Ok(r) => r,
             Err(e) => return Answer::BadRequest(e.to_string()),
@@ -533,6 +536,7 @@ impl Bidder {
             return self.no_bid(NoBidReason::Deadline, req.id());
         }
 
+        drop(announced);
         let scores = match self.score(rows, deadline).await {
             Ok(p) => p,
             Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),

@@ -194,11 +194,23 @@ fn ort_alone_scores_the_rows_the_bidder_would() {
     assert!(r["rows"].as_u64().unwrap() > 0 && r["cpu_s"].as_f64().unwrap() >= 0.0);
 }
 
+/// The wall-clock minute, which the time-of-day features read (rows change with it).
+fn unix_minute() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60
+}
+
 /// The score cache end to end: an impression offered again (a new request id, every
 /// other byte the same) is answered from the cache, with the very bids a server without
 /// the cache gives; `/metrics` counts one hit per candidate row the first offer scored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bids() {
+    // Rows carry the minute of the day, so every request here must be answered within
+    // one minute for the servers' rows to be equal: start with 15 s or more left in it.
+    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 60.0;
+    if into_minute > 45.0 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(60.0 - into_minute + 0.05)).await;
+    }
+    let minute = unix_minute();
     let dir = tempfile::tempdir().unwrap();
     let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 40, ..ctrbid::simulate::SimConfig::default() };
     ctrbid::simulate::simulate(&sim, dir.path()).unwrap();
@@ -236,24 +248,30 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
     assert!(expected.iter().filter(|b| !b.is_empty()).count() * 2 > requests.len(), "most requests bid");
 
     // Room for every row (about 2,000 here, in sets of two: a third row in one set has
-    // odds of about 1 in 10,000): an evicted row would be scored again, in another batch.
+    // odds of about 1 in 10,000): an evicted row would be a miss on its second offer.
     cfg.scoring.cache_entries = 1 << 23;
     let server = TestServer::start(cfg).await;
-    for (body, want) in requests.iter().zip(&expected) {
-        assert_eq!(&bids(&server, body).await, want, "first offer: scored by the model");
+    let mut first = Vec::new();
+    for body in &requests {
+        first.push(bids(&server, body).await);
     }
-    let text = server.admin_get("/metrics").await.text();
-    let (hits, scored) = (counter(&text, "hit"), counter(&text, "miss"));
+    let first_metrics = server.admin_get("/metrics").await.text();
+    let mut second = Vec::new();
+    for body in &requests {
+        second.push(bids(&server, &again(body)).await);
+    }
+    let second_metrics = server.admin_get("/metrics").await.text();
+    server.stop().await;
+    assert_eq!(unix_minute(), minute, "the test ran into the next minute (took over 15 s): its rows changed");
+
+    assert_eq!(first, expected, "first offers: scored by the model, as without the cache");
+    let (hits, scored) = (counter(&first_metrics, "hit"), counter(&first_metrics, "miss"));
     assert_eq!(hits, 0, "every row new");
     assert!(scored > 100);
-    for (body, want) in requests.iter().zip(&expected) {
-        assert_eq!(&bids(&server, &again(body)).await, want, "offered again: the same bids");
-    }
-    let text = server.admin_get("/metrics").await.text();
+    assert_eq!(second, expected, "offered again: the same bids");
     assert_eq!(
-        (counter(&text, "hit"), counter(&text, "miss")),
+        (counter(&second_metrics, "hit"), counter(&second_metrics, "miss")),
         (scored, scored),
         "every row of the second offers a hit"
     );
-    server.stop().await;
 }

@@ -38,6 +38,9 @@ pub struct Opts {
     /// Microseconds a micro-batch waits for more jobs.
     #[arg(long, env = "CTRBID_MAX_WAIT_US")]
     max_wait_us: Option<u64>,
+    /// Close a micro-batch early when no request is on its way to scoring.
+    #[arg(long, env = "CTRBID_ADAPTIVE_WAIT")]
+    adaptive_wait: Option<bool>,
     /// Candidate rows whose scores are remembered; 0 turns the score cache off.
     #[arg(long, env = "CTRBID_SCORE_CACHE_ENTRIES")]
     score_cache_entries: Option<usize>,
@@ -91,6 +94,9 @@ impl Opts {
         }
         if let Some(v) = self.max_wait_us {
             c.scoring.max_wait_us = v;
+        }
+        if let Some(v) = self.adaptive_wait {
+            c.scoring.adaptive_wait = v;
         }
         if let Some(v) = self.score_cache_entries {
             c.scoring.cache_entries = v;

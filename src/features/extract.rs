@@ -14,6 +14,14 @@ use crate::openrtb::{BidRequest, Imp};
 const CANDIDATE_SOURCES: usize = Source::COUNT - Source::FIRST_CANDIDATE;
 const SECONDS_PER_DAY: i64 = 86_400;
 
+/// The local clock's resolution for the time-of-day features (`time.local_hour_sin`,
+/// `time.local_hour_cos`): whole minutes. A row then stays byte-identical for up to a
+/// minute, which is what lets the score cache answer an impression offered again
+/// seconds later (at second resolution it missed on every repeat a second or more
+/// apart). The angle moves by at most 2*pi/1440 = 0.0044 rad within a minute, which
+/// the model cannot tell from noise.
+const TIME_OF_DAY_RESOLUTION_S: i64 = 60;
+
 /// Value hashes of one creative's candidate-level sources, in `Source` order from
 /// `Source::FIRST_CANDIDATE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +40,8 @@ struct Tier1 {
 pub struct RequestContext {
     vh: [u64; Source::COUNT],
     tier1: Tier1,
-    /// Seconds since local midnight, `0..86400`.
+    /// Seconds since local midnight, `0..86400`, in whole minutes
+    /// ([`TIME_OF_DAY_RESOLUTION_S`]).
     local_seconds: i64,
 }
 
@@ -105,7 +114,7 @@ impl Extractor {
         let seed = self.spec.hash_seed;
         let hash = |v: Option<&str>| value_hash(seed, v.unwrap_or_default().as_bytes());
         let local = now_unix + i64::from(req.utc_offset_minutes()) * 60;
-        let local_seconds = local.rem_euclid(SECONDS_PER_DAY);
+        let local_seconds = local.rem_euclid(SECONDS_PER_DAY) / TIME_OF_DAY_RESOLUTION_S * TIME_OF_DAY_RESOLUTION_S;
         // User-level data only where the request allows it (COPPA, limited ad tracking,
         // GDPR without consent: see `BidRequest::may_personalise`); else as if absent.
         let personal = req.may_personalise();
@@ -396,6 +405,19 @@ mod tests {
         let (_, num) = row(&ex, BODY, 1_767_571_200 + 5 * 3600, &creative(300));
         assert!((num[0] - 0.0).abs() < 1e-6 && (num[1] - 1.0).abs() < 1e-6, "{num:?}");
         assert!((num[2] - (0.5f64.ln_1p() as f32)).abs() < 1e-7);
+    }
+
+    #[test]
+    fn rows_change_with_the_minute_not_the_second() {
+        let ex = extractor();
+        let minute = 1_767_571_200 + 7 * 3600 + 13 * 60;
+        let first = row(&ex, BODY, minute, &creative(300));
+        assert_eq!(row(&ex, BODY, minute + 59, &creative(300)), first, "the same minute: the same row");
+        let next = row(&ex, BODY, minute + 60, &creative(300));
+        assert_eq!(next.0, first.0, "the hour did not change");
+        assert_ne!(next.1, first.1, "the next minute moves the time-of-day angle");
+        let step = std::f32::consts::TAU / 1440.0;
+        assert!((next.1[0] - first.1[0]).abs() <= step && (next.1[1] - first.1[1]).abs() <= step, "{next:?} {first:?}");
     }
 
     #[test]

@@ -90,8 +90,11 @@ impl Source {
 /// Where a numeric value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumSource {
+    /// sin and cos of the local time of day as an angle (a full turn a day), in whole
+    /// minutes: rows stay the same within a minute (`features::extract`).
     LocalHourSin,
     LocalHourCos,
+    /// The imp's floor in its own currency; 0 without one.
     ImpBidfloor,
 }
 

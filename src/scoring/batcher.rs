@@ -4,9 +4,11 @@
 //! oneshot reply. Each inference thread owns one [`Model`] (ORT sessions are `&mut`
 //! to run, so none is ever shared or locked). A thread blocks for a first job, then
 //! gathers more until the batch holds `max_batch_rows` rows or `max_wait` has passed,
-//! whichever comes first; a job is never split. Jobs whose deadline has passed are
-//! answered [`ScoreError::Expired`] without being scored. A full queue answers
-//! [`ScoreError::QueueFull`] at once: the queue never grows.
+//! whichever comes first; a job is never split. With `adaptive_wait` it also closes the
+//! batch as soon as the queue is empty and no request is on its way to scoring (see
+//! [`Batcher::announce`]): waiting then would only delay the rows in hand. Jobs whose
+//! deadline has passed are answered [`ScoreError::Expired`] without being scored. A
+//! full queue answers [`ScoreError::QueueFull`] at once: the queue never grows.
 //!
 //! A job is answered [`Scores`]: one `Vec<f32>` per job, as many heads per row as the
 //! model that scored it has (pCTR, and pCVR with a conversion head), interleaved by row.
@@ -20,7 +22,7 @@
 use super::model::Heads;
 use super::Model;
 use crate::metrics::{Metrics, Sample};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -33,6 +35,8 @@ pub struct BatcherConfig {
     pub max_batch_rows: usize,
     pub max_wait: Duration,
     pub queue_capacity: usize,
+    /// Close a batch early when nothing is queued and nothing announced is coming.
+    pub adaptive_wait: bool,
 }
 
 /// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
@@ -143,6 +147,8 @@ pub enum ScoreError {
 #[derive(Debug, Default)]
 struct Backlog {
     rows: AtomicUsize,
+    /// Requests announced ([`Batcher::announce`]) and not yet queued or given up.
+    coming: AtomicUsize,
     /// Exponentially weighted mean of inference nanoseconds per row (weight 1/8).
     ns_per_row: AtomicU64,
     threads: usize,
@@ -223,6 +229,15 @@ impl Batcher {
         Duration::from_nanos(ns / b.threads.max(1) as u64)
     }
 
+    /// Announces a request that may soon queue rows: until the guard is dropped, an
+    /// adaptive batch waits (up to `max_wait`) for it rather than closing. Drop it just
+    /// before scoring (or on giving up): a request whose rows are already queued or in
+    /// hand must not hold the batch open for itself.
+    pub fn announce(&self) -> Announced {
+        self.backlog.coming.fetch_add(1, Ordering::AcqRel);
+        Announced(Arc::clone(&self.backlog))
+    }
+
     /// Hands each inference thread a new model (one per thread, same feature widths,
     /// any heads); each switches before its next batch. Fails when the count is wrong or a
     /// previous replacement has not been taken yet.
@@ -281,6 +296,22 @@ impl Drop for Batcher {
     }
 }
 
+/// A request on its way to scoring ([`Batcher::announce`]); uncounted when dropped.
+#[must_use = "a request is counted as coming only while the guard lives"]
+pub struct Announced(Arc<Backlog>);
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        sub_saturating(&self.0.coming, 1);
+    }
+}
+
+impl std::fmt::Debug for Announced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Announced")
+    }
+}
+
 fn inference_loop(
     mut model: Model,
     rx: Receiver<Job>,
@@ -310,14 +341,10 @@ fn inference_loop(
         batch.push(first);
         let until = Instant::now() + cfg.max_wait;
         while rows < cfg.max_batch_rows {
-            match rx.recv_deadline(until) {
-                Ok(job) => {
-                    rows += job.rows.n;
-                    sub_saturating(&backlog.rows, job.rows.n);
-                    batch.push(job);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+            let Some(job) = next_job(&rx, &cfg, &backlog, until) else { break };
+            rows += job.rows.n;
+            sub_saturating(&backlog.rows, job.rows.n);
+            batch.push(job);
         }
         let start = Instant::now();
         cat.clear();
@@ -357,6 +384,37 @@ fn inference_loop(
             };
             offset += job.rows.n;
             let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// The next job for the batch in hand, or `None` to close it: at `until`, and with
+/// `adaptive_wait` as soon as the queue is empty while no announced request is coming.
+/// An adaptive wait looks again every quarter of `max_wait`, so a request that gives up
+/// before scoring (a no-bid) holds the batch open for at most that long.
+fn next_job(rx: &Receiver<Job>, cfg: &BatcherConfig, backlog: &Backlog, until: Instant) -> Option<Job> {
+    if !cfg.adaptive_wait {
+        return rx.recv_deadline(until).ok();
+    }
+    loop {
+        match rx.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        // A request uncounts itself just before it queues its job; one that does so
+        // between the `try_recv` above and this load goes into the next batch.
+        if backlog.coming.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return None;
+        }
+        match rx.recv_deadline((now + cfg.max_wait / 4).min(until)) {
+            Ok(job) => return Some(job),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
 }

@@ -106,8 +106,12 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
     let sizes = [1usize, 5, 12, 3];
     // The batch closes once all four jobs are in (or after 200 ms): they share one ORT call.
-    let cfg =
-        BatcherConfig { max_batch_rows: sizes.iter().sum(), max_wait: Duration::from_millis(200), queue_capacity: 16 };
+    let cfg = BatcherConfig {
+        max_batch_rows: sizes.iter().sum(),
+        max_wait: Duration::from_millis(200),
+        queue_capacity: 16,
+        adaptive_wait: false,
+    };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let closed = ClosedForm::load();
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
@@ -157,7 +161,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backlog_empties_once_every_job_is_answered() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64 };
+    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64, adaptive_wait: false };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     for round in 0..300 {
@@ -177,6 +181,60 @@ async fn the_backlog_empties_once_every_job_is_answered() {
     }
 }
 
+/// An adaptive batch waits only for requests announced as coming: with none it scores
+/// the job in hand at once (not after `max_wait`); with one it waits for that request's
+/// job and scores both together; when the announced request gives up without queueing,
+/// the batch closes within a quarter of `max_wait` of it giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_batch_waits_only_for_announced_requests() {
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    let max_wait = Duration::from_secs(8);
+    let cfg = BatcherConfig { max_batch_rows: 5, max_wait, queue_capacity: 16, adaptive_wait: true };
+    let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
+    let job = move |n: usize| {
+        let (cat, num) = rows(n, f, d);
+        super::Rows { cat, num, n }
+    };
+    let deadline = || Instant::now() + Duration::from_secs(60);
+
+    let start = Instant::now();
+    assert_eq!(batcher.score(job(2), deadline()).await.unwrap().rows(), 2);
+    assert!(start.elapsed() < max_wait / 4, "nothing coming: scored at once, not after {max_wait:?}");
+
+    // Announced, then queued 300 ms later: the first job waits for it (the two fill the
+    // batch's five rows, so it closes as the second arrives).
+    let announced = batcher.announce();
+    let start = Instant::now();
+    let first = tokio::spawn({
+        let batcher = std::sync::Arc::clone(&batcher);
+        async move { (batcher.score(job(2), deadline()).await.unwrap().rows(), start.elapsed()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(announced);
+    assert_eq!(batcher.score(job(3), deadline()).await.unwrap().rows(), 3);
+    let (rows, waited) = first.await.unwrap();
+    assert_eq!(rows, 2);
+    assert!(waited >= Duration::from_millis(300) && waited < max_wait / 4, "waited {waited:?} for the announced job");
+
+    // Announced, then given up (a no-bid before scoring): the batch closes at the next
+    // look, a quarter of `max_wait` at most after that.
+    let announced = batcher.announce();
+    let start = Instant::now();
+    let alone = tokio::spawn({
+        let batcher = std::sync::Arc::clone(&batcher);
+        async move { (batcher.score(job(2), deadline()).await.unwrap().rows(), start.elapsed()) }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(announced);
+    let (rows, waited) = alone.await.unwrap();
+    assert_eq!(rows, 2);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(300) + max_wait / 4 + max_wait / 8,
+        "waited {waited:?}"
+    );
+}
+
 /// The score cache answers exactly what the batcher answered: repeated rows come from it
 /// (scored even past the deadline: the batcher is not asked), new rows of the same
 /// request go to the batcher, rows keep their order, and a model reload makes every
@@ -185,7 +243,7 @@ async fn the_backlog_empties_once_every_job_is_answered() {
 async fn the_score_cache_answers_what_the_model_answered() {
     use super::cache::{CacheConfig, ScoreCache};
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64 };
+    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64, adaptive_wait: false };
     let batcher = Batcher::start(vec![open(&two)], cfg, Metrics::start());
     let cache = ScoreCache::new(CacheConfig { max_entries: 1_000, ttl: Duration::from_secs(60) });
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);

@@ -1,0 +1,110 @@
+"""Two server settings against each other, interleaved, at fixed offered rates.
+
+    .venv/bin/python loadtest/ab.py NAME --a "FLAGS" --b "FLAGS" [--rates 2000,5000]
+                                    [--rounds 3] [--seconds 15] [--scenario sim-mix]
+
+For instance the batcher's adaptive wait (``make loadtest-ab``):
+
+    .venv/bin/python loadtest/ab.py batch-wait --a "--adaptive-wait false" --b "--adaptive-wait true"
+
+On a shared, noisy box one run of a setting says little: consecutive runs of the same
+settings differ by 10-30 %. So at each rate, ``rounds`` times, A and B run one after the
+other (the order alternating by round), each on a fresh server with the scenario's
+warm-up, through ``report.measure``. The report gives each run, and per rate the
+medians of A and B and their ratio B / A: in-process p50 / p90 / p99 / p99.9, client
+p99, CPU seconds per 1,000 requests, median batch rows, shed share. Writes
+``target/loadtest/ab/NAME.md`` and ``NAME.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("REPORT_DIR", str(Path(__file__).resolve().parent.parent / "target/loadtest/ab"))
+import report  # noqa: E402  (the sitting's server and load generator)
+
+ROOT, OUT, log = report.ROOT, report.OUT, report.log
+
+# (label, how to read it from a `report.measure` row)
+FIGURES = [
+    ("in-process p50 ms", lambda r: r["in_process_ms"]["p50"]),
+    ("in-process p90 ms", lambda r: r["in_process_ms"]["p90"]),
+    ("in-process p99 ms", lambda r: r["in_process_ms"]["p99"]),
+    ("in-process p99.9 ms", lambda r: r["in_process_ms"]["p99_9"]),
+    ("client p99 ms", lambda r: r["client_ms"]["p99"]),
+    ("CPU s per 1,000", lambda r: r["cpu_s_per_1000"]),
+    ("batch rows p50", lambda r: r["batch_rows_p50"]),
+    ("shed %", lambda r: 100.0 * r["shed_share"]),
+]
+
+
+def summarise(runs: list[dict]) -> dict:
+    return {label: statistics.median(get(r) for r in runs) for label, get in FIGURES}
+
+
+def markdown(res: dict) -> str:
+    out = [f"# A/B: {res['name']}", "",
+           f"{res['date']}, scenario `{res['scenario']}`, {res['rounds']} rounds of {res['seconds']:g} s per side "
+           f"and rate, {res['workers']} tokio workers; A then B in even rounds, B then A in odd ones.", "",
+           f"- A: `{' '.join(res['a']) or '(defaults)'}`", f"- B: `{' '.join(res['b']) or '(defaults)'}`", "",
+           f"Command: `{res['command']}`", ""]
+    for rate in res["rates"]:
+        a, b = rate["a"], rate["b"]
+        out += [f"## {rate['rate']:,.0f} requests/s: medians", "", "| | A | B | B / A |", "|---|---|---|---|"]
+        for label, _ in FIGURES:
+            ratio = b[label] / a[label] if a[label] else float("nan")
+            out.append(f"| {label} | {a[label]:.3f} | {b[label]:.3f} | {ratio:.2f} |")
+        out += ["", "Runs (in-process p50 / p99 / p99.9 ms, CPU s per 1,000):", ""]
+        for side in ("a", "b"):
+            runs = ", ".join(f"{r['in_process_ms']['p50']:.2f} / {r['in_process_ms']['p99']:.2f} / "
+                             f"{r['in_process_ms']['p99_9']:.2f}, {r['cpu_s_per_1000']:.3f}" for r in rate[f"{side}_runs"])
+            out.append(f"- {side.upper()}: {runs}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("name", help="report name: target/loadtest/ab/NAME.md")
+    p.add_argument("--a", default="", help="server flags of A (one shell-quoted string)")
+    p.add_argument("--b", default="", help="server flags of B")
+    p.add_argument("--rates", default="5000", help="offered requests/s, comma-separated")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--scenario", default="sim-mix")
+    args = p.parse_args()
+
+    sc = tomllib.loads((ROOT / "loadtest/scenarios" / args.scenario / "scenario.toml").read_text())
+    corpus = report.corpus(args.scenario, sc)
+    a, b = shlex.split(args.a), shlex.split(args.b)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rates = []
+    for rate in (float(r) for r in args.rates.split(",")):
+        runs = {"a": [], "b": []}
+        for round_ in range(args.rounds):
+            for side in ("ab" if round_ % 2 == 0 else "ba"):
+                flags = a if side == "a" else b
+                runs[side].append(report.measure("bid", args.workers, rate, corpus, sc, args.seconds, flags))
+        rates.append({"rate": rate, "a": summarise(runs["a"]), "b": summarise(runs["b"]),
+                      "a_runs": runs["a"], "b_runs": runs["b"]})
+    res = {"name": args.name, "scenario": args.scenario, "a": a, "b": b, "rounds": args.rounds, "seconds": args.seconds,
+           "workers": args.workers, "rates": rates, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "command": "loadtest/ab.py " + shlex.join(sys.argv[1:])}
+    (OUT / f"{args.name}.json").write_text(json.dumps(res, indent=2) + "\n")
+    (OUT / f"{args.name}.md").write_text(markdown(res))
+    log(f"wrote {OUT / (args.name + '.md')}")
+    print(markdown(res))
+
+
+if __name__ == "__main__":
+    main()
