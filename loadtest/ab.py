@@ -47,6 +47,14 @@ FIGURES = [
 ]
 
 
+def split_workers(flags: list[str], default: int) -> tuple[list[str], int]:
+    """A side's flags without ``--workers N`` (``report.Server`` passes it), and N."""
+    if "--workers" not in flags:
+        return flags, default
+    i = flags.index("--workers")
+    return flags[:i] + flags[i + 2:], int(flags[i + 1])
+
+
 def summarise(runs: list[dict]) -> dict:
     return {label: statistics.median(get(r) for r in runs) for label, get in FIGURES}
 
@@ -54,7 +62,7 @@ def summarise(runs: list[dict]) -> dict:
 def markdown(res: dict) -> str:
     out = [f"# A/B: {res['name']}", "",
            f"{res['date']}, scenario `{res['scenario']}`, {res['rounds']} rounds of {res['seconds']:g} s per side "
-           f"and rate, {res['workers']} tokio workers; A then B in even rounds, B then A in odd ones.", "",
+           f"and rate, {res['workers']} tokio workers unless the flags say otherwise; A then B in even rounds, B then A in odd ones.", "",
            f"- A: `{' '.join(res['a']) or '(defaults)'}`", f"- B: `{' '.join(res['b']) or '(defaults)'}`", "",
            f"Command: `{res['command']}`", ""]
     for rate in res["rates"]:
@@ -80,7 +88,7 @@ def main() -> None:
     p.add_argument("--rates", default="5000", help="offered requests/s, comma-separated")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=15.0, help="measured seconds per run")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="tokio workers, unless a side's flags say --workers N")
     p.add_argument("--scenario", default="sim-mix")
     args = p.parse_args()
 
@@ -93,8 +101,8 @@ def main() -> None:
         runs = {"a": [], "b": []}
         for round_ in range(args.rounds):
             for side in ("ab" if round_ % 2 == 0 else "ba"):
-                flags = a if side == "a" else b
-                runs[side].append(report.measure("bid", args.workers, rate, corpus, sc, args.seconds, flags))
+                flags, workers = split_workers(a if side == "a" else b, args.workers)
+                runs[side].append(report.measure("bid", workers, rate, corpus, sc, args.seconds, flags))
         rates.append({"rate": rate, "a": summarise(runs["a"]), "b": summarise(runs["b"]),
                       "a_runs": runs["a"], "b_runs": runs["b"]})
     res = {"name": args.name, "scenario": args.scenario, "a": a, "b": b, "rounds": args.rounds, "seconds": args.seconds,

@@ -11,7 +11,7 @@ For the scenario's corpus (``loadtest/scenarios/<name>/scenario.toml``; made wit
    ``warmup_s`` of load, then ``step_s`` measured; a step is sustainable when the
    client's p99 is under ``sustainable_p99_ms``, at most ``max_shed_share`` is shed and
    nothing fails. The highest sustainable rate of each sweep is reported.
-2. **At 70 %** of the bidder's highest sustainable rate (its largest worker count):
+2. **At 70 %** of the bidder's highest sustainable rate (with the last ``workers`` entry):
    the bidder and the ceiling for ``p70_s`` each: latency in the process (the server's
    own histogram of the whole run, warm-up included) and at the client, CPU seconds per
    1,000 requests (the server's user + system time over the measured window), bid rate.
@@ -274,7 +274,7 @@ def main() -> None:
              f"steps of {sc['step_s']} s after {sc['warmup_s']} s of warm-up, each on a fresh server.", "",
              "| server | highest sustainable requests/s |", "|---|---|"]
     lines += [f"| {k} | {v:,.0f} |" for k, v in capacity.items()]
-    lines += ["", f"## At 70 % of the bidder's highest sustainable rate ({rate70:,.0f} requests/s, {sc['p70_s']} s)", "",
+    lines += ["", f"## At 70 % of the bidder's highest sustainable rate ({rate70:,.0f} requests/s, {sc['p70_s']} s, {workers[-1]} tokio worker{'s' if workers[-1] > 1 else ''})", "",
               "| server | offered/s | answered/s | in process p50 / p90 / p99 / p99.9 ms | client p50 / p90 / p99 / p99.9 ms "
               "| CPU s per 1,000 requests | bid rate | shed |", "|---|---|---|---|---|---|---|---|",
               fmt_row("bidder", b), fmt_row("ceiling", cl),

@@ -26,7 +26,7 @@ pub struct Opts {
     /// libonnxruntime.so to load.
     #[arg(long, env = "CTRBID_ONNXRUNTIME_LIBRARY")]
     onnxruntime_library: Option<PathBuf>,
-    /// Tokio worker threads.
+    /// Tokio worker threads; 0: one per CPU less one per inference thread.
     #[arg(long, env = "CTRBID_WORKERS")]
     workers: Option<usize>,
     /// Inference threads (one ORT session each).
@@ -124,7 +124,7 @@ impl Opts {
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let cfg = opts.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.server.workers)
+        .worker_threads(cfg.tokio_workers())
         .thread_name("ctrbid-worker")
         .enable_all()
         .build()?;
@@ -134,12 +134,14 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let mode =
             if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
         println!(
-            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={})",
+            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; {} tokio workers, {} inference threads)",
             server.local_addr(),
             server.admin_addr(),
             info.path.display(),
             info.kind,
-            info.trained_at
+            info.trained_at,
+            cfg.tokio_workers(),
+            cfg.scoring.threads
         );
         server.serve(shutdown_signal()).await
     })
