@@ -134,7 +134,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let mode =
             if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
         println!(
-            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; {} tokio workers, {} inference threads)",
+            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; tokio_workers={} inference_threads={})",
             server.local_addr(),
             server.admin_addr(),
             info.path.display(),
