@@ -123,8 +123,9 @@ impl Opts {
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let cfg = opts.config()?;
+    let workers = cfg.tokio_workers();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.tokio_workers())
+        .worker_threads(workers)
         .thread_name("ctrbid-worker")
         .enable_all()
         .build()?;
@@ -140,7 +141,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             info.path.display(),
             info.kind,
             info.trained_at,
-            cfg.tokio_workers(),
+            workers,
             cfg.scoring.threads
         );
         server.serve(shutdown_signal()).await

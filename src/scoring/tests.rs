@@ -197,6 +197,11 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
         super::Rows { cat, num, n }
     };
     let deadline = || Instant::now() + Duration::from_secs(60);
+    // A two-row job scored in the background: its row count and how long it took.
+    let timed_job = || {
+        let (batcher, start) = (std::sync::Arc::clone(&batcher), Instant::now());
+        tokio::spawn(async move { (batcher.score(job(2), deadline()).await.unwrap().rows(), start.elapsed()) })
+    };
 
     let start = Instant::now();
     assert_eq!(batcher.score(job(2), deadline()).await.unwrap().rows(), 2);
@@ -205,11 +210,7 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
     // Announced, then queued 300 ms later: the first job waits for it (the two fill the
     // batch's five rows, so it closes as the second arrives).
     let announced = batcher.announce();
-    let start = Instant::now();
-    let first = tokio::spawn({
-        let batcher = std::sync::Arc::clone(&batcher);
-        async move { (batcher.score(job(2), deadline()).await.unwrap().rows(), start.elapsed()) }
-    });
+    let first = timed_job();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(announced);
     assert_eq!(batcher.score(job(3), deadline()).await.unwrap().rows(), 3);
@@ -220,11 +221,7 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
     // Announced, then given up (a no-bid before scoring): the batch closes at the next
     // look, a quarter of `max_wait` at most after that.
     let announced = batcher.announce();
-    let start = Instant::now();
-    let alone = tokio::spawn({
-        let batcher = std::sync::Arc::clone(&batcher);
-        async move { (batcher.score(job(2), deadline()).await.unwrap().rows(), start.elapsed()) }
-    });
+    let alone = timed_job();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(announced);
     let (rows, waited) = alone.await.unwrap();
