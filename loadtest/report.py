@@ -67,7 +67,7 @@ def metrics() -> dict:
 class Server:
     """``ctrbid serve`` with the deploy config, on loopback, until ``stop``."""
 
-    def __init__(self, mode: str, workers: int, extra: list[str] = ()):
+    def __init__(self, mode: str, workers: int, extra: list[str] = (), pin: bool = False, fifo: bool = False):
         args = [str(BIN), "serve", "--config", "deploy/ctrbid.toml", "--mode", mode, "--workers", str(workers),
                 "--listen", f"127.0.0.1:{PORT}", "--admin-listen", f"127.0.0.1:{ADMIN}", *extra]
         OUT.mkdir(parents=True, exist_ok=True)
@@ -76,6 +76,10 @@ class Server:
         for _ in range(300):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/readyz", timeout=1)
+                if pin:
+                    pin_threads(self.proc.pid)
+                if fifo:
+                    fifo_inference(self.proc.pid)
                 return
             except OSError:
                 if self.proc.poll() is not None:
@@ -93,11 +97,38 @@ class Server:
         self.log.close()
 
 
-def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float) -> dict:
+def pin_threads(pid: int) -> dict[str, list[int]]:
+    """Give the server's inference threads the last CPUs, one each, and every other
+    thread of the server (tokio workers, the accept loop, metrics) the rest; the load
+    generator stays free. Returns thread name/tid -> CPUs."""
+    cpus = sorted(os.sched_getaffinity(0))
+    tasks = sorted((p.name, (p / "comm").read_text().strip()) for p in Path(f"/proc/{pid}/task").iterdir())
+    infer = [tid for tid, name in tasks if name.startswith("ctrbid-infer")]
+    rest = cpus[:-len(infer)] if 0 < len(infer) < len(cpus) else cpus
+    placed = {f"{name}/{tid}": [cpus[-1 - infer.index(tid) % len(cpus)]] if tid in infer else rest for tid, name in tasks}
+    for key, cpu_set in placed.items():
+        os.sched_setaffinity(int(key.rsplit("/", 1)[1]), set(cpu_set))
+    return placed
+
+
+def fifo_inference(pid: int) -> list[int]:
+    """Run the server's inference threads under SCHED_FIFO priority 1: runnable, they
+    preempt every ordinary thread (the load generator, the tokio workers). Needs
+    CAP_SYS_NICE. Returns their thread ids."""
+    tids = [int(p.name) for p in Path(f"/proc/{pid}/task").iterdir()
+            if (p / "comm").read_text().startswith("ctrbid-infer")]
+    for tid in tids:
+        os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(1))
+    return tids
+
+
+def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float, nice: int | None = None) -> dict:
+    """``ctrbid loadgen`` at ``rate``; ``nice`` (else ``LOADGEN_NICE``) runs it at that
+    niceness: 19 has it yield the cores to the server, a stand-in for a second box. By
+    default it shares them as an equal."""
     out = OUT / "loadgen.json"
-    # LOADGEN_NICE=19: the load generator yields the cores to the server (a stand-in for
-    # a second box); the default shares them as equals.
-    nice = ["nice", "-n", os.environ["LOADGEN_NICE"]] if os.environ.get("LOADGEN_NICE") else []
+    nice = nice if nice is not None else os.environ.get("LOADGEN_NICE")
+    nice = ["nice", "-n", str(nice)] if nice not in (None, "", 0, "0") else []
     subprocess.run(
         [*nice, str(BIN), "loadgen", "--url", f"http://127.0.0.1:{PORT}/openrtb2/bid", "--corpus", str(corpus),
          "--rate", f"{rate:.1f}", "--duration-s", str(seconds), "--warmup-s", "0",
@@ -108,15 +139,18 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float) -> di
 
 
 def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = (),
-            warmup_corpus: Path | None = None) -> dict:
+            warmup_corpus: Path | None = None, loadgen_nice: int | None = None, pin: bool = False,
+            fifo: bool = False) -> dict:
     """One fresh server at one offered rate: warm-up (on ``warmup_corpus`` when given, so
     the measured requests are new to the server), then the measured window. The
-    scenario's ``server_flags`` go to every server, then ``extra``."""
-    server = Server(mode, workers, [*sc.get("server_flags", []), *extra])
+    scenario's ``server_flags`` go to every server, then ``extra``; ``pin`` pins its
+    threads (``pin_threads``), ``fifo`` gives its inference threads real-time priority
+    (``fifo_inference``), ``loadgen_nice`` is the load generator's niceness."""
+    server = Server(mode, workers, [*sc.get("server_flags", []), *extra], pin=pin, fifo=fifo)
     try:
-        loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]))
+        loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]), loadgen_nice)
         before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
-        lg = loadgen(corpus, rate, seconds, float(sc["sustainable_p99_ms"]))
+        lg = loadgen(corpus, rate, seconds, float(sc["sustainable_p99_ms"]), loadgen_nice)
         cpu1, after = cpu_seconds(server.proc.pid), metrics()
     finally:
         server.stop()
@@ -130,6 +164,9 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         "mode": mode,
         "workers": workers,
         "server_flags": list(extra),
+        "pinned": pin,
+        "inference_fifo": fifo,
+        "loadgen_nice": loadgen_nice,
         "offered_rate": rate,
         "achieved_rate": lg["achieved_rate"],
         "requests": lg["requests"],

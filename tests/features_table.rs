@@ -67,6 +67,7 @@ fn criteo_sample_becomes_training_arrays() {
     assert_eq!(meta["cat_fields"][0], "C1");
     assert_eq!(meta["num_fields"][12], "I13");
     assert_eq!(meta["spec_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(meta["crosses"], serde_json::json!({}), "the Criteo spec crosses nothing");
     for absent in ["conv.npy", "pctr_true.npy", "pcvr_true.npy"] {
         assert!(!dir.path().join(absent).exists(), "{absent}");
     }

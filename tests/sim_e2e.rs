@@ -138,6 +138,9 @@ async fn server_predictions_equal_the_python_pipeline_predictions() {
     let features = dir.path().join("features");
     let rows = ctrbid::cli::features::extract(&log, &repo().join("models/feature_spec.json"), &features).unwrap();
     assert_eq!(rows, served_pctr.len());
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(features.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["crosses"]["device_type_x_slot"], serde_json::json!(["device_type", "slot"]));
+    assert_eq!(meta["crosses"].as_object().unwrap().len(), 4, "the default spec crosses four pairs");
 
     for (output, served) in [("pctr", &served_pctr), ("pcvr", &served_pcvr)] {
         let python = python_predict(&features, output, &dir.path().join(format!("{output}.npy")));

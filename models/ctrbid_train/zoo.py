@@ -75,10 +75,12 @@ def run_zoo(
         if reuse and (run / "eval.json").exists() and (run / "model.onnx").exists():
             log(f"{name}: reusing {run}")
             evals[name] = json.loads((run / "eval.json").read_text())
+            # The run's own training time: a reused run took none in this call.
+            wall[name] = float(evals[name]["training"]["train_seconds"])
         else:
             log(f"{name}: training with {cfg_path}")
             evals[name] = train(features, run, config_path=cfg_path, epochs=epochs, overrides=overrides)
-        wall[name] = time.perf_counter() - t
+            wall[name] = time.perf_counter() - t
         runs[name] = run
 
     scores = {n: selection_score(e) for n, e in evals.items()}

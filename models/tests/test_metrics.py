@@ -41,6 +41,34 @@ def test_auc_matches_brute_force_with_many_ties():
     assert metrics.auc(s, y) == pytest.approx(brute_force_auc(s, y), abs=1e-12)
 
 
+def test_paired_auc_matches_auc_and_the_spread_of_differences():
+    # Two noisy scorers of the same latent score: DeLong's standard error of their AUC
+    # difference must match the spread of that difference over independent samples.
+    rng = np.random.default_rng(3)
+    diffs, ses = [], []
+    for _ in range(200):
+        z = rng.normal(size=2000)
+        y = (rng.random(2000) < 1 / (1 + np.exp(-(1.2 * z - 2.5)))).astype(int)
+        a, b = z + rng.normal(scale=0.5, size=z.size), z + rng.normal(scale=0.8, size=z.size)
+        auc, se = metrics.paired_auc({"a": a, "b": b}, y)
+        assert auc["a"] == pytest.approx(metrics.auc(a, y), abs=1e-12)
+        assert auc["b"] == pytest.approx(metrics.auc(b, y), abs=1e-12)
+        assert se[("a", "b")] == se[("b", "a")]
+        diffs.append(auc["a"] - auc["b"])
+        ses.append(se[("a", "b")])
+    assert np.mean(diffs) > 0  # the less noisy scorer ranks better
+    assert np.mean(ses) == pytest.approx(np.std(diffs), rel=0.15)
+
+
+def test_paired_auc_of_a_scorer_with_itself_has_no_error():
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.5, 0.5])
+    y = np.array([0, 0, 1, 1, 0, 1])
+    auc, se = metrics.paired_auc({"x": s, "same": s.copy()}, y)
+    assert auc["x"] == pytest.approx(brute_force_auc(s, y)) and se[("x", "same")] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError):
+        metrics.paired_auc({"x": s, "same": s}, np.ones(6))
+
+
 def test_log_loss_hand_value():
     expected = -(math.log(0.9) + math.log(0.8)) / 2
     assert metrics.log_loss([0.9, 0.2], [1, 0]) == pytest.approx(expected)

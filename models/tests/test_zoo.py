@@ -104,7 +104,8 @@ def test_report_command_writes_its_files(runs, small, tmp_path):
     dirs = [str(runs[k][0]) for k in ("lr", "wide_deep")]
     assert main(["report", "--features", str(small), "--out", str(tmp_path / "rep"), *dirs]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
-    for needle in ("| lr |", "| wide_deep |", "| oracle |", "pCVR", "Per-field calibration error", "reliability.png"):
+    for needle in ("| lr |", "| wide_deep |", "| oracle |", "pCVR", "Per-field calibration error", "reliability.png",
+                   "## AUC differences, paired", "| model | AUC | minus lr | oracle minus model |"):
         assert needle in md, needle
     for png in ("reliability.png", "roc.png"):
         data = (tmp_path / "rep" / png).read_bytes()
@@ -114,6 +115,11 @@ def test_report_command_writes_its_files(runs, small, tmp_path):
     assert wd["rows_per_second"] > 1_000
     assert set(wd["heads"]) == {"ctr", "cvr"} and 0.5 < wd["heads"]["ctr"]["auc"] <= 1
     assert rep["models"]["oracle"]["heads"]["ctr"]["auc"] > wd["heads"]["ctr"]["auc"] - 0.05
+    diffs = rep["auc_differences"]["ctr"]
+    gap = diffs["vs_oracle"]["wide_deep"]
+    assert gap["diff"] == pytest.approx(rep["models"]["oracle"]["heads"]["ctr"]["auc"] - wd["heads"]["ctr"]["auc"])
+    assert 0 < gap["se"] < 0.1
+    assert diffs["ordering"] is None  # no fm among the runs: no ordering to judge
 
 
 def test_zoo_selects_on_validation_and_exports(small, tmp_path):

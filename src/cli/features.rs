@@ -14,7 +14,7 @@
 //! saying `"format": "csv"` or `"criteo"`.
 
 use crate::catalog::{Catalog, Selector};
-use crate::features::{CatField, Delimiter, Extractor, FeatureSpec, Format, NumField, TableReader, TableSpec};
+use crate::features::{CatField, CatKind, Delimiter, Extractor, FeatureSpec, Format, NumField, TableReader, TableSpec};
 use crate::npy::NpyWriter;
 use crate::simulate::ImpressionRecord;
 use anyhow::{bail, Context as _};
@@ -215,9 +215,10 @@ struct Layout<'a> {
 }
 
 /// Writes `meta.json` (the Python loader's contract, `ctrbid_train/data.py`): the spec's
-/// identity and field layout, the row count, the input, and for tabular input its
-/// `format`.
-fn write_meta<C, N>(
+/// identity and field layout, which fields cross which (`crosses`: name -> the two
+/// fields' names; the report reads it), the row count, the input, and for tabular
+/// input its `format`.
+fn write_meta<C: PartialEq, N>(
     out: &Path,
     spec: &Layout<'_>,
     cat: &[CatField<C>],
@@ -234,6 +235,7 @@ fn write_meta<C, N>(
         "num_fields": num.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
         "field_offsets": cat.iter().map(|c| c.offset).collect::<Vec<_>>(),
         "field_buckets": cat.iter().map(|c| c.buckets).collect::<Vec<_>>(),
+        "crosses": crosses(cat),
         "cardinality": spec.cardinality,
         "rows": rows,
         "source": source.display().to_string(),
@@ -243,4 +245,21 @@ fn write_meta<C, N>(
     }
     std::fs::write(out.join("meta.json"), serde_json::to_vec_pretty(&meta)?)?;
     Ok(())
+}
+
+/// Each crossed field's name -> the names of the single fields it crosses (a spec's
+/// crosses name earlier single fields, so each source has a name).
+fn crosses<C: PartialEq>(cat: &[CatField<C>]) -> serde_json::Map<String, serde_json::Value> {
+    let name_of = |src: &C| {
+        cat.iter()
+            .find(|f| matches!(&f.kind, CatKind::Single(s) if s == src))
+            .map(|f| f.name.clone())
+            .unwrap_or_default()
+    };
+    cat.iter()
+        .filter_map(|f| match &f.kind {
+            CatKind::Cross(a, b) => Some((f.name.clone(), serde_json::json!([name_of(a), name_of(b)]))),
+            CatKind::Single(_) => None,
+        })
+        .collect()
 }
