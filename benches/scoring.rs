@@ -55,6 +55,7 @@ fn batcher(c: &mut Criterion) {
             max_wait: Duration::from_micros(defaults.max_wait_us),
             queue_capacity: defaults.queue_capacity,
             adaptive_wait,
+            cpus: Vec::new(),
         };
         Arc::new(Batcher::start(vec![common::open_model(&path)], cfg, Metrics::start()))
     };

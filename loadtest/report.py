@@ -67,7 +67,7 @@ def metrics() -> dict:
 class Server:
     """``ctrbid serve`` with the deploy config, on loopback, until ``stop``."""
 
-    def __init__(self, mode: str, workers: int, extra: list[str] = (), pin: bool = False, fifo: bool = False):
+    def __init__(self, mode: str, workers: int, extra: list[str] = (), fifo: bool = False):
         args = [str(BIN), "serve", "--config", "deploy/ctrbid.toml", "--mode", mode, "--workers", str(workers),
                 "--listen", f"127.0.0.1:{PORT}", "--admin-listen", f"127.0.0.1:{ADMIN}", *extra]
         OUT.mkdir(parents=True, exist_ok=True)
@@ -76,8 +76,6 @@ class Server:
         for _ in range(300):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{ADMIN}/readyz", timeout=1)
-                if pin:
-                    pin_threads(self.proc.pid)
                 if fifo:
                     fifo_inference(self.proc.pid)
                 return
@@ -95,20 +93,6 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
-
-
-def pin_threads(pid: int) -> dict[str, list[int]]:
-    """Give the server's inference threads the last CPUs, one each, and every other
-    thread of the server (tokio workers, the accept loop, metrics) the rest; the load
-    generator stays free. Returns thread name/tid -> CPUs."""
-    cpus = sorted(os.sched_getaffinity(0))
-    tasks = sorted((p.name, (p / "comm").read_text().strip()) for p in Path(f"/proc/{pid}/task").iterdir())
-    infer = [tid for tid, name in tasks if name.startswith("ctrbid-infer")]
-    rest = cpus[:-len(infer)] if 0 < len(infer) < len(cpus) else cpus
-    placed = {f"{name}/{tid}": [cpus[-1 - infer.index(tid) % len(cpus)]] if tid in infer else rest for tid, name in tasks}
-    for key, cpu_set in placed.items():
-        os.sched_setaffinity(int(key.rsplit("/", 1)[1]), set(cpu_set))
-    return placed
 
 
 def fifo_inference(pid: int) -> list[int]:
@@ -139,14 +123,13 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float, nice:
 
 
 def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = (),
-            warmup_corpus: Path | None = None, loadgen_nice: int | None = None, pin: bool = False,
-            fifo: bool = False) -> dict:
+            warmup_corpus: Path | None = None, loadgen_nice: int | None = None, fifo: bool = False) -> dict:
     """One fresh server at one offered rate: warm-up (on ``warmup_corpus`` when given, so
     the measured requests are new to the server), then the measured window. The
-    scenario's ``server_flags`` go to every server, then ``extra``; ``pin`` pins its
-    threads (``pin_threads``), ``fifo`` gives its inference threads real-time priority
-    (``fifo_inference``), ``loadgen_nice`` is the load generator's niceness."""
-    server = Server(mode, workers, [*sc.get("server_flags", []), *extra], pin=pin, fifo=fifo)
+    scenario's ``server_flags`` go to every server, then ``extra``; ``fifo`` gives its
+    inference threads real-time priority (``fifo_inference``), ``loadgen_nice`` is the
+    load generator's niceness."""
+    server = Server(mode, workers, [*sc.get("server_flags", []), *extra], fifo=fifo)
     try:
         loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]), loadgen_nice)
         before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
@@ -164,7 +147,6 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         "mode": mode,
         "workers": workers,
         "server_flags": list(extra),
-        "pinned": pin,
         "inference_fifo": fifo,
         "loadgen_nice": loadgen_nice,
         "offered_rate": rate,

@@ -277,6 +277,7 @@ impl Bidder {
                 max_wait: Duration::from_micros(cfg.scoring.max_wait_us),
                 queue_capacity: cfg.scoring.queue_capacity,
                 adaptive_wait: cfg.scoring.adaptive_wait,
+                cpus: cfg.scoring.inference_cpus.clone(),
             },
             Arc::clone(&metrics),
         );

@@ -159,6 +159,14 @@ pub struct ScoringConfig {
     pub cache_entries: usize,
     /// How long a remembered score answers, in ms. Default 30000.
     pub cache_ttl_ms: u64,
+    /// A CPU of its own for each inference thread, the other CPUs for the rest of the
+    /// server (`cpus`; Linux). Default false: measured only on a busy shared box so far.
+    pub pin_threads: bool,
+    /// Where `serve` put the inference threads when `pin_threads` is on: inference
+    /// thread `i` runs on CPU `inference_cpus[i]`. Set at start-up, never read from a
+    /// file; empty: not pinned.
+    #[serde(skip)]
+    pub inference_cpus: Vec<usize>,
 }
 
 impl Default for ScoringConfig {
@@ -172,6 +180,8 @@ impl Default for ScoringConfig {
             device: Device::Cpu,
             cache_entries: DEFAULT_SCORE_CACHE_ENTRIES,
             cache_ttl_ms: DEFAULT_SCORE_CACHE_TTL_MS,
+            pin_threads: false,
+            inference_cpus: Vec::new(),
         }
     }
 }
@@ -351,6 +361,15 @@ mod tests {
         let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ctrbid.toml"))).unwrap();
         c.validate().unwrap();
         assert_eq!(c.model.path, Path::new(DEFAULT_MODEL));
+    }
+
+    #[test]
+    fn pin_threads_is_read_but_where_the_threads_went_is_not() {
+        let c: Config = toml::from_str("[scoring]\npin_threads = true\n").unwrap();
+        assert!(c.scoring.pin_threads && c.scoring.inference_cpus.is_empty());
+        assert!(!Config::default().scoring.pin_threads);
+        let err = toml::from_str::<Config>("[scoring]\ninference_cpus = [1]\n").unwrap_err().to_string();
+        assert!(err.contains("inference_cpus"), "{err}");
     }
 
     #[test]

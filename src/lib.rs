@@ -13,6 +13,7 @@ pub mod bidder;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod cpus;
 pub mod currency;
 pub mod features;
 pub mod loadgen;

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::server::Server;
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ pub struct Opts {
     /// Close a micro-batch early when no request is on its way to scoring.
     #[arg(long, env = "CTRBID_ADAPTIVE_WAIT")]
     adaptive_wait: Option<bool>,
+    /// A CPU of its own for each inference thread, the other CPUs for the rest (Linux).
+    #[arg(long, env = "CTRBID_PIN_THREADS")]
+    pin_threads: Option<bool>,
     /// Candidate rows whose scores are remembered; 0 turns the score cache off.
     #[arg(long, env = "CTRBID_SCORE_CACHE_ENTRIES")]
     score_cache_entries: Option<usize>,
@@ -98,6 +102,9 @@ impl Opts {
         if let Some(v) = self.adaptive_wait {
             c.scoring.adaptive_wait = v;
         }
+        if let Some(v) = self.pin_threads {
+            c.scoring.pin_threads = v;
+        }
         if let Some(v) = self.score_cache_entries {
             c.scoring.cache_entries = v;
         }
@@ -122,8 +129,9 @@ impl Opts {
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
-    let cfg = opts.config()?;
+    let mut cfg = opts.config()?;
     let workers = cfg.tokio_workers();
+    let placement = if cfg.scoring.pin_threads { Some(place_threads(&mut cfg)?) } else { None };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("ctrbid-worker")
@@ -134,8 +142,11 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let info = &server.state().bidder.state().model;
         let mode =
             if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
+        let pinned = placement.as_ref().map_or(String::new(), |p| {
+            format!(" inference_cpus={:?} other_cpus={:?}", p.inference, p.rest)
+        });
         println!(
-            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; tokio_workers={} inference_threads={})",
+            "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; tokio_workers={} inference_threads={}{pinned})",
             server.local_addr(),
             server.admin_addr(),
             info.path.display(),
@@ -164,4 +175,15 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `scoring.pin_threads`: plans the placement ([`crate::cpus::plan`]), pins this thread
+/// (and so every thread it starts: the runtime, the admin server, metrics) to the
+/// other CPUs, and leaves the inference threads' CPUs in the config for the batcher.
+fn place_threads(cfg: &mut Config) -> anyhow::Result<crate::cpus::Placement> {
+    let allowed = crate::cpus::allowed().context("scoring.pin_threads: cannot read this process's CPUs")?;
+    let placement = crate::cpus::plan(&allowed, cfg.scoring.threads)?;
+    crate::cpus::pin_current(&placement.rest).context("scoring.pin_threads: cannot pin the server's threads")?;
+    cfg.scoring.inference_cpus = placement.inference.clone();
+    Ok(placement)
 }

@@ -37,6 +37,9 @@ pub struct BatcherConfig {
     pub queue_capacity: usize,
     /// Close a batch early when nothing is queued and nothing announced is coming.
     pub adaptive_wait: bool,
+    /// Inference thread `i` pins itself to CPU `cpus[i % cpus.len()]` ([`crate::cpus`]);
+    /// empty: it runs wherever the scheduler puts it.
+    pub cpus: Vec<usize>,
 }
 
 /// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
@@ -204,9 +207,19 @@ impl Batcher {
                 let (rx, cfg, metrics, backlog) = (rx.clone(), cfg.clone(), Arc::clone(&metrics), Arc::clone(&backlog));
                 let (swap_tx, swap_rx) = bounded::<(Model, u32)>(1);
                 swaps.push(swap_tx);
+                let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
                 std::thread::Builder::new()
                     .name(format!("ctrbid-infer-{i}"))
-                    .spawn(move || inference_loop(model, rx, swap_rx, cfg, metrics, backlog))
+                    .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            // `serve` checked the placement at start-up; a failure here
+                            // costs latency, not answers.
+                            if let Err(e) = crate::cpus::pin_current(&[cpu]) {
+                                eprintln!("ctrbid: inference thread {i} could not pin itself to CPU {cpu}: {e}");
+                            }
+                        }
+                        inference_loop(model, rx, swap_rx, cfg, metrics, backlog)
+                    })
                     .expect("spawning an inference thread")
             })
             .collect();

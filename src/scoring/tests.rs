@@ -111,6 +111,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
         max_wait: Duration::from_millis(200),
         queue_capacity: 16,
         adaptive_wait: false,
+        cpus: Vec::new(),
     };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let closed = ClosedForm::load();
@@ -161,7 +162,13 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backlog_empties_once_every_job_is_answered() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64, adaptive_wait: false };
+    let cfg = BatcherConfig {
+        max_batch_rows: 64,
+        max_wait: Duration::ZERO,
+        queue_capacity: 64,
+        adaptive_wait: false,
+        cpus: Vec::new(),
+    };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     for round in 0..300 {
@@ -190,7 +197,7 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     let max_wait = Duration::from_secs(8);
-    let cfg = BatcherConfig { max_batch_rows: 5, max_wait, queue_capacity: 16, adaptive_wait: true };
+    let cfg = BatcherConfig { max_batch_rows: 5, max_wait, queue_capacity: 16, adaptive_wait: true, cpus: Vec::new() };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let job = move |n: usize| {
         let (cat, num) = rows(n, f, d);
@@ -240,7 +247,13 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
 async fn the_score_cache_answers_what_the_model_answered() {
     use super::cache::{CacheConfig, ScoreCache};
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig { max_batch_rows: 64, max_wait: Duration::ZERO, queue_capacity: 64, adaptive_wait: false };
+    let cfg = BatcherConfig {
+        max_batch_rows: 64,
+        max_wait: Duration::ZERO,
+        queue_capacity: 64,
+        adaptive_wait: false,
+        cpus: Vec::new(),
+    };
     let batcher = Batcher::start(vec![open(&two)], cfg, Metrics::start());
     let cache = ScoreCache::new(CacheConfig { max_entries: 1_000, ttl: Duration::from_secs(60) });
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
