@@ -39,8 +39,7 @@ pub fn plan(allowed: &[usize], threads: usize) -> anyhow::Result<Placement> {
          and has {threads} inference thread(s)",
         cpus.len()
     );
-    let rest = cpus.split_off(cpus.len() - threads);
-    let mut inference = rest;
+    let mut inference = cpus.split_off(cpus.len() - threads);
     inference.reverse();
     Ok(Placement { inference, rest: cpus })
 }
