@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +52,18 @@ fn inference_threads_get_a_cpu_of_their_own_and_the_rest_the_others() {
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let threads = thread_cpus(child.id());
+    // A new thread names and pins itself once it runs, which may be a moment after the
+    // start-up line: look until it has (or 10 s have passed).
+    let want = plan.inference[0].to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let threads = loop {
+        let threads = thread_cpus(child.id());
+        let placed = threads.iter().any(|(name, cpus)| name.starts_with("ctrbid-infer") && *cpus == want);
+        if placed || Instant::now() > deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     child.kill().unwrap();
     child.wait().unwrap();
 
