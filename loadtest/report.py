@@ -111,10 +111,10 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float, nice:
     niceness: 19 has it yield the cores to the server, a stand-in for a second box. By
     default it shares them as an equal."""
     out = OUT / "loadgen.json"
-    nice = nice if nice is not None else os.environ.get("LOADGEN_NICE")
-    nice = ["nice", "-n", str(nice)] if nice not in (None, "", 0, "0") else []
+    niceness = str(nice if nice is not None else os.environ.get("LOADGEN_NICE") or 0)
+    prefix = ["nice", "-n", niceness] if niceness != "0" else []
     subprocess.run(
-        [*nice, str(BIN), "loadgen", "--url", f"http://127.0.0.1:{PORT}/openrtb2/bid", "--corpus", str(corpus),
+        [*prefix, str(BIN), "loadgen", "--url", f"http://127.0.0.1:{PORT}/openrtb2/bid", "--corpus", str(corpus),
          "--rate", f"{rate:.1f}", "--duration-s", str(seconds), "--warmup-s", "0",
          "--deadline-ms", str(int(deadline_ms)), "--json", str(out)],
         cwd=ROOT, check=True, stdout=subprocess.DEVNULL,

@@ -9,6 +9,17 @@ use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// A batcher that never waits for company: every batch is what is queued.
+fn unwaiting() -> BatcherConfig {
+    BatcherConfig {
+        max_batch_rows: 64,
+        max_wait: Duration::ZERO,
+        queue_capacity: 64,
+        adaptive_wait: false,
+        cpus: Vec::new(),
+    }
+}
+
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -162,13 +173,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backlog_empties_once_every_job_is_answered() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig {
-        max_batch_rows: 64,
-        max_wait: Duration::ZERO,
-        queue_capacity: 64,
-        adaptive_wait: false,
-        cpus: Vec::new(),
-    };
+    let cfg = unwaiting();
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     for round in 0..300 {
@@ -247,13 +252,7 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
 async fn the_score_cache_answers_what_the_model_answered() {
     use super::cache::{CacheConfig, ScoreCache};
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
-    let cfg = BatcherConfig {
-        max_batch_rows: 64,
-        max_wait: Duration::ZERO,
-        queue_capacity: 64,
-        adaptive_wait: false,
-        cpus: Vec::new(),
-    };
+    let cfg = unwaiting();
     let batcher = Batcher::start(vec![open(&two)], cfg, Metrics::start());
     let cache = ScoreCache::new(CacheConfig { max_entries: 1_000, ttl: Duration::from_secs(60) });
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
