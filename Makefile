@@ -8,6 +8,11 @@ ORT_VERSION  := 1.31.1
 ORT_LIB      := .ort/libonnxruntime.so
 BIN          := target/release/ctrbid
 CARGO        ?= cargo
+# pip keeps no cache (PyTorch's CUDA wheels are 3.7 GB, installed 7 GB: a cached copy
+# would double what stays on disk) and unpacks in .venv/ rather than /tmp, which may
+# be a small tmpfs. The first `make test` needs about 12 GB free.
+PIP_TMP      := $(VENV)/.pip-tmp
+PIP_INSTALL  := mkdir -p $(PIP_TMP) && TMPDIR=$(CURDIR)/$(PIP_TMP) $(VPY) -m pip install --no-cache-dir --quiet --disable-pip-version-check
 
 # Simulator log the default model is trained on (`make models`).
 SIM_SEED        ?= 7
@@ -55,7 +60,8 @@ setup-ort: $(ORT_LIB)
 
 $(ORT_LIB): Makefile
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check onnxruntime==$(ORT_VERSION)
+	$(PIP_INSTALL) onnxruntime==$(ORT_VERSION)
+	rm -rf $(PIP_TMP)
 	mkdir -p .ort
 	cp -f "$$($(VPY) -c 'import onnxruntime, pathlib; print(pathlib.Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime.so.$(ORT_VERSION)")')" $(ORT_LIB).tmp
 	mv -f $(ORT_LIB).tmp $(ORT_LIB)
@@ -65,7 +71,9 @@ setup-py: $(VENV)/.requirements-installed
 
 $(VENV)/.requirements-installed: models/requirements.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -r models/requirements.txt
+	@df -Pk . | awk 'NR==2 && $$4 < 12*1024*1024 { printf "warning: %.1f GB free here; installing PyTorch with its CUDA wheels needs about 12 GB\n", $$4/1024/1024 }'
+	$(PIP_INSTALL) -r models/requirements.txt
+	rm -rf $(PIP_TMP)
 	touch $@
 
 ## Rebuilds models/default/ from scratch: simulate, features, the model zoo (LR, FM,
