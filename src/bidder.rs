@@ -547,8 +547,32 @@ impl Bidder {
             }
         };
         clock = Instant::now();
+        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_unix);
+        ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
+        if bids.is_empty() {
+            return self.no_bid(NoBidReason::BelowFloor, req.id());
+        }
+        let response = BidResponse { id: req.id(), cur: currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
+        Answer::Bid(response.to_json())
+    }
 
+    /// The pricing stage: per imp, the candidate with the highest value among those
+    /// reaching their floor (`scores` row `k` is `candidates[k]`'s; candidates grouped
+    /// by imp), priced for the auction and made a bid in `currency` (`usd_per_unit` USD
+    /// per unit). Imps without such a candidate get no bid.
+    #[allow(clippy::too_many_arguments)]
+    pub fn price<'a>(
+        &'a self,
+        state: &'a ServingState,
+        req: &'a openrtb::ValidRequest<'a>,
+        terms: &[ImpTerms],
+        candidates: &[Candidate],
+        scores: &Scores,
+        (currency, usd_per_unit): (&str, f64),
+        now_unix: i64,
+    ) -> Vec<Bid<'a>> {
         // The best candidate per imp by value; candidates are grouped by imp.
+        let s = &self.settings;
         let mut bids = Vec::new();
         let mut start = 0;
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
@@ -582,14 +606,9 @@ impl Bidder {
             if floor.native.1.eq_ignore_ascii_case(currency) {
                 price = price.max(floor.native.0);
             }
-            bids.push(self.make_bid(&state, &req, imp, c, deal, p, price, currency, now_unix, group.len()));
+            bids.push(self.make_bid(state, req, imp, c, deal, p, price, currency, now_unix, group.len()));
         }
-        ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
-        if bids.is_empty() {
-            return self.no_bid(NoBidReason::BelowFloor, req.id());
-        }
-        let response = BidResponse { id: req.id(), cur: currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
-        Answer::Bid(response.to_json())
+        bids
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod cpus;
 pub mod currency;
 pub mod features;
+pub mod jsonl;
 pub mod loadgen;
 pub mod metrics;
 pub mod notice;

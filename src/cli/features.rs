@@ -1,7 +1,7 @@
 //! `ctrbid features`: simulator logs or public CTR datasets to training arrays.
 //!
-//! `--sim DIR` reads `requests.jsonl`, `impressions.jsonl` and `catalog.json` from the simulator's
-//! output, and for every impression parses its request with the server's parser,
+//! `--sim DIR` reads `requests.jsonl`, `impressions.jsonl` (or their `.gz` forms) and
+//! `catalog.json` from the simulator's output, and for every impression parses its request with the server's parser,
 //! validates it, and writes the feature row of (request, imp, creative) at the
 //! impression's time: exactly the row the server would build for that candidate.
 //! Output (`.npy`, row-aligned, in log order): `cat` i64 [N,F], `num` f32 [N,D],
@@ -19,8 +19,7 @@ use crate::npy::NpyWriter;
 use crate::simulate::ImpressionRecord;
 use anyhow::{bail, Context as _};
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -101,10 +100,7 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
         pcvr: NpyWriter::create(&out.join("pcvr_true.npy"), None)?,
         ts: NpyWriter::create(&out.join("ts.npy"), None)?,
     };
-    let open = |name: &str| -> anyhow::Result<BufReader<File>> {
-        let p = sim.join(name);
-        Ok(BufReader::with_capacity(1 << 20, File::open(&p).with_context(|| format!("opening {}", p.display()))?))
-    };
+    let open = |name: &str| crate::jsonl::open(&sim.join(name)).context("opening the simulator's logs");
     let mut requests = open("requests.jsonl")?.lines();
     let mut request_line: Vec<u8> = Vec::new();
     let mut next_line = 0u64;

@@ -1,7 +1,7 @@
 //! Tests of the simulator: determinism, the shape of its output, and agreement with the
 //! bidder's own parser, validator and candidate selection.
 
-use super::{generate_catalog, simulate, ImpressionRecord, SimConfig, Summary};
+use super::{generate_catalog, simulate, simulate_to, ImpressionRecord, SimConfig, Summary};
 use crate::catalog::{Catalog, Format, Goal, Selector};
 use crate::features::{Extractor, FeatureSpec};
 use crate::openrtb;
@@ -25,6 +25,35 @@ fn same_seed_gives_identical_files_and_another_seed_does_not() {
     for name in ["catalog.json", "requests.jsonl", "impressions.jsonl", "summary.json"] {
         assert!(read(a.path(), name) == read(b.path(), name), "{name} differs between two runs with seed 3");
         assert!(read(a.path(), name) != read(c.path(), name), "{name} is the same for seeds 3 and 4");
+    }
+}
+
+/// `--compress gzip` logs inflate to the plain logs' bytes, and `ctrbid features` makes
+/// the same arrays from either.
+#[test]
+fn gzip_logs_hold_the_same_bytes_and_give_the_same_features() {
+    use crate::jsonl::{gz_path, Compression};
+    use std::io::Read;
+    let (plain, gzip) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = simulate_to(&small(3, 3000), plain.path(), Compression::None).unwrap();
+    let b = simulate_to(&small(3, 3000), gzip.path(), Compression::Gzip).unwrap();
+    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    for name in ["requests.jsonl", "impressions.jsonl"] {
+        assert!(!gzip.path().join(name).exists(), "{name} written plain as well");
+        let packed = std::fs::read(gz_path(&gzip.path().join(name))).unwrap();
+        let mut inflated = Vec::new();
+        flate2::read::MultiGzDecoder::new(&packed[..]).read_to_end(&mut inflated).unwrap();
+        assert!(inflated == read(plain.path(), name), "{name}.gz does not inflate to {name}");
+        assert!(packed.len() * 3 < inflated.len(), "{name}: {} bytes gzipped of {}", packed.len(), inflated.len());
+    }
+    let spec = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/feature_spec.json");
+    let (fa, fb) = (plain.path().join("features"), gzip.path().join("features"));
+    let rows = crate::cli::features::extract(plain.path(), &spec, &fa).unwrap();
+    assert_eq!(crate::cli::features::extract(gzip.path(), &spec, &fb).unwrap(), rows);
+    assert_eq!(rows as u64, a.impressions);
+    for array in ["cat", "num", "click", "conv", "pctr_true", "pcvr_true", "ts"] {
+        let name = format!("{array}.npy");
+        assert!(read(&fa, &name) == read(&fb, &name), "{name} differs between plain and gzip logs");
     }
 }
 

@@ -1,0 +1,99 @@
+//! Validate stage (`cargo bench --bench validate`): the OpenRTB rules every request
+//! must meet ([`ctrbid::openrtb::check`]), on requests parsed once beforehand.
+//!
+//! The rules are a few comparisons per imp; the one choice in them is how repeated imp
+//! ids are found: the served code scans the earlier imps (quadratic, no allocation),
+//! and the baseline in the same group, `hashed`, is the same rules with a `HashSet` of
+//! the ids (linear, one allocation). Two corpora: the 478 Prebid samples (real
+//! requests, one to a few imps) and requests of 100 imps each (the most
+//! `validate` accepts, the scan's worst case). `parse` of the same Prebid requests is in
+//! the group for scale. Throughput in requests/s.
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use ctrbid::openrtb::{BidRequest, ValidationError, MAX_IMPS};
+use std::collections::HashSet;
+use std::path::Path;
+
+fn prebid() -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openrtb/prebid");
+    let mut files: Vec<_> = std::fs::read_dir(dir).expect("fixtures").map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Requests with `MAX_IMPS` imps, every id distinct (each passes every rule).
+fn wide(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|r| {
+            let imps: Vec<String> =
+                (0..MAX_IMPS).map(|i| format!(r#"{{"id":"{r}-{i}","banner":{{"w":300,"h":250}}}}"#)).collect();
+            format!(r#"{{"id":"wide-{r}","imp":[{}],"site":{{"domain":"example.com"}}}}"#, imps.join(",")).into_bytes()
+        })
+        .collect()
+}
+
+/// The baseline: `check`'s rules, with the imp ids in a hash set.
+fn check_hashed(req: &BidRequest<'_>) -> Result<(), ValidationError> {
+    if req.id.as_deref().is_none_or(str::is_empty) {
+        return Err(ValidationError::MissingId);
+    }
+    if req.imp.is_empty() {
+        return Err(ValidationError::NoImp);
+    }
+    if req.imp.len() > MAX_IMPS {
+        return Err(ValidationError::TooManyImps);
+    }
+    let mut seen = HashSet::with_capacity(req.imp.len());
+    for (i, imp) in req.imp.iter().enumerate() {
+        let Some(id) = imp.id.as_deref().filter(|id| !id.is_empty()) else {
+            return Err(ValidationError::ImpMissingId(i));
+        };
+        if !seen.insert(id) {
+            return Err(ValidationError::DuplicateImpId(i));
+        }
+        if imp.banner.is_none() && imp.video.is_none() && imp.audio.is_none() && imp.native.is_none() {
+            return Err(ValidationError::ImpWithoutMedia(i));
+        }
+    }
+    if usize::from(req.site.is_some()) + usize::from(req.app.is_some()) + usize::from(req.dooh.is_some()) > 1 {
+        return Err(ValidationError::SiteAndApp);
+    }
+    Ok(())
+}
+
+fn validate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("validate");
+    for (corpus, mut bodies) in [("prebid", prebid()), ("imps_100", wide(50))] {
+        let originals = bodies.clone();
+        let requests: Vec<BidRequest<'_>> = bodies.iter_mut().filter_map(|b| ctrbid::openrtb::parse(b).ok()).collect();
+        // Both ways give the same verdicts (the 11 Prebid samples that break a rule
+        // break the same one).
+        for r in &requests {
+            assert_eq!(ctrbid::openrtb::check(r), check_hashed(r));
+        }
+        g.throughput(Throughput::Elements(requests.len() as u64));
+        g.bench_with_input(BenchmarkId::new("served", corpus), &requests, |b, reqs| {
+            b.iter(|| reqs.iter().filter(|r| ctrbid::openrtb::check(r).is_ok()).count())
+        });
+        g.bench_with_input(BenchmarkId::new("hashed", corpus), &requests, |b, reqs| {
+            b.iter(|| reqs.iter().filter(|r| check_hashed(r).is_ok()).count())
+        });
+        if corpus == "prebid" {
+            g.bench_function(BenchmarkId::new("parse", corpus), |b| {
+                b.iter_batched_ref(
+                    || originals.clone(),
+                    |bodies| {
+                        for body in bodies.iter_mut() {
+                            let _ = std::hint::black_box(ctrbid::openrtb::parse(body));
+                        }
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, validate);
+criterion_main!(benches);
