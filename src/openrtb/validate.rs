@@ -7,11 +7,17 @@
 //! request, and at least one of `banner`, `video`, `audio`, `native`; at most one of
 //! `site`, `app`, `dooh`.
 
+/// Up to this many imps, repeated imp ids are found by scanning the earlier imps (no
+/// allocation); above it, with a hash set. `cargo bench --bench validate`: the scan is
+/// 2.4x faster at 8 imps and 1.8x at 16, the set 1.3x faster at 32 and 6.3x at 100.
+const SCAN_MAX_IMPS: usize = 16;
+
 /// Imps a request may carry. The spec sets no limit; real requests carry a handful,
 /// and a bidder that accepted thousands would spend its deadline on one request.
 pub const MAX_IMPS: usize = 100;
 
 use super::request::BidRequest;
+use std::collections::HashSet;
 use std::ops::Deref;
 
 /// A request that passed [`validate`]. Holding one proves the rules above.
@@ -83,12 +89,16 @@ pub fn check(req: &BidRequest<'_>) -> Result<(), ValidationError> {
     if req.imp.len() > MAX_IMPS {
         return Err(ValidationError::TooManyImps);
     }
+    let mut seen = (req.imp.len() > SCAN_MAX_IMPS).then(|| HashSet::with_capacity(req.imp.len()));
     for (i, imp) in req.imp.iter().enumerate() {
         let Some(id) = imp.id.as_deref().filter(|id| !id.is_empty()) else {
             return Err(ValidationError::ImpMissingId(i));
         };
-        // Requests carry a handful of imps: a quadratic scan beats hashing here.
-        if req.imp[..i].iter().any(|earlier| earlier.id.as_deref() == Some(id)) {
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(id),
+            None => req.imp[..i].iter().any(|earlier| earlier.id.as_deref() == Some(id)),
+        };
+        if repeated {
             return Err(ValidationError::DuplicateImpId(i));
         }
         if imp.banner.is_none() && imp.video.is_none() && imp.audio.is_none() && imp.native.is_none() {
@@ -127,6 +137,13 @@ mod tests {
         check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"site":{},"app":{}}"#, Err(SiteAndApp));
         check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"dooh":{},"app":{}}"#, Err(SiteAndApp));
         check(r#"{"id":"1","imp":[{"id":"a","banner":{}}],"dooh":{"id":"screen-1"}}"#, Ok(()));
+        // Past the scan's limit, repeats are found by the hash set.
+        for n in [SCAN_MAX_IMPS, SCAN_MAX_IMPS + 1, MAX_IMPS] {
+            let mut ids: Vec<String> = (0..n).map(|i| format!(r#"{{"id":"{i}","banner":{{}}}}"#)).collect();
+            check(&format!(r#"{{"id":"1","imp":[{}]}}"#, ids.join(",")), Ok(()));
+            ids[n - 1] = r#"{"id":"0","banner":{}}"#.to_string();
+            check(&format!(r#"{{"id":"1","imp":[{}]}}"#, ids.join(",")), Err(DuplicateImpId(n - 1)));
+        }
         let many: Vec<String> = (0..=MAX_IMPS).map(|i| format!(r#"{{"id":"{i}","banner":{{}}}}"#)).collect();
         check(&format!(r#"{{"id":"1","imp":[{}]}}"#, many.join(",")), Err(TooManyImps));
     }
