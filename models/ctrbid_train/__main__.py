@@ -36,7 +36,7 @@ def _cmd_train(args) -> int:
 def _cmd_zoo(args) -> int:
     from .zoo import run_zoo
 
-    report = run_zoo(args.features, args.out, configs=args.config or None, export=args.export, epochs=args.epochs, reuse=args.reuse)
+    report = run_zoo(args.features, args.out, configs=args.config or None, export=args.export, epochs=args.epochs, reuse=args.reuse, jobs=args.jobs)
     print((__import__("pathlib").Path(args.out) / "report.md").read_text())
     int8 = report["zoo"]["int8"]
     print(json.dumps({"best": report["zoo"]["best"], "int8_served": int8["served"], "int8": {m: v["reason"] for m, v in int8["variants"].items()}}, indent=2))
@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, help="copy the best model and the report here (e.g. models/default)")
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the configs)")
     p.add_argument("--reuse", action="store_true", help="reuse runs already trained in --out")
+    p.add_argument("--jobs", type=int, default=1, help="train this many models at a time, one process each (default 1)")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("report", help="evaluation report of trained models")

@@ -1,7 +1,8 @@
 """The zoo: train every configured model, pick the best on held-out data, report, export.
 
 ``run_zoo(features, out, configs)`` trains each config into ``out/<kind>/``
-(``train.train``), picks the model with the lowest validation log loss per
+(``train.train``; with ``jobs`` > 1 that many at a time, each in a process of its
+own, as a 2-core box with one-thread trainings can run two), picks the model with the lowest validation log loss per
 impression (CTR log loss + click rate x CVR log loss on clicked rows, both
 calibrated: the quantity the bid's value ``pCTR x pCVR`` depends on), where
 scores within ``SELECTION_TOLERANCE`` of the best are a tie that goes to the
@@ -16,9 +17,11 @@ The test split plays no part in the choice: it is only reported.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,27 +64,46 @@ def run_zoo(
     epochs: int | None = None,
     reuse: bool = False,
     overrides: dict | None = None,
+    jobs: int = 1,
 ) -> dict:
-    """Train (or with ``reuse`` read back) every config, report, export the best."""
+    """Train (or with ``reuse`` read back) every config, report, export the best.
+
+    ``jobs`` > 1 trains that many configs at a time, each in a process of its own
+    (spawned, not forked: torch's threads do not survive a fork); each run's wall
+    time is then its own process's, taken while sharing the machine.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs: dict[str, Path] = {}
     evals: dict[str, dict] = {}
     wall: dict[str, float] = {}
+    todo: list[tuple[str, Path, Path]] = []
     for cfg_path in configs or DEFAULT_CONFIGS:
         name = Path(cfg_path).stem
         run = out / name
-        t = time.perf_counter()
+        runs[name] = run
         if reuse and (run / "eval.json").exists() and (run / "model.onnx").exists():
             log(f"{name}: reusing {run}")
             evals[name] = json.loads((run / "eval.json").read_text())
             # The run's own training time: a reused run took none in this call.
             wall[name] = float(evals[name]["training"]["train_seconds"])
         else:
+            todo.append((name, Path(cfg_path), run))
+    if jobs > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {}
+            for name, cfg_path, run in todo:
+                log(f"{name}: training with {cfg_path} (in a process of its own, {jobs} at a time)")
+                futures[name] = pool.submit(_timed_train, features, run, cfg_path, epochs, overrides)
+            for name, future in futures.items():
+                evals[name], wall[name] = future.result()
+    else:
+        for name, cfg_path, run in todo:
             log(f"{name}: training with {cfg_path}")
-            evals[name] = train(features, run, config_path=cfg_path, epochs=epochs, overrides=overrides)
-            wall[name] = time.perf_counter() - t
-        runs[name] = run
+            evals[name], wall[name] = _timed_train(features, run, cfg_path, epochs, overrides)
+    evals = {name: evals[name] for name in runs}
+    wall = {name: wall[name] for name in runs}
 
     scores = {n: selection_score(e) for n, e in evals.items()}
     fs = load_features(features)
@@ -137,6 +159,13 @@ def run_zoo(
     if export is not None:
         export_best(runs[best], out, Path(export), int8_info)
     return report
+
+
+def _timed_train(features, run: Path, cfg_path: Path, epochs: int | None, overrides: dict | None) -> tuple[dict, float]:
+    """``train`` and its wall time (a module-level function, so a process pool can run it)."""
+    t = time.perf_counter()
+    ev = train(features, run, config_path=cfg_path, epochs=epochs, overrides=overrides)
+    return ev, time.perf_counter() - t
 
 
 def _append_selection(md: Path, summary: dict) -> None:

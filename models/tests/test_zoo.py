@@ -148,3 +148,21 @@ def test_zoo_selects_on_validation_and_exports(small, tmp_path):
     assert zoo["int8"]["variants"]["static"]["batch_dependence"] <= 1e-4
     assert (tmp_path / "default" / "model.int8.onnx").exists() == (zoo["int8"]["served"] is not None)
     assert "## Selection" in (tmp_path / "default" / "report.md").read_text()
+
+
+def test_zoo_jobs_train_in_processes_of_their_own_with_the_same_results(small, tmp_path):
+    """Two trainings at a time, each spawned in a process of its own: the same models
+    as one after the other (fixed seeds, one thread each), reported in config order."""
+    from ctrbid_train.config import CONFIG_DIR
+    from ctrbid_train.zoo import run_zoo
+
+    configs = [CONFIG_DIR / "lr.toml", CONFIG_DIR / "fm.toml"]
+    overrides = {"train": {"batch_size": 512}}
+    report = run_zoo(small, tmp_path / "zoo", configs=configs, epochs=1, overrides=overrides, jobs=2)
+    assert list(report["zoo"]["wall_seconds"]) == ["lr", "fm"]
+    assert all(s > 0 for s in report["zoo"]["wall_seconds"].values())
+    alone = train(small, tmp_path / "lr-alone", config_path=CONFIG_DIR / "lr.toml", epochs=1, overrides=overrides)
+    pooled = json.loads((tmp_path / "zoo" / "lr" / "eval.json").read_text())
+    for split in ("valid", "test"):
+        for head in ("ctr", "cvr"):
+            assert pooled[split][head]["log_loss"] == alone[split][head]["log_loss"], (split, head)
