@@ -18,7 +18,7 @@ mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctrbid::bidder::{Bidder, ServingState};
-use ctrbid::catalog::{Candidate, ImpTerms};
+use ctrbid::catalog::Candidate;
 use ctrbid::config::ServeMode;
 use ctrbid::currency::Rates;
 use ctrbid::metrics::Metrics;
@@ -48,9 +48,7 @@ fn features(c: &mut Criterion) {
     let mut bodies = corpus.requests.clone();
     let mut requests = Vec::new();
     for body in bodies.iter_mut() {
-        let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(body).expect("parses")).expect("valid");
-        let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, &cfg.server.seat, &rates)).collect();
-        if let Ok(candidates) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp) {
+        if let Some((req, _, candidates)) = common::selected(&state, &cfg, &rates, body) {
             requests.push((req, candidates));
         }
     }

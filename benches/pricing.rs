@@ -20,7 +20,6 @@ use ctrbid::catalog::{Candidate, ImpTerms};
 use ctrbid::config::ServeMode;
 use ctrbid::currency::Rates;
 use ctrbid::metrics::Metrics;
-use ctrbid::pricing::{bid_cpm, Prediction};
 use ctrbid::scoring::{Heads, Scores};
 
 fn pricing(c: &mut Criterion) {
@@ -35,9 +34,7 @@ fn pricing(c: &mut Criterion) {
     let mut bodies = corpus.requests.clone();
     let mut requests = Vec::new();
     for body in bodies.iter_mut() {
-        let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(body).expect("parses")).expect("valid");
-        let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, &cfg.server.seat, &rates)).collect();
-        let Ok(candidates) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp) else { continue };
+        let Some((req, terms, candidates)) = common::selected(&state, &cfg, &rates, body) else { continue };
         let Some((cur, usd_per_unit)) = rates.bid_currency(&req.cur) else { continue };
         let rows = state.feature_rows(&req, &candidates, now);
         let (mut pctr, mut pcvr) = (Vec::new(), Vec::new());
@@ -58,16 +55,7 @@ fn pricing(c: &mut Criterion) {
         let mut start = 0;
         let mut priced = 0usize;
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
-            let imp_terms = &terms[usize::from(group[0].imp)];
-            let best = group
-                .iter()
-                .enumerate()
-                .filter_map(|(k, c)| {
-                    let p = Prediction { pctr: scores.pctr(start + k), pcvr: scores.pcvr(start + k) };
-                    let campaign = state.selector.campaign_of(c.creative);
-                    bid_cpm(campaign.goal(), p, campaign.max_cpm, imp_terms.floor_for(c.deal))
-                })
-                .max_by(f64::total_cmp);
+            let best = state.best_of_imp(group, scores, start, &terms[usize::from(group[0].imp)]);
             start += group.len();
             priced += usize::from(best.is_some());
         }

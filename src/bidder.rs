@@ -112,6 +112,29 @@ impl ServingState {
         rows
     }
 
+    /// The valuation of one imp's candidates (`group`, scored from row `first` of
+    /// `scores` on): the one with the highest value in USD CPM among those reaching
+    /// their floor, with its prediction and value; `None` when none does.
+    pub fn best_of_imp<'c>(
+        &self,
+        group: &'c [Candidate],
+        scores: &Scores,
+        first: usize,
+        terms: &ImpTerms,
+    ) -> Option<(&'c Candidate, Prediction, f64)> {
+        // `scores` answers the model that scored the rows, which a reload may have
+        // changed since selection: a CPA candidate without a pCVR simply has no value.
+        group
+            .iter()
+            .enumerate()
+            .filter_map(|(k, c)| {
+                let p = Prediction { pctr: scores.pctr(first + k), pcvr: scores.pcvr(first + k) };
+                let campaign = self.selector.campaign_of(c.creative);
+                bid_cpm(campaign.goal(), p, campaign.max_cpm, terms.floor_for(c.deal)).map(|value| (c, p, value))
+            })
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+    }
+
     /// Logs how many CPA campaigns cannot bid, if any (start-up and reloads).
     fn warn_unpriceable(&self) {
         let n = self.unpriceable_cpa_campaigns();
@@ -578,18 +601,7 @@ impl Bidder {
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);
-            // `scores` answers the model that scored the rows, which a reload may have
-            // changed since `cpa_ok`: a CPA candidate without a pCVR simply has no value.
-            let best = group
-                .iter()
-                .enumerate()
-                .filter_map(|(k, c)| {
-                    let p = Prediction { pctr: scores.pctr(start + k), pcvr: scores.pcvr(start + k) };
-                    let campaign = state.selector.campaign_of(c.creative);
-                    let floor = terms.floor_for(c.deal);
-                    bid_cpm(campaign.goal(), p, campaign.max_cpm, floor).map(|value| (c, p, value))
-                })
-                .max_by(|a, b| a.2.total_cmp(&b.2));
+            let best = state.best_of_imp(group, scores, start, terms);
             start += group.len();
             let Some((c, p, value_usd)) = best else { continue };
             let deal = c.deal.and_then(|k| imp.pmp.as_ref()?.deals.get(usize::from(k)));

@@ -98,3 +98,17 @@ impl Corpus {
         self.dir.path().join("catalog.json")
     }
 }
+
+/// `body` parsed and validated, its imps' terms, and the candidates the bid path
+/// selects for it with `cfg`; `None` when it has none.
+pub fn selected<'b>(
+    state: &ctrbid::bidder::ServingState,
+    cfg: &ctrbid::config::Config,
+    rates: &ctrbid::currency::Rates,
+    body: &'b mut [u8],
+) -> Option<(ctrbid::openrtb::ValidRequest<'b>, Vec<ctrbid::catalog::ImpTerms>, Vec<ctrbid::catalog::Candidate>)> {
+    let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(body).expect("parses")).expect("valid");
+    let terms: Vec<_> = req.imp.iter().map(|i| ctrbid::catalog::ImpTerms::of(i, &cfg.server.seat, rates)).collect();
+    let candidates = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp).ok()?;
+    Some((req, terms, candidates))
+}

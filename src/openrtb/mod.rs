@@ -14,7 +14,7 @@ mod validate;
 
 pub use request::*;
 pub use response::{Bid, BidResponse, SeatBid};
-pub use validate::{check, validate, ValidRequest, ValidationError, MAX_IMPS};
+pub use validate::{check, check_scanning_up_to, validate, ValidRequest, ValidationError, MAX_IMPS};
 
 /// Why a body could not be read as a bid request.
 #[derive(Debug, thiserror::Error)]

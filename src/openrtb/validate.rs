@@ -80,6 +80,12 @@ pub fn validate(req: BidRequest<'_>) -> Result<ValidRequest<'_>, ValidationError
 
 /// The rules of [`validate`], without taking the request (benches time this).
 pub fn check(req: &BidRequest<'_>) -> Result<(), ValidationError> {
+    check_scanning_up_to(req, SCAN_MAX_IMPS)
+}
+
+/// [`check`], with repeated imp ids found by scanning up to `scan_max_imps` imps and by
+/// a hash set above (the bench compares limits).
+pub fn check_scanning_up_to(req: &BidRequest<'_>, scan_max_imps: usize) -> Result<(), ValidationError> {
     if req.id.as_deref().is_none_or(str::is_empty) {
         return Err(ValidationError::MissingId);
     }
@@ -89,7 +95,7 @@ pub fn check(req: &BidRequest<'_>) -> Result<(), ValidationError> {
     if req.imp.len() > MAX_IMPS {
         return Err(ValidationError::TooManyImps);
     }
-    let mut seen = (req.imp.len() > SCAN_MAX_IMPS).then(|| HashSet::with_capacity(req.imp.len()));
+    let mut seen = (req.imp.len() > scan_max_imps).then(|| HashSet::with_capacity(req.imp.len()));
     for (i, imp) in req.imp.iter().enumerate() {
         let Some(id) = imp.id.as_deref().filter(|id| !id.is_empty()) else {
             return Err(ValidationError::ImpMissingId(i));
