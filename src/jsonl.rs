@@ -2,7 +2,7 @@
 //!
 //! The simulator's logs take about 0.8 kB per impression: 25 GB at 30M impressions,
 //! more than a training disk should hold next to the arrays made from them. Written
-//! with [`Compression::Gzip`] they are `NAME.gz` at about a sixth of that, compressed by
+//! with [`Compression::Gzip`] they are `NAME.gz` at about a fifth of that, compressed by
 //! a thread of its own (level 1), so that the simulator and the compressor share the
 //! cores instead of taking turns. [`open`] reads `NAME` or `NAME.gz`, whichever exists.
 //!

@@ -107,7 +107,7 @@ pub struct Opts {
     #[arg(long, default_value_t = DEFAULT_DAYS)]
     pub days: u32,
     /// Write the request and impression logs as they are, or gzip them (`.gz`, about a
-    /// sixth of the size) on a thread of their own.
+    /// fifth of the size) on a thread of their own.
     #[arg(long, value_enum, default_value_t = Compression::None)]
     pub compress: Compression,
 }
