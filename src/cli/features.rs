@@ -2,8 +2,9 @@
 //!
 //! `--sim DIR` reads `requests.jsonl`, `impressions.jsonl` (or their `.gz` forms) and
 //! `catalog.json` from the simulator's output, and for every impression parses its
-//! request with the server's parser, validates it, and writes the feature row of (request, imp, creative) at the
-//! impression's time: exactly the row the server would build for that candidate.
+//! request with the server's parser, validates it, and writes the feature row of
+//! (request, imp, creative) at the impression's time: exactly the row the server would
+//! build for that candidate.
 //! Output (`.npy`, row-aligned, in log order): `cat` i64 [N,F], `num` f32 [N,D],
 //! `click`, `conv`, `pctr_true`, `pcvr_true` f32 [N], `ts` i64 [N], and `meta.json`.
 //!
