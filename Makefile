@@ -76,13 +76,13 @@ $(VENV)/.requirements-installed: models/requirements.txt
 	rm -rf $(PIP_TMP)
 	touch $@
 
-## Rebuilds models/default/ from scratch: simulate, features, the model zoo (LR, FM,
-## DeepFM, Wide & Deep, DCN-v2; the best on validation data is exported with the
-## report), parity.
+## Rebuilds models/default/ from scratch (about 10 min here): simulate, features, the model zoo (LR, FM,
+## DeepFM, Wide & Deep, DCN-v2, two trainings at a time; the best on validation data is
+## exported with the report), parity.
 models: setup-ort setup-py build
 	$(BIN) simulate --seed $(SIM_SEED) --impressions $(SIM_IMPRESSIONS) --out $(DATA)/sim
 	$(BIN) features --sim $(DATA)/sim --spec models/feature_spec.json --out $(DATA)/features
-	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/features --out $(DATA)/zoo --export models/default
+	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/features --out $(DATA)/zoo --export models/default --jobs 2
 	cp $(DATA)/sim/catalog.json models/default/catalog.json
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m ctrbid_train parity --model models/default/model.onnx --features $(DATA)/features --ctrbid $(BIN)
 

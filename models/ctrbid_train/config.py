@@ -46,7 +46,7 @@ DEFAULTS: dict = {
     },
     "cvr": {
         "enabled": "auto",  # "auto": a CVR head when the features have conversions
-        "objective": "esmm",  # "esmm" (pCTR x pCVR vs click x conv on all rows) or "clicked"
+        "objective": "clicked",  # "clicked" (pCVR vs conv on clicked rows) or "esmm" (pCTR x pCVR vs click x conv on all rows)
         "weight": 1.0,  # weight of the CVR term in the training objective
     },
     "split": {"train": 0.8, "valid": 0.1},
