@@ -288,22 +288,23 @@ impl Bidder {
             spec: cfg.model.spec.clone(),
             library: runtime::library_path(cfg.model.onnxruntime_library.as_deref()),
             device: cfg.scoring.device,
-            threads: cfg.scoring.threads,
+            threads: cfg.scoring_sessions(),
         };
         let models = open_models(&model_source, &cfg.model.path, &extractor)?;
         let info = models[0].info.clone();
         let selector = Selector::new(catalog, &extractor);
-        let batcher = Batcher::start(
-            models,
-            BatcherConfig {
+        let batcher = if cfg.scoring.inline {
+            Batcher::start_inline(models, Arc::clone(&metrics))
+        } else {
+            let knobs = BatcherConfig {
                 max_batch_rows: cfg.scoring.max_batch_rows,
                 max_wait: Duration::from_micros(cfg.scoring.max_wait_us),
                 queue_capacity: cfg.scoring.queue_capacity,
                 adaptive_wait: cfg.scoring.adaptive_wait,
                 cpus: cfg.scoring.inference_cpus.clone(),
-            },
-            Arc::clone(&metrics),
-        );
+            };
+            Batcher::start(models, knobs, Arc::clone(&metrics))
+        };
         let score_cache = (cfg.scoring.cache_entries > 0).then(|| {
             ScoreCache::new(CacheConfig {
                 max_entries: cfg.scoring.cache_entries,

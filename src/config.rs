@@ -151,6 +151,11 @@ pub struct ScoringConfig {
     pub queue_capacity: usize,
     /// Inference threads, each with its own ORT session. Default 1.
     pub threads: usize,
+    /// Score on the tokio worker that handles the request, one ORT session per worker,
+    /// instead of on inference threads (`scoring::batcher`, Inline): no hand-off, and a
+    /// batch is one request's rows. `threads`, the batch knobs and `pin_threads` then do
+    /// not apply. Default false.
+    pub inline: bool,
     /// `cpu` or `cuda`. Default `cpu`.
     pub device: Device,
     /// Candidate rows whose scores are remembered (`scoring::cache`), at most; 0 turns
@@ -177,6 +182,7 @@ impl Default for ScoringConfig {
             adaptive_wait: DEFAULT_ADAPTIVE_WAIT,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             threads: DEFAULT_INFERENCE_THREADS,
+            inline: false,
             device: Device::Cpu,
             cache_entries: DEFAULT_SCORE_CACHE_ENTRIES,
             cache_ttl_ms: DEFAULT_SCORE_CACHE_TTL_MS,
@@ -284,12 +290,24 @@ impl Config {
     /// flat out while a batch lasts; a worker for every CPU as well would have them take
     /// turns on the same cores. On 2 cores one worker had the same highest sustainable
     /// rate as two and a lower p99 (README, Figures).
+    /// With `scoring.inline` there are no inference threads: one worker per CPU.
     pub fn tokio_workers(&self) -> usize {
         if self.server.workers > 0 {
             return self.server.workers;
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        cpus.saturating_sub(self.scoring.threads).max(1)
+        let inference = if self.scoring.inline { 0 } else { self.scoring.threads };
+        cpus.saturating_sub(inference).max(1)
+    }
+
+    /// ORT sessions to open: one per inference thread, or inline one per tokio worker
+    /// (a worker scores one request at a time, so each always finds one free).
+    pub fn scoring_sessions(&self) -> usize {
+        if self.scoring.inline {
+            self.tokio_workers()
+        } else {
+            self.scoring.threads
+        }
     }
 
     /// Checks every field; the error names the field.
@@ -310,6 +328,11 @@ impl Config {
         check(self.scoring.max_wait_us <= 10_000, "scoring.max_wait_us", "must be at most 10000 (10 ms)")?;
         check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;
         check((1..=64).contains(&self.scoring.threads), "scoring.threads", "must be between 1 and 64")?;
+        check(
+            !(self.scoring.inline && self.scoring.pin_threads),
+            "scoring.pin_threads",
+            "places inference threads, and scoring.inline has none",
+        )?;
         check(
             self.scoring.cache_entries != 1 && self.scoring.cache_entries <= 1 << 26,
             "scoring.cache_entries",
@@ -361,6 +384,19 @@ mod tests {
         let c = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/ctrbid.toml"))).unwrap();
         c.validate().unwrap();
         assert_eq!(c.model.path, Path::new(DEFAULT_MODEL));
+    }
+
+    #[test]
+    fn inline_scoring_has_a_session_per_worker_and_no_threads_to_pin() {
+        let c: Config = toml::from_str("[server]\nworkers = 3\n[scoring]\ninline = true\nthreads = 5\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.tokio_workers(), c.scoring_sessions()), (3, 3));
+        let c: Config = toml::from_str("[scoring]\ninline = true\n").unwrap();
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        assert_eq!((c.tokio_workers(), c.scoring_sessions()), (cpus, cpus));
+        assert_eq!(Config::default().scoring_sessions(), Config::default().scoring.threads);
+        let c: Config = toml::from_str("[scoring]\ninline = true\npin_threads = true\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("scoring.pin_threads"));
     }
 
     #[test]

@@ -97,12 +97,24 @@ async fn simulator_requests_get_priced_bids() {
 /// creative and auction time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_predictions_equal_the_python_pipeline_predictions() {
+    predictions_equal_python(with_debug_ext()).await;
+}
+
+/// The same with `scoring.inline`: scored on the server's workers, not micro-batched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_scoring_predictions_equal_the_python_pipeline_predictions() {
+    let mut cfg = with_debug_ext();
+    cfg.scoring.inline = true;
+    predictions_equal_python(cfg).await;
+}
+
+async fn predictions_equal_python(cfg: ctrbid::config::Config) {
     let dir = tempfile::tempdir().unwrap();
     let requests = simulator_log(&dir.path().join("sim"));
 
     // Bid on the requests, and log every bid as an impression of a one-off simulator
     // log: the request line, the imp, the creative, and the time the server used.
-    let server = TestServer::start(with_debug_ext()).await;
+    let server = TestServer::start(cfg).await;
     let (mut request_lines, mut impression_lines) = (String::new(), String::new());
     let (mut served_pctr, mut served_pcvr) = (Vec::new(), Vec::new());
     for request in &requests {

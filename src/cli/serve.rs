@@ -42,6 +42,9 @@ pub struct Opts {
     /// Close a micro-batch early when no request is on its way to scoring.
     #[arg(long, env = "CTRBID_ADAPTIVE_WAIT")]
     adaptive_wait: Option<bool>,
+    /// Score on the tokio workers (one ORT session each), not on inference threads.
+    #[arg(long, env = "CTRBID_INLINE_SCORING")]
+    inline_scoring: Option<bool>,
     /// A CPU of its own for each inference thread, the other CPUs for the rest (Linux).
     #[arg(long, env = "CTRBID_PIN_THREADS")]
     pin_threads: Option<bool>,
@@ -105,6 +108,9 @@ impl Opts {
         if let Some(v) = self.pin_threads {
             c.scoring.pin_threads = v;
         }
+        if let Some(v) = self.inline_scoring {
+            c.scoring.inline = v;
+        }
         if let Some(v) = self.score_cache_entries {
             c.scoring.cache_entries = v;
         }
@@ -153,7 +159,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             info.kind,
             info.trained_at,
             workers,
-            cfg.scoring.threads
+            if cfg.scoring.inline { "0 (scoring inline)".to_string() } else { cfg.scoring.threads.to_string() }
         );
         server.serve(shutdown_signal()).await
     })

@@ -18,6 +18,13 @@
 //! and each answer says which heads it carries, so a request scored across a reload
 //! reads what was actually computed. Dropping the [`Batcher`] closes the queue; threads
 //! finish the batch in hand and exit.
+//!
+//! **Inline** ([`Batcher::start_inline`], `scoring.inline`): no queue and no inference
+//! thread. The task that asks for scores takes a model from a pool (one per tokio
+//! worker, so one is always free: a worker runs one request's scoring at a time), runs
+//! it on its own thread and puts it back; a batch is one request's rows. What it saves
+//! is the hand-off: a queue, a thread wake-up and a reply per request, and on a 2-core
+//! box a third busy thread. A model taken before a reload is dropped, not put back.
 
 use super::model::Heads;
 use super::Model;
@@ -178,6 +185,8 @@ struct Job {
 
 pub struct Batcher {
     tx: Option<Sender<Job>>,
+    /// Inline scoring: the models not in use, each with its generation.
+    inline: Option<Pool>,
     backlog: Arc<Backlog>,
     /// One per inference thread: a replacement model and its generation, taken before
     /// its next batch.
@@ -223,7 +232,29 @@ impl Batcher {
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { tx: Some(tx), backlog, swaps, generation: AtomicU32::new(0), threads }
+        Batcher { tx: Some(tx), backlog, swaps, generation: AtomicU32::new(0), threads, inline: None }
+    }
+
+    /// Inline scoring (module doc): `models` are the pool, one per tokio worker.
+    pub fn start_inline(models: Vec<Model>, metrics: Arc<Metrics>) -> Batcher {
+        let (put, take) = bounded::<(Model, u32)>(models.len().max(1));
+        let size = models.len();
+        for model in models {
+            put.try_send((model, 0)).expect("the pool holds every model");
+        }
+        Batcher {
+            tx: None,
+            backlog: Arc::new(Backlog { threads: size, ..Backlog::default() }),
+            swaps: Vec::new(),
+            generation: AtomicU32::new(0),
+            threads: Vec::new(),
+            inline: Some(Pool { put, take, size, metrics }),
+        }
+    }
+
+    /// Whether this batcher scores inline (no inference threads).
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
     }
 
     /// The generation of the latest model handed to the inference threads. Threads take
@@ -255,6 +286,9 @@ impl Batcher {
     /// any heads); each switches before its next batch. Fails when the count is wrong or a
     /// previous replacement has not been taken yet.
     pub fn replace_models(&self, models: Vec<Model>) -> Result<(), String> {
+        if let Some(pool) = &self.inline {
+            return pool.replace(models, &self.generation);
+        }
         if models.len() != self.swaps.len() {
             return Err(format!("{} models for {} inference threads", models.len(), self.swaps.len()));
         }
@@ -273,6 +307,9 @@ impl Batcher {
 
     /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
     pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
+        if let Some(pool) = &self.inline {
+            return pool.score(&rows, deadline, &self.generation);
+        }
         let tx = self.tx.as_ref().ok_or(ScoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         let n = rows.n;
@@ -322,6 +359,61 @@ impl Drop for Announced {
 impl std::fmt::Debug for Announced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Announced")
+    }
+}
+
+/// The models of inline scoring (see the module doc). Invariant: at most `size` models
+/// exist at the current generation, each either in the channel or in one task's hands.
+struct Pool {
+    put: Sender<(Model, u32)>,
+    take: Receiver<(Model, u32)>,
+    size: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Pool {
+    fn score(&self, rows: &Rows, deadline: Instant, current: &AtomicU32) -> Result<Scores, ScoreError> {
+        // Empty only when more tasks score at once than there are workers (a runtime
+        // with more workers than sessions): shed, as a full queue would.
+        let (mut model, generation) = self.take.try_recv().map_err(|_| ScoreError::QueueFull)?;
+        let start = Instant::now();
+        let result = if start >= deadline {
+            Err(ScoreError::Expired)
+        } else {
+            let (mut pctr, mut pcvr) = (Vec::with_capacity(rows.n), Vec::new());
+            match model.score_heads(&rows.cat, &rows.num, rows.n, &mut pctr, &mut pcvr) {
+                Ok(()) => Ok(Scores::new(model.info.heads, &pctr, &pcvr).scored_by(generation)),
+                Err(e) => {
+                    eprintln!("ctrbid: inference failed for {} rows: {e}", rows.n);
+                    Err(ScoreError::Inference)
+                }
+            }
+        };
+        if result.is_ok() {
+            self.metrics.sample(Sample::QueueWait { ns: 0 });
+            self.metrics.sample(Sample::Batch { rows: rows.n as u32, inference_ns: start.elapsed().as_nanos() as u64 });
+        }
+        // A model of an older generation stays out: its replacement is in the pool.
+        if generation == current.load(Ordering::Acquire) {
+            let _ = self.put.try_send((model, generation));
+        }
+        result
+    }
+
+    /// Swaps every model of the pool for one of `models` at the next generation; models
+    /// in use are dropped when their task is done.
+    fn replace(&self, models: Vec<Model>, current: &AtomicU32) -> Result<(), String> {
+        if models.len() != self.size {
+            return Err(format!("{} models for {} inline sessions", models.len(), self.size));
+        }
+        let generation = current.load(Ordering::Acquire).wrapping_add(1);
+        // From here on a model taken before is not put back (callers serialise reloads).
+        current.store(generation, Ordering::Release);
+        while self.take.try_recv().is_ok() {}
+        for model in models {
+            self.put.try_send((model, generation)).map_err(|_| "the inline pool is full".to_string())?;
+        }
+        Ok(())
     }
 }
 

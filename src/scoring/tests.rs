@@ -289,3 +289,57 @@ async fn the_score_cache_answers_what_the_model_answered() {
     let remembered = cache.score(&batcher, first(10), past).await.unwrap();
     assert_eq!(remembered, after, "one head remembered as one head");
 }
+
+/// Inline scoring: each task scores its own rows on its own thread with a model from
+/// the pool, the closed form's probabilities; concurrent tasks up to the pool's size all
+/// get a model; a reload takes effect for the next request (generation and heads), and
+/// a past deadline is not scored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_scoring_gives_the_closed_form_and_follows_reloads() {
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let batcher = std::sync::Arc::new(Batcher::start_inline(vec![open(&two), open(&two)], Metrics::start()));
+    assert!(batcher.is_inline());
+    let closed = ClosedForm::load();
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let job = |n: usize, salt: i64| {
+        let (mut cat, num) = rows(n, f, d);
+        cat.iter_mut().for_each(|x| *x += salt);
+        super::Rows { cat, num, n }
+    };
+    // Rounds of two concurrent tasks: two sessions, so none is ever shed.
+    for round in 0..50i64 {
+        let tasks: Vec<_> = (0..2)
+            .map(|i| {
+                let (batcher, j) = (std::sync::Arc::clone(&batcher), job(3 + i as usize, round * 2 + i));
+                let want: Vec<(f64, f64)> = (0..j.n)
+                    .map(|r| closed.probabilities(&j.cat[r * f..(r + 1) * f], &j.num[r * d..(r + 1) * d]))
+                    .collect();
+                tokio::spawn(async move { (batcher.score(j, deadline()).await, want) })
+            })
+            .collect();
+        for task in tasks {
+            let (scores, want) = task.await.unwrap();
+            let scores = scores.unwrap();
+            assert_eq!((scores.rows(), scores.heads(), scores.generation()), (want.len(), Heads::PctrPcvr, 0));
+            for (r, &(ctr, cvr)) in want.iter().enumerate() {
+                assert!((f64::from(scores.pctr(r)) - ctr).abs() <= 1e-6);
+                assert!((f64::from(scores.pcvr(r).unwrap()) - cvr).abs() <= 1e-6);
+            }
+        }
+    }
+    assert!(batcher.replace_models(vec![open(&two)]).unwrap_err().contains("2 inline sessions"));
+    let one = repo().join("tests/fixtures/models/one_head.onnx");
+    batcher.replace_models(vec![open(&one), open(&one)]).unwrap();
+    for _ in 0..3 {
+        let scores = batcher.score(job(4, 0), deadline()).await.unwrap();
+        assert_eq!((scores.rows(), scores.heads(), scores.generation()), (4, Heads::Pctr, 1));
+    }
+    let past = Instant::now() - Duration::from_millis(1);
+    assert_eq!(batcher.score(job(2, 0), past).await.unwrap_err(), super::ScoreError::Expired);
+    // The expired request gave its model back: both sessions still answer.
+    for _ in 0..2 {
+        assert!(batcher.score(job(1, 0), deadline()).await.is_ok());
+    }
+    assert_eq!(batcher.expected_wait(), Duration::ZERO);
+}
