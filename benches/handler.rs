@@ -6,7 +6,8 @@
 //! "ceiling"`: parse, validate and a fixed answer) and `parse_validate` alone. The
 //! difference between `bid` and `ceiling` is what selection, features, scoring
 //! (through the micro-batcher, one request per batch and no batch wait here) and
-//! pricing cost.
+//! pricing cost. `bid_inline` is the bid path with `scoring.inline` (scored on the
+//! calling thread): the difference to `bid` is the hand-off to the inference thread.
 //! Throughput in requests/s.
 
 #[path = "common/mod.rs"]
@@ -24,6 +25,9 @@ fn handler(c: &mut Criterion) {
     let bidder = Bidder::load(&common::bidder_config(ServeMode::Bid), Metrics::start()).expect("the default bidder");
     let ceiling =
         Bidder::load(&common::bidder_config(ServeMode::Ceiling), Metrics::start()).expect("the ceiling bidder");
+    let mut inline_cfg = common::bidder_config(ServeMode::Bid);
+    inline_cfg.scoring.inline = true;
+    let inline = Bidder::load(&inline_cfg, Metrics::start()).expect("the inline bidder");
     let now = ctrbid::notice::unix_now();
     // The corpus must exercise the bid path: most requests bid.
     let bids = corpus
@@ -35,7 +39,7 @@ fn handler(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("handler");
     g.throughput(Throughput::Elements(1));
-    for (name, b) in [("bid", &bidder), ("ceiling", &ceiling)] {
+    for (name, b) in [("bid", &bidder), ("bid_inline", &inline), ("ceiling", &ceiling)] {
         let mut next = 0;
         g.bench_function(name, |bench| {
             bench.iter(|| {
