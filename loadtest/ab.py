@@ -4,8 +4,10 @@
                                     [--rounds 3] [--seconds 15] [--scenario sim-mix]
 
 Besides server flags, a side may hold ``--workers N``, ``--loadgen-nice N`` (the load
-generator's niceness for that side) and ``--inference-fifo`` (real-time priority for the
-inference thread, ``report.fifo_inference``). For instance the batcher's adaptive wait (``make loadtest-ab``):
+generator's niceness for that side), ``--inference-fifo`` (real-time priority for the
+inference thread, ``report.fifo_inference``) and ``--bin PATH`` (that side's server
+binary, to compare two builds: copy the old one aside before building the new; the load
+generator is ``target/release/ctrbid`` for both). For instance the batcher's adaptive wait (``make loadtest-ab``):
 
     .venv/bin/python loadtest/ab.py batch-wait --a "--adaptive-wait false" --b "--adaptive-wait true"
 
@@ -61,12 +63,15 @@ def take(flags: list[str], name: str, has_value: bool = True) -> tuple[list[str]
 def side_setup(flags: list[str], default_workers: int) -> tuple[list[str], dict]:
     """A side's server flags, and what the harness does for it rather than the server:
     ``--workers N`` (``report.Server`` passes it), ``--loadgen-nice N`` (the load
-    generator's niceness) and ``--inference-fifo`` (``report.fifo_inference``)."""
+    generator's niceness), ``--inference-fifo`` (``report.fifo_inference``) and ``--bin
+    PATH`` (the server binary)."""
     flags, workers = take(flags, "--workers")
+    flags, bin_ = take(flags, "--bin")
     flags, nice = take(flags, "--loadgen-nice")
     flags, fifo = take(flags, "--inference-fifo", has_value=False)
     return flags, {"workers": int(workers) if workers else default_workers,
-                   "loadgen_nice": int(nice) if nice else None, "fifo": fifo is not None}
+                   "loadgen_nice": int(nice) if nice else None, "fifo": fifo is not None,
+                   "bin": Path(bin_) if bin_ else None}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -117,7 +122,8 @@ def main() -> None:
             for side in ("ab" if round_ % 2 == 0 else "ba"):
                 flags, setup = side_setup(a if side == "a" else b, args.workers)
                 runs[side].append(report.measure("bid", setup["workers"], rate, corpus, sc, args.seconds, flags,
-                                                 loadgen_nice=setup["loadgen_nice"], fifo=setup["fifo"]))
+                                                 loadgen_nice=setup["loadgen_nice"], fifo=setup["fifo"],
+                                                 bin=setup["bin"]))
         rates.append({"rate": rate, "a": summarise(runs["a"]), "b": summarise(runs["b"]),
                       "a_runs": runs["a"], "b_runs": runs["b"]})
     res = {"name": args.name, "scenario": args.scenario, "a": a, "b": b, "rounds": args.rounds, "seconds": args.seconds,

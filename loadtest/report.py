@@ -67,8 +67,8 @@ def metrics() -> dict:
 class Server:
     """``ctrbid serve`` with the deploy config, on loopback, until ``stop``."""
 
-    def __init__(self, mode: str, workers: int, extra: list[str] = (), fifo: bool = False):
-        args = [str(BIN), "serve", "--config", "deploy/ctrbid.toml", "--mode", mode, "--workers", str(workers),
+    def __init__(self, mode: str, workers: int, extra: list[str] = (), fifo: bool = False, bin: Path | None = None):
+        args = [str(bin or BIN), "serve", "--config", "deploy/ctrbid.toml", "--mode", mode, "--workers", str(workers),
                 "--listen", f"127.0.0.1:{PORT}", "--admin-listen", f"127.0.0.1:{ADMIN}", *extra]
         OUT.mkdir(parents=True, exist_ok=True)
         self.log = open(OUT / "serve.log", "ab")
@@ -123,13 +123,15 @@ def loadgen(corpus: Path, rate: float, seconds: float, deadline_ms: float, nice:
 
 
 def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, seconds: float, extra: list[str] = (),
-            warmup_corpus: Path | None = None, loadgen_nice: int | None = None, fifo: bool = False) -> dict:
+            warmup_corpus: Path | None = None, loadgen_nice: int | None = None, fifo: bool = False,
+            bin: Path | None = None) -> dict:
     """One fresh server at one offered rate: warm-up (on ``warmup_corpus`` when given, so
     the measured requests are new to the server), then the measured window. The
     scenario's ``server_flags`` go to every server, then ``extra``; ``fifo`` gives its
     inference threads real-time priority (``fifo_inference``), ``loadgen_nice`` is the
-    load generator's niceness."""
-    server = Server(mode, workers, [*sc.get("server_flags", []), *extra], fifo=fifo)
+    load generator's niceness; ``bin`` is the server's binary (else ``BIN``; the load
+    generator is always ``BIN``)."""
+    server = Server(mode, workers, [*sc.get("server_flags", []), *extra], fifo=fifo, bin=bin)
     try:
         loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]), loadgen_nice)
         before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
@@ -147,6 +149,7 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         "mode": mode,
         "workers": workers,
         "server_flags": list(extra),
+        "server_bin": str(bin or BIN),
         "inference_fifo": fifo,
         "loadgen_nice": loadgen_nice,
         "offered_rate": rate,
