@@ -74,6 +74,13 @@ fn rows(n: usize, f: usize, d: usize) -> (Vec<i64>, Vec<f32>) {
     (cat, num)
 }
 
+/// `rows` with `salt` added to every categorical value, so jobs differ.
+fn salted_rows(n: usize, f: usize, d: usize, salt: i64) -> super::Rows {
+    let (mut cat, num) = rows(n, f, d);
+    cat.iter_mut().for_each(|x| *x += salt);
+    super::Rows { cat, num, n }
+}
+
 #[test]
 fn two_head_model_scores_the_closed_form() {
     let mut model = open(&repo().join("tests/fixtures/models/two_heads.onnx"));
@@ -128,11 +135,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
     let closed = ClosedForm::load();
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     let deadline = || Instant::now() + Duration::from_secs(10);
-    let job = |n: usize, salt: i64| {
-        let (mut cat, num) = rows(n, f, d);
-        cat.iter_mut().for_each(|x| *x += salt);
-        super::Rows { cat, num, n }
-    };
+    let job = |n: usize, salt: i64| salted_rows(n, f, d, salt);
     let jobs: Vec<_> = sizes.iter().enumerate().map(|(i, &n)| job(n, i as i64)).collect();
     let expected: Vec<Vec<(f64, f64)>> = jobs
         .iter()
@@ -302,11 +305,7 @@ async fn inline_scoring_gives_the_closed_form_and_follows_reloads() {
     let closed = ClosedForm::load();
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     let deadline = || Instant::now() + Duration::from_secs(10);
-    let job = |n: usize, salt: i64| {
-        let (mut cat, num) = rows(n, f, d);
-        cat.iter_mut().for_each(|x| *x += salt);
-        super::Rows { cat, num, n }
-    };
+    let job = |n: usize, salt: i64| salted_rows(n, f, d, salt);
     // Rounds of two concurrent tasks: two sessions, so none is ever shed.
     for round in 0..50i64 {
         let tasks: Vec<_> = (0..2)
