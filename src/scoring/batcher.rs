@@ -237,10 +237,10 @@ impl Batcher {
 
     /// Inline scoring (module doc): `models` are the pool, one per tokio worker.
     pub fn start_inline(models: Vec<Model>, metrics: Arc<Metrics>) -> Batcher {
-        let (put, take) = bounded::<(Model, u32)>(models.len().max(1));
+        let (put, take) = bounded::<Session>(models.len().max(1));
         let size = models.len();
         for model in models {
-            put.try_send((model, 0)).expect("the pool holds every model");
+            put.try_send(Session::new(model, 0)).expect("the pool holds every model");
         }
         Batcher {
             tx: None,
@@ -365,24 +365,41 @@ impl std::fmt::Debug for Announced {
 /// The models of inline scoring (see the module doc). Invariant: at most `size` models
 /// exist at the current generation, each either in the channel or in one task's hands.
 struct Pool {
-    put: Sender<(Model, u32)>,
-    take: Receiver<(Model, u32)>,
+    put: Sender<Session>,
+    take: Receiver<Session>,
     size: usize,
     metrics: Arc<Metrics>,
+}
+
+/// One model of the pool, its generation, and its output buffers, kept between
+/// requests so that scoring a request allocates only its [`Scores`].
+struct Session {
+    model: Model,
+    generation: u32,
+    pctr: Vec<f32>,
+    pcvr: Vec<f32>,
+}
+
+impl Session {
+    fn new(model: Model, generation: u32) -> Session {
+        Session { model, generation, pctr: Vec::new(), pcvr: Vec::new() }
+    }
 }
 
 impl Pool {
     fn score(&self, rows: &Rows, deadline: Instant, current: &AtomicU32) -> Result<Scores, ScoreError> {
         // Empty only when more tasks score at once than there are workers (a runtime
         // with more workers than sessions): shed, as a full queue would.
-        let (mut model, generation) = self.take.try_recv().map_err(|_| ScoreError::QueueFull)?;
+        let mut session = self.take.try_recv().map_err(|_| ScoreError::QueueFull)?;
         let start = Instant::now();
         let result = if start >= deadline {
             Err(ScoreError::Expired)
         } else {
-            let (mut pctr, mut pcvr) = (Vec::with_capacity(rows.n), Vec::new());
-            match model.score_heads(&rows.cat, &rows.num, rows.n, &mut pctr, &mut pcvr) {
-                Ok(()) => Ok(Scores::new(model.info.heads, &pctr, &pcvr).scored_by(generation)),
+            let Session { model, generation, pctr, pcvr } = &mut session;
+            pctr.clear();
+            pcvr.clear();
+            match model.score_heads(&rows.cat, &rows.num, rows.n, pctr, pcvr) {
+                Ok(()) => Ok(Scores::new(model.info.heads, pctr, pcvr).scored_by(*generation)),
                 Err(e) => {
                     eprintln!("ctrbid: inference failed for {} rows: {e}", rows.n);
                     Err(ScoreError::Inference)
@@ -394,8 +411,8 @@ impl Pool {
             self.metrics.sample(Sample::Batch { rows: rows.n as u32, inference_ns: start.elapsed().as_nanos() as u64 });
         }
         // A model of an older generation stays out: its replacement is in the pool.
-        if generation == current.load(Ordering::Acquire) {
-            let _ = self.put.try_send((model, generation));
+        if session.generation == current.load(Ordering::Acquire) {
+            let _ = self.put.try_send(session);
         }
         result
     }
@@ -411,7 +428,7 @@ impl Pool {
         current.store(generation, Ordering::Release);
         while self.take.try_recv().is_ok() {}
         for model in models {
-            self.put.try_send((model, generation)).map_err(|_| "the inline pool is full".to_string())?;
+            self.put.try_send(Session::new(model, generation)).map_err(|_| "the inline pool is full".to_string())?;
         }
         Ok(())
     }
