@@ -6,8 +6,9 @@
 //! "ceiling"`: parse, validate and a fixed answer) and `parse_validate` alone. The
 //! difference between `bid` and `ceiling` is what selection, features, scoring
 //! (through the micro-batcher, one request per batch and no batch wait here) and
-//! pricing cost. `bid_inline` is the bid path with `scoring.inline` (scored on the
-//! calling thread): the difference to `bid` is the hand-off to the inference thread.
+//! pricing cost. `bid_inline` is the bid path with `scoring.inline = true` (scored on
+//! the calling thread), which is also what the default, auto, does while the workers
+//! are not busy: the difference to `bid` is the hand-off to the inference thread.
 //! Throughput in requests/s.
 
 #[path = "common/mod.rs"]
@@ -26,7 +27,7 @@ fn handler(c: &mut Criterion) {
     let ceiling =
         Bidder::load(&common::bidder_config(ServeMode::Ceiling), Metrics::start()).expect("the ceiling bidder");
     let mut inline_cfg = common::bidder_config(ServeMode::Bid);
-    inline_cfg.scoring.inline = true;
+    inline_cfg.scoring.inline = ctrbid::config::InlineScoring::On;
     let inline = Bidder::load(&inline_cfg, Metrics::start()).expect("the inline bidder");
     let now = ctrbid::notice::unix_now();
     // The corpus must exercise the bid path: most requests bid.

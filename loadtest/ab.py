@@ -48,6 +48,7 @@ FIGURES = [
     ("CPU s per 1,000", lambda r: r["cpu_s_per_1000"]),
     ("batch rows p50", lambda r: r["batch_rows_p50"]),
     ("shed %", lambda r: 100.0 * r["shed_share"]),
+    ("scored inline %", lambda r: 100.0 * (r.get("inline_share") or 0.0)),
 ]
 
 

@@ -1,6 +1,6 @@
 """One sitting of the load test: the ceiling, ONNX Runtime alone, the full bidder, its knobs.
 
-    .venv/bin/python loadtest/report.py [scenario]     (or `make loadtest`; about 12 min)
+    .venv/bin/python loadtest/report.py [scenario]     (or `make loadtest`; about 13 min)
 
 For the scenario's corpus (``loadtest/scenarios/<name>/scenario.toml``; made with
 ``ctrbid simulate``), with ``target/release/ctrbid``:
@@ -12,11 +12,13 @@ For the scenario's corpus (``loadtest/scenarios/<name>/scenario.toml``; made wit
    client's p99 is under ``sustainable_p99_ms``, at most ``max_shed_share`` is shed and
    nothing fails. The highest sustainable rate of each sweep is reported.
 2. **At 70 %** of the bidder's highest sustainable rate (with the last ``workers`` entry):
-   the bidder and the ceiling for ``p70_s`` each: latency in the process (the server's
+   the bidder, the bidder with every request micro-batched (``--inline-scoring false``,
+   what the default auto inline scoring is measured against) and the ceiling for
+   ``p70_s`` each: latency in the process (the server's
    own histogram of the whole run, warm-up included) and at the client, CPU seconds per
    1,000 requests (the server's user + system time over the measured window), bid rate.
 3. **The batcher's knobs** (``knob_inference_threads`` x ``knob_max_wait_us``), each
-   pair on a fresh bidder at the same 70 % rate for ``knob_s``.
+   pair on a fresh bidder at the same 70 % rate for ``knob_s``, every request batched.
 4. **ONNX Runtime alone** (``ctrbid ort-alone``) on the candidate rows of the same
    corpus, in batches of the bidder's median batch at 70 %: CPU per 1,000 requests.
 
@@ -169,6 +171,8 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     }
     hits, misses = (delta(f'ctrbid_score_cache_lookups_total{{result="{r}"}}') for r in ("hit", "miss"))
     row["score_cache_hit_share"] = hits / (hits + misses) if hits + misses else None
+    inline, batched = (delta(f'ctrbid_scoring_path_total{{path="{p}"}}') for p in ("inline", "batched"))
+    row["inline_share"] = inline / (inline + batched) if inline + batched else None
     row["sustainable"] = (
         row["client_ms"]["p99"] <= float(sc["sustainable_p99_ms"])
         and row["shed_share"] <= float(sc["max_shed_share"])
@@ -176,6 +180,7 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     )
     log(f"{mode} w{workers} {' '.join(extra)} {rate:8.0f}/s: client p99 {row['client_ms']['p99']:.2f} ms, in-process p99 "
         f"{row['in_process_ms']['p99']:.2f} ms, shed {row['shed_share']:.1%}, cpu/1k {row['cpu_s_per_1000']:.3f} s"
+        f"{'' if row['inline_share'] is None else ', inline %.0f %%' % (100 * row['inline_share'])}"
         f"{'' if row['sustainable'] else '  (not sustainable)'}")
     return row
 
@@ -263,6 +268,9 @@ def main() -> None:
     at70 = {
         "bidder": measure("bid", workers[-1], rate70, corpus_path, sc, float(sc["p70_s"])),
         "ceiling": measure("ceiling", workers[-1], rate70, corpus_path, sc, float(sc["p70_s"])),
+        # The same bidder with every request micro-batched: what auto inline scoring buys.
+        "bidder_batched": measure("bid", workers[-1], rate70, corpus_path, sc, float(sc["p70_s"]),
+                                  ["--inline-scoring", "false"]),
     }
     batch = max(1, int(at70["bidder"]["batch_rows_p50"]))
     ort = ort_alone(corpus_path, batch)
@@ -272,7 +280,7 @@ def main() -> None:
     knobs = []
     for threads in sc.get("knob_inference_threads", []):
         for wait in sc.get("knob_max_wait_us", []):
-            extra = ["--inference-threads", str(threads), "--max-wait-us", str(wait)]
+            extra = ["--inference-threads", str(threads), "--max-wait-us", str(wait), "--inline-scoring", "false"]
             knobs.append(measure("bid", workers[-1], rate70, corpus_path, sc, float(sc["knob_s"]), extra))
 
     b, cl = at70["bidder"], at70["ceiling"]
@@ -299,19 +307,22 @@ def main() -> None:
     lines += ["", f"## At 70 % of the bidder's highest sustainable rate ({rate70:,.0f} requests/s, {sc['p70_s']} s, {workers[-1]} tokio worker{'s' if workers[-1] > 1 else ''})", "",
               "| server | offered/s | answered/s | in process p50 / p90 / p99 / p99.9 ms | client p50 / p90 / p99 / p99.9 ms "
               "| CPU s per 1,000 requests | bid rate | shed |", "|---|---|---|---|---|---|---|---|",
-              fmt_row("bidder", b), fmt_row("ceiling", cl),
+              fmt_row("bidder", b), fmt_row("bidder, every request batched (`--inline-scoring false`)", at70["bidder_batched"]),
+              fmt_row("ceiling", cl),
               f"| ONNX Runtime alone, batches of {batch} rows | – | {ort['requests_per_s']:,.0f} (1 thread, flat out) | – | – "
               f"| {ort['cpu_s_per_1000_requests']:.3f} | – | – |", "",
               f"- CPU per request, bidder / (ceiling + ORT alone): **{ratios['cpu_bidder_over_ceiling_plus_ort']:.2f}** "
               f"({b['cpu_s_per_1000']:.3f} / ({cl['cpu_s_per_1000']:.3f} + {ort['cpu_s_per_1000_requests']:.3f})).",
               f"- Highest sustainable rate, bidder / ceiling: {ratios['capacity_bidder_over_ceiling']:.2f}; "
               f"bidder / ORT alone (one core flat out): {ratios['capacity_bidder_over_ort_alone']:.2f}.",
-              f"- The bidder's median inference batch at 70 %: {b['batch_rows_p50']:.0f} rows, {b['inference_ms_p50']:.3f} ms.",
+              f"- The bidder's median inference batch at 70 %: {b['batch_rows_p50']:.0f} rows, {b['inference_ms_p50']:.3f} ms; "
+              f"scored inline: {'–' if b['inline_share'] is None else '%.1f %%' % (100 * b['inline_share'])}.",
               "", "In-process figures are the server's histograms over the run including its warm-up; client figures "
               "count from each request's intended send time (no coordinated omission).", "",
               ""]
     if knobs:
-        lines += [f"## The batcher's knobs at {rate70:,.0f} requests/s ({sc['knob_s']} s each)", "",
+        lines += [f"## The batcher's knobs at {rate70:,.0f} requests/s ({sc['knob_s']} s each, every request batched: "
+                  "`--inline-scoring false`)", "",
                   "| inference threads, max_wait_us | offered/s | answered/s | in process p50 / p90 / p99 / p99.9 ms "
                   "| client p50 / p90 / p99 / p99.9 ms | CPU s per 1,000 requests | bid rate | shed | median batch rows |",
                   "|---|---|---|---|---|---|---|---|---|"]

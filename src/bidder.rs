@@ -27,7 +27,7 @@
 //! many CPA campaigns cannot bid for that reason.
 
 use crate::catalog::{Candidate, Catalog, ImpTerms, Limits, Selector};
-use crate::config::Config;
+use crate::config::{Config, InlineScoring};
 use crate::currency::{Rates, BASE};
 use crate::features::{Extractor, FeatureSpec};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
@@ -37,7 +37,7 @@ use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
 use crate::pricing::{auction_price, bid_cpm, Auction, Prediction};
 use crate::scoring::model::ModelSource;
 use crate::scoring::{
-    runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores,
+    runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, WorkerBusy,
 };
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -278,7 +278,8 @@ struct Floor<'a> {
 }
 
 impl Bidder {
-    /// Loads spec, catalog and model (one session per inference thread), warms every
+    /// Loads spec, catalog and model (one session per inference thread and, scoring
+    /// inline, one per tokio worker: [`Config::scoring_sessions`]), warms every
     /// session with one batch, and starts the batcher. Errors name the file at fault.
     pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bidder> {
         let spec = FeatureSpec::load(&cfg.model.spec)?;
@@ -293,17 +294,26 @@ impl Bidder {
         let models = open_models(&model_source, &cfg.model.path, &extractor)?;
         let info = models[0].info.clone();
         let selector = Selector::new(catalog, &extractor);
-        let batcher = if cfg.scoring.inline {
-            Batcher::start_inline(models, Arc::clone(&metrics))
-        } else {
-            let knobs = BatcherConfig {
-                max_batch_rows: cfg.scoring.max_batch_rows,
-                max_wait: Duration::from_micros(cfg.scoring.max_wait_us),
-                queue_capacity: cfg.scoring.queue_capacity,
-                adaptive_wait: cfg.scoring.adaptive_wait,
-                cpus: cfg.scoring.inference_cpus.clone(),
-            };
-            Batcher::start(models, knobs, Arc::clone(&metrics))
+        let knobs = BatcherConfig {
+            max_batch_rows: cfg.scoring.max_batch_rows,
+            max_wait: Duration::from_micros(cfg.scoring.max_wait_us),
+            queue_capacity: cfg.scoring.queue_capacity,
+            adaptive_wait: cfg.scoring.adaptive_wait,
+            cpus: cfg.scoring.inference_cpus.clone(),
+        };
+        let batcher = match cfg.inline_scoring() {
+            InlineScoring::Off => Batcher::start(models, knobs, Arc::clone(&metrics)),
+            InlineScoring::On => Batcher::start_inline(models, Arc::clone(&metrics)),
+            InlineScoring::Auto => {
+                // Outside a runtime (a benchmark calling the handler) nobody is busy.
+                let busy = match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => WorkerBusy::sampled(&runtime).context("starting the worker-busy sampler")?,
+                    Err(_) => WorkerBusy::unsampled(),
+                };
+                let mut threads = models;
+                let inline = threads.split_off(cfg.inference_threads());
+                Batcher::start_auto(threads, inline, knobs, busy, cfg.scoring.inline_max_busy, Arc::clone(&metrics))
+            }
         };
         let score_cache = (cfg.scoring.cache_entries > 0).then(|| {
             ScoreCache::new(CacheConfig {
@@ -382,9 +392,10 @@ impl Bidder {
         Ok(n)
     }
 
-    /// Opens and warms a model (one session per inference thread), then hands the
-    /// sessions to the inference threads; each switches before its next batch. A model
-    /// built for another feature spec is refused and the serving one stays.
+    /// Opens and warms a model (as many sessions as at start), then hands the sessions
+    /// to the inference threads and the inline pool; a thread switches before its next
+    /// batch (at once when idle), the pool for the next request. A model built for
+    /// another feature spec is refused and the serving one stays.
     pub fn reload_model(&self, path: &Path) -> anyhow::Result<ModelInfo> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
@@ -419,6 +430,7 @@ impl Bidder {
             );
         }
         self.notices.render(&mut out);
+        self.batcher.render(&mut out);
         if let Some(cache) = &self.score_cache {
             cache.render(&mut out);
         }

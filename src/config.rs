@@ -18,6 +18,8 @@ pub const DEFAULT_CATALOG: &str = "models/default/catalog.json";
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 512;
 pub const DEFAULT_MAX_WAIT_US: u64 = 200;
 pub const DEFAULT_ADAPTIVE_WAIT: bool = true;
+/// `scoring.inline_max_busy`: see [`InlineScoring::Auto`] (README, Figures).
+pub const DEFAULT_INLINE_MAX_BUSY: f64 = 0.8;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 pub const DEFAULT_INFERENCE_THREADS: usize = 1;
 pub const DEFAULT_SCORE_CACHE_ENTRIES: usize = 0;
@@ -151,11 +153,14 @@ pub struct ScoringConfig {
     pub queue_capacity: usize,
     /// Inference threads, each with its own ORT session. Default 1.
     pub threads: usize,
-    /// Score on the tokio worker that handles the request, one ORT session per worker,
-    /// instead of on inference threads (`scoring::batcher`, Inline): no hand-off, and a
-    /// batch is one request's rows. `threads`, the batch knobs and `pin_threads` then do
-    /// not apply. Default false.
-    pub inline: bool,
+    /// Where a request's rows are scored ([`InlineScoring`]): `false` on the inference
+    /// threads (micro-batched), `true` on the tokio worker that handles the request
+    /// (`scoring::batcher`, Inline), `"auto"` inline while the workers are less busy than
+    /// `inline_max_busy`, batched beyond. Default "auto" (README, Figures).
+    pub inline: InlineScoring,
+    /// With `inline = "auto"`: the share of the last 20 ms the tokio workers may have
+    /// spent running tasks for a request still to be scored inline. Default 0.8.
+    pub inline_max_busy: f64,
     /// `cpu` or `cuda`. Default `cpu`.
     pub device: Device,
     /// Candidate rows whose scores are remembered (`scoring::cache`), at most; 0 turns
@@ -182,12 +187,75 @@ impl Default for ScoringConfig {
             adaptive_wait: DEFAULT_ADAPTIVE_WAIT,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             threads: DEFAULT_INFERENCE_THREADS,
-            inline: false,
+            inline: InlineScoring::Auto,
+            inline_max_busy: DEFAULT_INLINE_MAX_BUSY,
             device: Device::Cpu,
             cache_entries: DEFAULT_SCORE_CACHE_ENTRIES,
             cache_ttl_ms: DEFAULT_SCORE_CACHE_TTL_MS,
             pin_threads: false,
             inference_cpus: Vec::new(),
+        }
+    }
+}
+
+/// Where a request's rows are scored (`scoring.inline`; `serve --inline-scoring`).
+///
+/// Inline scoring saves the hand-off to an inference thread (a queue, a wake-up, a
+/// reply, and on a small box a third busy thread), which is most of the in-process
+/// tail at moderate load; but it runs ONNX Runtime on the I/O worker, which then reads
+/// nothing else meanwhile, and its batches are one request's rows. Near capacity the
+/// batcher is better: it amortises calls and keeps the workers reading. `Auto` takes
+/// each side where it wins (README, Figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InlineScoring {
+    /// Micro-batched on the inference threads.
+    Off,
+    /// On the worker that handles the request; no inference threads.
+    On,
+    /// Inline while the workers' busy share is under `scoring.inline_max_busy`, else
+    /// micro-batched; both kinds of session are open. Batched only on CUDA and with
+    /// `pin_threads` ([`Config::inline_scoring`]).
+    #[default]
+    Auto,
+}
+
+impl InlineScoring {
+    /// Whether the tokio workers hold ORT sessions of their own.
+    pub fn on_workers(self) -> bool {
+        self != InlineScoring::Off
+    }
+
+    /// Whether there are inference threads.
+    pub fn has_threads(self) -> bool {
+        self != InlineScoring::On
+    }
+}
+
+impl std::str::FromStr for InlineScoring {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "false" | "off" => Ok(InlineScoring::Off),
+            "true" | "on" => Ok(InlineScoring::On),
+            "auto" => Ok(InlineScoring::Auto),
+            other => Err(format!("{other:?}: expected true, false or auto")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InlineScoring {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Flag(bool),
+            Word(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Flag(true) => Ok(InlineScoring::On),
+            Written::Flag(false) => Ok(InlineScoring::Off),
+            Written::Word(w) => w.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -290,24 +358,44 @@ impl Config {
     /// flat out while a batch lasts; a worker for every CPU as well would have them take
     /// turns on the same cores. On 2 cores one worker had the same highest sustainable
     /// rate as two and a lower p99 (README, Figures).
-    /// With `scoring.inline` there are no inference threads: one worker per CPU.
+    /// With inline scoring on or auto a worker per CPU: inline scoring runs on the
+    /// workers, and in auto mode the inference threads work when the workers are busy.
     pub fn tokio_workers(&self) -> usize {
         if self.server.workers > 0 {
             return self.server.workers;
         }
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let inference = if self.scoring.inline { 0 } else { self.scoring.threads };
+        let inference = if self.inline_scoring().on_workers() { 0 } else { self.scoring.threads };
         cpus.saturating_sub(inference).max(1)
     }
 
-    /// ORT sessions to open: one per inference thread, or inline one per tokio worker
-    /// (a worker scores one request at a time, so each always finds one free).
-    pub fn scoring_sessions(&self) -> usize {
-        if self.scoring.inline {
-            self.tokio_workers()
-        } else {
-            self.scoring.threads
+    /// Where rows are scored: `scoring.inline`, except that auto means batched on CUDA
+    /// (where batches across requests are what pays) and with `pin_threads` (which
+    /// gives the inference threads CPUs of their own, the rest to the workers).
+    pub fn inline_scoring(&self) -> InlineScoring {
+        match self.scoring.inline {
+            InlineScoring::Auto if self.scoring.device == Device::Cuda || self.scoring.pin_threads => {
+                InlineScoring::Off
+            }
+            chosen => chosen,
         }
+    }
+
+    /// Inference threads to start: `scoring.threads`, none with inline scoring on.
+    pub fn inference_threads(&self) -> usize {
+        if self.inline_scoring().has_threads() {
+            self.scoring.threads
+        } else {
+            0
+        }
+    }
+
+    /// ORT sessions to open: the inference threads' first, then with inline scoring
+    /// one per tokio worker (a worker scores one request at a time, so each always
+    /// finds one free).
+    pub fn scoring_sessions(&self) -> usize {
+        let inline = if self.inline_scoring().on_workers() { self.tokio_workers() } else { 0 };
+        self.inference_threads() + inline
     }
 
     /// Checks every field; the error names the field.
@@ -329,9 +417,14 @@ impl Config {
         check(self.scoring.queue_capacity >= 1, "scoring.queue_capacity", "must be at least 1")?;
         check((1..=64).contains(&self.scoring.threads), "scoring.threads", "must be between 1 and 64")?;
         check(
-            !(self.scoring.inline && self.scoring.pin_threads),
+            !(self.scoring.inline == InlineScoring::On && self.scoring.pin_threads),
             "scoring.pin_threads",
-            "places inference threads, and scoring.inline has none",
+            "places inference threads, and scoring.inline = true has none",
+        )?;
+        check(
+            self.scoring.inline_max_busy > 0.0 && self.scoring.inline_max_busy <= 1.0,
+            "scoring.inline_max_busy",
+            "must be in (0, 1]",
         )?;
         check(
             self.scoring.cache_entries != 1 && self.scoring.cache_entries <= 1 << 26,
@@ -394,9 +487,36 @@ mod tests {
         let c: Config = toml::from_str("[scoring]\ninline = true\n").unwrap();
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         assert_eq!((c.tokio_workers(), c.scoring_sessions()), (cpus, cpus));
-        assert_eq!(Config::default().scoring_sessions(), Config::default().scoring.threads);
+        let off: Config = toml::from_str("[scoring]\ninline = false\n").unwrap();
+        assert_eq!(off.scoring_sessions(), off.scoring.threads);
         let c: Config = toml::from_str("[scoring]\ninline = true\npin_threads = true\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("scoring.pin_threads"));
+    }
+
+    #[test]
+    fn inline_auto_opens_the_threads_sessions_then_one_per_worker() {
+        let c: Config = toml::from_str("[server]\nworkers = 2\n[scoring]\ninline = \"auto\"\nthreads = 1\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.scoring.inline, InlineScoring::Auto);
+        assert_eq!((c.tokio_workers(), c.inference_threads(), c.scoring_sessions()), (2, 1, 3));
+        assert_eq!(c.scoring.inline_max_busy, DEFAULT_INLINE_MAX_BUSY);
+        let c: Config = toml::from_str("[scoring]\ninline = false\n").unwrap();
+        assert_eq!((c.scoring.inline, c.inference_threads()), (InlineScoring::Off, 1));
+        for (text, want) in [("on", InlineScoring::On), ("off", InlineScoring::Off), ("auto", InlineScoring::Auto)] {
+            assert_eq!(text.parse::<InlineScoring>().unwrap(), want);
+        }
+        let e = toml::from_str::<Config>("[scoring]\ninline = \"sometimes\"\n").unwrap_err().to_string();
+        assert!(e.contains("expected true, false or auto"), "{e}");
+        for busy in ["0.0", "1.5"] {
+            let c: Config = toml::from_str(&format!("[scoring]\ninline_max_busy = {busy}\n")).unwrap();
+            assert!(c.validate().unwrap_err().to_string().contains("scoring.inline_max_busy"));
+        }
+        // Auto is batched where batching is the point: on CUDA, and with pinned inference threads.
+        let c: Config = toml::from_str("[scoring]\ninline = \"auto\"\npin_threads = true\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.inline_scoring(), c.scoring_sessions()), (InlineScoring::Off, 1));
+        let c: Config = toml::from_str("[scoring]\ndevice = \"cuda\"\n").unwrap();
+        assert_eq!((c.scoring.inline, c.inline_scoring()), (InlineScoring::Auto, InlineScoring::Off));
     }
 
     #[test]
@@ -426,10 +546,12 @@ mod tests {
     #[test]
     fn tokio_workers_leave_the_inference_threads_their_cores() {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let c: Config = toml::from_str("[scoring]\nthreads = 1\n").unwrap();
+        let c: Config = toml::from_str("[scoring]\ninline = false\nthreads = 1\n").unwrap();
         assert_eq!(c.tokio_workers(), (cpus - 1).max(1));
-        let c: Config = toml::from_str("[scoring]\nthreads = 64\n").unwrap();
+        let c: Config = toml::from_str("[scoring]\ninline = false\nthreads = 64\n").unwrap();
         assert_eq!(c.tokio_workers(), 1, "at least one");
+        // Auto (the default) scores on the workers too: one per CPU.
+        assert_eq!(Config::default().tokio_workers(), cpus);
         let c: Config = toml::from_str("[server]\nworkers = 3\n[scoring]\nthreads = 2\n").unwrap();
         assert_eq!(c.tokio_workers(), 3, "a set count is kept");
     }

@@ -176,11 +176,12 @@ async fn seats_taxonomies_supply_chains_and_nbr_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_deadline_passes_while_queued_is_not_scored() {
-    // One inference thread, and a batch that waits 5 ms for company (a fixed wait: an
+    // Batched (not inline), one inference thread, and a batch that waits 5 ms for company (a fixed wait: an
     // adaptive one would not wait for requests that are not coming): with a 1 ms budget
     // every request's deadline passes while it waits, so it is answered 204 and its
     // rows are dropped unscored.
     let mut cfg = config();
+    cfg.scoring.inline = ctrbid::config::InlineScoring::Off;
     cfg.bidding.budget_ms = 1;
     cfg.scoring.max_wait_us = 5000;
     cfg.scoring.adaptive_wait = false;

@@ -94,17 +94,20 @@ async fn simulator_requests_get_priced_bids() {
 
 /// The pCTR and pCVR the server used for a creative equal `python -m ctrbid_train
 /// predict` on the feature row `ctrbid features` builds for the same request, imp,
-/// creative and auction time.
+/// creative and auction time. Micro-batched on the inference thread (`scoring.inline =
+/// false`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_predictions_equal_the_python_pipeline_predictions() {
-    predictions_equal_python(with_debug_ext()).await;
+    let mut cfg = with_debug_ext();
+    cfg.scoring.inline = ctrbid::config::InlineScoring::Off;
+    predictions_equal_python(cfg).await;
 }
 
-/// The same with `scoring.inline`: scored on the server's workers, not micro-batched.
+/// The same with `scoring.inline = true`: scored on the server's workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_scoring_predictions_equal_the_python_pipeline_predictions() {
     let mut cfg = with_debug_ext();
-    cfg.scoring.inline = true;
+    cfg.scoring.inline = ctrbid::config::InlineScoring::On;
     predictions_equal_python(cfg).await;
 }
 

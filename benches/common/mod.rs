@@ -67,6 +67,9 @@ pub fn bidder_config(mode: ctrbid::config::ServeMode) -> ctrbid::config::Config 
     cfg.model.path = model_path();
     cfg.server.mode = mode;
     cfg.scoring.max_wait_us = 0;
+    // Through the micro-batcher, as the benches' figures were taken. (Auto, the
+    // default, would score inline here: outside a server no worker is ever busy.)
+    cfg.scoring.inline = ctrbid::config::InlineScoring::Off;
     // Benches cycle their corpora: with a score cache every request after the first
     // cycle would be answered from it (it is off by default; `benches/cache.rs` turns it on).
     cfg.scoring.cache_entries = 0;

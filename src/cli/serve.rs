@@ -1,6 +1,6 @@
 //! `ctrbid serve`: the bidder.
 
-use crate::config::Config;
+use crate::config::{Config, InlineScoring};
 use crate::server::Server;
 use anyhow::Context as _;
 use std::net::SocketAddr;
@@ -42,9 +42,14 @@ pub struct Opts {
     /// Close a micro-batch early when no request is on its way to scoring.
     #[arg(long, env = "CTRBID_ADAPTIVE_WAIT")]
     adaptive_wait: Option<bool>,
-    /// Score on the tokio workers (one ORT session each), not on inference threads.
+    /// `true`: score on the tokio workers (one ORT session each), not on inference
+    /// threads; `auto`: inline while the workers are not busy, batched beyond; `false`.
     #[arg(long, env = "CTRBID_INLINE_SCORING")]
-    inline_scoring: Option<bool>,
+    inline_scoring: Option<InlineScoring>,
+    /// With `--inline-scoring auto`: the workers' busy share (0 to 1) under which a
+    /// request is still scored inline.
+    #[arg(long, env = "CTRBID_INLINE_MAX_BUSY")]
+    inline_max_busy: Option<f64>,
     /// A CPU of its own for each inference thread, the other CPUs for the rest (Linux).
     #[arg(long, env = "CTRBID_PIN_THREADS")]
     pin_threads: Option<bool>,
@@ -111,6 +116,9 @@ impl Opts {
         if let Some(v) = self.inline_scoring {
             c.scoring.inline = v;
         }
+        if let Some(v) = self.inline_max_busy {
+            c.scoring.inline_max_busy = v;
+        }
         if let Some(v) = self.score_cache_entries {
             c.scoring.cache_entries = v;
         }
@@ -159,7 +167,12 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             info.kind,
             info.trained_at,
             workers,
-            if cfg.scoring.inline { "0 (scoring inline)".to_string() } else { cfg.scoring.threads.to_string() }
+            match cfg.inline_scoring() {
+                InlineScoring::Off => cfg.scoring.threads.to_string(),
+                InlineScoring::On => "0 (scoring inline)".to_string(),
+                InlineScoring::Auto =>
+                    format!("{} (scoring inline below {} busy)", cfg.scoring.threads, cfg.scoring.inline_max_busy),
+            }
         );
         server.serve(shutdown_signal()).await
     })

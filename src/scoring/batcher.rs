@@ -13,10 +13,10 @@
 //! A job is answered [`Scores`]: one `Vec<f32>` per job, as many heads per row as the
 //! model that scored it has (pCTR, and pCVR with a conversion head), interleaved by row.
 //!
-//! [`Batcher::replace_models`] hands every thread a new model, taken before its next
-//! batch (an admin model reload); the new model may have other heads than the old one,
-//! and each answer says which heads it carries, so a request scored across a reload
-//! reads what was actually computed. Dropping the [`Batcher`] closes the queue; threads
+//! [`Batcher::replace_models`] hands every thread a new model (an admin model reload),
+//! taken before its next batch, or at once by a thread waiting for jobs; the new model
+//! may have other heads than the old one, and each answer says which heads it carries,
+//! so a request scored across a reload reads what was actually computed. Dropping the [`Batcher`] closes the queue; threads
 //! finish the batch in hand and exit.
 //!
 //! **Inline** ([`Batcher::start_inline`], `scoring.inline`): no queue and no inference
@@ -25,7 +25,16 @@
 //! it on its own thread and puts it back; a batch is one request's rows. What it saves
 //! is the hand-off: a queue, a thread wake-up and a reply per request, and on a 2-core
 //! box a third busy thread. A model taken before a reload is dropped, not put back.
+//!
+//! **Auto** ([`Batcher::start_auto`], `scoring.inline = "auto"`): both. A request is
+//! scored inline while the tokio workers spent less than a set share of the last 20 ms
+//! running tasks ([`WorkerBusy`]), and queued for the inference threads otherwise (or
+//! when, exceptionally, no inline session is free). Inline wins at moderate load (no
+//! hand-off); near capacity the batcher does (one call for many requests, and the
+//! workers keep reading sockets instead of running ONNX Runtime). As load rises the
+//! workers' busy share settles near the limit and the excess goes to the batcher.
 
+use super::busy::WorkerBusy;
 use super::model::Heads;
 use super::Model;
 use crate::metrics::{Metrics, Sample};
@@ -187,9 +196,13 @@ pub struct Batcher {
     tx: Option<Sender<Job>>,
     /// Inline scoring: the models not in use, each with its generation.
     inline: Option<Pool>,
+    /// Auto: when a request is scored inline rather than queued (both sides exist).
+    auto: Option<Auto>,
+    /// Requests scored by each path ([`ScoringPath`]), for `/metrics`.
+    scored: [AtomicU64; 2],
     backlog: Arc<Backlog>,
     /// One per inference thread: a replacement model and its generation, taken before
-    /// its next batch.
+    /// its next batch or while it waits for one.
     swaps: Vec<Sender<(Model, u32)>>,
     /// The generation of the latest model handed to the threads: 0 at start, one more per
     /// [`Batcher::replace_models`]. Every [`Scores`] says which generation computed it.
@@ -232,29 +245,83 @@ impl Batcher {
                     .expect("spawning an inference thread")
             })
             .collect();
-        Batcher { tx: Some(tx), backlog, swaps, generation: AtomicU32::new(0), threads, inline: None }
+        Batcher {
+            tx: Some(tx),
+            backlog,
+            swaps,
+            generation: AtomicU32::new(0),
+            threads,
+            inline: None,
+            auto: None,
+            scored: Default::default(),
+        }
+    }
+
+    /// Auto (module doc): `threads` models for inference threads as [`Batcher::start`]
+    /// would start them, `inline` models for the pool (one per tokio worker); a request
+    /// is scored inline while `busy` reads under `max_busy` (0 to 1).
+    pub fn start_auto(
+        threads: Vec<Model>,
+        inline: Vec<Model>,
+        cfg: BatcherConfig,
+        busy: Arc<WorkerBusy>,
+        max_busy: f64,
+        metrics: Arc<Metrics>,
+    ) -> Batcher {
+        let mut batcher = Batcher::start(threads, cfg, Arc::clone(&metrics));
+        batcher.inline = Some(Pool::new(inline, metrics));
+        batcher.auto = Some(Auto { busy, max_busy_permille: (max_busy.clamp(0.0, 1.0) * 1000.0).round() as u32 });
+        batcher
     }
 
     /// Inline scoring (module doc): `models` are the pool, one per tokio worker.
     pub fn start_inline(models: Vec<Model>, metrics: Arc<Metrics>) -> Batcher {
-        let (put, take) = bounded::<Session>(models.len().max(1));
-        let size = models.len();
-        for model in models {
-            put.try_send(Session::new(model, 0)).expect("the pool holds every model");
-        }
+        let pool = Pool::new(models, metrics);
         Batcher {
             tx: None,
-            backlog: Arc::new(Backlog { threads: size, ..Backlog::default() }),
+            backlog: Arc::new(Backlog { threads: pool.size, ..Backlog::default() }),
             swaps: Vec::new(),
             generation: AtomicU32::new(0),
             threads: Vec::new(),
-            inline: Some(Pool { put, take, size, metrics }),
+            inline: Some(pool),
+            auto: None,
+            scored: Default::default(),
         }
     }
 
-    /// Whether this batcher scores inline (no inference threads).
+    /// Whether this batcher scores inline only (no inference threads).
     pub fn is_inline(&self) -> bool {
-        self.inline.is_some()
+        self.inline.is_some() && self.tx.is_none()
+    }
+
+    /// With auto scoring, the workers' busy share that decides the path (0 to 1).
+    pub fn worker_busy(&self) -> Option<f64> {
+        self.auto.as_ref().map(|a| a.busy.share())
+    }
+
+    /// Requests whose rows went down `path` (scored or not: expired and shed included).
+    pub fn scored_by(&self, path: ScoringPath) -> u64 {
+        self.scored[path as usize].load(Ordering::Relaxed)
+    }
+
+    /// The path counters and, with auto scoring, the workers' busy share, as Prometheus
+    /// text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        out.push_str(
+            "# HELP ctrbid_scoring_path_total Requests sent to scoring, by where they were scored.\n\
+             # TYPE ctrbid_scoring_path_total counter\n",
+        );
+        for path in [ScoringPath::Inline, ScoringPath::Batched] {
+            let _ = writeln!(out, "ctrbid_scoring_path_total{{path=\"{}\"}} {}", path.label(), self.scored_by(path));
+        }
+        if let Some(busy) = self.worker_busy() {
+            let _ = writeln!(
+                out,
+                "# HELP ctrbid_worker_busy_ratio Share of the last 20 ms the tokio workers ran tasks (auto inline scoring).\n\
+                 # TYPE ctrbid_worker_busy_ratio gauge\nctrbid_worker_busy_ratio {busy:.3}"
+            );
+        }
     }
 
     /// The generation of the latest model handed to the inference threads. Threads take
@@ -277,20 +344,32 @@ impl Batcher {
     /// adaptive batch waits (up to `max_wait`) for it rather than closing. Drop it just
     /// before scoring (or on giving up): a request whose rows are already queued or in
     /// hand must not hold the batch open for itself.
+    ///
+    /// With auto scoring a request that would be scored inline now is not counted: a
+    /// batch must not wait for rows that will not come to it.
     pub fn announce(&self) -> Announced {
+        if self.auto.as_ref().is_some_and(Auto::goes_inline) {
+            return Announced(None);
+        }
         self.backlog.coming.fetch_add(1, Ordering::AcqRel);
-        Announced(Arc::clone(&self.backlog))
+        Announced(Some(Arc::clone(&self.backlog)))
     }
 
     /// Hands each inference thread a new model (one per thread, same feature widths,
-    /// any heads); each switches before its next batch. Fails when the count is wrong or a
-    /// previous replacement has not been taken yet.
-    pub fn replace_models(&self, models: Vec<Model>) -> Result<(), String> {
-        if let Some(pool) = &self.inline {
-            return pool.replace(models, &self.generation);
-        }
-        if models.len() != self.swaps.len() {
-            return Err(format!("{} models for {} inference threads", models.len(), self.swaps.len()));
+    /// any heads), then each inline session one: the threads' models first, in the
+    /// order [`Batcher::start_auto`] takes them. A thread switches before its next batch,
+    /// an inline session for the next request. Fails, changing nothing, when the count
+    /// is wrong or a previous replacement has not been taken up by the threads yet.
+    pub fn replace_models(&self, mut models: Vec<Model>) -> Result<(), String> {
+        let pooled = self.inline.as_ref().map_or(0, |p| p.size);
+        if models.len() != self.swaps.len() + pooled {
+            return Err(match (self.swaps.len(), pooled) {
+                (threads, 0) => format!("{} models for {threads} inference threads", models.len()),
+                (0, pooled) => format!("{} models for {pooled} inline sessions", models.len()),
+                (threads, pooled) => {
+                    format!("{} models for {threads} inference threads and {pooled} inline sessions", models.len())
+                }
+            });
         }
         // All or none: a thread must not be left on the old model while others switch.
         // (Callers serialise reloads, so nothing fills a slot between check and send.)
@@ -298,18 +377,43 @@ impl Batcher {
             return Err("a previous model reload has not been taken up yet (no traffic since)".into());
         }
         let generation = self.generation.load(Ordering::Acquire).wrapping_add(1);
+        // From here on an inline session taken before is not put back.
+        self.generation.store(generation, Ordering::Release);
+        let pool_models = models.split_off(self.swaps.len());
         for (swap, model) in self.swaps.iter().zip(models) {
             swap.try_send((model, generation)).map_err(|_| "an inference thread has stopped".to_string())?;
         }
-        self.generation.store(generation, Ordering::Release);
+        if let Some(pool) = &self.inline {
+            pool.replace(pool_models, generation)?;
+        }
         Ok(())
     }
 
     /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
     pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
         if let Some(pool) = &self.inline {
-            return pool.score(&rows, deadline, &self.generation);
+            let answer = match &self.auto {
+                None => Some(pool.score(&rows, deadline, &self.generation)),
+                Some(auto) if auto.goes_inline() => {
+                    match pool.score(&rows, deadline, &self.generation) {
+                        // No free session: the inference threads take it.
+                        Err(ScoreError::QueueFull) => None,
+                        answer => Some(answer),
+                    }
+                }
+                Some(_) => None,
+            };
+            if let Some(answer) = answer {
+                self.scored[ScoringPath::Inline as usize].fetch_add(1, Ordering::Relaxed);
+                return answer;
+            }
         }
+        self.scored[ScoringPath::Batched as usize].fetch_add(1, Ordering::Relaxed);
+        self.queue(rows, deadline).await
+    }
+
+    /// Scores `rows` on the inference threads.
+    async fn queue(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
         let tx = self.tx.as_ref().ok_or(ScoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         let n = rows.n;
@@ -348,17 +452,49 @@ impl Drop for Batcher {
 
 /// A request on its way to scoring ([`Batcher::announce`]); uncounted when dropped.
 #[must_use = "a request is counted as coming only while the guard lives"]
-pub struct Announced(Arc<Backlog>);
+pub struct Announced(Option<Arc<Backlog>>);
 
 impl Drop for Announced {
     fn drop(&mut self) {
-        sub_saturating(&self.0.coming, 1);
+        if let Some(backlog) = &self.0 {
+            sub_saturating(&backlog.coming, 1);
+        }
     }
 }
 
 impl std::fmt::Debug for Announced {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Announced")
+    }
+}
+
+/// Where a request's rows were scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoringPath {
+    /// On the worker that handles the request.
+    Inline = 0,
+    /// On an inference thread, micro-batched.
+    Batched = 1,
+}
+
+impl ScoringPath {
+    pub fn label(self) -> &'static str {
+        match self {
+            ScoringPath::Inline => "inline",
+            ScoringPath::Batched => "batched",
+        }
+    }
+}
+
+/// When auto scoring goes inline: while the workers' busy share is under the limit.
+struct Auto {
+    busy: Arc<WorkerBusy>,
+    max_busy_permille: u32,
+}
+
+impl Auto {
+    fn goes_inline(&self) -> bool {
+        self.busy.under(self.max_busy_permille)
     }
 }
 
@@ -387,6 +523,15 @@ impl Session {
 }
 
 impl Pool {
+    fn new(models: Vec<Model>, metrics: Arc<Metrics>) -> Pool {
+        let (put, take) = bounded::<Session>(models.len().max(1));
+        let size = models.len();
+        for model in models {
+            put.try_send(Session::new(model, 0)).expect("the pool holds every model");
+        }
+        Pool { put, take, size, metrics }
+    }
+
     fn score(&self, rows: &Rows, deadline: Instant, current: &AtomicU32) -> Result<Scores, ScoreError> {
         // Empty only when more tasks score at once than there are workers (a runtime
         // with more workers than sessions): shed, as a full queue would.
@@ -417,15 +562,10 @@ impl Pool {
         result
     }
 
-    /// Swaps every model of the pool for one of `models` at the next generation; models
-    /// in use are dropped when their task is done.
-    fn replace(&self, models: Vec<Model>, current: &AtomicU32) -> Result<(), String> {
-        if models.len() != self.size {
-            return Err(format!("{} models for {} inline sessions", models.len(), self.size));
-        }
-        let generation = current.load(Ordering::Acquire).wrapping_add(1);
-        // From here on a model taken before is not put back (callers serialise reloads).
-        current.store(generation, Ordering::Release);
+    /// Swaps every model of the pool for one of `models` (as many as the pool holds) at
+    /// `generation`, which the caller has already made current: models in use are then
+    /// dropped when their task is done, not put back.
+    fn replace(&self, models: Vec<Model>, generation: u32) -> Result<(), String> {
         while self.take.try_recv().is_ok() {}
         for model in models {
             self.put.try_send(Session::new(model, generation)).map_err(|_| "the inline pool is full".to_string())?;
@@ -450,12 +590,35 @@ fn inference_loop(
     let mut pctr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
     // Sized whatever the model's heads: a reload may bring a conversion head.
     let mut pcvr: Vec<f32> = Vec::with_capacity(cfg.max_batch_rows);
-    while let Ok(first) = rx.recv() {
-        // Reloads keep the feature spec, so the widths (and buffers) stay valid; the
-        // heads may change, and `pcvr` stays empty for a model without a conversion head.
-        if let Ok((new, new_generation)) = swaps.try_recv() {
-            model = new;
-            generation = new_generation;
+    // Reloads keep the feature spec, so the widths (and buffers) stay valid; the heads
+    // may change, and `pcvr` stays empty for a model without a conversion head. A
+    // replacement is taken while the thread waits for a job, so a reload completes
+    // without traffic (with auto inline scoring the queue may see none for long).
+    let mut swaps = Some(swaps);
+    loop {
+        let first = match &swaps {
+            Some(sw) => crossbeam_channel::select! {
+                recv(rx) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+                recv(sw) -> new => {
+                    match new {
+                        Ok((new, new_generation)) => (model, generation) = (new, new_generation),
+                        // The batcher is going away: wait for jobs only.
+                        Err(_) => swaps = None,
+                    }
+                    continue;
+                }
+            },
+            None => match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        // A replacement that came with the job goes first.
+        if let Some(Ok((new, new_generation))) = swaps.as_ref().map(Receiver::try_recv) {
+            (model, generation) = (new, new_generation);
         }
         let mut rows = first.rows.n;
         // Taken: no longer waiting (it was counted before it was queued).

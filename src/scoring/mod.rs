@@ -5,11 +5,14 @@
 //! and checks a model against the feature spec (its signature and the spec's SHA-256 in
 //! its metadata); [`batcher`] is the micro-batcher the server scores through: requests
 //! put their rows on a bounded queue and inference threads, each owning its sessions,
-//! run them in batches; [`cache`] remembers rows' scores for repeated impressions (off by
-//! default). A model has one head (`pctr`) or two (`pctr`, `pcvr`: see
-//! [`Heads`]); answers carry what the model that scored them computed ([`Scores`]).
+//! run them in batches, or with inline scoring the worker runs them itself ([`busy`]
+//! tells auto scoring when the workers have time for that); [`cache`] remembers rows'
+//! scores for repeated impressions (off by default). A model has one head (`pctr`) or
+//! two (`pctr`, `pcvr`: see [`Heads`]); answers carry what the model that scored them
+//! computed ([`Scores`]).
 
 pub mod batcher;
+pub mod busy;
 pub mod cache;
 pub mod model;
 pub mod runtime;
@@ -17,7 +20,8 @@ pub mod runtime;
 #[cfg(test)]
 mod tests;
 
-pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError, Scores};
+pub use batcher::{Batcher, BatcherConfig, Rows, ScoreError, Scores, ScoringPath};
+pub use busy::WorkerBusy;
 pub use cache::{CacheConfig, ScoreCache};
 pub use model::{Heads, Model, ModelInfo};
 pub use runtime::Device;

@@ -342,3 +342,82 @@ async fn inline_scoring_gives_the_closed_form_and_follows_reloads() {
     }
     assert_eq!(batcher.expected_wait(), Duration::ZERO);
 }
+
+/// Auto scoring: inline while the workers' busy share is under the limit, queued for the
+/// inference thread at or above it; both paths give the closed form's probabilities and
+/// are counted; a reload needs a model for the thread and one per inline session, and
+/// reaches both paths.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_scoring_goes_inline_while_the_workers_are_idle_and_batched_when_busy() {
+    use super::{ScoringPath, WorkerBusy};
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let busy = WorkerBusy::unsampled();
+    let batcher = Batcher::start_auto(
+        vec![open(&two)],
+        vec![open(&two), open(&two)],
+        unwaiting(),
+        std::sync::Arc::clone(&busy),
+        0.5,
+        Metrics::start(),
+    );
+    assert!(!batcher.is_inline());
+    assert_eq!(batcher.worker_busy(), Some(0.0));
+    let closed = ClosedForm::load();
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let check = |scores: &super::Scores, j: &super::Rows| {
+        assert_eq!((scores.rows(), scores.heads()), (j.n, Heads::PctrPcvr));
+        for r in 0..j.n {
+            let (ctr, cvr) = closed.probabilities(&j.cat[r * f..(r + 1) * f], &j.num[r * d..(r + 1) * d]);
+            assert!((f64::from(scores.pctr(r)) - ctr).abs() <= 1e-6, "row {r}");
+            assert!((f64::from(scores.pcvr(r).unwrap()) - cvr).abs() <= 1e-6, "row {r}");
+        }
+    };
+    let counts = |b: &Batcher| (b.scored_by(ScoringPath::Inline), b.scored_by(ScoringPath::Batched));
+    for (share, want) in [(0.0, (3, 0)), (0.499, (6, 0)), (0.5, (6, 3)), (0.95, (6, 6))] {
+        busy.publish(share);
+        for salt in 0..3 {
+            let scores = batcher.score(salted_rows(5, f, d, salt), deadline()).await.unwrap();
+            check(&scores, &salted_rows(5, f, d, salt));
+        }
+        assert_eq!(counts(&batcher), want, "busy share {share}");
+    }
+    let mut text = String::new();
+    batcher.render(&mut text);
+    assert!(text.contains("ctrbid_scoring_path_total{path=\"inline\"} 6"), "{text}");
+    assert!(text.contains("ctrbid_scoring_path_total{path=\"batched\"} 6"), "{text}");
+    assert!(text.contains("ctrbid_worker_busy_ratio 0.950"), "{text}");
+
+    let one = repo().join("tests/fixtures/models/one_head.onnx");
+    let e = batcher.replace_models(vec![open(&one), open(&one)]).unwrap_err();
+    assert!(e.contains("2 models for 1 inference threads and 2 inline sessions"), "{e}");
+    batcher.replace_models(vec![open(&one), open(&one), open(&one)]).unwrap();
+    for share in [0.95, 0.0] {
+        busy.publish(share);
+        let scores = batcher.score(salted_rows(4, f, d, 9), deadline()).await.unwrap();
+        assert_eq!((scores.rows(), scores.heads(), scores.generation()), (4, Heads::Pctr, 1), "busy share {share}");
+    }
+}
+
+/// An idle inference thread takes a replacement model at once: reloads one after
+/// another succeed without traffic between them (with auto inline scoring the queue may
+/// see none for long), and the next job is scored by the latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_inference_thread_takes_each_reload_at_once() {
+    let two = repo().join("tests/fixtures/models/two_heads.onnx");
+    let one = repo().join("tests/fixtures/models/one_head.onnx");
+    let batcher = Batcher::start(vec![open(&two)], unwaiting(), Metrics::start());
+    let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
+    for (i, path) in [&one, &two, &one].into_iter().enumerate() {
+        // The thread takes the swap while it waits; until then the slot is full.
+        let mut tries = 0;
+        while let Err(e) = batcher.replace_models(vec![open(path)]) {
+            assert!(e.contains("not been taken up"), "{e}");
+            tries += 1;
+            assert!(tries < 500, "reload {i} never taken up without traffic");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    let scores = batcher.score(salted_rows(3, f, d, 1), Instant::now() + Duration::from_secs(10)).await.unwrap();
+    assert_eq!((scores.heads(), scores.generation()), (Heads::Pctr, 3));
+}
