@@ -289,11 +289,6 @@ impl Batcher {
         }
     }
 
-    /// Whether this batcher scores inline only (no inference threads).
-    pub fn is_inline(&self) -> bool {
-        self.inline.is_some() && self.tx.is_none()
-    }
-
     /// With auto scoring, the workers' busy share that decides the path (0 to 1).
     pub fn worker_busy(&self) -> Option<f64> {
         self.auto.as_ref().map(|a| a.busy.share())
@@ -361,15 +356,12 @@ impl Batcher {
     /// an inline session for the next request. Fails, changing nothing, when the count
     /// is wrong or a previous replacement has not been taken up by the threads yet.
     pub fn replace_models(&self, mut models: Vec<Model>) -> Result<(), String> {
-        let pooled = self.inline.as_ref().map_or(0, |p| p.size);
-        if models.len() != self.swaps.len() + pooled {
-            return Err(match (self.swaps.len(), pooled) {
-                (threads, 0) => format!("{} models for {threads} inference threads", models.len()),
-                (0, pooled) => format!("{} models for {pooled} inline sessions", models.len()),
-                (threads, pooled) => {
-                    format!("{} models for {threads} inference threads and {pooled} inline sessions", models.len())
-                }
-            });
+        let (threads, pooled) = (self.swaps.len(), self.inline.as_ref().map_or(0, |p| p.size));
+        if models.len() != threads + pooled {
+            return Err(format!(
+                "{} models for {threads} inference threads and {pooled} inline sessions",
+                models.len()
+            ));
         }
         // All or none: a thread must not be left on the old model while others switch.
         // (Callers serialise reloads, so nothing fills a slot between check and send.)
@@ -379,7 +371,7 @@ impl Batcher {
         let generation = self.generation.load(Ordering::Acquire).wrapping_add(1);
         // From here on an inline session taken before is not put back.
         self.generation.store(generation, Ordering::Release);
-        let pool_models = models.split_off(self.swaps.len());
+        let pool_models = models.split_off(threads);
         for (swap, model) in self.swaps.iter().zip(models) {
             swap.try_send((model, generation)).map_err(|_| "an inference thread has stopped".to_string())?;
         }
@@ -392,20 +384,15 @@ impl Batcher {
     /// Scores `rows`; answers `Expired` rather than scoring after `deadline`.
     pub async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
         if let Some(pool) = &self.inline {
-            let answer = match &self.auto {
-                None => Some(pool.score(&rows, deadline, &self.generation)),
-                Some(auto) if auto.goes_inline() => {
-                    match pool.score(&rows, deadline, &self.generation) {
-                        // No free session: the inference threads take it.
-                        Err(ScoreError::QueueFull) => None,
-                        answer => Some(answer),
+            if self.auto.as_ref().is_none_or(Auto::goes_inline) {
+                match pool.score(&rows, deadline, &self.generation) {
+                    // No free session, and inference threads to take it (auto).
+                    Err(ScoreError::QueueFull) if self.tx.is_some() => {}
+                    answer => {
+                        self.scored[ScoringPath::Inline as usize].fetch_add(1, Ordering::Relaxed);
+                        return answer;
                     }
                 }
-                Some(_) => None,
-            };
-            if let Some(answer) = answer {
-                self.scored[ScoringPath::Inline as usize].fetch_add(1, Ordering::Relaxed);
-                return answer;
             }
         }
         self.scored[ScoringPath::Batched as usize].fetch_add(1, Ordering::Relaxed);
