@@ -16,7 +16,8 @@ settings differ by 10-30 %. So at each rate, ``rounds`` times, A and B run one a
 other (the order alternating by round), each on a fresh server with the scenario's
 warm-up, through ``report.measure``. The report gives each run, and per rate the
 medians of A and B and their ratio B / A: in-process p50 / p90 / p99 / p99.9, client
-p99, CPU seconds per 1,000 requests, median batch rows, shed share. Writes
+p99, CPU seconds per 1,000 requests, median batch rows, shed share, the share scored
+inline, and the in-process p99 / p99.9 of the requests scored on each path. Writes
 ``target/loadtest/ab/NAME.md`` and ``NAME.json``.
 """
 
@@ -49,6 +50,12 @@ FIGURES = [
     ("batch rows p50", lambda r: r["batch_rows_p50"]),
     ("shed %", lambda r: 100.0 * r["shed_share"]),
     ("scored inline %", lambda r: 100.0 * (r.get("inline_share") or 0.0)),
+    # The same in-process histogram split by where a request's rows were scored (0 when
+    # no request took that path).
+    ("inline p99 ms", lambda r: r["in_process_by_path_ms"]["inline"]["p99"]),
+    ("inline p99.9 ms", lambda r: r["in_process_by_path_ms"]["inline"]["p99_9"]),
+    ("batched p99 ms", lambda r: r["in_process_by_path_ms"]["batched"]["p99"]),
+    ("batched p99.9 ms", lambda r: r["in_process_by_path_ms"]["batched"]["p99_9"]),
 ]
 
 

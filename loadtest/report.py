@@ -173,6 +173,13 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     row["score_cache_hit_share"] = hits / (hits + misses) if hits + misses else None
     inline, batched = (delta(f'ctrbid_scoring_path_total{{path="{p}"}}') for p in ("inline", "batched"))
     row["inline_share"] = inline / (inline + batched) if inline + batched else None
+    # The whole in-process time of the requests scored on each path (their stage total).
+    qp = lambda path, p: after.get(f'ctrbid_scored_request_seconds{{path="{path}",quantile="{p}"}}', 0.0) * 1e3  # noqa: E731
+    row["in_process_by_path_ms"] = {
+        path: {"p50": qp(path, 0.5), "p99": qp(path, 0.99), "p99_9": qp(path, 0.999),
+               "count": after.get(f'ctrbid_scored_request_seconds_count{{path="{path}"}}', 0.0)}
+        for path in ("inline", "batched")
+    }
     row["sustainable"] = (
         row["client_ms"]["p99"] <= float(sc["sustainable_p99_ms"])
         and row["shed_share"] <= float(sc["max_shed_share"])
@@ -317,6 +324,9 @@ def main() -> None:
               f"bidder / ORT alone (one core flat out): {ratios['capacity_bidder_over_ort_alone']:.2f}.",
               f"- The bidder's median inference batch at 70 %: {b['batch_rows_p50']:.0f} rows, {b['inference_ms_p50']:.3f} ms; "
               f"scored inline: {'–' if b['inline_share'] is None else '%.1f %%' % (100 * b['inline_share'])}.",
+              f"- The bidder's in-process latency by where a request was scored, p50 / p99 / p99.9 ms (requests): "
+              + "; ".join(f"{k} {v['p50']:.2f} / {v['p99']:.2f} / {v['p99_9']:.2f} ({v['count']:,.0f})"
+                          for k, v in b["in_process_by_path_ms"].items()) + ".",
               "", "In-process figures are the server's histograms over the run including its warm-up; client figures "
               "count from each request's intended send time (no coordinated omission).", "",
               ""]

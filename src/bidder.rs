@@ -37,7 +37,8 @@ use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
 use crate::pricing::{auction_price, bid_cpm, Auction, Prediction};
 use crate::scoring::model::ModelSource;
 use crate::scoring::{
-    runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, WorkerBusy,
+    runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, ScoringPath,
+    WorkerBusy,
 };
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -219,6 +220,18 @@ pub enum Answer {
     NoBid { reason: NoBidReason, body: Option<Vec<u8>> },
     /// 400 with this reason as the body.
     BadRequest(String),
+}
+
+/// What one request's trip through [`Bidder::run`] leaves for its metrics sample.
+#[derive(Debug, Default)]
+struct Trace {
+    /// Nanoseconds per stage; `total` is filled in by [`Bidder::bid`].
+    ns: [u64; Stage::ALL.len()],
+    /// The latest moment the exchange still takes an answer (`tmax` less the network
+    /// allowance), once the request is read.
+    deadline: Option<Instant>,
+    /// Where the request's rows were scored, once they were.
+    path: Option<ScoringPath>,
 }
 
 #[derive(Debug, Clone)]
@@ -459,15 +472,15 @@ impl Bidder {
     /// request arrived (its deadline counts from there); `now_unix` the auction time
     /// in Unix seconds (time-of-day features, notice expiry).
     pub async fn bid(&self, body: &mut [u8], received: Instant, now_unix: i64) -> Answer {
-        let mut ns = [0u64; Stage::ALL.len()];
-        let mut deadline = None;
-        let answer = self.run(body, received, now_unix, &mut ns, &mut deadline).await;
+        let mut trace = Trace::default();
+        let answer = self.run(body, received, now_unix, &mut trace).await;
         let done = Instant::now();
+        let Trace { mut ns, deadline, path } = trace;
         ns[Stage::Total as usize] = (done - received).as_nanos() as u64;
         if deadline.is_some_and(|d| done > d) {
             self.metrics.count_late();
         }
-        self.metrics.sample(Sample::Request { ns });
+        self.metrics.sample(Sample::Request { ns, path });
         match &answer {
             Answer::Bid(_) => self.metrics.count(Outcome::Bid),
             Answer::NoBid { reason, .. } => {
@@ -492,16 +505,9 @@ impl Bidder {
         Answer::NoBid { reason, body }
     }
 
-    /// The bid path; sets `deadline_out` to the latest moment the exchange still takes
-    /// an answer (`tmax` less the network allowance) once the request is read.
-    async fn run(
-        &self,
-        body: &mut [u8],
-        received: Instant,
-        now_unix: i64,
-        ns: &mut [u64; Stage::ALL.len()],
-        deadline_out: &mut Option<Instant>,
-    ) -> Answer {
+    /// The bid path; fills in `trace` as it goes.
+    async fn run(&self, body: &mut [u8], received: Instant, now_unix: i64, trace: &mut Trace) -> Answer {
+        let Trace { ns, deadline: deadline_out, path } = trace;
         let mut clock = Instant::now();
         let mut lap = |stage: Stage, ns: &mut [u64; Stage::ALL.len()]| {
             let now = Instant::now();
@@ -582,6 +588,7 @@ impl Bidder {
                 return self.no_bid(NoBidReason::ScoringFailed, req.id())
             }
         };
+        *path = scores.path();
         clock = Instant::now();
         let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_unix);
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;

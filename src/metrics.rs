@@ -1,4 +1,5 @@
-//! Metrics: request counts by outcome and per-stage latency histograms.
+//! Metrics: request counts by outcome, per-stage latency histograms, and the whole
+//! in-process latency of scored requests split by where their rows were scored.
 //!
 //! The request path never takes a lock here: counters are relaxed atomics (monotonic,
 //! wrapping after 2^64), and latency samples go through a bounded channel to a recorder
@@ -8,6 +9,7 @@
 //! Prometheus text from the recorder's histograms under a mutex only the recorder and
 //! the scrape touch.
 
+use crate::scoring::batcher::ScoringPath;
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
@@ -91,8 +93,10 @@ impl Outcome {
 #[derive(Debug, Clone, Copy)]
 pub enum Sample {
     /// Nanoseconds per stage of one request; 0 for stages the request did not reach.
+    /// `path`: where its rows were scored, `None` when none were.
     Request {
         ns: [u64; Stage::ALL.len()],
+        path: Option<ScoringPath>,
     },
     /// One inference batch: rows scored, and time waited by each of its jobs.
     Batch {
@@ -106,6 +110,8 @@ pub enum Sample {
 
 struct Histograms {
     stages: Vec<Histogram<u64>>,
+    /// Stage `total` of the requests scored on each path, indexed by `ScoringPath as usize`.
+    scored: [Histogram<u64>; ScoringPath::ALL.len()],
     batch_rows: Histogram<u64>,
 }
 
@@ -133,6 +139,7 @@ impl Metrics {
         let new = || Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds are valid");
         let hist = Arc::new(Mutex::new(Histograms {
             stages: Stage::ALL.iter().map(|_| new()).collect(),
+            scored: ScoringPath::ALL.map(|_| new()),
             batch_rows: Histogram::new_with_bounds(1, 1 << 20, 3).expect("static histogram bounds are valid"),
         }));
         let (tx, rx) = bounded(SAMPLE_QUEUE);
@@ -218,6 +225,22 @@ impl Metrics {
             }
             let _ = writeln!(out, "ctrbid_stage_seconds_count{{stage=\"{}\"}} {}", stage.label(), h.len());
         }
+        out.push_str(
+            "# HELP ctrbid_scored_request_seconds In-process latency (stage total) of the requests whose rows were \
+             scored, by where: inline on the request's worker or batched on an inference thread.\n\
+             # TYPE ctrbid_scored_request_seconds summary\n",
+        );
+        for (path, h) in ScoringPath::ALL.iter().zip(&hist.scored) {
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let _ = writeln!(
+                    out,
+                    "ctrbid_scored_request_seconds{{path=\"{}\",quantile=\"{q}\"}} {:.9}",
+                    path.label(),
+                    h.value_at_quantile(q) as f64 / 1e9
+                );
+            }
+            let _ = writeln!(out, "ctrbid_scored_request_seconds_count{{path=\"{}\"}} {}", path.label(), h.len());
+        }
         out.push_str("# HELP ctrbid_batch_rows Rows per inference batch.\n# TYPE ctrbid_batch_rows summary\n");
         for q in [0.5, 0.9, 0.99] {
             let _ = writeln!(out, "ctrbid_batch_rows{{quantile=\"{q}\"}} {}", hist.batch_rows.value_at_quantile(q));
@@ -253,11 +276,14 @@ fn record_loop(rx: Receiver<Sample>, hist: Arc<Mutex<Histograms>>) {
 impl Histograms {
     fn record(&mut self, s: Sample) {
         match s {
-            Sample::Request { ns } => {
+            Sample::Request { ns, path } => {
                 for (v, hist) in ns.iter().zip(self.stages.iter_mut()) {
                     if *v > 0 {
                         hist.saturating_record(*v);
                     }
+                }
+                if let Some(path) = path {
+                    self.scored[path as usize].saturating_record(ns[Stage::Total as usize].max(1));
                 }
             }
             Sample::Batch { rows, inference_ns } => {
@@ -282,18 +308,25 @@ mod tests {
         let mut ns = [0u64; 8];
         ns[Stage::Parse as usize] = 2_000;
         ns[Stage::Total as usize] = 1_000_000;
-        m.sample(Sample::Request { ns });
-        // The recorder runs on its own thread: wait until it has taken the sample.
+        m.sample(Sample::Request { ns, path: None });
+        ns[Stage::Total as usize] = 3_000_000;
+        m.sample(Sample::Request { ns, path: Some(ScoringPath::Batched) });
+        // The recorder runs on its own thread: wait until it has taken the samples.
         let text = loop {
             let t = m.render();
-            if t.contains("ctrbid_stage_seconds_count{stage=\"total\"} 1") {
+            if t.contains("ctrbid_stage_seconds_count{stage=\"total\"} 2") {
                 break t;
             }
             std::thread::yield_now();
         };
         assert!(text.contains("ctrbid_requests_total{outcome=\"bid\"} 2"));
         assert!(text.contains("ctrbid_requests_total{outcome=\"invalid\"} 1"));
-        assert!(text.contains("ctrbid_stage_seconds{stage=\"total\",quantile=\"0.99\"} 0.001000"), "{text}");
+        assert!(text.contains("ctrbid_stage_seconds{stage=\"total\",quantile=\"0.5\"} 0.001000"), "{text}");
+        assert!(text.contains("ctrbid_stage_seconds{stage=\"total\",quantile=\"0.99\"} 0.003000"), "{text}");
         assert!(text.contains("ctrbid_stage_seconds_count{stage=\"select\"} 0"));
+        // Only the scored request is in its path's histogram, and none in the other's.
+        assert!(text.contains("ctrbid_scored_request_seconds{path=\"batched\",quantile=\"0.5\"} 0.003000"), "{text}");
+        assert!(text.contains("ctrbid_scored_request_seconds_count{path=\"batched\"} 1"), "{text}");
+        assert!(text.contains("ctrbid_scored_request_seconds_count{path=\"inline\"} 0"), "{text}");
     }
 }

@@ -117,6 +117,21 @@ async fn health_readiness_metrics_and_unknown_routes() {
             "{stage} in {text}"
         );
     }
+    // A bid was scored, inline with the default auto scoring on idle workers: its whole
+    // time is in that path's histogram (the recorder drains every few milliseconds).
+    if r.status == 200 {
+        let want = "ctrbid_scored_request_seconds_count{path=\"inline\"} 1\n";
+        let mut text = text;
+        for _ in 0..200 {
+            if text.contains(want) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            text = server.admin_get("/metrics").await.text();
+        }
+        assert!(text.contains(want), "{text}");
+        assert!(text.contains("ctrbid_scored_request_seconds_count{path=\"batched\"} 0\n"), "{text}");
+    }
     server.stop().await;
 }
 

@@ -72,12 +72,22 @@ pub struct Rows {
 /// Invariant: `values.len() == rows * heads.count()`, row-major: row `r`'s pCTR is
 /// `values[r * k]` and, when `heads` has a conversion head, its pCVR `values[r * k + 1]`
 /// (`k = heads.count()`). `heads` is that of the model that scored the rows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Scores {
     values: Vec<f32>,
     heads: Heads,
     /// Which model computed them: the batcher's model generation ([`Batcher::generation`]).
     generation: u32,
+    /// Where the rows were scored; `None` when none were (every row from the score cache).
+    path: Option<ScoringPath>,
+}
+
+/// Equal when the same model generation gave the same probabilities, wherever they
+/// were computed (`path` is not compared).
+impl PartialEq for Scores {
+    fn eq(&self, other: &Scores) -> bool {
+        (&self.values, self.heads, self.generation) == (&other.values, other.heads, other.generation)
+    }
 }
 
 impl Scores {
@@ -85,21 +95,21 @@ impl Scores {
     /// for [`Heads::PctrPcvr`] and ignored for [`Heads::Pctr`]. One allocation.
     pub fn new(heads: Heads, pctr: &[f32], pcvr: &[f32]) -> Scores {
         match heads {
-            Heads::Pctr => Scores { values: pctr.to_vec(), heads, generation: 0 },
+            Heads::Pctr => Scores { values: pctr.to_vec(), heads, generation: 0, path: None },
             Heads::PctrPcvr => {
                 assert_eq!(pctr.len(), pcvr.len(), "one pCVR per pCTR");
                 let mut values = Vec::with_capacity(2 * pctr.len());
                 for (&ctr, &cvr) in pctr.iter().zip(pcvr) {
                     values.extend_from_slice(&[ctr, cvr]);
                 }
-                Scores { values, heads, generation: 0 }
+                Scores { values, heads, generation: 0, path: None }
             }
         }
     }
 
     /// Room for `rows` rows of a model with `heads`, filled by [`Scores::push`].
     pub fn with_capacity(heads: Heads, rows: usize, generation: u32) -> Scores {
-        Scores { values: Vec::with_capacity(rows * heads.count()), heads, generation }
+        Scores { values: Vec::with_capacity(rows * heads.count()), heads, generation, path: None }
     }
 
     /// Appends one row; `pcvr` is ignored for [`Heads::Pctr`].
@@ -119,6 +129,18 @@ impl Scores {
     /// The model generation that computed these scores (0 for the first model).
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// Marks where the rows were scored ([`Batcher::score`] does).
+    pub fn scored_on(mut self, path: Option<ScoringPath>) -> Scores {
+        self.path = path;
+        self
+    }
+
+    /// Where the rows were scored: inline or batched, `None` when every row came from
+    /// the score cache.
+    pub fn path(&self) -> Option<ScoringPath> {
+        self.path
     }
 
     /// Number of rows.
@@ -307,7 +329,7 @@ impl Batcher {
             "# HELP ctrbid_scoring_path_total Requests sent to scoring, by where they were scored.\n\
              # TYPE ctrbid_scoring_path_total counter\n",
         );
-        for path in [ScoringPath::Inline, ScoringPath::Batched] {
+        for path in ScoringPath::ALL {
             let _ = writeln!(out, "ctrbid_scoring_path_total{{path=\"{}\"}} {}", path.label(), self.scored_by(path));
         }
         if let Some(busy) = self.worker_busy() {
@@ -390,13 +412,13 @@ impl Batcher {
                     Err(ScoreError::QueueFull) if self.tx.is_some() => {}
                     answer => {
                         self.scored[ScoringPath::Inline as usize].fetch_add(1, Ordering::Relaxed);
-                        return answer;
+                        return answer.map(|s| s.scored_on(Some(ScoringPath::Inline)));
                     }
                 }
             }
         }
         self.scored[ScoringPath::Batched as usize].fetch_add(1, Ordering::Relaxed);
-        self.queue(rows, deadline).await
+        Ok(self.queue(rows, deadline).await?.scored_on(Some(ScoringPath::Batched)))
     }
 
     /// Scores `rows` on the inference threads.
@@ -465,6 +487,8 @@ pub enum ScoringPath {
 }
 
 impl ScoringPath {
+    pub const ALL: [ScoringPath; 2] = [ScoringPath::Inline, ScoringPath::Batched];
+
     pub fn label(self) -> &'static str {
         match self {
             ScoringPath::Inline => "inline",

@@ -247,7 +247,7 @@ impl ScoreCache {
             self.store(keys.iter().copied(), &all);
             return Ok(all);
         }
-        let mut scores = Scores::with_capacity(part.heads(), n, generation);
+        let mut scores = Scores::with_capacity(part.heads(), n, generation).scored_on(part.path());
         let mut j = 0;
         for e in &found {
             match e {

@@ -269,12 +269,14 @@ async fn the_score_cache_answers_what_the_model_answered() {
     assert_eq!((cache.stats().hits, cache.stats().misses), (0, 10));
     let again = cache.score(&batcher, first(10), past).await.expect("every row remembered: no scoring, no deadline");
     assert_eq!(again, fresh);
+    assert_eq!((fresh.path(), again.path()), (Some(super::ScoringPath::Batched), None), "none scored the second time");
     assert_eq!((cache.stats().hits, cache.stats().misses), (10, 10));
 
     // Rows 5..15: five remembered, five new, answered in row order.
     let mixed = super::Rows { cat: cat[5 * f..15 * f].to_vec(), num: num[5 * d..15 * d].to_vec(), n: 10 };
     let scores = cache.score(&batcher, mixed, later()).await.unwrap();
     assert_eq!((cache.stats().hits, cache.stats().misses), (15, 15));
+    assert_eq!(scores.path(), Some(super::ScoringPath::Batched), "the new rows were scored");
     for r in 0..10 {
         let row = r + 5;
         let (ctr, cvr) = closed.probabilities(&cat[row * f..(row + 1) * f], &num[row * d..(row + 1) * d]);
@@ -374,9 +376,11 @@ async fn auto_scoring_goes_inline_while_the_workers_are_idle_and_batched_when_bu
     let counts = |b: &Batcher| (b.scored_by(ScoringPath::Inline), b.scored_by(ScoringPath::Batched));
     for (share, want) in [(0.0, (3, 0)), (0.499, (6, 0)), (0.5, (6, 3)), (0.95, (6, 6))] {
         busy.publish(share);
+        let path = if share < 0.5 { ScoringPath::Inline } else { ScoringPath::Batched };
         for salt in 0..3 {
             let scores = batcher.score(salted_rows(5, f, d, salt), deadline()).await.unwrap();
             check(&scores, &salted_rows(5, f, d, salt));
+            assert_eq!(scores.path(), Some(path), "busy share {share}");
         }
         assert_eq!(counts(&batcher), want, "busy share {share}");
     }
