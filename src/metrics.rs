@@ -215,15 +215,7 @@ impl Metrics {
             "# HELP ctrbid_stage_seconds Latency of each stage of the bid path.\n# TYPE ctrbid_stage_seconds summary\n",
         );
         for (stage, h) in Stage::ALL.iter().zip(&hist.stages) {
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let _ = writeln!(
-                    out,
-                    "ctrbid_stage_seconds{{stage=\"{}\",quantile=\"{q}\"}} {:.9}",
-                    stage.label(),
-                    h.value_at_quantile(q) as f64 / 1e9
-                );
-            }
-            let _ = writeln!(out, "ctrbid_stage_seconds_count{{stage=\"{}\"}} {}", stage.label(), h.len());
+            seconds_summary(&mut out, "ctrbid_stage_seconds", ("stage", stage.label()), h);
         }
         out.push_str(
             "# HELP ctrbid_scored_request_seconds In-process latency (stage total) of the requests whose rows were \
@@ -231,15 +223,7 @@ impl Metrics {
              # TYPE ctrbid_scored_request_seconds summary\n",
         );
         for (path, h) in ScoringPath::ALL.iter().zip(&hist.scored) {
-            for q in [0.5, 0.9, 0.99, 0.999] {
-                let _ = writeln!(
-                    out,
-                    "ctrbid_scored_request_seconds{{path=\"{}\",quantile=\"{q}\"}} {:.9}",
-                    path.label(),
-                    h.value_at_quantile(q) as f64 / 1e9
-                );
-            }
-            let _ = writeln!(out, "ctrbid_scored_request_seconds_count{{path=\"{}\"}} {}", path.label(), h.len());
+            seconds_summary(&mut out, "ctrbid_scored_request_seconds", ("path", path.label()), h);
         }
         out.push_str("# HELP ctrbid_batch_rows Rows per inference batch.\n# TYPE ctrbid_batch_rows summary\n");
         for q in [0.5, 0.9, 0.99] {
@@ -248,6 +232,16 @@ impl Metrics {
         let _ = writeln!(out, "ctrbid_batch_rows_count {}", hist.batch_rows.len());
         out
     }
+}
+
+/// One labelled series of a Prometheus summary from a histogram of nanoseconds: its
+/// quantiles in seconds, then its count.
+fn seconds_summary(out: &mut String, name: &str, (key, value): (&str, &str), h: &Histogram<u64>) {
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let _ =
+            writeln!(out, "{name}{{{key}=\"{value}\",quantile=\"{q}\"}} {:.9}", h.value_at_quantile(q) as f64 / 1e9);
+    }
+    let _ = writeln!(out, "{name}_count{{{key}=\"{value}\"}} {}", h.len());
 }
 
 /// How often the recorder drains the sample queue. It sleeps between drains rather than
