@@ -50,13 +50,18 @@ FIGURES = [
     ("batch rows p50", lambda r: r["batch_rows_p50"]),
     ("shed %", lambda r: 100.0 * r["shed_share"]),
     ("scored inline %", lambda r: 100.0 * (r.get("inline_share") or 0.0)),
-    # The same in-process histogram split by where a request's rows were scored (0 when
-    # no request took that path).
-    ("inline p99 ms", lambda r: r["in_process_by_path_ms"]["inline"]["p99"]),
-    ("inline p99.9 ms", lambda r: r["in_process_by_path_ms"]["inline"]["p99_9"]),
-    ("batched p99 ms", lambda r: r["in_process_by_path_ms"]["batched"]["p99"]),
-    ("batched p99.9 ms", lambda r: r["in_process_by_path_ms"]["batched"]["p99_9"]),
+    # The same in-process histogram split by where a request's rows were scored; a run in
+    # which no request took the path has no figure for it.
+    ("inline p99 ms", lambda r: by_path(r, "inline", "p99")),
+    ("inline p99.9 ms", lambda r: by_path(r, "inline", "p99_9")),
+    ("batched p99 ms", lambda r: by_path(r, "batched", "p99")),
+    ("batched p99.9 ms", lambda r: by_path(r, "batched", "p99_9")),
 ]
+
+
+def by_path(row: dict, path: str, quantile: str) -> float | None:
+    figures = row["in_process_by_path_ms"][path]
+    return figures[quantile] if figures["count"] > 0 else None
 
 
 def take(flags: list[str], name: str, has_value: bool = True) -> tuple[list[str], str | None]:
@@ -83,7 +88,12 @@ def side_setup(flags: list[str], default_workers: int) -> tuple[list[str], dict]
 
 
 def summarise(runs: list[dict]) -> dict:
-    return {label: statistics.median(get(r) for r in runs) for label, get in FIGURES}
+    """Each figure's median over the runs that have it (None when none has)."""
+    out = {}
+    for label, get in FIGURES:
+        values = [v for v in (get(r) for r in runs) if v is not None]
+        out[label] = statistics.median(values) if values else None
+    return out
 
 
 def markdown(res: dict) -> str:
@@ -96,8 +106,9 @@ def markdown(res: dict) -> str:
         a, b = rate["a"], rate["b"]
         out += [f"## {rate['rate']:,.0f} requests/s: medians", "", "| | A | B | B / A |", "|---|---|---|---|"]
         for label, _ in FIGURES:
-            ratio = b[label] / a[label] if a[label] else float("nan")
-            out.append(f"| {label} | {a[label]:.3f} | {b[label]:.3f} | {ratio:.2f} |")
+            cell = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            ratio = f"{b[label] / a[label]:.2f}" if a[label] and b[label] is not None else "–"
+            out.append(f"| {label} | {cell(a[label])} | {cell(b[label])} | {ratio} |")
         out += ["", "Runs (in-process p50 / p99 / p99.9 ms, CPU s per 1,000):", ""]
         for side in ("a", "b"):
             runs = ", ".join(f"{r['in_process_ms']['p50']:.2f} / {r['in_process_ms']['p99']:.2f} / "
