@@ -34,6 +34,8 @@ test: setup-ort setup-py build
 	# The CUDA build: it compiles, and without a CUDA runtime it refuses to start.
 	$(CARGO) test --release --features cuda --test startup_errors
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
+	# The load-test scripts' arithmetic (no server).
+	$(VPY) -m pytest -q loadtest/tests
 
 build:
 	$(CARGO) build --release

@@ -294,7 +294,9 @@ def main() -> None:
     floor_cpu = cl["cpu_s_per_1000"] + ort["cpu_s_per_1000_requests"]
     ratios = {
         "cpu_bidder_over_ceiling_plus_ort": b["cpu_s_per_1000"] / floor_cpu,
-        "capacity_bidder_over_ceiling": bidder_capacity / max(capacity["ceiling, 2 workers"], 1.0),
+        # None when the ceiling sustained no step (a box too busy for the sitting to mean much).
+        "capacity_bidder_over_ceiling": (bidder_capacity / capacity["ceiling, 2 workers"]
+                                         if capacity["ceiling, 2 workers"] > 0 else None),
         "capacity_bidder_over_ort_alone": bidder_capacity / ort["requests_per_s"],
     }
     report = {"scenario": name, "corpus_requests": ort["corpus_requests"], "sweeps": sweeps, "capacity": capacity,
@@ -320,7 +322,10 @@ def main() -> None:
               f"| {ort['cpu_s_per_1000_requests']:.3f} | – | – |", "",
               f"- CPU per request, bidder / (ceiling + ORT alone): **{ratios['cpu_bidder_over_ceiling_plus_ort']:.2f}** "
               f"({b['cpu_s_per_1000']:.3f} / ({cl['cpu_s_per_1000']:.3f} + {ort['cpu_s_per_1000_requests']:.3f})).",
-              f"- Highest sustainable rate, bidder / ceiling: {ratios['capacity_bidder_over_ceiling']:.2f}; "
+              "- Highest sustainable rate, bidder / ceiling: "
+              + ("– (the ceiling sustained no step: the box was too busy for this sitting's figures to mean much)"
+                 if ratios["capacity_bidder_over_ceiling"] is None else f"{ratios['capacity_bidder_over_ceiling']:.2f}")
+              + "; "
               f"bidder / ORT alone (one core flat out): {ratios['capacity_bidder_over_ort_alone']:.2f}.",
               f"- The bidder's median inference batch at 70 %: {b['batch_rows_p50']:.0f} rows, {b['inference_ms_p50']:.3f} ms; "
               f"scored inline: {'–' if b['inline_share'] is None else '%.1f %%' % (100 * b['inline_share'])}.",
