@@ -313,6 +313,7 @@ impl Bidder {
             queue_capacity: cfg.scoring.queue_capacity,
             adaptive_wait: cfg.scoring.adaptive_wait,
             cpus: cfg.scoring.inference_cpus.clone(),
+            realtime: cfg.scoring.realtime_inference,
         };
         let batcher = match cfg.inline_scoring() {
             InlineScoring::Off => Batcher::start(models, knobs, Arc::clone(&metrics)),

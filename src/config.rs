@@ -177,6 +177,10 @@ pub struct ScoringConfig {
     /// file; empty: not pinned.
     #[serde(skip)]
     pub inference_cpus: Vec<usize>,
+    /// Inference threads run under SCHED_FIFO (priority 1): runnable, they preempt the
+    /// tokio workers and everything else of normal priority (`cpus`; Linux, needs
+    /// CAP_SYS_NICE, else a start-up error). Default false (README, Figures).
+    pub realtime_inference: bool,
 }
 
 impl Default for ScoringConfig {
@@ -194,6 +198,7 @@ impl Default for ScoringConfig {
             cache_ttl_ms: DEFAULT_SCORE_CACHE_TTL_MS,
             pin_threads: false,
             inference_cpus: Vec::new(),
+            realtime_inference: false,
         }
     }
 }
@@ -422,6 +427,11 @@ impl Config {
             "places inference threads, and scoring.inline = true has none",
         )?;
         check(
+            !(self.scoring.inline == InlineScoring::On && self.scoring.realtime_inference),
+            "scoring.realtime_inference",
+            "applies to inference threads, and scoring.inline = true has none",
+        )?;
+        check(
             self.scoring.inline_max_busy > 0.0 && self.scoring.inline_max_busy <= 1.0,
             "scoring.inline_max_busy",
             "must be in (0, 1]",
@@ -491,6 +501,10 @@ mod tests {
         assert_eq!(off.scoring_sessions(), off.scoring.threads);
         let c: Config = toml::from_str("[scoring]\ninline = true\npin_threads = true\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("scoring.pin_threads"));
+        let c: Config = toml::from_str("[scoring]\ninline = true\nrealtime_inference = true\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("scoring.realtime_inference"));
+        let c: Config = toml::from_str("[scoring]\nrealtime_inference = true\n").unwrap();
+        assert!(c.validate().is_ok() && c.scoring.realtime_inference && !Config::default().scoring.realtime_inference);
     }
 
     #[test]

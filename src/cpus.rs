@@ -1,5 +1,6 @@
-//! Where the server's threads run: a CPU of its own for each inference thread, the
-//! remaining CPUs for everything else (`scoring.pin_threads`).
+//! Where and how the server's threads run: a CPU of its own for each inference thread,
+//! the remaining CPUs for everything else (`scoring.pin_threads`); and real-time
+//! priority for the inference threads (`scoring.realtime_inference`).
 //!
 //! An inference thread runs ONNX Runtime flat out while a batch lasts, and every
 //! request of the batch waits for it. On a small box shared with other work (the load
@@ -61,6 +62,50 @@ pub fn pin_current(cpus: &[usize]) -> io::Result<()> {
         set.set(c).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("CPU {c} is out of range")))?;
     }
     sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}
+
+/// Puts the calling thread under SCHED_FIFO at priority 1, the lowest real-time one:
+/// when runnable it preempts every thread of normal priority, and gives its CPU up
+/// only when it blocks (an inference thread blocks on its queue between batches; the
+/// kernel's real-time throttling, 95 % of each second by default, bounds the rest).
+/// Needs CAP_SYS_NICE (or an RLIMIT_RTPRIO of at least 1).
+#[cfg(target_os = "linux")]
+pub fn realtime_current() -> io::Result<()> {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadSchedulePolicy,
+    };
+    // `Min` is the policy's lowest priority: 1 for SCHED_FIFO.
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+    )
+    .map_err(|e| match e {
+        thread_priority::Error::OS(errno) => io::Error::from_raw_os_error(errno),
+        other => io::Error::other(other.to_string()),
+    })
+}
+
+/// Whether this process may put a thread under SCHED_FIFO: tries it on a short-lived
+/// thread of its own (so no other thread's priority changes), for a start-up error
+/// that names the setting rather than a warning from each inference thread.
+pub fn check_realtime() -> anyhow::Result<()> {
+    let tried =
+        std::thread::spawn(realtime_current).join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))?;
+    tried.map_err(|e| {
+        anyhow::anyhow!(
+            "scoring.realtime_inference: this process may not use SCHED_FIFO ({e}); it needs CAP_SYS_NICE \
+             (or RLIMIT_RTPRIO >= 1), or set scoring.realtime_inference = false"
+        )
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn realtime_current() -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "real-time inference threads (scoring.realtime_inference) need Linux",
+    ))
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -53,6 +53,9 @@ pub struct Opts {
     /// A CPU of its own for each inference thread, the other CPUs for the rest (Linux).
     #[arg(long, env = "CTRBID_PIN_THREADS")]
     pin_threads: Option<bool>,
+    /// Inference threads under SCHED_FIFO (Linux; needs CAP_SYS_NICE).
+    #[arg(long, env = "CTRBID_REALTIME_INFERENCE")]
+    realtime_inference: Option<bool>,
     /// Candidate rows whose scores are remembered; 0 turns the score cache off.
     #[arg(long, env = "CTRBID_SCORE_CACHE_ENTRIES")]
     score_cache_entries: Option<usize>,
@@ -113,6 +116,9 @@ impl Opts {
         if let Some(v) = self.pin_threads {
             c.scoring.pin_threads = v;
         }
+        if let Some(v) = self.realtime_inference {
+            c.scoring.realtime_inference = v;
+        }
         if let Some(v) = self.inline_scoring {
             c.scoring.inline = v;
         }
@@ -146,6 +152,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     let mut cfg = opts.config()?;
     let workers = cfg.tokio_workers();
     let placement = if cfg.scoring.pin_threads { Some(place_threads(&mut cfg)?) } else { None };
+    if cfg.scoring.realtime_inference && cfg.inline_scoring() != InlineScoring::On {
+        crate::cpus::check_realtime()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name("ctrbid-worker")
@@ -156,9 +165,12 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let info = &server.state().bidder.state().model;
         let mode =
             if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
-        let pinned = placement.as_ref().map_or(String::new(), |p| {
+        let mut pinned = placement.as_ref().map_or(String::new(), |p| {
             format!(" inference_cpus={:?} other_cpus={:?}", p.inference, p.rest)
         });
+        if cfg.scoring.realtime_inference {
+            pinned.push_str(" inference_sched=fifo");
+        }
         println!(
             "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; tokio_workers={} inference_threads={}{pinned})",
             server.local_addr(),

@@ -56,6 +56,8 @@ pub struct BatcherConfig {
     /// Inference thread `i` pins itself to CPU `cpus[i % cpus.len()]` ([`crate::cpus`]);
     /// empty: it runs wherever the scheduler puts it.
     pub cpus: Vec<usize>,
+    /// Each inference thread puts itself under SCHED_FIFO ([`crate::cpus::realtime_current`]).
+    pub realtime: bool,
 }
 
 /// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
@@ -252,6 +254,7 @@ impl Batcher {
                 let (swap_tx, swap_rx) = bounded::<(Model, u32)>(1);
                 swaps.push(swap_tx);
                 let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]);
+                let realtime = cfg.realtime;
                 std::thread::Builder::new()
                     .name(format!("ctrbid-infer-{i}"))
                     .spawn(move || {
@@ -260,6 +263,12 @@ impl Batcher {
                             // costs latency, not answers.
                             if let Err(e) = crate::cpus::pin_current(&[cpu]) {
                                 eprintln!("ctrbid: inference thread {i} could not pin itself to CPU {cpu}: {e}");
+                            }
+                        }
+                        // `serve` checked at start-up that this is allowed; as above.
+                        if realtime {
+                            if let Err(e) = crate::cpus::realtime_current() {
+                                eprintln!("ctrbid: inference thread {i} could not take SCHED_FIFO: {e}");
                             }
                         }
                         inference_loop(model, rx, swap_rx, cfg, metrics, backlog)

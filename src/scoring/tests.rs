@@ -17,6 +17,7 @@ fn unwaiting() -> BatcherConfig {
         queue_capacity: 64,
         adaptive_wait: false,
         cpus: Vec::new(),
+        realtime: false,
     }
 }
 
@@ -130,6 +131,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
         queue_capacity: 16,
         adaptive_wait: false,
         cpus: Vec::new(),
+        realtime: false,
     };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let closed = ClosedForm::load();
@@ -205,7 +207,14 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
     let two = repo().join("tests/fixtures/models/two_heads.onnx");
     let (f, d) = (open(&two).info.cat_width, open(&two).info.num_width);
     let max_wait = Duration::from_secs(8);
-    let cfg = BatcherConfig { max_batch_rows: 5, max_wait, queue_capacity: 16, adaptive_wait: true, cpus: Vec::new() };
+    let cfg = BatcherConfig {
+        max_batch_rows: 5,
+        max_wait,
+        queue_capacity: 16,
+        adaptive_wait: true,
+        cpus: Vec::new(),
+        realtime: false,
+    };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let job = move |n: usize| {
         let (cat, num) = rows(n, f, d);

@@ -1,0 +1,94 @@
+//! `scoring.realtime_inference`: the served process's inference threads run under
+//! SCHED_FIFO and every other thread under the normal policy, as the kernel reports
+//! them; where the process may not use SCHED_FIFO, start-up fails and says why. Runs
+//! the `ctrbid` binary (a scheduling policy is per thread of a process).
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `policy` in `/proc/<pid>/task/<tid>/stat` (field 41): 0 normal, 1 SCHED_FIFO.
+const SCHED_FIFO: u32 = 1;
+
+fn serve(extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctrbid"));
+    cmd.args(["serve", "--config", "deploy/ctrbid.toml", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(extra)
+        .env("CTRBID_NOTICE_KEY", "k".repeat(32))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    cmd
+}
+
+/// Thread name -> scheduling policy, for every thread of `pid`.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(dir.join("comm")), std::fs::read_to_string(dir.join("stat")))
+        else {
+            continue; // the thread ended between the listing and the reads
+        };
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // the state is field 3, so the policy (41) is the 39th of these.
+        let after = stat.rsplit_once(')').unwrap().1.split_whitespace().collect::<Vec<_>>();
+        out.push((comm.trim().to_string(), after[38].parse().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn inference_threads_run_under_sched_fifo_and_nothing_else_does() {
+    let allowed = std::thread::spawn(ctrbid::cpus::realtime_current).join().unwrap();
+    if let Err(e) = allowed {
+        // This machine may not: start-up is refused, naming the setting and the cause.
+        let out = serve(&["--realtime-inference", "true"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started without SCHED_FIFO ({e}): {stderr}");
+        assert!(stderr.contains("scoring.realtime_inference") && stderr.contains("CAP_SYS_NICE"), "{stderr}");
+        return;
+    }
+    let mut child = serve(&["--realtime-inference", "true", "--inference-threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    // A new thread sets its policy once it runs, which may be a moment after the
+    // start-up line: look until it has (or 10 s have passed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let threads = loop {
+        let threads = thread_policies(child.id());
+        let done = threads.iter().any(|(name, policy)| name.starts_with("ctrbid-infer") && *policy == SCHED_FIFO);
+        if done || Instant::now() > deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert!(line.contains("inference_sched=fifo"), "{line}");
+    let (inference, others): (Vec<_>, Vec<_>) = threads.iter().partition(|(name, _)| name.starts_with("ctrbid-infer"));
+    assert_eq!(inference, vec![&("ctrbid-infer-0".to_string(), SCHED_FIFO)], "{threads:?}");
+    assert!(others.iter().any(|(name, _)| name == "ctrbid-worker"), "{threads:?}");
+    assert!(others.iter().all(|(_, policy)| *policy == 0), "only the inference thread is real-time: {threads:?}");
+}
+
+/// Off by default: no thread of a default server is real-time.
+#[test]
+fn by_default_no_thread_is_real_time() {
+    let mut child = serve(&[]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let threads = thread_policies(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!line.contains("inference_sched"), "{line}");
+    assert!(threads.iter().any(|(name, _)| name.starts_with("ctrbid-infer")), "{threads:?}");
+    assert!(threads.iter().all(|(_, policy)| *policy == 0), "{threads:?}");
+}
