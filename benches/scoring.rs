@@ -56,7 +56,7 @@ fn batcher(c: &mut Criterion) {
             queue_capacity: defaults.queue_capacity,
             adaptive_wait,
             cpus: Vec::new(),
-            realtime: false,
+            realtime: None,
         };
         Arc::new(Batcher::start(vec![common::open_model(&path)], cfg, Metrics::start()))
     };

@@ -313,7 +313,7 @@ impl Bidder {
             queue_capacity: cfg.scoring.queue_capacity,
             adaptive_wait: cfg.scoring.adaptive_wait,
             cpus: cfg.scoring.inference_cpus.clone(),
-            realtime: cfg.scoring.realtime_inference,
+            realtime: cfg.scoring.realtime_inference.then_some(cfg.scoring.realtime_max_busy),
         };
         let batcher = match cfg.inline_scoring() {
             InlineScoring::Off => Batcher::start(models, knobs, Arc::clone(&metrics)),

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_WAIT_US: u64 = 200;
 pub const DEFAULT_ADAPTIVE_WAIT: bool = true;
 /// `scoring.inline_max_busy`: see [`InlineScoring::Auto`] (README, Figures).
 pub const DEFAULT_INLINE_MAX_BUSY: f64 = 0.8;
+/// `scoring.realtime_max_busy`: see [`crate::scoring::realtime`].
+pub const DEFAULT_REALTIME_MAX_BUSY: f64 = 0.5;
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 pub const DEFAULT_INFERENCE_THREADS: usize = 1;
 pub const DEFAULT_SCORE_CACHE_ENTRIES: usize = 0;
@@ -181,6 +183,10 @@ pub struct ScoringConfig {
     /// tokio workers and everything else of normal priority (`cpus`; Linux, needs
     /// CAP_SYS_NICE, else a start-up error). Default false (README, Figures).
     pub realtime_inference: bool,
+    /// With `realtime_inference`: an inference thread busy more than this share of the
+    /// time (0 to 1) leaves SCHED_FIFO until it is busy less than half of it again
+    /// (`scoring::realtime`); 1 keeps it real-time however busy.
+    pub realtime_max_busy: f64,
 }
 
 impl Default for ScoringConfig {
@@ -199,6 +205,7 @@ impl Default for ScoringConfig {
             pin_threads: false,
             inference_cpus: Vec::new(),
             realtime_inference: false,
+            realtime_max_busy: DEFAULT_REALTIME_MAX_BUSY,
         }
     }
 }
@@ -432,6 +439,11 @@ impl Config {
             "applies to inference threads, and scoring.inline = true has none",
         )?;
         check(
+            self.scoring.realtime_max_busy > 0.0 && self.scoring.realtime_max_busy <= 1.0,
+            "scoring.realtime_max_busy",
+            "must be in (0, 1]",
+        )?;
+        check(
             self.scoring.inline_max_busy > 0.0 && self.scoring.inline_max_busy <= 1.0,
             "scoring.inline_max_busy",
             "must be in (0, 1]",
@@ -505,6 +517,11 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("scoring.realtime_inference"));
         let c: Config = toml::from_str("[scoring]\nrealtime_inference = true\n").unwrap();
         assert!(c.validate().is_ok() && c.scoring.realtime_inference && !Config::default().scoring.realtime_inference);
+        assert_eq!(c.scoring.realtime_max_busy, DEFAULT_REALTIME_MAX_BUSY);
+        for busy in ["0.0", "-1", "1.01"] {
+            let c: Config = toml::from_str(&format!("[scoring]\nrealtime_max_busy = {busy}\n")).unwrap();
+            assert!(c.validate().unwrap_err().to_string().contains("scoring.realtime_max_busy"), "{busy}");
+        }
     }
 
     #[test]

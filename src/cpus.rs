@@ -86,6 +86,25 @@ pub fn realtime_current() -> io::Result<()> {
     })
 }
 
+/// Puts the calling thread back under the normal policy (SCHED_OTHER, nice 0), as an
+/// inference thread does while it is too busy for real-time priority to pay
+/// ([`crate::scoring::realtime`]).
+#[cfg(target_os = "linux")]
+pub fn normal_current() -> io::Result<()> {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+    };
+    set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Os(thread_priority::ThreadPriorityOsValue::default()),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    )
+    .map_err(|e| match e {
+        thread_priority::Error::OS(errno) => io::Error::from_raw_os_error(errno),
+        other => io::Error::other(other.to_string()),
+    })
+}
+
 /// Whether this process may put a thread under SCHED_FIFO: tries it on a short-lived
 /// thread of its own (so no other thread's priority changes), for a start-up error
 /// that names the setting rather than a warning from each inference thread.
@@ -106,6 +125,11 @@ pub fn realtime_current() -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "real-time inference threads (scoring.realtime_inference) need Linux",
     ))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn normal_current() -> io::Result<()> {
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -92,3 +92,103 @@ fn by_default_no_thread_is_real_time() {
     assert!(threads.iter().any(|(name, _)| name.starts_with("ctrbid-infer")), "{threads:?}");
     assert!(threads.iter().all(|(_, policy)| *policy == 0), "{threads:?}");
 }
+
+/// The body of `GET path` from `addr` (host:port), on a connection of its own.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    reply.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// `policy` of the calling thread, from `/proc/thread-self/stat`.
+fn own_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(38).unwrap().parse().unwrap()
+}
+
+/// An inference thread too busy for SCHED_FIFO to pay leaves it and takes it back
+/// later (`ctrbid::scoring::realtime`): both changes, as the kernel reports them.
+#[test]
+fn a_thread_leaves_sched_fifo_and_takes_it_back() {
+    let policies = std::thread::spawn(|| {
+        ctrbid::cpus::realtime_current().map(|()| {
+            let fifo = own_policy();
+            ctrbid::cpus::normal_current().unwrap();
+            let normal = own_policy();
+            ctrbid::cpus::realtime_current().unwrap();
+            (fifo, normal, own_policy())
+        })
+    })
+    .join()
+    .unwrap();
+    match policies {
+        Ok(p) => assert_eq!(p, (SCHED_FIFO, 0, SCHED_FIFO)),
+        // Without CAP_SYS_NICE only the way back to normal can be checked.
+        Err(_) => {
+            ctrbid::cpus::normal_current().unwrap();
+            assert_eq!(own_policy(), 0);
+        }
+    }
+}
+
+/// Under all-batched overload the server reports its real-time threads, and once load
+/// stops the inference thread is under SCHED_FIFO again after its next batch, whether
+/// or not it left it meanwhile (leaving depends on inference being the bottleneck,
+/// which depends on the machine: the decision itself is unit-tested).
+#[test]
+fn after_overload_the_inference_thread_is_real_time_again() {
+    if std::thread::spawn(ctrbid::cpus::realtime_current).join().unwrap().is_err() {
+        return; // covered by the start-up refusal test above
+    }
+    let mut child = serve(&["--realtime-inference", "true", "--inline-scoring", "false", "--inference-threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let bid = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let admin = line.split("(admin ").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let corpus = std::env::temp_dir().join(format!("ctrbid-rt-corpus-{}.jsonl", std::process::id()));
+    let body = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json"),
+    )
+    .unwrap();
+    let one_line: serde_json::Value = serde_json::from_str(&body).unwrap();
+    std::fs::write(&corpus, format!("{one_line}\n")).unwrap();
+    let loadgen = |rate: &str, seconds: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ctrbid"))
+            .args(["loadgen", "--url", &format!("{bid}/openrtb2/bid"), "--corpus"])
+            .arg(&corpus)
+            .args(["--rate", rate, "--duration-s", seconds, "--warmup-s", "0", "--max-connections", "64"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    loadgen("20000", "2");
+    let metrics = |name: &str| -> u64 {
+        let text = http_get(admin.trim_start_matches("http://"), "/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from {text}"))
+            .parse()
+            .unwrap()
+    };
+    let left = metrics("ctrbid_inference_realtime_left_total");
+    // Idle for more than a window, then one batch: it closes an almost idle window.
+    std::thread::sleep(Duration::from_millis(200));
+    loadgen("10", "1");
+    let now = metrics("ctrbid_inference_realtime_threads");
+    let threads = thread_policies(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(&corpus);
+    eprintln!("the inference thread left SCHED_FIFO {left} times under overload");
+    assert_eq!(now, 1, "{threads:?}");
+    let inference: Vec<_> = threads.iter().filter(|(name, _)| name.starts_with("ctrbid-infer")).collect();
+    assert_eq!(inference, vec![&("ctrbid-infer-0".to_string(), SCHED_FIFO)], "{threads:?}");
+}

@@ -56,6 +56,10 @@ pub struct Opts {
     /// Inference threads under SCHED_FIFO (Linux; needs CAP_SYS_NICE).
     #[arg(long, env = "CTRBID_REALTIME_INFERENCE")]
     realtime_inference: Option<bool>,
+    /// With `--realtime-inference true`: the busy share (0 to 1) above which an
+    /// inference thread leaves SCHED_FIFO until it is half as busy again; 1: never.
+    #[arg(long, env = "CTRBID_REALTIME_MAX_BUSY")]
+    realtime_max_busy: Option<f64>,
     /// Candidate rows whose scores are remembered; 0 turns the score cache off.
     #[arg(long, env = "CTRBID_SCORE_CACHE_ENTRIES")]
     score_cache_entries: Option<usize>,
@@ -118,6 +122,9 @@ impl Opts {
         }
         if let Some(v) = self.realtime_inference {
             c.scoring.realtime_inference = v;
+        }
+        if let Some(v) = self.realtime_max_busy {
+            c.scoring.realtime_max_busy = v;
         }
         if let Some(v) = self.inline_scoring {
             c.scoring.inline = v;

@@ -36,6 +36,7 @@
 
 use super::busy::WorkerBusy;
 use super::model::Heads;
+use super::realtime::{Change, Governor};
 use super::Model;
 use crate::metrics::{Metrics, Sample};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
@@ -56,8 +57,10 @@ pub struct BatcherConfig {
     /// Inference thread `i` pins itself to CPU `cpus[i % cpus.len()]` ([`crate::cpus`]);
     /// empty: it runs wherever the scheduler puts it.
     pub cpus: Vec<usize>,
-    /// Each inference thread puts itself under SCHED_FIFO ([`crate::cpus::realtime_current`]).
-    pub realtime: bool,
+    /// `Some(max_busy)`: each inference thread puts itself under SCHED_FIFO
+    /// ([`crate::cpus::realtime_current`]) while it is busy less than `max_busy` of the
+    /// time ([`super::realtime`]).
+    pub realtime: Option<f64>,
 }
 
 /// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
@@ -195,6 +198,12 @@ struct Backlog {
     /// Exponentially weighted mean of inference nanoseconds per row (weight 1/8).
     ns_per_row: AtomicU64,
     threads: usize,
+    /// `scoring.realtime_inference`: the threads were started under SCHED_FIFO.
+    realtime: bool,
+    /// Inference threads under SCHED_FIFO now ([`super::realtime`]).
+    realtime_now: AtomicUsize,
+    /// Times an inference thread left SCHED_FIFO because it was too busy.
+    realtime_left: AtomicU64,
 }
 
 impl Backlog {
@@ -244,7 +253,8 @@ impl Batcher {
     /// Starts one inference thread per model.
     pub fn start(models: Vec<Model>, cfg: BatcherConfig, metrics: Arc<Metrics>) -> Batcher {
         let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
-        let backlog = Arc::new(Backlog { threads: models.len(), ..Backlog::default() });
+        let backlog =
+            Arc::new(Backlog { threads: models.len(), realtime: cfg.realtime.is_some(), ..Backlog::default() });
         let mut swaps = Vec::with_capacity(models.len());
         let threads = models
             .into_iter()
@@ -266,12 +276,17 @@ impl Batcher {
                             }
                         }
                         // `serve` checked at start-up that this is allowed; as above.
-                        if realtime {
-                            if let Err(e) = crate::cpus::realtime_current() {
-                                eprintln!("ctrbid: inference thread {i} could not take SCHED_FIFO: {e}");
+                        let governor = realtime.and_then(|max_busy| match crate::cpus::realtime_current() {
+                            Ok(()) => {
+                                backlog.realtime_now.fetch_add(1, Ordering::Relaxed);
+                                Some(Governor::new(Instant::now(), max_busy))
                             }
-                        }
-                        inference_loop(model, rx, swap_rx, cfg, metrics, backlog)
+                            Err(e) => {
+                                eprintln!("ctrbid: inference thread {i} could not take SCHED_FIFO: {e}");
+                                None
+                            }
+                        });
+                        inference_loop(model, rx, swap_rx, cfg, metrics, backlog, governor)
                     })
                     .expect("spawning an inference thread")
             })
@@ -340,6 +355,17 @@ impl Batcher {
         );
         for path in ScoringPath::ALL {
             let _ = writeln!(out, "ctrbid_scoring_path_total{{path=\"{}\"}} {}", path.label(), self.scored_by(path));
+        }
+        if self.backlog.realtime {
+            let _ = writeln!(
+                out,
+                "# HELP ctrbid_inference_realtime_threads Inference threads under SCHED_FIFO now (scoring.realtime_inference).\n\
+                 # TYPE ctrbid_inference_realtime_threads gauge\nctrbid_inference_realtime_threads {}\n\
+                 # HELP ctrbid_inference_realtime_left_total Times an inference thread left SCHED_FIFO, busy more than scoring.realtime_max_busy.\n\
+                 # TYPE ctrbid_inference_realtime_left_total counter\nctrbid_inference_realtime_left_total {}",
+                self.backlog.realtime_now.load(Ordering::Relaxed),
+                self.backlog.realtime_left.load(Ordering::Relaxed),
+            );
         }
         if let Some(busy) = self.worker_busy() {
             let _ = writeln!(
@@ -601,6 +627,7 @@ fn inference_loop(
     cfg: BatcherConfig,
     metrics: Arc<Metrics>,
     backlog: Arc<Backlog>,
+    mut governor: Option<Governor>,
 ) {
     let (f, d) = (model.info.cat_width, model.info.num_width);
     let mut generation = 0u32;
@@ -690,6 +717,32 @@ fn inference_loop(
             offset += job.rows.n;
             let _ = job.reply.send(answer);
         }
+        if let Some(governor) = &mut governor {
+            govern(governor, start, &backlog);
+        }
+    }
+}
+
+/// A real-time inference thread's policy after a batch that began at `start`
+/// ([`super::realtime`]). A failed change is reported and the governor's view kept:
+/// it tries again at the next change of share.
+fn govern(governor: &mut Governor, start: Instant, backlog: &Backlog) {
+    let now = Instant::now();
+    match governor.record(now - start, now) {
+        Some(Change::Leave) => match crate::cpus::normal_current() {
+            Ok(()) => {
+                sub_saturating(&backlog.realtime_now, 1);
+                backlog.realtime_left.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!("ctrbid: an inference thread could not leave SCHED_FIFO: {e}"),
+        },
+        Some(Change::Return) => match crate::cpus::realtime_current() {
+            Ok(()) => {
+                backlog.realtime_now.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => eprintln!("ctrbid: an inference thread could not take SCHED_FIFO again: {e}"),
+        },
+        None => {}
     }
 }
 

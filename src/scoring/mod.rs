@@ -15,6 +15,7 @@ pub mod batcher;
 pub mod busy;
 pub mod cache;
 pub mod model;
+pub mod realtime;
 pub mod runtime;
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ fn unwaiting() -> BatcherConfig {
         queue_capacity: 64,
         adaptive_wait: false,
         cpus: Vec::new(),
-        realtime: false,
+        realtime: None,
     }
 }
 
@@ -131,7 +131,7 @@ async fn batcher_splits_both_heads_per_job_across_reloads() {
         queue_capacity: 16,
         adaptive_wait: false,
         cpus: Vec::new(),
-        realtime: false,
+        realtime: None,
     };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let closed = ClosedForm::load();
@@ -213,7 +213,7 @@ async fn an_adaptive_batch_waits_only_for_announced_requests() {
         queue_capacity: 16,
         adaptive_wait: true,
         cpus: Vec::new(),
-        realtime: false,
+        realtime: None,
     };
     let batcher = std::sync::Arc::new(Batcher::start(vec![open(&two)], cfg, Metrics::start()));
     let job = move |n: usize| {
