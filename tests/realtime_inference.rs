@@ -21,6 +21,14 @@ fn serve(extra: &[&str]) -> Command {
     cmd
 }
 
+/// A server started with `extra` flags, and its start-up line.
+fn started(extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = serve(extra).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
 /// Thread name -> scheduling policy, for every thread of `pid`.
 fn thread_policies(pid: u32) -> Vec<(String, u32)> {
     let mut out = Vec::new();
@@ -50,13 +58,7 @@ fn inference_threads_run_under_sched_fifo_and_nothing_else_does() {
         assert!(stderr.contains("scoring.realtime_inference") && stderr.contains("CAP_SYS_NICE"), "{stderr}");
         return;
     }
-    let mut child = serve(&["--realtime-inference", "true", "--inference-threads", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = started(&["--realtime-inference", "true", "--inference-threads", "1"]);
     // A new thread sets its policy once it runs, which may be a moment after the
     // start-up line: look until it has (or 10 s have passed).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -81,9 +83,7 @@ fn inference_threads_run_under_sched_fifo_and_nothing_else_does() {
 /// Off by default: no thread of a default server is real-time.
 #[test]
 fn by_default_no_thread_is_real_time() {
-    let mut child = serve(&[]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) = started(&[]);
     std::thread::sleep(Duration::from_millis(100));
     let threads = thread_policies(child.id());
     child.kill().unwrap();
@@ -144,13 +144,8 @@ fn after_overload_the_inference_thread_is_real_time_again() {
     if std::thread::spawn(ctrbid::cpus::realtime_current).join().unwrap().is_err() {
         return; // covered by the start-up refusal test above
     }
-    let mut child = serve(&["--realtime-inference", "true", "--inline-scoring", "false", "--inference-threads", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut child, line) =
+        started(&["--realtime-inference", "true", "--inline-scoring", "false", "--inference-threads", "1"]);
     let bid = line.split("listening on ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
     let admin = line.split("(admin ").nth(1).unwrap().split(';').next().unwrap().to_string();
     let corpus = std::env::temp_dir().join(format!("ctrbid-rt-corpus-{}.jsonl", std::process::id()));
