@@ -724,8 +724,9 @@ fn inference_loop(
 }
 
 /// A real-time inference thread's policy after a batch that began at `start`
-/// ([`super::realtime`]). A failed change is reported and the governor's view kept:
-/// it tries again at the next change of share.
+/// ([`super::realtime`]). A failed change is reported and the governor goes on as if
+/// it had been made; the gauge counts only what the kernel accepted. (Leaving SCHED_FIFO
+/// needs no privilege, and `serve` checked at start-up that taking it is allowed.)
 fn govern(governor: &mut Governor, start: Instant, backlog: &Backlog) {
     let now = Instant::now();
     match governor.record(now - start, now) {
