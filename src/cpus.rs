@@ -71,19 +71,12 @@ pub fn pin_current(cpus: &[usize]) -> io::Result<()> {
 /// Needs CAP_SYS_NICE (or an RLIMIT_RTPRIO of at least 1).
 #[cfg(target_os = "linux")]
 pub fn realtime_current() -> io::Result<()> {
-    use thread_priority::unix::{
-        set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadSchedulePolicy,
-    };
+    use thread_priority::unix::{RealtimeThreadSchedulePolicy, ThreadSchedulePolicy};
     // `Min` is the policy's lowest priority: 1 for SCHED_FIFO.
-    set_thread_priority_and_policy(
-        thread_native_id(),
+    set_current_policy(
         thread_priority::ThreadPriority::Min,
         ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
     )
-    .map_err(|e| match e {
-        thread_priority::Error::OS(errno) => io::Error::from_raw_os_error(errno),
-        other => io::Error::other(other.to_string()),
-    })
 }
 
 /// Puts the calling thread back under the normal policy (SCHED_OTHER, nice 0), as an
@@ -91,15 +84,21 @@ pub fn realtime_current() -> io::Result<()> {
 /// ([`crate::scoring::realtime`]).
 #[cfg(target_os = "linux")]
 pub fn normal_current() -> io::Result<()> {
-    use thread_priority::unix::{
-        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
-    };
-    set_thread_priority_and_policy(
-        thread_native_id(),
+    use thread_priority::unix::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+    set_current_policy(
         thread_priority::ThreadPriority::Os(thread_priority::ThreadPriorityOsValue::default()),
         ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
     )
-    .map_err(|e| match e {
+}
+
+/// The calling thread's scheduling policy and priority, an OS refusal as its errno.
+#[cfg(target_os = "linux")]
+fn set_current_policy(
+    priority: thread_priority::ThreadPriority,
+    policy: thread_priority::unix::ThreadSchedulePolicy,
+) -> io::Result<()> {
+    use thread_priority::unix::{set_thread_priority_and_policy, thread_native_id};
+    set_thread_priority_and_policy(thread_native_id(), priority, policy).map_err(|e| match e {
         thread_priority::Error::OS(errno) => io::Error::from_raw_os_error(errno),
         other => io::Error::other(other.to_string()),
     })

@@ -198,12 +198,17 @@ struct Backlog {
     /// Exponentially weighted mean of inference nanoseconds per row (weight 1/8).
     ns_per_row: AtomicU64,
     threads: usize,
-    /// `scoring.realtime_inference`: the threads were started under SCHED_FIFO.
-    realtime: bool,
-    /// Inference threads under SCHED_FIFO now ([`super::realtime`]).
-    realtime_now: AtomicUsize,
-    /// Times an inference thread left SCHED_FIFO because it was too busy.
-    realtime_left: AtomicU64,
+    /// With `scoring.realtime_inference` only.
+    realtime: Option<RealtimeCounts>,
+}
+
+/// The inference threads' scheduling policy ([`super::realtime`]), for the metrics.
+#[derive(Debug, Default)]
+struct RealtimeCounts {
+    /// Threads under SCHED_FIFO now.
+    now: AtomicUsize,
+    /// Times a thread left SCHED_FIFO because it was too busy.
+    left: AtomicU64,
 }
 
 impl Backlog {
@@ -253,8 +258,11 @@ impl Batcher {
     /// Starts one inference thread per model.
     pub fn start(models: Vec<Model>, cfg: BatcherConfig, metrics: Arc<Metrics>) -> Batcher {
         let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
-        let backlog =
-            Arc::new(Backlog { threads: models.len(), realtime: cfg.realtime.is_some(), ..Backlog::default() });
+        let backlog = Arc::new(Backlog {
+            threads: models.len(),
+            realtime: cfg.realtime.map(|_| RealtimeCounts::default()),
+            ..Backlog::default()
+        });
         let mut swaps = Vec::with_capacity(models.len());
         let threads = models
             .into_iter()
@@ -278,7 +286,9 @@ impl Batcher {
                         // `serve` checked at start-up that this is allowed; as above.
                         let governor = realtime.and_then(|max_busy| match crate::cpus::realtime_current() {
                             Ok(()) => {
-                                backlog.realtime_now.fetch_add(1, Ordering::Relaxed);
+                                if let Some(counts) = &backlog.realtime {
+                                    counts.now.fetch_add(1, Ordering::Relaxed);
+                                }
                                 Some(Governor::new(Instant::now(), max_busy))
                             }
                             Err(e) => {
@@ -356,15 +366,15 @@ impl Batcher {
         for path in ScoringPath::ALL {
             let _ = writeln!(out, "ctrbid_scoring_path_total{{path=\"{}\"}} {}", path.label(), self.scored_by(path));
         }
-        if self.backlog.realtime {
+        if let Some(counts) = &self.backlog.realtime {
             let _ = writeln!(
                 out,
                 "# HELP ctrbid_inference_realtime_threads Inference threads under SCHED_FIFO now (scoring.realtime_inference).\n\
                  # TYPE ctrbid_inference_realtime_threads gauge\nctrbid_inference_realtime_threads {}\n\
                  # HELP ctrbid_inference_realtime_left_total Times an inference thread left SCHED_FIFO, busy more than scoring.realtime_max_busy.\n\
                  # TYPE ctrbid_inference_realtime_left_total counter\nctrbid_inference_realtime_left_total {}",
-                self.backlog.realtime_now.load(Ordering::Relaxed),
-                self.backlog.realtime_left.load(Ordering::Relaxed),
+                counts.now.load(Ordering::Relaxed),
+                counts.left.load(Ordering::Relaxed),
             );
         }
         if let Some(busy) = self.worker_busy() {
@@ -717,8 +727,8 @@ fn inference_loop(
             offset += job.rows.n;
             let _ = job.reply.send(answer);
         }
-        if let Some(governor) = &mut governor {
-            govern(governor, start, &backlog);
+        if let (Some(governor), Some(counts)) = (&mut governor, &backlog.realtime) {
+            govern(governor, start, counts);
         }
     }
 }
@@ -727,19 +737,19 @@ fn inference_loop(
 /// ([`super::realtime`]). A failed change is reported and the governor goes on as if
 /// it had been made; the gauge counts only what the kernel accepted. (Leaving SCHED_FIFO
 /// needs no privilege, and `serve` checked at start-up that taking it is allowed.)
-fn govern(governor: &mut Governor, start: Instant, backlog: &Backlog) {
+fn govern(governor: &mut Governor, start: Instant, counts: &RealtimeCounts) {
     let now = Instant::now();
     match governor.record(now - start, now) {
         Some(Change::Leave) => match crate::cpus::normal_current() {
             Ok(()) => {
-                sub_saturating(&backlog.realtime_now, 1);
-                backlog.realtime_left.fetch_add(1, Ordering::Relaxed);
+                sub_saturating(&counts.now, 1);
+                counts.left.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => eprintln!("ctrbid: an inference thread could not leave SCHED_FIFO: {e}"),
         },
         Some(Change::Return) => match crate::cpus::realtime_current() {
             Ok(()) => {
-                backlog.realtime_now.fetch_add(1, Ordering::Relaxed);
+                counts.now.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => eprintln!("ctrbid: an inference thread could not take SCHED_FIFO again: {e}"),
         },
