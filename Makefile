@@ -89,7 +89,7 @@ models: setup-ort setup-py build
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m ctrbid_train parity --model models/default/model.onnx --features $(DATA)/features --ctrbid $(BIN)
 
 ## The model zoo on a 60M-impression log (about 65 min here): the oracle-gap figures of
-## the README. The same simulator world and seed as `make models`, one epoch per model
+## models/README.md. The same simulator world and seed as `make models`, one epoch per model
 ## (every model's best epoch on the 5M, 10M and 30M logs), two trainings at a time;
 ## nothing is exported. The logs are written gzipped (11 GB rather than 50 GB) and
 ## deleted once the arrays (14 GB) are written.

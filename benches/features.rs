@@ -10,7 +10,7 @@
 //! extractor would: what the staging buys.
 //!
 //! The stage has no cache: the feature-store aggregates the issue names (historical
-//! CTR per user and ad) are not built yet (README, Known gaps), so there is no "with
+//! CTR per user and ad) are not built yet (models/README.md, Known gaps), so there is no "with
 //! and without" to compare. Throughput in rows/s.
 
 #[path = "common/mod.rs"]

@@ -18,7 +18,7 @@ pub const DEFAULT_CATALOG: &str = "models/default/catalog.json";
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 512;
 pub const DEFAULT_MAX_WAIT_US: u64 = 200;
 pub const DEFAULT_ADAPTIVE_WAIT: bool = true;
-/// `scoring.inline_max_busy`: see [`InlineScoring::Auto`] (README, Figures).
+/// `scoring.inline_max_busy`: see [`InlineScoring::Auto`] (loadtest/README.md).
 pub const DEFAULT_INLINE_MAX_BUSY: f64 = 0.8;
 /// `scoring.realtime_max_busy`: see [`crate::scoring::realtime`].
 pub const DEFAULT_REALTIME_MAX_BUSY: f64 = 0.5;
@@ -149,7 +149,7 @@ pub struct ScoringConfig {
     /// ... or after this many microseconds from its first job. Default 200.
     pub max_wait_us: u64,
     /// ... or as soon as nothing is queued and no request is on its way to scoring.
-    /// Default true (lower latency for about 1-4 % more CPU: README, Figures).
+    /// Default true (lower latency for about 1-4 % more CPU: loadtest/README.md).
     pub adaptive_wait: bool,
     /// Jobs waiting for an inference thread; beyond it requests are shed. Default 1024.
     pub queue_capacity: usize,
@@ -158,7 +158,7 @@ pub struct ScoringConfig {
     /// Where a request's rows are scored ([`InlineScoring`]): `false` on the inference
     /// threads (micro-batched), `true` on the tokio worker that handles the request
     /// (`scoring::batcher`, Inline), `"auto"` inline while the workers are less busy than
-    /// `inline_max_busy`, batched beyond. Default "auto" (README, Figures).
+    /// `inline_max_busy`, batched beyond. Default "auto" (loadtest/README.md).
     pub inline: InlineScoring,
     /// With `inline = "auto"`: the share of the last 20 ms the tokio workers may have
     /// spent running tasks for a request still to be scored inline. Default 0.8.
@@ -181,7 +181,7 @@ pub struct ScoringConfig {
     pub inference_cpus: Vec<usize>,
     /// Inference threads run under SCHED_FIFO (priority 1): runnable, they preempt the
     /// tokio workers and everything else of normal priority (`cpus`; Linux, needs
-    /// CAP_SYS_NICE, else a start-up error). Default false (README, Figures).
+    /// CAP_SYS_NICE, else a start-up error). Default false (loadtest/README.md).
     pub realtime_inference: bool,
     /// With `realtime_inference`: an inference thread busy more than this share of the
     /// time (0 to 1) leaves SCHED_FIFO until it is busy less than half of it again
@@ -217,7 +217,7 @@ impl Default for ScoringConfig {
 /// tail at moderate load; but it runs ONNX Runtime on the I/O worker, which then reads
 /// nothing else meanwhile, and its batches are one request's rows. Near capacity the
 /// batcher is better: it amortises calls and keeps the workers reading. `Auto` takes
-/// each side where it wins (README, Figures).
+/// each side where it wins (loadtest/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InlineScoring {
     /// Micro-batched on the inference threads.
@@ -369,7 +369,7 @@ impl Config {
     /// less the inference threads (at least one). Inference threads run ONNX Runtime
     /// flat out while a batch lasts; a worker for every CPU as well would have them take
     /// turns on the same cores. On 2 cores one worker had the same highest sustainable
-    /// rate as two and a lower p99 (README, Figures).
+    /// rate as two and a lower p99 (loadtest/README.md).
     /// With inline scoring on or auto a worker per CPU: inline scoring runs on the
     /// workers, and in auto mode the inference threads work when the workers are busy.
     pub fn tokio_workers(&self) -> usize {

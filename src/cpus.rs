@@ -6,8 +6,8 @@
 //! request of the batch waits for it. On a small box shared with other work (the load
 //! generator, other tenants) the tail of the in-process latency is mostly that thread
 //! waiting for a core, not working: pinning it to a core of its own, with the tokio
-//! workers kept off that core, cut p99 to 0.52-0.66x in an interleaved A/B (README,
-//! Figures). Linux only; elsewhere asking for it is a start-up error.
+//! workers kept off that core, cut p99 to 0.52-0.66x in an interleaved A/B
+//! (loadtest/README.md). Linux only; elsewhere asking for it is a start-up error.
 //!
 //! Threads inherit their creator's CPU set, so `serve` pins the main thread to
 //! [`Placement::rest`] before it starts the runtime (the tokio workers, the accept

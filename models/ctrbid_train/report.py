@@ -333,7 +333,7 @@ def _differences_markdown(report: dict) -> list[str]:
                         f"{len(crosses)} crossed fields ({pairs}) as weights of their own, the pairs FM would "
                         "otherwise learn in its embeddings. What FM can add must come from the other pairs, "
                         "each learnt from fewer rows, and on a short log their estimation noise outweighs them. "
-                        "The README (\"Model ordering\") measures both halves on the simulator's log: without "
+                        "models/README.md (\"Model ordering\") measures both halves on the simulator's log: without "
                         "the crosses LR loses about 0.011 AUC; with them, FM overtakes LR on a 30M-impression log."]
     if out:
         out = ["", "## AUC differences, paired", "",

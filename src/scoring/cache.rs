@@ -13,7 +13,7 @@
 //! number per slot, as a seqlock). A first version kept two rotating `DashMap` segments;
 //! under load it cost 23 % more CPU per request on traffic without repeats (random keys
 //! in locked shards, a fresh segment's page faults, whole segments freed on a worker),
-//! more than it saved with 30 % repeats (`make loadtest-cache`, README).
+//! more than it saved with 30 % repeats (`make loadtest-cache`, loadtest/README.md).
 //!
 //! Invariants:
 //! - An entry answers only for the model generation that computed it

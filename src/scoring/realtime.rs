@@ -6,7 +6,7 @@
 //! while the thread is mostly idle. Once it is busy most of the time it is the
 //! bottleneck, and at real-time priority it keeps a whole core from the workers that
 //! parse requests, build their rows and write the answers, so every stage around it
-//! waits. Measured on this 2-core box (README, "A real-time inference thread"): below
+//! waits. Measured on this 2-core box (loadtest/README.md, "A real-time inference thread"): below
 //! saturation SCHED_FIFO cut p99 to x0.21, near saturation it doubled it and put
 //! p99.9 at x4.7.
 //!
