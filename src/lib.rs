@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod cpus;
 pub mod currency;
+pub mod eventlog;
 pub mod features;
 pub mod jsonl;
 pub mod loadgen;
