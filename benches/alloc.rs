@@ -48,7 +48,7 @@ fn main() {
     let cached = Bidder::load(&cache_cfg, Metrics::start()).expect("bidder with a score cache");
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("rates");
     let state = bidder.state();
-    let now = ctrbid::notice::unix_now();
+    let now = common::NOW_MS;
     let names = [
         "parse",
         "validate",
@@ -90,7 +90,7 @@ fn main() {
         if let Ok(c) = &selected {
             candidates += c.len();
             let r = Region::new(GLOBAL);
-            let rows = state.feature_rows(&req, c, now);
+            let rows = state.feature_rows(&req, c, common::NOW_S);
             tallies[3].add(&r);
             drop(rows);
         }

@@ -98,7 +98,7 @@ fn bid_repeats(c: &mut Criterion) {
         cfg.scoring.cache_entries = entries;
         Bidder::load(&cfg, Metrics::start()).expect("the default bidder")
     };
-    let now = ctrbid::notice::unix_now();
+    let now = common::NOW_MS;
     let mut g = c.benchmark_group("bid_repeats");
     g.throughput(Throughput::Elements(1));
     for (stream, share) in [("no_repeats", 0.0), ("repeats_30pct", REPEAT_SHARE)] {

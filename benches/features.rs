@@ -43,7 +43,7 @@ fn features(c: &mut Criterion) {
     let bidder = Bidder::load(&cfg, Metrics::start()).expect("the default bidder");
     let state = bidder.state();
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("the configured rates");
-    let now = ctrbid::notice::unix_now();
+    let now = common::NOW_S;
 
     let mut bodies = corpus.requests.clone();
     let mut requests = Vec::new();

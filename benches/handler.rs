@@ -29,7 +29,7 @@ fn handler(c: &mut Criterion) {
     let mut inline_cfg = common::bidder_config(ServeMode::Bid);
     inline_cfg.scoring.inline = ctrbid::config::InlineScoring::On;
     let inline = Bidder::load(&inline_cfg, Metrics::start()).expect("the inline bidder");
-    let now = ctrbid::notice::unix_now();
+    let now = common::NOW_MS;
     // The corpus must exercise the bid path: most requests bid.
     let bids = corpus
         .requests

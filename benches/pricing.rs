@@ -29,7 +29,8 @@ fn pricing(c: &mut Criterion) {
     let state = bidder.state();
     let mut model = common::open_model(&common::model_path());
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("the configured rates");
-    let now = ctrbid::notice::unix_now();
+    let now = common::NOW_S;
+    let now_ms = common::NOW_MS;
 
     let mut bodies = corpus.requests.clone();
     let mut requests = Vec::new();
@@ -45,7 +46,7 @@ fn pricing(c: &mut Criterion) {
     let bids: usize = requests
         .iter()
         .map(|(req, terms, candidates, scores, (cur, rate))| {
-            bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now).len()
+            bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms).len()
         })
         .sum();
     assert!(bids * 2 > requests.len(), "only {bids} bids for {} requests", requests.len());
@@ -70,7 +71,7 @@ fn pricing(c: &mut Criterion) {
     g.bench_function("served", |b| {
         b.iter(|| {
             for (req, terms, candidates, scores, (cur, rate)) in &requests {
-                std::hint::black_box(bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now));
+                std::hint::black_box(bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms));
             }
         })
     });

@@ -27,9 +27,11 @@
 //! many CPA campaigns cannot bid for that reason.
 
 use crate::catalog::{Candidate, Catalog, ImpTerms, Limits, Selector};
+use crate::clock::{unix_s, AuctionClock};
 use crate::config::{Config, InlineScoring};
 use crate::currency::{Rates, BASE};
-use crate::features::{Extractor, FeatureSpec};
+use crate::events::{BidRecord, EventSink};
+use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
 use crate::openrtb::response::{BidDebug, BidExt};
@@ -256,6 +258,8 @@ pub struct Bidder {
     batcher: Batcher,
     /// `None` when `scoring.cache_entries = 0`.
     score_cache: Option<ScoreCache>,
+    /// The event log; `None` when `events.dir` is unset.
+    events: Option<EventSink>,
     metrics: Arc<Metrics>,
     notices: Notices,
     settings: Settings,
@@ -264,6 +268,8 @@ pub struct Bidder {
     /// One reload at a time: two model reloads must not hand the inference threads a mix.
     reloading: std::sync::Mutex<()>,
     next_bid: AtomicU64,
+    /// The time of day and date for everything but deadlines (`server.clock`).
+    clock: AuctionClock,
 }
 
 /// Paths and options needed to open a model again (admin reload).
@@ -343,6 +349,8 @@ impl Bidder {
             ttl_s: cfg.notices.ttl_s,
             min_ttl_s: cfg.notices.min_ttl_s,
             max_ttl_s: cfg.notices.max_ttl_s,
+            click_ttl_s: cfg.notices.click_ttl_s,
+            attribution_window_s: cfg.notices.attribution_window_s,
             max_entries: cfg.notices.max_entries,
         });
         let settings = Settings {
@@ -362,18 +370,21 @@ impl Bidder {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+        let events = EventSink::open(&cfg.events, cfg.server.clock)?;
         let state = ServingState { extractor, selector: Arc::new(selector), model: info };
         state.warn_unpriceable();
         Ok(Bidder {
             state: ArcSwap::from_pointee(state),
             batcher,
             score_cache,
+            events,
             metrics,
             notices,
             settings,
             model_source,
             reloading: std::sync::Mutex::new(()),
             next_bid: AtomicU64::new(seed << 16),
+            clock: AuctionClock::new(cfg.server.clock),
         })
     }
 
@@ -387,6 +398,10 @@ impl Bidder {
 
     pub fn notices(&self) -> &Notices {
         &self.notices
+    }
+
+    pub fn clock(&self) -> &AuctionClock {
+        &self.clock
     }
 
     /// Loads a catalog and swaps it in whole; requests in flight finish on the old one.
@@ -424,10 +439,32 @@ impl Bidder {
         Ok(info)
     }
 
-    /// Checks and applies one win, billing or loss notice.
-    pub fn notice(&self, kind: notice::Kind, query: &str, now_unix: i64) -> notice::Verdict {
+    /// Checks and applies one notice (win, billing, loss, click, conversion) that
+    /// arrived at `now_ms` (auction clock, Unix ms); counted by verdict. An accepted
+    /// click answers where to send the user.
+    pub async fn notice(&self, kind: notice::Kind, query: &str, now_ms: i64) -> (notice::Verdict, Option<String>) {
+        let checked = match self.notices.check(kind, query, now_ms) {
+            Ok(c) => c,
+            Err(verdict) => {
+                self.notices.count_verdict(kind, &verdict);
+                return (verdict, None);
+            }
+        };
         let state = self.state.load();
-        self.notices.handle(kind, query, now_unix, &state.selector, &self.settings.rates)
+        // The charge is what applying will add; it is known before, so the record is
+        // durable before anything is applied.
+        let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
+        if let Some(events) = &self.events {
+            if let Err(e) = events.notice(checked.record(now_ms, charged_usd)).await {
+                eprintln!("ctrbid: event log: {e}: {} notice for bid {:x} refused with 503", kind.label(), checked.bid);
+                self.notices.release(&checked);
+                self.notices.count_verdict(kind, &notice::Verdict::LogFailed);
+                return (notice::Verdict::LogFailed, None);
+            }
+        }
+        let applied = self.notices.apply(&checked, now_ms, &state.selector, &self.settings.rates);
+        self.notices.count_verdict(kind, &notice::Verdict::Accepted);
+        (notice::Verdict::Accepted, applied.location)
     }
 
     /// Prometheus text: request outcomes and stage latencies, no-bid reasons, notices.
@@ -444,6 +481,9 @@ impl Bidder {
             );
         }
         self.notices.render(&mut out);
+        if let Some(events) = &self.events {
+            events.render(&mut out);
+        }
         self.batcher.render(&mut out);
         if let Some(cache) = &self.score_cache {
             cache.render(&mut out);
@@ -456,9 +496,12 @@ impl Bidder {
         self.score_cache.as_ref().map(ScoreCache::stats)
     }
 
-    /// Housekeeping, once a second: expired notices, a new budget day.
-    pub fn tick(&self, now_unix: i64) {
-        self.notices.tick(now_unix, &self.state.load().selector);
+    /// Housekeeping, once a second: expired notices, a new budget day (auction clock;
+    /// nothing to do before a simulated clock has seen its first event).
+    pub fn tick(&self) {
+        if let Some(now) = self.clock.now_unix() {
+            self.notices.tick(now, &self.state.load().selector);
+        }
     }
 
     /// Scores through the score cache when there is one: repeated rows skip inference.
@@ -470,11 +513,11 @@ impl Bidder {
     }
 
     /// Answers one bid request. `body` is parsed in place. `received` is when the
-    /// request arrived (its deadline counts from there); `now_unix` the auction time
-    /// in Unix seconds (time-of-day features, notice expiry).
-    pub async fn bid(&self, body: &mut [u8], received: Instant, now_unix: i64) -> Answer {
+    /// request arrived (its deadline counts from there); `now_ms` the auction time in
+    /// Unix ms (time-of-day features, notice expiry: [`Bidder::clock`]).
+    pub async fn bid(&self, body: &mut [u8], received: Instant, now_ms: i64) -> Answer {
         let mut trace = Trace::default();
-        let answer = self.run(body, received, now_unix, &mut trace).await;
+        let answer = self.run(body, received, now_ms, &mut trace).await;
         let done = Instant::now();
         let Trace { mut ns, deadline, path } = trace;
         ns[Stage::Total as usize] = (done - received).as_nanos() as u64;
@@ -507,7 +550,8 @@ impl Bidder {
     }
 
     /// The bid path; fills in `trace` as it goes.
-    async fn run(&self, body: &mut [u8], received: Instant, now_unix: i64, trace: &mut Trace) -> Answer {
+    async fn run(&self, body: &mut [u8], received: Instant, now_ms: i64, trace: &mut Trace) -> Answer {
+        let now_unix = unix_s(now_ms);
         let Trace { ns, deadline: deadline_out, path } = trace;
         let mut clock = Instant::now();
         let mut lap = |stage: Stage, ns: &mut [u64; Stage::ALL.len()]| {
@@ -591,7 +635,7 @@ impl Bidder {
         };
         *path = scores.path();
         clock = Instant::now();
-        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_unix);
+        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_ms);
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
@@ -603,7 +647,8 @@ impl Bidder {
     /// The pricing stage: per imp, the candidate with the highest value among those
     /// reaching their floor (`scores` row `k` is `candidates[k]`'s; candidates grouped
     /// by imp), priced for the auction and made a bid in `currency` (`usd_per_unit` USD
-    /// per unit). Imps without such a candidate get no bid.
+    /// per unit) at auction time `now_ms` (Unix ms). Imps without such a candidate get
+    /// no bid. A bid the event log samples is logged with its feature row.
     #[allow(clippy::too_many_arguments)]
     pub fn price<'a>(
         &'a self,
@@ -613,12 +658,15 @@ impl Bidder {
         candidates: &[Candidate],
         scores: &Scores,
         (currency, usd_per_unit): (&str, f64),
-        now_unix: i64,
+        now_ms: i64,
     ) -> Vec<Bid<'a>> {
+        let now_unix = unix_s(now_ms);
         // The best candidate per imp by value; candidates are grouped by imp.
         let s = &self.settings;
         let mut bids = Vec::new();
         let mut start = 0;
+        // The request's feature context, rebuilt only when a bid of it is logged.
+        let mut logged_context: Option<RequestContext> = None;
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);
@@ -639,7 +687,13 @@ impl Bidder {
             if floor.native.1.eq_ignore_ascii_case(currency) {
                 price = price.max(floor.native.0);
             }
-            bids.push(self.make_bid(state, req, imp, c, deal, p, price, currency, now_unix, group.len()));
+            let bid_id = self.next_bid.fetch_add(1, Ordering::Relaxed);
+            if let Some(events) = self.events.as_ref().filter(|e| e.sampled(bid_id)) {
+                let rc = logged_context.get_or_insert_with(|| state.extractor.request(req, now_unix));
+                let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction };
+                events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged));
+            }
+            bids.push(self.make_bid(state, req, imp, c, deal, p, bid_id, price, currency, now_unix, group.len()));
         }
         bids
     }
@@ -653,6 +707,7 @@ impl Bidder {
         candidate: &Candidate,
         deal: Option<&'a openrtb::Deal<'a>>,
         prediction: Prediction,
+        bid_id: u64,
         price: f64,
         currency: &str,
         now_unix: i64,
@@ -660,7 +715,6 @@ impl Bidder {
     ) -> Bid<'a> {
         let cr = state.selector.creative(candidate.creative);
         let campaign = state.selector.campaign_of(candidate.creative);
-        let bid_id = self.next_bid.fetch_add(1, Ordering::Relaxed);
         let impid = imp.id.as_deref().unwrap_or_default();
         let dealid = deal.and_then(|d| d.id.as_deref());
         let urls = self.notices.urls(&notice::Terms {
@@ -672,6 +726,7 @@ impl Bidder {
             currency: currency.into(),
             max_price_micros: (price * 1e6).ceil() as u64,
             expires: now_unix + i64::from(self.notices.ttl_s(imp.exp)),
+            click_expires: now_unix + i64::from(self.notices.click_ttl_s()),
             test: req.test == Some(true),
         });
         // A native creative answers with the assets the request asked for, under its ids.
@@ -682,6 +737,7 @@ impl Bidder {
             }
             _ => Cow::Borrowed(cr.adm.as_str()),
         };
+        let adm = with_click_url(adm, &urls.click);
         let size = cr.format.size();
         Bid {
             id: format!("{bid_id:x}"),
@@ -702,6 +758,77 @@ impl Bidder {
                 ctrbid: BidDebug { pctr: prediction.pctr, pcvr: prediction.pcvr, ts: now_unix, candidates },
             }),
         }
+    }
+}
+
+/// What pricing decided for a logged bid, besides the candidate and its prediction.
+struct Logged {
+    bid: u64,
+    /// The bid, CPM in the bid's currency.
+    price: f64,
+    value_usd: f64,
+    floor_usd: f64,
+    auction: Auction,
+}
+
+/// The event log's record of a bid: the candidate's feature row rebuilt from the same
+/// request context, imp and candidate keys the scored rows were built from (the row is a
+/// pure function of them: [`ServingState::feature_rows`]), so it is the row the model
+/// scored.
+#[allow(clippy::too_many_arguments)]
+fn bid_record<'a>(
+    state: &'a ServingState,
+    req: &'a openrtb::ValidRequest<'a>,
+    imp: &'a openrtb::Imp<'a>,
+    candidate: &Candidate,
+    p: Prediction,
+    currency: &'a str,
+    now_ms: i64,
+    rc: &RequestContext,
+    logged: &Logged,
+) -> BidRecord<'a> {
+    let ex = &state.extractor;
+    let (mut cat, mut num) = (vec![0i64; ex.cat_width()], vec![0f32; ex.num_width()]);
+    ex.write_imp_rows(rc, imp, std::iter::once(state.selector.keys(candidate.creative)), &mut cat, &mut num);
+    let campaign = state.selector.campaign_of(candidate.creative);
+    BidRecord {
+        ts_ms: now_ms,
+        bid: logged.bid,
+        request_id: req.id(),
+        imp_id: imp.id.as_deref().unwrap_or_default(),
+        campaign: &campaign.id,
+        creative: &state.selector.creative(candidate.creative).id,
+        user: req.personal_user_id().unwrap_or_default(),
+        publisher: req.publisher_id().unwrap_or_default(),
+        model: &state.model.version,
+        pctr: p.pctr,
+        pcvr: p.pcvr.unwrap_or(f32::NAN),
+        price: logged.price,
+        currency,
+        value_usd: logged.value_usd,
+        floor_usd: logged.floor_usd,
+        auction: match logged.auction {
+            Auction::First => 1,
+            Auction::Second => 2,
+            Auction::Fixed => 3,
+        },
+        propensity: 1.0,
+        cat: Cow::Owned(cat),
+        num: Cow::Owned(num),
+    }
+}
+
+/// The macro a creative's markup (banner `adm`, VAST, native `link.url`) puts where its
+/// click URL goes; the bidder fills in the bid's signed `/click` URL.
+pub const CLICK_URL_MACRO: &str = "${CTRBID_CLICK_URL}";
+
+/// `adm` with [`CLICK_URL_MACRO`] replaced by `click`; markup without it is left as is
+/// (its clicks are then not tracked by ctrbid).
+fn with_click_url<'a>(adm: Cow<'a, str>, click: &str) -> Cow<'a, str> {
+    if adm.contains(CLICK_URL_MACRO) {
+        Cow::Owned(adm.replace(CLICK_URL_MACRO, click))
+    } else {
+        adm
     }
 }
 

@@ -43,6 +43,7 @@ pub struct Config {
     pub bidding: BiddingConfig,
     pub admin: AdminConfig,
     pub notices: NoticesConfig,
+    pub events: EventsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -81,6 +82,10 @@ pub struct ServerConfig {
     pub nbr_body: bool,
     /// `bid` (default), or `ceiling`: the load test's upper bound (see [`ServeMode`]).
     pub mode: ServeMode,
+    /// The auction clock ([`crate::clock`]): `system` (default), or `simulation`, where
+    /// every request and notice states its time in the `x-ctrbid-time` header
+    /// (`ctrbid exchange`). Never `simulation` in production.
+    pub clock: crate::clock::ClockMode,
 }
 
 /// What `POST /openrtb2/bid` does.
@@ -113,6 +118,7 @@ impl Default for ServerConfig {
             grace_period_ms: 5000,
             nbr_body: false,
             mode: ServeMode::Bid,
+            clock: crate::clock::ClockMode::System,
         }
     }
 }
@@ -340,6 +346,12 @@ pub struct NoticesConfig {
     /// Bounds applied to an imp's `exp`, seconds. Defaults 60 and 7200.
     pub min_ttl_s: u32,
     pub max_ttl_s: u32,
+    /// How long a click URL (in the creative's markup) stays valid after the bid,
+    /// seconds. Default 86400 (a day).
+    pub click_ttl_s: u32,
+    /// A conversion is attributed to a click within this many seconds of it. Default
+    /// 604800 (seven days).
+    pub attribution_window_s: u32,
     /// Applied notices remembered (for replay protection) at most. Default 2,000,000.
     pub max_entries: usize,
 }
@@ -352,8 +364,59 @@ impl Default for NoticesConfig {
             ttl_s: 1800,
             min_ttl_s: 60,
             max_ttl_s: 7200,
+            click_ttl_s: 86_400,
+            attribution_window_s: 604_800,
             max_entries: 2_000_000,
         }
+    }
+}
+
+/// The event log (`crate::events`): every bid (sampled) and every notice, in segment
+/// files on local disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Directory of the log's segment files (created if missing). Default: unset, the
+    /// event log is off.
+    pub dir: Option<PathBuf>,
+    /// Share of bid records written, 0 to 1 (notice records are always written). Default:
+    /// 1 with `server.clock = "simulation"`, 0.1 with the system clock.
+    pub bid_sample: Option<f64>,
+    /// A segment file is closed (and compressed) at this size, MiB. Default 64.
+    pub segment_mb: u64,
+    /// ... or at this age, seconds. Default 3600.
+    pub segment_max_age_s: u64,
+    /// Closed segments beyond this total are deleted, oldest first, GiB. Default 2.
+    pub retention_gb: f64,
+    /// Notice records waiting to be made durable are written together (one fsync) at
+    /// most this often, µs. Default 2000.
+    pub commit_interval_us: u64,
+    /// Records waiting for the writer thread; beyond it bid records are dropped
+    /// (counted) and notice records wait. Default 65536.
+    pub queue_capacity: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            dir: None,
+            bid_sample: None,
+            segment_mb: 64,
+            segment_max_age_s: 3600,
+            retention_gb: 2.0,
+            commit_interval_us: 2000,
+            queue_capacity: 65_536,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// `bid_sample`, or its default for the clock mode.
+    pub fn bid_sample(&self, clock: crate::clock::ClockMode) -> f64 {
+        self.bid_sample.unwrap_or(match clock {
+            crate::clock::ClockMode::Simulation => 1.0,
+            crate::clock::ClockMode::System => crate::events::sink::PRODUCTION_BID_SAMPLE,
+        })
     }
 }
 
@@ -479,6 +542,17 @@ impl Config {
         check(n.ttl_s >= 1, "notices.ttl_s", "must be at least 1")?;
         check(n.min_ttl_s <= n.max_ttl_s, "notices.min_ttl_s", "must not exceed notices.max_ttl_s")?;
         check(n.max_entries >= 1, "notices.max_entries", "must be at least 1")?;
+        check(n.click_ttl_s >= 1, "notices.click_ttl_s", "must be at least 1")?;
+        check(n.attribution_window_s >= 1, "notices.attribution_window_s", "must be at least 1")?;
+        let e = &self.events;
+        if let Some(share) = e.bid_sample {
+            check((0.0..=1.0).contains(&share), "events.bid_sample", "must be between 0 and 1")?;
+        }
+        check(e.segment_mb >= 1, "events.segment_mb", "must be at least 1")?;
+        check(e.segment_max_age_s >= 1, "events.segment_max_age_s", "must be at least 1")?;
+        check(e.retention_gb > 0.0 && e.retention_gb.is_finite(), "events.retention_gb", "must be positive")?;
+        check(e.commit_interval_us <= 1_000_000, "events.commit_interval_us", "must be at most 1000000 (1 s)")?;
+        check(e.queue_capacity >= 1, "events.queue_capacity", "must be at least 1")?;
         if let Some(url) = &self.server.notice_base_url {
             check(
                 url.starts_with("http://") || url.starts_with("https://"),

@@ -12,10 +12,12 @@
 pub mod bidder;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cpus;
 pub mod currency;
 pub mod eventlog;
+pub mod events;
 pub mod features;
 pub mod jsonl;
 pub mod loadgen;

@@ -10,6 +10,12 @@ use ctrbid::simulate::{simulate, SimConfig};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 
+/// The auction time every bench runs at, Unix ms (2026-01-05 12:00 UTC, a Monday): a
+/// fixed time, so the rows and answers are the same on every run.
+pub const NOW_MS: i64 = 1_767_614_400_000;
+/// [`NOW_MS`] in Unix seconds.
+pub const NOW_S: i64 = NOW_MS / 1000;
+
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

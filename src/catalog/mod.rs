@@ -65,6 +65,10 @@ pub struct Campaign {
     /// The advertiser's app (bundle or store id), checked against `bapp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
+    /// Where a click on the campaign's ads takes the user (`/click` redirects there with
+    /// a `ctrbid_click` id). Default: `https://<adomain>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landing_url: Option<String>,
 }
 
 /// What a campaign pays for, in USD.
@@ -92,6 +96,14 @@ impl Campaign {
             Goal::Cpa(self.goal_cpa)
         } else {
             Goal::Cpc(self.goal_cpc)
+        }
+    }
+
+    /// Where a click goes: `landing_url`, else the advertiser's domain.
+    pub fn landing(&self) -> String {
+        match &self.landing_url {
+            Some(url) => url.clone(),
+            None => format!("https://{}/", self.adomain),
         }
     }
 }
@@ -285,6 +297,15 @@ impl Catalog {
                     ))
                 }
             }
+            if let Some(url) = &c.landing_url {
+                let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
+                if !scheme_ok || url.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+                    return Err(format!(
+                        "campaign {:?} has landing_url {url:?}: it must be an http(s) URL without spaces",
+                        c.id
+                    ));
+                }
+            }
         }
         let mut crids = std::collections::HashSet::new();
         for cr in &self.creatives {
@@ -324,6 +345,7 @@ pub(crate) mod fixtures {
             targeting: Targeting::default(),
             deals: Vec::new(),
             bundle: None,
+            landing_url: None,
         }
     }
 

@@ -80,7 +80,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     let rates = Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?;
 
     let text = std::fs::read(&opts.corpus).with_context(|| format!("cannot read {}", opts.corpus.display()))?;
-    let now_unix = crate::notice::unix_now();
+    let now_unix = crate::clock::AuctionClock::system().now_unix().unwrap_or(0);
     let mut requests: Vec<Rows> = Vec::new();
     let mut corpus_requests = 0;
     for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {

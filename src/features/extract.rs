@@ -140,8 +140,7 @@ impl Extractor {
         vh[Source::LocalHour as usize] = value_hash_int(seed, local_seconds / 3600);
         // 1970-01-01 was a Thursday; Monday is 0.
         vh[Source::LocalWeekday as usize] = value_hash_int(seed, (local.div_euclid(SECONDS_PER_DAY) + 3).rem_euclid(7));
-        let user = req.user.as_ref().filter(|_| personal);
-        vh[Source::UserId as usize] = hash(user.and_then(|u| u.id.as_deref().or(u.buyeruid.as_deref())));
+        vh[Source::UserId as usize] = hash(req.personal_user_id());
         let (segment0, segment1) = (segments.next(), segments.next());
         vh[Source::UserSegment0 as usize] = hash(segment0);
         vh[Source::UserSegment1 as usize] = hash(segment1);

@@ -53,6 +53,13 @@ impl Ledger {
         }
     }
 
+    /// Takes back an entry [`Ledger::record`] made (its notice could not be applied).
+    pub fn forget(&self, kind: Kind, bid: u64) {
+        if self.seen.remove(&(kind as u8, bid)).is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Drops entries whose URLs expired before `now`.
     pub fn sweep(&self, now: i64) {
         let mut removed = 0usize;

@@ -1,10 +1,12 @@
-//! Win, billing and loss notices: the URLs ctrbid signs into `nurl`, `burl` and `lurl`,
-//! and what happens when an exchange calls them.
+//! Notices: the win, billing and loss URLs ctrbid signs into `nurl`, `burl` and `lurl`,
+//! the click URL it puts in the creative's markup, the conversion postback, and what
+//! happens when each is called.
 //!
 //! Every notice URL carries its terms in the query (bid id, imp id, campaign, creative,
 //! deal, currency, the highest price the exchange may report — our bid —, the Unix
-//! second it expires, whether the auction was a test) and an HMAC-SHA256 tag over them
-//! ([`sign`]), one tag per bid for its three URLs. The exchange fills in the OpenRTB macros we leave in the URL:
+//! second the notice URLs expire and the one the click URL expires, whether the auction
+//! was a test) and an HMAC-SHA256 tag over them ([`sign`]), one tag per bid for its four
+//! URLs. The exchange fills in the OpenRTB macros we leave in the URL:
 //! `${AUCTION_PRICE}` and `${AUCTION_CURRENCY}` in win and billing notices,
 //! `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}` in loss notices, `${AUCTION_ID}` in all.
 //!
@@ -15,55 +17,65 @@
 //! it arrives: a repeat is answered 200 (exchanges retry billing until they see success)
 //! but changes nothing. Every outcome is counted by kind (`ctrbid_notices_total`).
 //!
+//! **Clicks and conversions.** `GET /click` (the URL in the markup, valid until the
+//! signed click expiry, `notices.click_ttl_s` after the bid) records the click once per
+//! bid and redirects the user to the campaign's landing page with a signed click id
+//! ([`click`]); a repeated click still redirects. `GET|POST /conv?click=<id>[&v=<USD>]`
+//! records one conversion per click within `notices.attribution_window_s` of it
+//! (later: `expired`; a repeat is answered 200 and changes nothing, as billing).
+//!
+//! Checking and applying are two steps ([`Notices::check`], [`Notices::apply`]) so that
+//! the bidder can write the notice to the event log in between: a notice is applied,
+//! and answered as accepted, only once its record is durable; when the log fails the
+//! ledger place is given back ([`Notices::release`]) and the sender's retry is
+//! checked afresh.
+//!
 //! Applying a billing notice adds the clearing price (CPM / 1000, in USD) to the
 //! campaign's spend for the day ([`spend`]); a campaign whose spend reaches its
-//! `daily_budget` stops bidding until the next UTC day. Test auctions (`test = 1`) are
-//! never charged.
+//! `daily_budget` stops bidding until the next UTC day of the auction clock. Test
+//! auctions (`test = 1`) are never charged.
 
+pub mod click;
 pub mod ledger;
+mod query;
 pub mod sign;
 pub mod spend;
 
 use crate::catalog::Selector;
 use crate::currency::Rates;
+use crate::events::{NoticeKind, NoticeRecord};
 use crate::openrtb::response::push_query_value;
+use click::ClickId;
 use ledger::{Ledger, Recorded};
+pub use query::percent_decode;
+use query::{filled, parse_query};
 use sign::{Message, Signer};
 use spend::Spend;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-/// The notices an exchange sends back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Win = 0,
-    Bill = 1,
-    Loss = 2,
-}
+/// What comes back about a bid: the notice kinds of the event log, each on its own path.
+pub type Kind = NoticeKind;
 
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Win, Kind::Bill, Kind::Loss];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Kind::Win => "win",
-            Kind::Bill => "bill",
-            Kind::Loss => "loss",
-        }
-    }
-
+impl NoticeKind {
     /// The path this notice is served on.
     pub fn path(self) -> &'static str {
         match self {
             Kind::Win => "/win",
             Kind::Bill => "/bill",
             Kind::Loss => "/loss",
+            Kind::Click => "/click",
+            Kind::Conv => "/conv",
         }
     }
 
     pub fn from_path(path: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.path() == path)
+    }
+
+    fn index(self) -> usize {
+        self as usize - 1
     }
 }
 
@@ -79,18 +91,20 @@ pub struct Terms<'a> {
     pub currency: Cow<'a, str>,
     /// Our bid, CPM in `currency`, in millionths: the highest price a notice may report.
     pub max_price_micros: u64,
-    /// Unix second after which the URL is refused.
+    /// Unix second after which the win, billing and loss URLs are refused.
     pub expires: i64,
+    /// Unix second after which the click URL is refused.
+    pub click_expires: i64,
     pub test: bool,
 }
 
 impl Terms<'_> {
     /// What the tag covers. The notice kind is not part of it: one tag serves the
-    /// win, billing and loss URLs of a bid (whoever holds one holds all three), and
-    /// the ledger keeps the kinds apart.
+    /// win, billing, loss and click URLs of a bid (whoever holds one holds all four),
+    /// and the ledger keeps the kinds apart.
     fn message(&self) -> Message {
-        let mut m = Message::with_capacity(160);
-        m.field(b"ctrbid-notice-v1")
+        let mut m = Message::with_capacity(176);
+        m.field(b"ctrbid-notice-v2")
             .field(&self.bid.to_le_bytes())
             .field(self.imp.as_bytes())
             .field(self.campaign.as_bytes())
@@ -99,6 +113,7 @@ impl Terms<'_> {
             .field(self.currency.as_bytes())
             .field(&self.max_price_micros.to_le_bytes())
             .field(&self.expires.to_le_bytes())
+            .field(&self.click_expires.to_le_bytes())
             .field(&[u8::from(self.test)]);
         m
     }
@@ -113,7 +128,8 @@ pub enum Verdict {
     Duplicate,
     /// The tag does not match the terms.
     Forged,
-    /// The URL's time is up.
+    /// The URL's time is up (for a conversion: its click is older than the attribution
+    /// window).
     Expired,
     /// A field is missing or unreadable (including a macro the exchange left unfilled).
     Malformed(&'static str),
@@ -121,11 +137,21 @@ pub enum Verdict {
     PriceOutOfBounds,
     /// Too many notices are being tracked to check this one for replay.
     LedgerFull,
+    /// The event log could not make the record durable; nothing was applied.
+    LogFailed,
 }
 
 impl Verdict {
-    const LABELS: [&'static str; 7] =
-        ["accepted", "duplicate", "forged", "expired", "malformed", "price_out_of_bounds", "ledger_full"];
+    const LABELS: [&'static str; 8] = [
+        "accepted",
+        "duplicate",
+        "forged",
+        "expired",
+        "malformed",
+        "price_out_of_bounds",
+        "ledger_full",
+        "log_failed",
+    ];
 
     fn index(&self) -> usize {
         match self {
@@ -136,6 +162,7 @@ impl Verdict {
             Verdict::Malformed(_) => 4,
             Verdict::PriceOutOfBounds => 5,
             Verdict::LedgerFull => 6,
+            Verdict::LogFailed => 7,
         }
     }
 
@@ -155,6 +182,10 @@ pub struct NoticeSettings {
     /// Bounds for an imp's `exp`.
     pub min_ttl_s: u32,
     pub max_ttl_s: u32,
+    /// Lifetime of a click URL, from the bid, in seconds.
+    pub click_ttl_s: u32,
+    /// A conversion counts within this many seconds of its click.
+    pub attribution_window_s: u32,
     pub max_entries: usize,
 }
 
@@ -167,33 +198,81 @@ pub struct Notices {
     counts: [[AtomicU64; Verdict::LABELS.len()]; Kind::ALL.len()],
     /// Billed clearing prices, in micro-USD (CPM / 1000 per impression).
     billed_micro_usd: AtomicU64,
-    /// The UTC day the campaigns' "budget spent" flags belong to.
+    /// The UTC day the campaigns' "budget spent" flags belong to; `i64::MIN` before the
+    /// first tick.
     flags_day: AtomicI64,
 }
 
-/// The three URLs of one bid.
+/// The URLs of one bid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeUrls {
     pub nurl: String,
     pub burl: String,
     pub lurl: String,
+    /// Where the creative's click goes (`${CTRBID_CLICK_URL}` in its markup).
+    pub click: String,
 }
 
-/// The query of a notice URL, decoded.
-#[derive(Debug, Default)]
-struct Query<'q> {
-    bid: Option<Cow<'q, str>>,
-    imp: Option<Cow<'q, str>>,
-    campaign: Option<Cow<'q, str>>,
-    creative: Option<Cow<'q, str>>,
-    deal: Option<Cow<'q, str>>,
-    currency: Option<Cow<'q, str>>,
-    max_price: Option<Cow<'q, str>>,
-    expires: Option<Cow<'q, str>>,
-    test: Option<Cow<'q, str>>,
-    tag: Option<Cow<'q, str>>,
-    price: Option<Cow<'q, str>>,
-    price_currency: Option<Cow<'q, str>>,
+/// A notice that passed every check and holds its (kind, bid) place in the ledger: it
+/// is [`Notices::apply`]ed, or [`Notices::release`]d when it cannot be logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub kind: Kind,
+    pub bid: u64,
+    pub campaign: String,
+    pub creative: String,
+    /// Empty for a conversion.
+    pub imp: String,
+    /// Empty for a conversion.
+    pub currency: String,
+    pub auction_id: String,
+    /// Win, billing: the clearing price, CPM in `currency`.
+    pub price: Option<f64>,
+    pub test: bool,
+    /// Loss: `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}` when filled in.
+    pub loss_reason: Option<i32>,
+    pub min_to_win: Option<f64>,
+    /// Conversion: its click's time (Unix ms) and its value (USD) when given.
+    pub click_ms: Option<i64>,
+    pub value: Option<f64>,
+    /// Until when the ledger keeps the entry, Unix seconds.
+    ledger_until: i64,
+}
+
+impl Checked {
+    /// What the event log records of this notice, received at `ts_ms`; `usd` is what
+    /// billing charged (see [`Applied::charged_usd`]).
+    pub fn record(&self, ts_ms: i64, charged_usd: f64) -> NoticeRecord<'_> {
+        NoticeRecord {
+            kind: self.kind,
+            ts_ms,
+            bid: self.bid,
+            campaign: &self.campaign,
+            creative: &self.creative,
+            imp_id: &self.imp,
+            currency: &self.currency,
+            auction_id: &self.auction_id,
+            price: self.price.unwrap_or(f64::NAN),
+            usd: match self.kind {
+                Kind::Bill => charged_usd,
+                Kind::Conv => self.value.unwrap_or(f64::NAN),
+                _ => 0.0,
+            },
+            test: self.test,
+            loss_reason: self.loss_reason.unwrap_or(-1),
+            min_to_win: self.min_to_win.unwrap_or(f64::NAN),
+            click_ms: self.click_ms.unwrap_or(0),
+        }
+    }
+}
+
+/// What applying a notice did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// Billing: added to the campaign's spend, USD (0 for a test auction).
+    pub charged_usd: f64,
+    /// Click: where to send the user (the landing page with the click id).
+    pub location: Option<String>,
 }
 
 impl Notices {
@@ -205,7 +284,7 @@ impl Notices {
             spend: Spend::default(),
             counts: Default::default(),
             billed_micro_usd: AtomicU64::new(0),
-            flags_day: AtomicI64::new(unix_now().div_euclid(spend::SECONDS_PER_DAY)),
+            flags_day: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -214,9 +293,14 @@ impl Notices {
         exp.map_or(self.settings.ttl_s, |e| e.clamp(self.settings.min_ttl_s, self.settings.max_ttl_s))
     }
 
-    /// Signed win, billing and loss URLs for one bid: one query and one tag, three paths.
+    /// The click URL lifetime, seconds.
+    pub fn click_ttl_s(&self) -> u32 {
+        self.settings.click_ttl_s
+    }
+
+    /// Signed win, billing, loss and click URLs for one bid: one query and one tag, four paths.
     pub fn urls(&self, t: &Terms<'_>) -> NoticeUrls {
-        let mut q = String::with_capacity(224);
+        let mut q = String::with_capacity(240);
         let _ = write!(q, "?b={:x}&i=", t.bid);
         push_query_value(&mut q, &t.imp);
         q.push_str("&c=");
@@ -229,13 +313,12 @@ impl Notices {
         }
         q.push_str("&cur=");
         push_query_value(&mut q, &t.currency);
-        let _ = write!(q, "&hi={}&x={}", t.max_price_micros, t.expires);
+        let _ = write!(q, "&hi={}&x={}&cx={}", t.max_price_micros, t.expires, t.click_expires);
         if t.test {
             q.push_str("&t=1");
         }
         q.push_str("&s=");
         q.push_str(&self.settings.signer.sign_hex(&t.message()));
-        q.push_str("&a=${AUCTION_ID}");
         let base = &self.settings.base_url;
         let url = |kind: Kind, macros: &str| {
             let mut u = String::with_capacity(base.len() + kind.path().len() + q.len() + macros.len());
@@ -245,72 +328,202 @@ impl Notices {
             u.push_str(macros);
             u
         };
-        const PRICE: &str = "&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}";
+        const PRICE: &str = "&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}";
         NoticeUrls {
             nurl: url(Kind::Win, PRICE),
             burl: url(Kind::Bill, PRICE),
-            lurl: url(Kind::Loss, "&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
+            lurl: url(Kind::Loss, "&a=${AUCTION_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
+            click: url(Kind::Click, ""),
         }
     }
 
-    /// Checks and applies one notice. `selector` and `rates` are the serving state's, for
-    /// spend; `now` is Unix seconds.
-    pub fn handle(&self, kind: Kind, query: &str, now: i64, selector: &Selector, rates: &Rates) -> Verdict {
-        let verdict = self.check_and_apply(kind, query, now, selector, rates);
-        self.counts[kind as usize][verdict.index()].fetch_add(1, Ordering::Relaxed);
-        verdict
+    /// Checks and applies one notice at `now_ms` (Unix ms), without an event log:
+    /// [`Notices::check`] then [`Notices::apply`], counted.
+    pub fn handle(&self, kind: Kind, query: &str, now_ms: i64, selector: &Selector, rates: &Rates) -> Verdict {
+        match self.check(kind, query, now_ms) {
+            Ok(checked) => {
+                self.apply(&checked, now_ms, selector, rates);
+                self.count_verdict(kind, &Verdict::Accepted);
+                Verdict::Accepted
+            }
+            Err(verdict) => {
+                self.count_verdict(kind, &verdict);
+                verdict
+            }
+        }
     }
 
-    fn check_and_apply(&self, kind: Kind, query: &str, now: i64, selector: &Selector, rates: &Rates) -> Verdict {
+    /// Counts how a notice was answered.
+    pub fn count_verdict(&self, kind: Kind, verdict: &Verdict) {
+        self.counts[kind.index()][verdict.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every check of a notice at `now_ms`; on success its ledger place is taken (and
+    /// must be applied or released). Not counted: the caller counts the final verdict.
+    pub fn check(&self, kind: Kind, query: &str, now_ms: i64) -> Result<Checked, Verdict> {
+        let now = crate::clock::unix_s(now_ms);
         let q = parse_query(query);
-        let terms = match q.terms() {
-            Ok(t) => t,
-            Err(what) => return Verdict::Malformed(what),
-        };
-        let Some(tag) = q.tag.as_deref() else { return Verdict::Malformed("s (signature) is missing") };
+        let checked = if kind == Kind::Conv { self.check_conversion(&q, now_ms)? } else { self.check_bid_notice(kind, &q, now)? };
+        match self.ledger.record(kind, checked.bid, checked.ledger_until) {
+            Recorded::New => Ok(checked),
+            Recorded::Duplicate => Err(Verdict::Duplicate),
+            Recorded::Full => Err(Verdict::LedgerFull),
+        }
+    }
+
+    /// Win, billing, loss and click: the signed terms and the exchange's macros.
+    fn check_bid_notice(&self, kind: Kind, q: &query::Query<'_>, now: i64) -> Result<Checked, Verdict> {
+        let terms = q.terms().map_err(Verdict::Malformed)?;
+        let Some(tag) = q.tag.as_deref() else { return Err(Verdict::Malformed("s (signature) is missing")) };
         if !self.settings.signer.verify_hex(&terms.message(), tag) {
-            return Verdict::Forged;
+            return Err(Verdict::Forged);
         }
-        if now > terms.expires {
-            return Verdict::Expired;
+        let until = if kind == Kind::Click { terms.click_expires } else { terms.expires };
+        if now > until {
+            return Err(Verdict::Expired);
         }
-        // Price: required for billing, optional for a win, unused for a loss.
+        // Price: required for billing, optional for a win, unused otherwise.
         let price = match (kind, filled(q.price.as_deref())) {
-            (Kind::Loss, _) | (Kind::Win, None) => None,
-            (_, Some(p)) => match p.trim().parse::<f64>() {
+            (Kind::Win | Kind::Bill, Some(p)) => match p.trim().parse::<f64>() {
                 Ok(p) if p.is_finite() => Some(p),
-                _ => return Verdict::Malformed("p (price) is not a number"),
+                _ => return Err(Verdict::Malformed("p (price) is not a number")),
             },
-            (Kind::Bill, None) => return Verdict::Malformed("p (price): ${AUCTION_PRICE} was not filled in"),
+            (Kind::Bill, None) => return Err(Verdict::Malformed("p (price): ${AUCTION_PRICE} was not filled in")),
+            _ => None,
         };
         if let Some(p) = price {
             let max = terms.max_price_micros as f64 / 1e6;
             if p < 0.0 || p > max * (1.0 + 1e-9) + 1e-9 {
-                return Verdict::PriceOutOfBounds;
+                return Err(Verdict::PriceOutOfBounds);
             }
         }
         if let Some(cur) = filled(q.price_currency.as_deref()) {
             if !cur.eq_ignore_ascii_case(&terms.currency) {
-                return Verdict::Malformed("pc (currency) differs from the bid's currency");
+                return Err(Verdict::Malformed("pc (currency) differs from the bid's currency"));
             }
         }
-        match self.ledger.record(kind, terms.bid, terms.expires) {
-            Recorded::New => {}
-            Recorded::Duplicate => return Verdict::Duplicate,
-            Recorded::Full => return Verdict::LedgerFull,
+        let (loss_reason, min_to_win) = if kind == Kind::Loss {
+            (
+                filled(q.loss.as_deref()).and_then(|r| r.trim().parse::<i32>().ok()),
+                filled(q.min_to_win.as_deref()).and_then(|m| m.trim().parse::<f64>().ok()).filter(|m| m.is_finite()),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Checked {
+            kind,
+            bid: terms.bid,
+            campaign: terms.campaign.into_owned(),
+            creative: terms.creative.into_owned(),
+            imp: terms.imp.into_owned(),
+            currency: terms.currency.into_owned(),
+            auction_id: filled(q.auction.as_deref()).unwrap_or_default().to_string(),
+            price,
+            test: terms.test,
+            loss_reason,
+            min_to_win,
+            click_ms: None,
+            value: None,
+            ledger_until: until,
+        })
+    }
+
+    /// A conversion postback: a click id this bidder signed, inside the attribution window.
+    fn check_conversion(&self, q: &query::Query<'_>, now_ms: i64) -> Result<Checked, Verdict> {
+        let Some(token) = q.click.as_deref().filter(|t| !t.is_empty()) else {
+            return Err(Verdict::Malformed("click (the click id) is missing"));
+        };
+        let id = match ClickId::decode(token, &self.settings.signer) {
+            Ok(id) => id,
+            Err(Some(why)) => return Err(Verdict::Malformed(why)),
+            Err(None) => return Err(Verdict::Forged),
+        };
+        let window_ms = i64::from(self.settings.attribution_window_s) * 1000;
+        if now_ms > id.click_ms.saturating_add(window_ms) {
+            return Err(Verdict::Expired);
         }
-        if let (Kind::Bill, Some(cpm), false) = (kind, price, terms.test) {
-            let usd = cpm / 1000.0 * rates.usd_per_unit(&terms.currency).unwrap_or(0.0);
-            self.billed_micro_usd.fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
-            let today = self.spend.add(&terms.campaign, usd, now);
-            if let Some(ci) = selector.campaign_index(&terms.campaign) {
-                let budget = selector.catalog().campaigns[ci as usize].daily_budget;
-                if today >= budget {
-                    selector.set_exhausted(ci, true);
+        if now_ms < id.click_ms {
+            return Err(Verdict::Malformed("the conversion is earlier than its click"));
+        }
+        let value = match filled(q.value.as_deref()) {
+            None => None,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
+                _ => return Err(Verdict::Malformed("v (value) is not a number of USD at least 0")),
+            },
+        };
+        Ok(Checked {
+            kind: Kind::Conv,
+            bid: id.bid,
+            campaign: id.campaign.into_owned(),
+            creative: id.creative.into_owned(),
+            imp: String::new(),
+            currency: String::new(),
+            auction_id: String::new(),
+            price: None,
+            test: false,
+            loss_reason: None,
+            min_to_win: None,
+            click_ms: Some(id.click_ms),
+            value,
+            ledger_until: crate::clock::unix_s(id.click_ms.saturating_add(window_ms)),
+        })
+    }
+
+    /// What applying a checked notice charges the campaign, USD: the clearing price of
+    /// one impression (CPM / 1000) for a billing notice of a real auction, else 0.
+    pub fn charge_usd(&self, c: &Checked, rates: &Rates) -> f64 {
+        match (c.kind, c.price) {
+            (Kind::Bill, Some(cpm)) if !c.test => cpm / 1000.0 * rates.usd_per_unit(&c.currency).unwrap_or(0.0),
+            _ => 0.0,
+        }
+    }
+
+    /// Applies a checked notice at `now_ms`: billing adds to the campaign's spend (and
+    /// stops it at its daily budget), a click is given its landing page.
+    pub fn apply(&self, c: &Checked, now_ms: i64, selector: &Selector, rates: &Rates) -> Applied {
+        let mut applied = Applied { charged_usd: 0.0, location: None };
+        match c.kind {
+            Kind::Bill if !c.test => {
+                let usd = self.charge_usd(c, rates);
+                applied.charged_usd = usd;
+                self.billed_micro_usd.fetch_add((usd * 1e6).round() as u64, Ordering::Relaxed);
+                let today = self.spend.add(&c.campaign, usd, crate::clock::unix_s(now_ms));
+                if let Some(ci) = selector.campaign_index(&c.campaign) {
+                    let budget = selector.catalog().campaigns[ci as usize].daily_budget;
+                    if today >= budget {
+                        selector.set_exhausted(ci, true);
+                    }
                 }
             }
+            Kind::Click => {
+                let id = ClickId {
+                    bid: c.bid,
+                    click_ms: now_ms,
+                    campaign: Cow::Borrowed(&c.campaign),
+                    creative: Cow::Borrowed(&c.creative),
+                }
+                .encode(&self.settings.signer);
+                applied.location = Some(click::landing_with_click(&self.landing(selector, &c.campaign), &id));
+            }
+            _ => {}
         }
-        Verdict::Accepted
+        applied
+    }
+
+    /// Gives back the ledger place of a notice that was checked but could not be
+    /// applied, so that the sender's retry is checked afresh.
+    pub fn release(&self, c: &Checked) {
+        self.ledger.forget(c.kind, c.bid);
+    }
+
+    /// Where a click on a campaign's ad goes: its `landing_url`, else its advertiser's
+    /// domain; a campaign no longer in the catalog lands on the bidder's own base URL.
+    fn landing(&self, selector: &Selector, campaign: &str) -> String {
+        match selector.campaign_index(campaign).map(|ci| &selector.catalog().campaigns[ci as usize]) {
+            Some(c) => c.landing(),
+            None => format!("{}/", self.settings.base_url),
+        }
     }
 
     /// Once a second: drops expired ledger entries; at a new UTC day, clears spend and
@@ -321,6 +534,7 @@ impl Notices {
         let day = now.div_euclid(spend::SECONDS_PER_DAY);
         if self.flags_day.swap(day, Ordering::Relaxed) < day {
             selector.clear_exhausted();
+            self.apply_spend(selector);
         }
     }
 
@@ -337,16 +551,16 @@ impl Notices {
     }
 
     pub fn count(&self, kind: Kind, verdict: &Verdict) -> u64 {
-        self.counts[kind as usize][verdict.index()].load(Ordering::Relaxed)
+        self.counts[kind.index()][verdict.index()].load(Ordering::Relaxed)
     }
 
     /// Prometheus text for the notice counters.
     pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP ctrbid_notices_total Win, billing and loss notices by verdict.\n");
+        out.push_str("# HELP ctrbid_notices_total Win, billing, loss, click and conversion notices by verdict.\n");
         out.push_str("# TYPE ctrbid_notices_total counter\n");
         for kind in Kind::ALL {
             for (i, label) in Verdict::LABELS.iter().enumerate() {
-                let n = self.counts[kind as usize][i].load(Ordering::Relaxed);
+                let n = self.counts[kind.index()][i].load(Ordering::Relaxed);
                 let _ = writeln!(out, "ctrbid_notices_total{{kind=\"{}\",verdict=\"{label}\"}} {n}", kind.label());
             }
         }
@@ -361,94 +575,6 @@ impl Notices {
             self.ledger.len()
         );
     }
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-}
-
-/// A macro value the exchange filled in; `None` when absent, empty, or still `${...}`.
-fn filled(v: Option<&str>) -> Option<&str> {
-    v.filter(|v| !v.is_empty() && !v.starts_with("${"))
-}
-
-impl<'q> Query<'q> {
-    fn terms(&self) -> Result<Terms<'q>, &'static str> {
-        fn need<'q>(v: &Option<Cow<'q, str>>, what: &'static str) -> Result<Cow<'q, str>, &'static str> {
-            v.clone().ok_or(what)
-        }
-        let bid = need(&self.bid, "b (bid id) is missing")?;
-        let bid = u64::from_str_radix(&bid, 16).map_err(|_| "b (bid id) is not hex")?;
-        let max_price_micros = need(&self.max_price, "hi (price bound) is missing")?
-            .parse::<u64>()
-            .map_err(|_| "hi (price bound) is not a number")?;
-        let expires =
-            need(&self.expires, "x (expiry) is missing")?.parse::<i64>().map_err(|_| "x (expiry) is not a number")?;
-        Ok(Terms {
-            bid,
-            imp: need(&self.imp, "i (imp id) is missing")?,
-            campaign: need(&self.campaign, "c (campaign) is missing")?,
-            creative: need(&self.creative, "cr (creative) is missing")?,
-            deal: self.deal.clone().unwrap_or_default(),
-            currency: need(&self.currency, "cur (currency) is missing")?,
-            max_price_micros,
-            expires,
-            test: self.test.as_deref() == Some("1"),
-        })
-    }
-}
-
-/// Splits and percent-decodes a query string. Unknown keys are ignored; for a repeated
-/// key the first value wins.
-fn parse_query(query: &str) -> Query<'_> {
-    let mut q = Query::default();
-    for pair in query.split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
-            "b" => &mut q.bid,
-            "i" => &mut q.imp,
-            "c" => &mut q.campaign,
-            "cr" => &mut q.creative,
-            "d" => &mut q.deal,
-            "cur" => &mut q.currency,
-            "hi" => &mut q.max_price,
-            "x" => &mut q.expires,
-            "t" => &mut q.test,
-            "s" => &mut q.tag,
-            "p" => &mut q.price,
-            "pc" => &mut q.price_currency,
-            _ => continue,
-        };
-        if slot.is_none() {
-            *slot = Some(percent_decode(value));
-        }
-    }
-    q
-}
-
-/// `%XX` escapes decoded; a malformed escape or invalid UTF-8 is kept as sent (lossy),
-/// which then fails the signature.
-pub fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ fn notices() -> Notices {
         ttl_s: 600,
         min_ttl_s: 60,
         max_ttl_s: 3600,
+        click_ttl_s: 86_400,
+        attribution_window_s: 7 * 86_400,
         max_entries: 1000,
     })
 }
@@ -36,6 +38,7 @@ fn terms() -> Terms<'static> {
         currency: "USD".into(),
         max_price_micros: 2_500_000,
         expires: NOW + 600,
+        click_expires: NOW + 86_400,
         test: false,
     }
 }
@@ -48,7 +51,7 @@ fn fill(url: &str, price: &str) -> String {
 
 fn call(n: &Notices, s: &Selector, url: &str, now: i64) -> Verdict {
     let (path, query) = url.split_once('?').unwrap();
-    n.handle(Kind::from_path(path).unwrap(), query, now, s, &Rates::new(&Default::default()).unwrap())
+    n.handle(Kind::from_path(path).unwrap(), query, now * 1000, s, &Rates::new(&Default::default()).unwrap())
 }
 
 #[test]
@@ -58,12 +61,15 @@ fn urls_carry_terms_tag_and_the_exchange_macros() {
         .nurl
         .starts_with("http://bidder.example/win?b=abc&i=imp%261&c=cmp%201&cr=cr%2F1&cur=USD&hi=2500000&x="));
     assert!(urls.nurl.ends_with("&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}"), "{}", urls.nurl);
+    assert!(urls.click.starts_with("http://bidder.example/click?b=abc&"));
+    assert!(!urls.click.contains("${"), "nothing for the exchange to fill in a click URL: {}", urls.click);
     assert!(urls.burl.starts_with("http://bidder.example/bill?"));
     assert!(urls.lurl.contains("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"));
     // One tag per bid; the ledger, not the tag, keeps a win and a billing notice apart.
     let tag = |u: &str| u.split("&s=").nth(1).unwrap()[..32].to_string();
     assert_eq!(tag(&urls.nurl), tag(&urls.burl));
     assert_eq!(tag(&urls.nurl), tag(&urls.lurl));
+    assert_eq!(tag(&urls.nurl), tag(&urls.click));
 }
 
 #[test]
@@ -159,6 +165,64 @@ fn test_auctions_are_never_charged() {
     assert_eq!(n.spend_today("cmp 1"), 0.0);
     // The test flag is signed: dropping it is a forgery.
     assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0").replace("&t=1", ""), NOW), Verdict::Forged);
+}
+
+/// A click: the user's request for the click URL, answered with where to go.
+fn click(n: &Notices, s: &Selector, url: &str, now_ms: i64) -> (Verdict, Option<String>) {
+    let query = url.split_once('?').unwrap().1;
+    match n.check(Kind::Click, query, now_ms) {
+        Ok(c) => (Verdict::Accepted, n.apply(&c, now_ms, s, &Rates::new(&Default::default()).unwrap()).location),
+        Err(v) => (v, None),
+    }
+}
+
+/// The click id the landing page received.
+fn click_id(location: &str) -> String {
+    location.split_once("ctrbid_click=").unwrap().1.to_string()
+}
+
+#[test]
+fn a_click_lands_once_and_its_conversion_counts_once_within_the_window() {
+    let (n, s) = (notices(), selector());
+    let urls = n.urls(&terms());
+    // Clicks come long after the notice URLs expired (600 s), within the click TTL.
+    let at = (NOW + 3_600) * 1000;
+    let (v, location) = click(&n, &s, &urls.click, at);
+    assert_eq!(v, Verdict::Accepted);
+    let location = location.unwrap();
+    assert!(location.starts_with("https://cmp 1.example/?ctrbid_click="), "{location}");
+    assert_eq!(click(&n, &s, &urls.click, at + 5).0, Verdict::Duplicate, "one click per bid");
+    assert_eq!(click(&n, &s, &urls.click, (NOW + 86_401) * 1000).0, Verdict::Expired);
+    let forged = urls.click.replace("c=cmp%201", "c=cmp%202");
+    assert_eq!(click(&n, &s, &forged, at).0, Verdict::Forged);
+
+    let id = click_id(&location);
+    let conv = |query: &str, when_ms: i64| n.handle(Kind::Conv, query, when_ms, &s, &Rates::new(&Default::default()).unwrap());
+    let window_ms = 7 * 86_400 * 1000;
+    assert_eq!(conv(&format!("click={id}&v=12.5"), at - 1), Verdict::Malformed("the conversion is earlier than its click"));
+    assert_eq!(conv(&format!("click={id}"), at + window_ms + 1), Verdict::Expired);
+    assert!(matches!(conv(&format!("click={id}&v=-3"), at + 1), Verdict::Malformed(_)));
+    assert!(matches!(conv("click=", at + 1), Verdict::Malformed(_)));
+    assert!(matches!(conv("v=1", at + 1), Verdict::Malformed(_)));
+    // The click's time is signed: moving it later to stretch the window is a forgery.
+    let parts: Vec<&str> = id.split('.').collect();
+    let stretched = format!("{}.{:x}.{}.{}.{}", parts[0], at + window_ms, parts[2], parts[3], parts[4]);
+    assert_eq!(conv(&format!("click={stretched}"), at + window_ms + 10), Verdict::Forged);
+    assert_eq!(conv(&format!("click={id}&v=12.5"), at + window_ms), Verdict::Accepted, "the window's last ms counts");
+    assert_eq!(conv(&format!("click={id}&v=12.5"), at + window_ms), Verdict::Duplicate);
+    assert_eq!(n.count(Kind::Conv, &Verdict::Accepted), 1);
+    assert_eq!(n.count(Kind::Conv, &Verdict::Forged), 1);
+}
+
+#[test]
+fn a_notice_released_after_a_failed_log_is_checked_again() {
+    let n = notices();
+    let burl = fill(&n.urls(&terms()).burl, "2.0");
+    let query = burl.split_once('?').unwrap().1;
+    let checked = n.check(Kind::Bill, query, NOW * 1000).unwrap();
+    assert_eq!(n.check(Kind::Bill, query, NOW * 1000), Err(Verdict::Duplicate));
+    n.release(&checked);
+    assert_eq!(n.check(Kind::Bill, query, NOW * 1000), Ok(checked));
 }
 
 #[test]

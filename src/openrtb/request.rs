@@ -625,6 +625,13 @@ impl<'a> BidRequest<'a> {
     }
 
     /// The user's segment ids in order of appearance across `user.data`.
+    /// `user.id`, else `user.buyeruid`, where the request allows personal data
+    /// ([`BidRequest::may_personalise`]); the user key of features and the event log.
+    pub fn personal_user_id(&self) -> Option<&str> {
+        let user = self.user.as_ref().filter(|_| self.may_personalise())?;
+        user.id.as_deref().or(user.buyeruid.as_deref())
+    }
+
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         self.user.iter().flat_map(|u| u.data.iter()).flat_map(|d| d.segment.iter()).filter_map(|s| s.id.as_deref())
     }

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 const OPENRTB_VERSION: &str = "2.6";
 const X_OPENRTB_VERSION: &str = "x-openrtb-version";
@@ -32,26 +32,59 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     let notice_kind = notice::Kind::from_path(req.uri().path());
     let response = match (req.method(), req.uri().path(), notice_kind) {
         (&Method::POST, "/openrtb2/bid", _) => bid(&state, req, received).await,
-        (&Method::GET | &Method::POST, _, Some(kind)) => notice(&state, kind, &req),
+        (&Method::GET | &Method::POST, _, Some(kind)) => notice(&state, kind, &req).await,
         (_, "/openrtb2/bid", _) | (_, _, Some(_)) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)
 }
 
-/// A win, billing or loss notice: the verdict as a status code and a one-line reason.
-fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// The time of an event in the auction clock (simulation mode: its `x-ctrbid-time`
+/// header), or the 400 that says why there is none.
+fn event_time(state: &AppState, headers: &http::HeaderMap) -> Result<i64, Response<Full<Bytes>>> {
+    let header = headers.get(crate::clock::TIME_HEADER).map(HeaderValue::as_bytes);
+    state.bidder.clock().event_ms(header).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("{e}\n")))
+}
+
+/// A win, billing, loss, click or conversion notice: the verdict as a status code and a
+/// one-line reason; an accepted or repeated click redirects to the landing page.
+async fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let now_ms = match event_time(state, req.headers()) {
+        Ok(t) => t,
+        Err(refused) => return refused,
+    };
     let query = req.uri().query().unwrap_or_default();
-    match state.bidder.notice(kind, query, notice::unix_now()) {
+    let (verdict, location) = state.bidder.notice(kind, query, now_ms).await;
+    if let Some(location) = location {
+        return redirect(&location);
+    }
+    match verdict {
         Verdict::Accepted => text(StatusCode::OK, "ok\n"),
-        // Billing is idempotent: a repeat is a success that changes nothing.
-        Verdict::Duplicate if kind == notice::Kind::Bill => text(StatusCode::OK, "already applied\n"),
+        // Billing and conversions are idempotent: a repeat is a success that changes nothing.
+        Verdict::Duplicate if matches!(kind, notice::Kind::Bill | notice::Kind::Conv) => {
+            text(StatusCode::OK, "already applied\n")
+        }
         Verdict::Duplicate => text(StatusCode::CONFLICT, "notice already received\n"),
         Verdict::Forged => text(StatusCode::FORBIDDEN, "notice signature does not match\n"),
         Verdict::Expired => text(StatusCode::GONE, "notice URL expired\n"),
         Verdict::Malformed(why) => text(StatusCode::BAD_REQUEST, &format!("malformed notice: {why}\n")),
         Verdict::PriceOutOfBounds => text(StatusCode::BAD_REQUEST, "price is outside the signed bounds\n"),
         Verdict::LedgerFull => text(StatusCode::SERVICE_UNAVAILABLE, "too many notices in flight, retry later\n"),
+        Verdict::LogFailed => text(StatusCode::SERVICE_UNAVAILABLE, "the event log cannot record this now, retry later\n"),
+    }
+}
+
+/// 302 to `location` (a click's landing page).
+fn redirect(location: &str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::FOUND, "");
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            r.headers_mut().insert(http::header::LOCATION, v);
+            r
+        }
+        // A landing URL is checked at catalog load; one that still is no header value
+        // is the catalog's fault, not the user's: say so rather than send a broken header.
+        Err(_) => text(StatusCode::OK, "click recorded; the landing URL is not a valid header value\n"),
     }
 }
 
@@ -67,6 +100,13 @@ fn acceptable_content_type(headers: &http::HeaderMap) -> bool {
 async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Response<Full<Bytes>> {
     let limit = state.max_body_bytes;
     let version = answer_version(req.headers());
+    let now_ms = match event_time(state, req.headers()) {
+        Ok(t) => t,
+        Err(refused) => {
+            state.metrics.count(Outcome::Invalid);
+            return refused;
+        }
+    };
     let gzip_answer = encoding::accepts_gzip(req.headers());
     if !acceptable_content_type(req.headers()) {
         state.metrics.count(Outcome::Invalid);
@@ -118,8 +158,7 @@ async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Res
             }
         },
     };
-    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    match state.bidder.bid(&mut body, received, now_unix).await {
+    match state.bidder.bid(&mut body, received, now_ms).await {
         Answer::Bid(json) => {
             let mut r = if gzip_answer {
                 let mut r = Response::new(Full::new(Bytes::from(encoding::gzip(&json))));

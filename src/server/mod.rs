@@ -1,7 +1,8 @@
 //! The HTTP servers: hyper 1 on tokio, HTTP/1.1 with keep-alive, on two ports.
 //!
 //! The public port serves only what exchanges call: `POST /openrtb2/bid` (the bid
-//! path, see [`crate::bidder`]) and the notices `GET|POST /win`, `/bill`, `/loss` (see
+//! path, see [`crate::bidder`]) and the notices `GET|POST /win`, `/bill`, `/loss`, the click
+//! redirect `GET /click` and the conversion postback `GET|POST /conv` (see
 //! [`crate::notice`]). The admin port (`[admin] listen`, keep it private) serves
 //! `GET /healthz` (the process is up), `GET /readyz` (200 only once the model is loaded
 //! and warmed and the listeners are bound, 503 while draining), `GET /metrics`
@@ -164,7 +165,7 @@ async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) 
             _ = every.tick() => {
                 // Sweeping a large notice ledger takes milliseconds: not on a worker.
                 let state = Arc::clone(&state);
-                let _ = tokio::task::spawn_blocking(move || state.bidder.tick(crate::notice::unix_now())).await;
+                let _ = tokio::task::spawn_blocking(move || state.bidder.tick()).await;
             }
             _ = closing.changed() => return,
         }

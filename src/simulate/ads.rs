@@ -171,6 +171,7 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
             targeting,
             deals: Vec::new(),
             bundle: None,
+            landing_url: None,
         });
     }
     // One creative each, the rest spread unevenly (some campaigns rotate many).
@@ -283,15 +284,18 @@ fn native_assets(id: &str, adv: &Advertiser) -> NativeAssets {
         sponsored: adv.domain.clone(),
         description: Some(NATIVE_DESCRIPTION.to_string()),
         cta: None,
-        click_url: format!("https://ads.ctrbid.example/click?cr={id}"),
+        click_url: crate::bidder::CLICK_URL_MACRO.to_string(),
     }
 }
 
 const NATIVE_DESCRIPTION: &str = "Limited-time offer. Tap to learn more.";
 
-/// Small, realistic ad markup for `bid.adm`.
+/// Small, realistic ad markup for `bid.adm`, its click URL the bidder's macro: the
+/// banner's link, the VAST `ClickThrough` (the user follows it) and the native `link`.
 fn markup(id: &str, format: &Format, adv: &Advertiser) -> String {
-    let click = format!("https://ads.ctrbid.example/click?cr={id}");
+    // The bidder puts each bid's signed click URL (`/click`, which redirects to the
+    // campaign's landing page) where the markup names the macro.
+    let click = crate::bidder::CLICK_URL_MACRO;
     match *format {
         Format::Banner { w, h } => {
             format!(r#"<a href="{click}"><img src="https://cdn.ctrbid.example/{id}.png" width="{w}" height="{h}"></a>"#)

@@ -1,0 +1,12 @@
+//! Events: what the bidder writes down about its bids and what came back of them.
+//!
+//! [`record`] defines the records (a bid with the feature row it scored, and each win,
+//! billing, loss, click and conversion notice); [`sink`] is how the bidder writes them
+//! to the durable log ([`crate::eventlog`]): bids sampled and never waiting, notices
+//! durable before they are answered.
+
+pub mod record;
+pub mod sink;
+
+pub use record::{BidRecord, DecodeError, Event, NoticeKind, NoticeRecord};
+pub use sink::EventSink;

@@ -1,0 +1,146 @@
+//! Click ids: what `/click` hands the landing page and `/conv` takes back.
+//!
+//! A click redirects the user to the creative's landing page with `ctrbid_click=<id>`
+//! added to its query; the advertiser's site posts that id back to `/conv` when the
+//! user converts (the usual postback). The id is signed, so a conversion can only be
+//! attributed to a click this bidder recorded, and it carries the click's time, so the
+//! attribution window is checked without any state: `{bid:x}.{click_ms:x}.{campaign
+//! hex}.{creative hex}.{tag}`, the ids hex-encoded so that no separator or escape can
+//! occur in them. The tag is an HMAC-SHA256 (truncated to 16 bytes, as the notice tags)
+//! under the notice key, over a message of its own kind, so no notice tag can pass as a
+//! click id or the other way round.
+
+use super::sign::{Message, Signer};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// The query parameter the landing page receives the click id in.
+pub const CLICK_PARAM: &str = "ctrbid_click";
+
+/// What a click id says: which bid was clicked, when, for which campaign and creative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickId<'a> {
+    pub bid: u64,
+    /// Unix ms of the click.
+    pub click_ms: i64,
+    pub campaign: Cow<'a, str>,
+    pub creative: Cow<'a, str>,
+}
+
+impl ClickId<'_> {
+    fn message(&self) -> Message {
+        let mut m = Message::with_capacity(96);
+        m.field(b"ctrbid-click-v1")
+            .field(&self.bid.to_le_bytes())
+            .field(&self.click_ms.to_le_bytes())
+            .field(self.campaign.as_bytes())
+            .field(self.creative.as_bytes());
+        m
+    }
+
+    /// The signed id.
+    pub fn encode(&self, signer: &Signer) -> String {
+        let mut out = String::with_capacity(48 + 2 * (self.campaign.len() + self.creative.len()));
+        let _ = write!(out, "{:x}.{:x}.", self.bid, self.click_ms);
+        push_hex(&mut out, self.campaign.as_bytes());
+        out.push('.');
+        push_hex(&mut out, self.creative.as_bytes());
+        out.push('.');
+        out.push_str(&signer.sign_hex(&self.message()));
+        out
+    }
+
+    /// Reads and verifies an id: `Err(None)` when it is not one (malformed), `Err(Some(id))`
+    /// when it reads but its tag does not match (forged).
+    pub fn decode(token: &str, signer: &Signer) -> Result<ClickId<'static>, Option<&'static str>> {
+        let mut parts = token.split('.');
+        let mut next = |what: &'static str| parts.next().filter(|p| !p.is_empty()).ok_or(what);
+        let bid = next("click id: bid is missing").map_err(Some)?;
+        let click_ms = next("click id: time is missing").map_err(Some)?;
+        let campaign = next("click id: campaign is missing").map_err(Some)?;
+        let creative = next("click id: creative is missing").map_err(Some)?;
+        let tag = next("click id: tag is missing").map_err(Some)?;
+        if parts.next().is_some() {
+            return Err(Some("click id has too many parts"));
+        }
+        let id = ClickId {
+            bid: u64::from_str_radix(bid, 16).map_err(|_| Some("click id: bid is not hex"))?,
+            click_ms: i64::from_str_radix(click_ms, 16).map_err(|_| Some("click id: time is not hex"))?,
+            campaign: Cow::Owned(from_hex(campaign).ok_or(Some("click id: campaign is not hex text"))?),
+            creative: Cow::Owned(from_hex(creative).ok_or(Some("click id: creative is not hex text"))?),
+        };
+        if signer.verify_hex(&id.message(), tag) {
+            Ok(id)
+        } else {
+            Err(None)
+        }
+    }
+}
+
+/// `landing` with the click id added to its query (before any `#fragment`).
+pub fn landing_with_click(landing: &str, id: &str) -> String {
+    let (base, fragment) = match landing.find('#') {
+        Some(at) => landing.split_at(at),
+        None => (landing, ""),
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}{CLICK_PARAM}={id}{fragment}")
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+fn from_hex(s: &str) -> Option<String> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signer() -> Signer {
+        Signer::new(b"0123456789abcdef0123456789abcdef".to_vec(), None)
+    }
+
+    fn id() -> ClickId<'static> {
+        ClickId { bid: 0xabc, click_ms: 1_767_571_200_123, campaign: "cmp.1 é".into(), creative: "cr/1".into() }
+    }
+
+    #[test]
+    fn round_trips_and_is_url_safe() {
+        let token = id().encode(&signer());
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.'), "{token}");
+        assert_eq!(ClickId::decode(&token, &signer()), Ok(id()));
+    }
+
+    #[test]
+    fn any_change_is_a_forgery_and_garbage_is_malformed() {
+        let token = id().encode(&signer());
+        let parts: Vec<&str> = token.split('.').collect();
+        // A later click time (to stretch the attribution window) breaks the tag.
+        let later = format!("{}.{:x}.{}.{}.{}", parts[0], id().click_ms + 1, parts[2], parts[3], parts[4]);
+        assert_eq!(ClickId::decode(&later, &signer()), Err(None));
+        let other_key = Signer::new(b"another key of at least thirty-two bytes".to_vec(), None);
+        assert_eq!(ClickId::decode(&token, &other_key), Err(None));
+        for bad in ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00"] {
+            assert!(matches!(ClickId::decode(bad, &signer()), Err(Some(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_id_joins_the_landing_query() {
+        assert_eq!(landing_with_click("https://a.example/", "X"), "https://a.example/?ctrbid_click=X");
+        assert_eq!(landing_with_click("https://a.example/p?q=1", "X"), "https://a.example/p?q=1&ctrbid_click=X");
+        assert_eq!(landing_with_click("https://a.example/p#top", "X"), "https://a.example/p?ctrbid_click=X#top");
+    }
+}
