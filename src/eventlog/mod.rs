@@ -42,6 +42,8 @@
 //!   any `.gz.tmp`), so a crash mid-way neither loses nor duplicates a record
 //!   ([`closed`]). Retention then removes the oldest closed segments beyond
 //!   `retention_bytes`.
+//! - *One writer.* `open` locks `LOCK` in the directory (flock, released by the
+//!   kernel when the process dies); a second writer fails to open. Readers need no lock.
 //! - *Shutdown.* [`EventLog::close`] (or dropping the last handle) writes and commits
 //!   everything queued, closes the active segment, finishes compressing, and joins the
 //!   threads.
@@ -71,6 +73,7 @@ use stats::Stats;
 use std::future::Future;
 use std::io;
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll, Wake};
 use std::thread::JoinHandle;
@@ -93,6 +96,9 @@ impl EventLogError {
         EventLogError::Io { op, kind: e.kind() }
     }
 }
+
+/// The file a writer holds locked (flock) in its directory.
+const LOCK_FILE: &str = "LOCK";
 
 /// What the handles and the threads share.
 ///
@@ -126,32 +132,9 @@ impl EventLog {
         cfg.validate()?;
         let dir = cfg.dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("event log dir {}", dir.display()))?;
-        let plain = closed::tidy(&dir).with_context(|| format!("event log dir {}", dir.display()))?;
-        let next_seq = segment::list(&dir)?.last().map_or(1, |f| f.seq + 1);
+        let lock = lock(&dir)?;
         let stats = Arc::new(Stats::default());
-        let mut to_close = Vec::with_capacity(plain.len());
-        for seq in plain {
-            if seq + 1 == next_seq {
-                let path = segment::path(&dir, seq, false);
-                let done = segment::recover(&path).context("event log recovery")?;
-                stats.torn_bytes_cut.fetch_add(done.cut_bytes, std::sync::atomic::Ordering::Relaxed);
-                if done.cut_bytes > 0 {
-                    eprintln!(
-                        "ctrbid: event log: cut a torn record of {} bytes from {}",
-                        done.cut_bytes,
-                        path.display()
-                    );
-                }
-                if done.removed {
-                    continue;
-                }
-                if done.records == 0 {
-                    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-                    continue;
-                }
-            }
-            to_close.push(seq);
-        }
+        let (to_close, next_seq) = recover_dir(&dir, &stats)?;
         let policy =
             closed::Policy { dir: dir.clone(), compress: cfg.compress_closed, retention_bytes: cfg.retention_bytes };
         let closer = closed::Closer::start(policy, stats.clone())?;
@@ -160,7 +143,7 @@ impl EventLog {
         }
         let (tx, rx) = bounded(cfg.queue_capacity);
         let shared = Arc::new(Shared { slots: Semaphore::new(cfg.queue_capacity), stats });
-        let mut writer = Writer::new(cfg, rx, shared.clone(), closer, next_seq);
+        let mut writer = Writer::new(cfg, rx, shared.clone(), closer, next_seq, lock);
         writer.start_segment().context("event log")?;
         let thread = std::thread::Builder::new().name("eventlog-writer".into()).spawn(move || writer.run())?;
         Ok(EventLog { inner: Arc::new(Inner { tx, shared, thread: Mutex::new(Some(thread)) }) })
@@ -171,7 +154,7 @@ impl EventLog {
     pub fn append(&self, record: Vec<u8>) -> bool {
         let stats = &self.inner.shared.stats;
         if record.len() > MAX_RECORD_BYTES {
-            stats.too_large.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.too_large.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let queued = match self.inner.shared.slots.try_acquire() {
@@ -182,7 +165,7 @@ impl EventLog {
             Err(_) => false,
         };
         if !queued {
-            stats.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         queued
     }
@@ -191,7 +174,7 @@ impl EventLog {
     /// full it waits for room. Never blocks the calling thread.
     pub async fn append_durable(&self, record: Vec<u8>) -> Result<(), EventLogError> {
         if record.len() > MAX_RECORD_BYTES {
-            self.inner.shared.stats.too_large.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.shared.stats.too_large.fetch_add(1, Ordering::Relaxed);
             return Err(EventLogError::TooLarge(record.len()));
         }
         let (reply, done) = oneshot::channel();
@@ -229,7 +212,8 @@ impl EventLog {
 
     /// Writes and commits everything queued, closes the active segment, finishes
     /// compressing, and stops the threads (for every clone: their appends then fail).
-    /// The outcome of the last commit; `Closed` if the log was already closed.
+    /// Blocks the calling thread until then. The outcome of the last commit; `Closed` if
+    /// the log was already closed.
     pub fn close(self) -> Result<(), EventLogError> {
         let (reply, done) = oneshot::channel();
         let result = match block_on(self.enqueue(Msg::Close(reply))) {
@@ -287,6 +271,49 @@ impl Drop for Inner {
 impl std::fmt::Debug for EventLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventLog").field("stats", &self.stats()).finish()
+    }
+}
+
+/// Puts a directory left by a crash right (see the module doc): [`closed::tidy`], then
+/// the newest plain segment cut back to its last whole record (removed when none is
+/// left). The segments to close (all plain ones left: none is written any more) and
+/// the number of the next segment.
+fn recover_dir(dir: &std::path::Path, stats: &Stats) -> anyhow::Result<(Vec<u64>, u64)> {
+    let plain = closed::tidy(dir).with_context(|| format!("event log dir {}", dir.display()))?;
+    let next_seq = segment::list(dir)?.last().map_or(1, |f| f.seq + 1);
+    let mut to_close = Vec::with_capacity(plain.len());
+    for seq in plain {
+        if seq + 1 == next_seq {
+            let path = segment::path(dir, seq, false);
+            let done = segment::recover(&path).context("event log recovery")?;
+            stats.torn_bytes_cut.fetch_add(done.cut_bytes, Ordering::Relaxed);
+            if done.cut_bytes > 0 {
+                eprintln!("ctrbid: event log: cut a torn record of {} bytes from {}", done.cut_bytes, path.display());
+            }
+            if done.removed {
+                continue;
+            }
+            if done.records == 0 {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                continue;
+            }
+        }
+        to_close.push(seq);
+    }
+    Ok((to_close, next_seq))
+}
+
+/// Takes `dir/LOCK` for the writer (released when its file is closed, also by a crash):
+/// two writers on one directory would corrupt it.
+fn lock(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::File::create(&path).with_context(|| format!("event log lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("event log dir {} is in use by another writer ({} is locked)", dir.display(), path.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("event log lock {}", path.display())),
     }
 }
 

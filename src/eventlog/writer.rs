@@ -18,6 +18,7 @@ use super::frame;
 use super::segment::Active;
 use super::{EventLogConfig, EventLogError, Shared};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::fs::File;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -76,12 +77,21 @@ pub struct Writer {
     /// Counts not yet added to `shared.stats` (published per batch).
     records: u64,
     bytes: u64,
+    /// The directory's lock, held while the writer runs.
+    _lock: File,
     #[cfg(test)]
     fail_writes: u32,
 }
 
 impl Writer {
-    pub fn new(cfg: EventLogConfig, rx: Receiver<Msg>, shared: Arc<Shared>, closer: Closer, next_seq: u64) -> Writer {
+    pub fn new(
+        cfg: EventLogConfig,
+        rx: Receiver<Msg>,
+        shared: Arc<Shared>,
+        closer: Closer,
+        next_seq: u64,
+        lock: File,
+    ) -> Writer {
         Writer {
             cfg,
             rx,
@@ -96,6 +106,7 @@ impl Writer {
             retry_at: None,
             records: 0,
             bytes: 0,
+            _lock: lock,
             #[cfg(test)]
             fail_writes: 0,
         }

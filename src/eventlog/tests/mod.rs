@@ -93,6 +93,16 @@ fn an_unusable_dir_is_an_error_naming_it() {
 }
 
 #[test]
+fn a_second_writer_on_a_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(config(dir.path())).unwrap();
+    let err = EventLog::open(config(dir.path())).unwrap_err().to_string();
+    assert!(err.contains("in use by another writer") && err.contains(&dir.path().display().to_string()), "{err}");
+    log.close().unwrap();
+    EventLog::open(config(dir.path())).unwrap().close().unwrap();
+}
+
+#[test]
 fn segments_rotate_by_size() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(EventLogConfig { segment_bytes: 1024, ..config(dir.path()) }).unwrap();
