@@ -21,9 +21,9 @@ DATA            := data
 
 .PHONY: run test build setup-ort setup-py models models-large loadtest loadtest-cache loadtest-ab clean-data
 
-## The bidder, serving the default model and catalog on 127.0.0.1:8080.
+## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
-	$(BIN) serve --config deploy/ctrbid.toml
+	$(BIN) serve --config deploy/ctrbid.toml --events-dir $(DATA)/events
 
 ## Every test: Rust unit + end-to-end (CPU build, and the CUDA build's start-up checks),
 ## then Python (trainer and pipeline).

@@ -119,23 +119,31 @@ impl ServingState {
     /// `scores` on): the one with the highest value in USD CPM among those reaching
     /// their floor, with its prediction and value; `None` when none does.
     pub fn best_of_imp<'c>(
-        &self,
+        &'c self,
         group: &'c [Candidate],
-        scores: &Scores,
+        scores: &'c Scores,
         first: usize,
-        terms: &ImpTerms,
+        terms: &'c ImpTerms,
     ) -> Option<(&'c Candidate, Prediction, f64)> {
+        self.valued(group, scores, first, terms).max_by(|a, b| a.2.total_cmp(&b.2))
+    }
+
+    /// The candidates of one imp that reach their floor, in candidate order, each with
+    /// its prediction and value (USD CPM).
+    pub fn valued<'c>(
+        &'c self,
+        group: &'c [Candidate],
+        scores: &'c Scores,
+        first: usize,
+        terms: &'c ImpTerms,
+    ) -> impl Iterator<Item = (&'c Candidate, Prediction, f64)> + 'c {
         // `scores` answers the model that scored the rows, which a reload may have
         // changed since selection: a CPA candidate without a pCVR simply has no value.
-        group
-            .iter()
-            .enumerate()
-            .filter_map(|(k, c)| {
-                let p = Prediction { pctr: scores.pctr(first + k), pcvr: scores.pcvr(first + k) };
-                let campaign = self.selector.campaign_of(c.creative);
-                bid_cpm(campaign.goal(), p, campaign.max_cpm, terms.floor_for(c.deal)).map(|value| (c, p, value))
-            })
-            .max_by(|a, b| a.2.total_cmp(&b.2))
+        group.iter().enumerate().filter_map(move |(k, c)| {
+            let p = Prediction { pctr: scores.pctr(first + k), pcvr: scores.pcvr(first + k) };
+            let campaign = self.selector.campaign_of(c.creative);
+            bid_cpm(campaign.goal(), p, campaign.max_cpm, terms.floor_for(c.deal)).map(|value| (c, p, value))
+        })
     }
 
     /// Logs how many CPA campaigns cannot bid, if any (start-up and reloads).
@@ -246,6 +254,8 @@ struct Settings {
     seat: String,
     rates: Rates,
     first_price_shading: f64,
+    /// `bidding.explore_share`: the share of bids that go to a random candidate.
+    explore_share: f64,
     require_complete_schain: bool,
     nbr_body: bool,
     /// `server.mode = "ceiling"`: answer a fixed bid after validation (see
@@ -362,6 +372,7 @@ impl Bidder {
             seat: cfg.server.seat.clone(),
             rates: Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?,
             first_price_shading: cfg.bidding.first_price_shading,
+            explore_share: cfg.bidding.explore_share,
             require_complete_schain: cfg.bidding.require_complete_schain,
             nbr_body: cfg.server.nbr_body,
             ceiling: cfg.server.mode == crate::config::ServeMode::Ceiling,
@@ -398,6 +409,11 @@ impl Bidder {
 
     pub fn notices(&self) -> &Notices {
         &self.notices
+    }
+
+    /// The event log, when `events.dir` is set.
+    pub fn events(&self) -> Option<&EventSink> {
+        self.events.as_ref()
     }
 
     pub fn clock(&self) -> &AuctionClock {
@@ -443,14 +459,17 @@ impl Bidder {
     /// arrived at `now_ms` (auction clock, Unix ms); counted by verdict. An accepted
     /// click answers where to send the user.
     pub async fn notice(&self, kind: notice::Kind, query: &str, now_ms: i64) -> (notice::Verdict, Option<String>) {
+        let state = self.state.load();
         let checked = match self.notices.check(kind, query, now_ms) {
             Ok(c) => c,
             Err(verdict) => {
                 self.notices.count_verdict(kind, &verdict);
-                return (verdict, None);
+                let location = (kind == notice::Kind::Click && verdict == notice::Verdict::Duplicate)
+                    .then(|| self.notices.repeat_click_location(query, now_ms, &state.selector))
+                    .flatten();
+                return (verdict, location);
             }
         };
-        let state = self.state.load();
         // The charge is what applying will add; it is known before, so the record is
         // durable before anything is applied.
         let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
@@ -670,9 +689,27 @@ impl Bidder {
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);
-            let best = state.best_of_imp(group, scores, start, terms);
+            let first = start;
             start += group.len();
-            let Some((c, p, value_usd)) = best else { continue };
+            let Some(best) = state.best_of_imp(group, scores, first, terms) else { continue };
+            let bid_id = self.next_bid.fetch_add(1, Ordering::Relaxed);
+            // Exploration: now and then the bid goes to another candidate that reaches
+            // its floor, drawn uniformly, so the event log sees what the model rates low.
+            let ((c, p, value_usd), propensity) = match s.explore_share {
+                share if share > 0.0 => {
+                    let n = state.valued(group, scores, first, terms).count();
+                    let greedy = 1.0 - share + share / n as f64;
+                    match explore_pick(share, bid_id, n) {
+                        Some(k) => {
+                            let pick = state.valued(group, scores, first, terms).nth(k).unwrap_or(best);
+                            let same = std::ptr::eq(pick.0, best.0);
+                            (pick, if same { greedy } else { share / n as f64 })
+                        }
+                        None => (best, greedy),
+                    }
+                }
+                _ => (best, 1.0),
+            };
             let deal = c.deal.and_then(|k| imp.pmp.as_ref()?.deals.get(usize::from(k)));
             let floor = candidate_floor(imp, deal, terms.floor_for(c.deal));
             let auction = match deal.and_then(|d| d.at) {
@@ -687,10 +724,9 @@ impl Bidder {
             if floor.native.1.eq_ignore_ascii_case(currency) {
                 price = price.max(floor.native.0);
             }
-            let bid_id = self.next_bid.fetch_add(1, Ordering::Relaxed);
             if let Some(events) = self.events.as_ref().filter(|e| e.sampled(bid_id)) {
                 let rc = logged_context.get_or_insert_with(|| state.extractor.request(req, now_unix));
-                let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction };
+                let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction, propensity };
                 events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged));
             }
             bids.push(self.make_bid(state, req, imp, c, deal, p, bid_id, price, currency, now_unix, group.len()));
@@ -769,6 +805,8 @@ struct Logged {
     value_usd: f64,
     floor_usd: f64,
     auction: Auction,
+    /// The probability that this candidate got the imp's bid (1 without exploration).
+    propensity: f64,
 }
 
 /// The event log's record of a bid: the candidate's feature row rebuilt from the same
@@ -801,6 +839,7 @@ fn bid_record<'a>(
         user: req.personal_user_id().unwrap_or_default(),
         publisher: req.publisher_id().unwrap_or_default(),
         model: &state.model.version,
+        spec: crate::events::record::spec_tag(&state.model.spec_sha256),
         pctr: p.pctr,
         pcvr: p.pcvr.unwrap_or(f32::NAN),
         price: logged.price,
@@ -812,10 +851,18 @@ fn bid_record<'a>(
             Auction::Second => 2,
             Auction::Fixed => 3,
         },
-        propensity: 1.0,
+        propensity: logged.propensity as f32,
         cat: Cow::Owned(cat),
         num: Cow::Owned(num),
     }
+}
+
+/// Whether bid `bid_id` explores (with probability `share`, a pure function of the id),
+/// and if so which of the `n` candidates that reach their floor it takes.
+fn explore_pick(share: f64, bid_id: u64, n: usize) -> Option<usize> {
+    use crate::events::sink::mix;
+    let draw = mix(bid_id ^ 0x6578_706c_6f72_6521) as f64 / 2f64.powi(64);
+    (n > 1 && draw < share).then(|| (mix(bid_id ^ 0x7069_636b_6f6e_6521) % n as u64) as usize)
 }
 
 /// The macro a creative's markup (banner `adm`, VAST, native `link.url`) puts where its
@@ -938,4 +985,34 @@ fn warm_up(model: &mut Model) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exploration_takes_its_share_of_bids_and_picks_uniformly() {
+        let start = 0xfeed_u64 << 16;
+        let (mut explored, mut picks) = (0, [0usize; 4]);
+        for bid in start..start + 40_000 {
+            if let Some(k) = explore_pick(0.2, bid, 4) {
+                explored += 1;
+                picks[k] += 1;
+            }
+        }
+        assert!((explored as f64 / 40_000.0 - 0.2).abs() < 0.01, "{explored}");
+        for n in picks {
+            assert!((n as f64 / explored as f64 - 0.25).abs() < 0.02, "{picks:?}");
+        }
+        assert_eq!(explore_pick(0.5, start, 1), None, "one candidate: nothing to explore");
+        assert!((start..start + 1000).all(|b| explore_pick(0.0, b, 5).is_none()));
+    }
+
+    #[test]
+    fn the_click_macro_is_filled_and_markup_without_it_is_left_alone() {
+        let adm = Cow::Borrowed(r#"<a href="${CTRBID_CLICK_URL}"><img></a>"#);
+        assert_eq!(with_click_url(adm, "http://b/click?b=1&s=2"), r#"<a href="http://b/click?b=1&s=2"><img></a>"#);
+        assert!(matches!(with_click_url(Cow::Borrowed("<img>"), "x"), Cow::Borrowed("<img>")));
+    }
 }

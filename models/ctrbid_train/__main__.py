@@ -8,6 +8,8 @@ Commands:
   parity   PyTorch vs ONNX Runtime vs Rust scorer on the same rows (parity.json)
   predict  score a features directory with model.onnx or model.pt
   synth    write a synthetic features directory (testing / benchmarks)
+  loop     collect with the default model against `ctrbid exchange`, retrain on the
+           bidder's own event log, judge on the truth, serve the new model (make loop)
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctr", type=float, default=0.02)
     p.add_argument("--spec", default=None, help="feature spec for the layout (default models/feature_spec.json)")
     p.set_defaults(func=_cmd_synth)
+
+    from .loop import add_parser as add_loop_parser
+
+    add_loop_parser(sub)
     return parser
 
 

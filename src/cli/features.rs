@@ -8,6 +8,14 @@
 //! Output (`.npy`, row-aligned, in log order): `cat` i64 [N,F], `num` f32 [N,D],
 //! `click`, `conv`, `pctr_true`, `pcvr_true` f32 [N], `ts` i64 [N], and `meta.json`.
 //!
+//! `--events DIR` reads the bidder's own event log ([`crate::events::join`]): one row
+//! per impression it bought, the features exactly as it scored them, labelled with the
+//! clicks and conversions that came back; the same arrays but `pctr_true` and
+//! `pcvr_true` (the bidder never knows the truth: `--truth LEDGER` takes them from the
+//! ledger `ctrbid exchange` wrote), plus `pctr_served`, `pcvr_served` (what the model
+//! predicted when it bid) and `propensity` f32 [N], `bid` i64 [N] (the bid ids' bits),
+//! and `meta.json` with `"format": "events"` and the join's counts.
+//!
 //! `--csv FILE` (a delimited file with a header line) and `--criteo FILE` (the Criteo
 //! layout, with or without a header) read a table spec (`features::table`) instead, one
 //! row per record, streamed: the same arrays but `conv`, `pctr_true` and `pcvr_true`,
@@ -28,11 +36,22 @@ use std::time::Instant;
 pub const CRITEO_SPEC: &str = "models/specs/criteo.json";
 
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["sim", "csv", "criteo"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["sim", "events", "csv", "criteo"])))]
 pub struct Opts {
     /// Directory written by `ctrbid simulate`.
     #[arg(long)]
     sim: Option<PathBuf>,
+    /// The bidder's event log directory (`events.dir`): its bids joined with their notices.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// With --events: leave out bids this many seconds before the log's last event (their
+    /// clicks may still come).
+    #[arg(long, default_value_t = 3600, requires = "events")]
+    label_wait_s: i64,
+    /// With --events: `ctrbid exchange`'s ledger.jsonl, whose impressions carry the true
+    /// click and conversion probabilities (written as pctr_true, pcvr_true).
+    #[arg(long, requires = "events")]
+    truth: Option<PathBuf>,
     /// A delimited file with a header line, read with a table spec (`column:` sources).
     #[arg(long, requires = "spec")]
     csv: Option<PathBuf>,
@@ -56,6 +75,12 @@ pub struct Opts {
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = |default: &str| opts.spec.clone().unwrap_or_else(|| default.into());
+    if let Some(events) = &opts.events {
+        let spec = spec(crate::config::DEFAULT_SPEC);
+        let rows = extract_events(events, &spec, opts.label_wait_s, opts.truth.as_deref(), &opts.out)?;
+        eprintln!("features: {rows} rows to {} in {:.1}s", opts.out.display(), started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let rows = match (&opts.sim, &opts.csv, &opts.criteo) {
         (Some(sim), _, _) => extract(sim, &spec(crate::config::DEFAULT_SPEC), &opts.out)?,
         (_, Some(csv), _) => {
@@ -67,7 +92,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             let format = Format { label: opts.label.clone(), ..Format::criteo(opts.delimiter) };
             extract_table(criteo, &format, &spec(CRITEO_SPEC), &opts.out)?
         }
-        (None, None, None) => bail!("give one of --sim, --csv and --criteo"),
+        (None, None, None) => bail!("give one of --sim, --events, --csv and --criteo"),
     };
     eprintln!("features: {rows} rows to {} in {:.1}s", opts.out.display(), started.elapsed().as_secs_f64());
     Ok(())
@@ -171,6 +196,120 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
         Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
     write_meta(out, &layout, &spec.cat, &spec.num, rows, sim, None)?;
     Ok(rows)
+}
+
+/// Writes the arrays of the bidder's event log in `dir`, rows of the spec at `spec_path`
+/// only; returns the number of rows.
+pub fn extract_events(
+    dir: &Path,
+    spec_path: &Path,
+    label_wait_s: i64,
+    truth: Option<&Path>,
+    out: &Path,
+) -> anyhow::Result<usize> {
+    let spec = FeatureSpec::load(spec_path)?;
+    let tag = crate::events::record::spec_tag(&spec.sha256);
+    let (rows, stats) = crate::events::join::join(dir, tag, label_wait_s.saturating_mul(1000))?;
+    if stats.other_spec > 0 && stats.bids == 0 {
+        bail!(
+            "{}: none of its {} bid records was built with the feature spec {} (sha256 {}): give the spec the bidder served with (--spec)",
+            dir.display(),
+            stats.other_spec,
+            spec_path.display(),
+            spec.sha256
+        );
+    }
+    let truth = match truth {
+        Some(ledger) => Some(truth_by_bid(ledger)?),
+        None => None,
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (f, d) = (spec.cat.len(), spec.num.len());
+    let f32s = |name: &str| NpyWriter::<f32>::create(&out.join(name), None);
+    let mut cat = NpyWriter::<i64>::create(&out.join("cat.npy"), Some(f))?;
+    let mut num = NpyWriter::<f32>::create(&out.join("num.npy"), Some(d))?;
+    let (mut click, mut conv, mut served_ctr, mut served_cvr, mut propensity) =
+        (f32s("click.npy")?, f32s("conv.npy")?, f32s("pctr_served.npy")?, f32s("pcvr_served.npy")?, f32s("propensity.npy")?);
+    let (mut ts, mut bid) = (NpyWriter::<i64>::create(&out.join("ts.npy"), None)?, NpyWriter::<i64>::create(&out.join("bid.npy"), None)?);
+    let mut true_ctr = match truth {
+        Some(_) => Some((f32s("pctr_true.npy")?, f32s("pcvr_true.npy")?)),
+        None => None,
+    };
+    let mut without_truth = 0usize;
+    for r in &rows {
+        anyhow::ensure!(
+            r.cat.len() == f && r.num.len() == d,
+            "bid {:x} has a row of {} + {} fields, the spec {} + {}",
+            r.bid,
+            r.cat.len(),
+            r.num.len(),
+            f,
+            d
+        );
+        cat.push(&r.cat)?;
+        num.push(&r.num)?;
+        click.push(&[f32::from(u8::from(r.click))])?;
+        conv.push(&[f32::from(u8::from(r.conv))])?;
+        served_ctr.push(&[r.pctr])?;
+        served_cvr.push(&[r.pcvr])?;
+        propensity.push(&[r.propensity])?;
+        ts.push(&[r.ts_ms.div_euclid(1000)])?;
+        bid.push(&[r.bid as i64])?;
+        if let (Some((pctr_w, pcvr_w)), Some(truth)) = (true_ctr.as_mut(), truth.as_ref()) {
+            let (p, c) = truth.get(&r.bid).copied().unwrap_or_else(|| {
+                without_truth += 1;
+                (f32::NAN, f32::NAN)
+            });
+            pctr_w.push(&[p])?;
+            pcvr_w.push(&[c])?;
+        }
+    }
+    for n in [cat.finish()?, num.finish()?, click.finish()?, conv.finish()?, served_ctr.finish()?, served_cvr.finish()?] {
+        debug_assert_eq!(n, rows.len());
+    }
+    propensity.finish()?;
+    ts.finish()?;
+    bid.finish()?;
+    if let Some((p, c)) = true_ctr {
+        p.finish()?;
+        c.finish()?;
+        anyhow::ensure!(without_truth == 0, "{without_truth} rows have no impression in the truth ledger");
+    }
+    let layout =
+        Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
+    write_meta(out, &layout, &spec.cat, &spec.num, rows.len(), dir, Some("events"))?;
+    let meta_path = out.join("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
+    meta["join"] = serde_json::to_value(&stats)?;
+    std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta)?)?;
+    eprintln!("features: {} events joined: {}", dir.display(), serde_json::to_string(&stats)?);
+    Ok(rows.len())
+}
+
+/// The true click and conversion probabilities of every impression in a ledger of
+/// `ctrbid exchange` (its `"type": "impression"` lines), by bid id.
+fn truth_by_bid(ledger: &Path) -> anyhow::Result<HashMap<u64, (f32, f32)>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        bid_id: String,
+        #[serde(default)]
+        pctr: f64,
+        #[serde(default)]
+        pcvr: f64,
+    }
+    let mut out = HashMap::new();
+    for (n, line) in crate::jsonl::open(ledger)?.lines().enumerate() {
+        let line: Line = serde_json::from_str(&line?).with_context(|| format!("{} line {}", ledger.display(), n + 1))?;
+        if line.kind == "impression" {
+            let bid = u64::from_str_radix(&line.bid_id, 16)
+                .with_context(|| format!("{} line {}: bid_id {:?} is not hex", ledger.display(), n + 1, line.bid_id))?;
+            out.insert(bid, (line.pctr as f32, line.pcvr as f32));
+        }
+    }
+    Ok(out)
 }
 
 /// Writes the arrays of a delimited file read with a table spec; returns the number of

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+pub mod events;
 pub mod features;
 pub mod ort_alone;
 pub mod score;
@@ -27,6 +28,8 @@ enum Command {
     Score(score::Opts),
     /// Score a corpus's candidate rows with ONNX Runtime alone, in batches, and report rows/s and CPU per request.
     OrtAlone(ort_alone::Opts),
+    /// Print the event log (bids and what came back of them) as JSON lines.
+    Events(events::Opts),
     /// Send bid requests at a fixed rate (open loop) and report latency from each one's intended send time.
     Loadgen(crate::loadgen::Opts),
 }
@@ -41,6 +44,7 @@ pub fn main() -> ExitCode {
         Command::Score(opts) => score::run(opts),
         Command::OrtAlone(opts) => ort_alone::run(opts),
         Command::Loadgen(opts) => crate::loadgen::run(opts),
+        Command::Events(opts) => events::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

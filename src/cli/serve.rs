@@ -78,6 +78,19 @@ pub struct Opts {
     /// HMAC key of the notice URLs, at least 32 bytes (prefer the variable to the flag).
     #[arg(long, env = "CTRBID_NOTICE_KEY", hide_env_values = true)]
     notice_key: Option<String>,
+    /// The auction clock: `system`, or `simulation` (every request states its time in
+    /// the x-ctrbid-time header: `ctrbid exchange`).
+    #[arg(long, env = "CTRBID_CLOCK", value_enum)]
+    clock: Option<crate::clock::ClockMode>,
+    /// Event log directory (bids and what came back of them); `none` turns the log off.
+    #[arg(long, env = "CTRBID_EVENTS_DIR")]
+    events_dir: Option<PathBuf>,
+    /// Share of bid records written to the event log, 0 to 1.
+    #[arg(long, env = "CTRBID_EVENTS_BID_SAMPLE")]
+    events_bid_sample: Option<f64>,
+    /// Share of bids that go to a random candidate reaching its floor (exploration), 0 to 0.5.
+    #[arg(long, env = "CTRBID_EXPLORE_SHARE")]
+    explore_share: Option<f64>,
 }
 
 impl Opts {
@@ -150,6 +163,18 @@ impl Opts {
         if let Some(v) = &self.notice_key {
             c.notices.hmac_key = Some(v.clone());
         }
+        if let Some(v) = self.clock {
+            c.server.clock = v;
+        }
+        if let Some(v) = &self.events_dir {
+            c.events.dir = (v.as_os_str() != "none").then(|| v.clone());
+        }
+        if let Some(v) = self.events_bid_sample {
+            c.events.bid_sample = Some(v);
+        }
+        if let Some(v) = self.explore_share {
+            c.bidding.explore_share = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -177,6 +202,17 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         });
         if cfg.scoring.realtime_inference {
             pinned.push_str(" inference_sched=fifo");
+        }
+        if cfg.server.clock == crate::clock::ClockMode::Simulation {
+            pinned.push_str(" clock=simulation");
+        }
+        match &cfg.events.dir {
+            Some(dir) => pinned.push_str(&format!(
+                " events={} bid_sample={}",
+                dir.display(),
+                cfg.events.bid_sample(cfg.server.clock)
+            )),
+            None => pinned.push_str(" events=off"),
         }
         println!(
             "ctrbid listening on http://{}{mode} (admin http://{}; model {} kind={} trained_at={}; tokio_workers={} inference_threads={}{pinned})",

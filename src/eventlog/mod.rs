@@ -243,10 +243,29 @@ impl EventLog {
         }
     }
 
-    #[cfg(test)]
     fn hook(&self, hook: writer::Hook) {
         block_on(self.enqueue(Msg::Hook(hook))).expect("the writer runs");
     }
+
+    /// A fault drill: the writer stops, as on a disk that no longer answers, until the
+    /// returned guard is dropped; lossy appends then fill the queue and are dropped
+    /// (counted), durable ones wait. Returns once the writer has stopped. For tests and
+    /// drills of the services built on the log, never for serving.
+    #[doc(hidden)]
+    pub fn stall_writer(&self) -> WriterStall {
+        let (release, until) = crossbeam_channel::bounded(0);
+        self.hook(writer::Hook::Stall(until));
+        while self.stats().queue_depth > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        WriterStall { _release: release }
+    }
+}
+
+/// Holds the writer stopped ([`EventLog::stall_writer`]) until dropped.
+#[doc(hidden)]
+pub struct WriterStall {
+    _release: crossbeam_channel::Sender<()>,
 }
 
 impl Inner {

@@ -43,16 +43,15 @@ pub enum Msg {
     Sync(Reply),
     /// Commit, close the active segment, stop; answered with the commit's outcome.
     Close(Reply),
-    #[cfg(test)]
     Hook(Hook),
 }
 
-/// Test hooks, run by the writer in queue order.
-#[cfg(test)]
+/// Fault drills (and test hooks), run by the writer in queue order.
 pub enum Hook {
-    /// Block until the sender of this channel is dropped.
+    /// Block until the sender of this channel is dropped: a disk that stops answering.
     Stall(Receiver<()>),
     /// Fail the next this many segment writes or syncs.
+    #[cfg(test)]
     FailWrites(u32),
 }
 
@@ -172,7 +171,6 @@ impl Writer {
             },
             Msg::Sync(reply) => self.pending.push(reply),
             Msg::Close(_) => unreachable!("run takes the close"),
-            #[cfg(test)]
             Msg::Hook(Hook::Stall(until)) => {
                 let _ = until.recv();
             }
@@ -402,7 +400,6 @@ fn refuse(msg: Msg, shared: &Shared) {
         Msg::Durable(_, reply) | Msg::Sync(reply) | Msg::Close(reply) => {
             let _ = reply.send(Err(EventLogError::Closed));
         }
-        #[cfg(test)]
         Msg::Hook(_) => {}
     }
 }

@@ -3,8 +3,10 @@
 //! [`record`] defines the records (a bid with the feature row it scored, and each win,
 //! billing, loss, click and conversion notice); [`sink`] is how the bidder writes them
 //! to the durable log ([`crate::eventlog`]): bids sampled and never waiting, notices
-//! durable before they are answered.
+//! durable before they are answered; [`join`] turns a log into training rows
+//! (`ctrbid features --events`).
 
+pub mod join;
 pub mod record;
 pub mod sink;
 

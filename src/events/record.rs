@@ -42,6 +42,9 @@ pub struct BidRecord<'a> {
     pub publisher: &'a str,
     /// The serving model's `ctrbid.version`.
     pub model: &'a str,
+    /// The feature spec the row was built with: the first 8 bytes of its SHA-256
+    /// ([`spec_tag`]), so a reader can refuse rows of another spec.
+    pub spec: u64,
     pub pctr: f32,
     /// NaN when the model has no conversion head.
     pub pcvr: f32,
@@ -62,7 +65,7 @@ pub struct BidRecord<'a> {
 }
 
 /// What a notice reports; which fields mean something depends on `kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NoticeKind {
     Win = 1,
     Bill = 2,
@@ -148,6 +151,7 @@ impl Event<'_> {
                 e.u8(FORMAT_VERSION);
                 e.i64(b.ts_ms);
                 e.u64(b.bid);
+                e.u64(b.spec);
                 for s in [b.request_id, b.imp_id, b.campaign, b.creative, b.user, b.publisher, b.model, b.currency] {
                     e.str(s);
                 }
@@ -211,7 +215,7 @@ impl Event<'_> {
             return Err(DecodeError::Version(version));
         }
         let event = if kind == TYPE_BID {
-            let (ts_ms, bid) = (d.i64()?, d.u64()?);
+            let (ts_ms, bid, spec) = (d.i64()?, d.u64()?, d.u64()?);
             let (request_id, imp_id, campaign, creative) = (d.str()?, d.str()?, d.str()?, d.str()?);
             let (user, publisher, model, currency) = (d.str()?, d.str()?, d.str()?, d.str()?);
             let (pctr, pcvr, price, value_usd, floor_usd) = (d.f32()?, d.f32()?, d.f64()?, d.f64()?, d.f64()?);
@@ -235,6 +239,7 @@ impl Event<'_> {
                 user,
                 publisher,
                 model,
+                spec,
                 pctr,
                 pcvr,
                 price,
@@ -276,6 +281,11 @@ impl Event<'_> {
             left => Err(DecodeError::Trailing(left)),
         }
     }
+}
+
+/// The tag of a feature spec in bid records: the first 8 bytes of its SHA-256 (hex).
+pub fn spec_tag(sha256_hex: &str) -> u64 {
+    sha256_hex.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0)
 }
 
 fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
@@ -366,6 +376,7 @@ mod tests {
             user: "u-é",
             publisher: "pub-3",
             model: "wide_deep-2026-12-03",
+            spec: 0x0123_4567_89ab_cdef,
             pctr: 0.0123,
             pcvr: f32::NAN,
             price: 8.5,

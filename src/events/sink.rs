@@ -61,6 +61,11 @@ impl EventSink {
         }))
     }
 
+    /// The log itself (its counters; fault drills).
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
     /// Whether bid `bid`'s record is written.
     pub fn sampled(&self, bid: u64) -> bool {
         self.sample_below == u64::MAX || mix(bid) < self.sample_below
@@ -107,7 +112,7 @@ fn sample_threshold(share: f64) -> u64 {
 }
 
 /// SplitMix64's finaliser: bid ids are consecutive, their mixes uniform.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)

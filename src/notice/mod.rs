@@ -502,13 +502,24 @@ impl Notices {
                     click_ms: now_ms,
                     campaign: Cow::Borrowed(&c.campaign),
                     creative: Cow::Borrowed(&c.creative),
-                }
-                .encode(&self.settings.signer);
-                applied.location = Some(click::landing_with_click(&self.landing(selector, &c.campaign), &id));
+                };
+                let landing = self.landing(selector, &c.campaign);
+                applied.location = Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)));
             }
             _ => {}
         }
         applied
+    }
+
+    /// Where a repeated click goes: the user still wants the page, and gets it with a
+    /// click id of this moment; the click is not recorded again (and one conversion per
+    /// bid is all the ledger lets through, whichever click id it comes with). Only for
+    /// a query [`Notices::check`] found a duplicate, so its signature has been verified.
+    pub fn repeat_click_location(&self, query: &str, now_ms: i64, selector: &Selector) -> Option<String> {
+        let terms = parse_query(query).terms().ok()?;
+        let id = ClickId { bid: terms.bid, click_ms: now_ms, campaign: terms.campaign, creative: terms.creative };
+        let landing = self.landing(selector, &id.campaign);
+        Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)))
     }
 
     /// Gives back the ledger place of a notice that was checked but could not be

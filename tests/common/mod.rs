@@ -26,6 +26,8 @@ pub fn config() -> Config {
     // Tests assert on bids, and the box runs several test binaries at once: a 10 ms
     // budget would turn CPU contention into 204s. Tests of the deadline set their own.
     c.bidding.budget_ms = 2000;
+    // Tests that want the event log give it a directory of their own.
+    c.events.dir = None;
     c.model.path = repo().join(&c.model.path);
     c.model.spec = repo().join(&c.model.spec);
     c.model.catalog = repo().join(&c.model.catalog);
@@ -37,6 +39,8 @@ pub fn config() -> Config {
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// What the server shares with its connections: the bidder, its metrics.
+    pub state: std::sync::Arc<ctrbid::server::AppState>,
     /// The admin port: health, readiness, metrics, control.
     pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -50,11 +54,12 @@ impl TestServer {
             .expect("server starts with the default model (run `make models` if it is missing)");
         let addr = server.local_addr();
         let admin = server.admin_addr();
+        let state = std::sync::Arc::clone(server.state());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
-        TestServer { addr, admin, stop: Some(stop), task: Some(task) }
+        TestServer { addr, admin, state, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn post(&self, path: &str, body: &[u8]) -> HttpResponse {
