@@ -53,7 +53,10 @@ pub struct Ctx {
 /// How late the exchange sent each request, and the run's wall time.
 #[derive(Debug, Clone, Default)]
 pub struct Timing {
+    /// From the first request's due time to the end of the drain.
     pub wall: Duration,
+    /// From the first request's due time to the last one's sending.
+    pub sending: Duration,
     /// Per request, µs after its due time.
     pub lags_us: Vec<u64>,
 }
@@ -102,6 +105,7 @@ pub async fn play(
             done??;
         }
     }
+    let sending = start.elapsed();
     while let Some(done) = auctions.join_next().await {
         done??;
     }
@@ -120,7 +124,7 @@ pub async fn play(
             None => break,
         }
     }
-    Ok(Timing { wall: start.elapsed(), lags_us })
+    Ok(Timing { wall: start.elapsed(), sending, lags_us })
 }
 
 fn first_price(ctx: &Ctx, oracle: &Oracle, publisher: u32) -> bool {

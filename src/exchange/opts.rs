@@ -148,7 +148,7 @@ impl Opts {
 
 /// What a run produced.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Played {
     pub report: report::Report,
     pub ledger: PathBuf,
 }
@@ -164,7 +164,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
 
 /// The library entry point: plays the exchange on the current tokio runtime and writes
 /// the ledger and the report files.
-pub async fn exchange(opts: &Options) -> anyhow::Result<Outcome> {
+pub async fn exchange(opts: &Options) -> anyhow::Result<Played> {
     opts.validate()?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut market = Market::new(&opts.sim_config(), opts.requests)?;
@@ -219,7 +219,7 @@ pub async fn exchange(opts: &Options) -> anyhow::Result<Outcome> {
     let mut report = report::build(&ledger::read(&path)?, oracle.catalog())?;
     report.timing = Some(timing_of(&timing));
     write_reports(&opts.out, &report)?;
-    Ok(Outcome { report, ledger: path })
+    Ok(Played { report, ledger: path })
 }
 
 fn timing_of(t: &engine::Timing) -> report::Timing {
@@ -227,10 +227,13 @@ fn timing_of(t: &engine::Timing) -> report::Timing {
     lags.sort_unstable();
     let at = |q: f64| lags.get(((lags.len() as f64 * q) as usize).min(lags.len().saturating_sub(1))).copied();
     let ms = |v: Option<u64>| v.unwrap_or(0) as f64 / 1e3;
-    let wall_s = t.wall.as_secs_f64();
+    let (wall_s, send_s) = (t.wall.as_secs_f64(), t.sending.as_secs_f64());
+    // n requests are sent over n - 1 intervals.
+    let intervals = lags.len().saturating_sub(1) as f64;
     report::Timing {
         wall_s,
-        requests_per_s: if wall_s > 0.0 { lags.len() as f64 / wall_s } else { 0.0 },
+        send_s,
+        requests_per_s: if send_s > 0.0 { intervals / send_s } else { 0.0 },
         lag_p50_ms: ms(at(0.5)),
         lag_p99_ms: ms(at(0.99)),
         lag_max_ms: ms(lags.last().copied()),

@@ -141,7 +141,10 @@ pub struct Hour {
 /// How the exchange itself kept time (absent for a report rebuilt from a ledger).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
+    /// Wall time of the whole run, the final drain of events included.
     pub wall_s: f64,
+    /// Wall time until the last request was sent, and the rate achieved over it.
+    pub send_s: f64,
     pub requests_per_s: f64,
     pub lag_p50_ms: f64,
     pub lag_p99_ms: f64,

@@ -124,13 +124,17 @@ pub async fn auction(ctx: Arc<Ctx>, sent: Sent) -> std::io::Result<()> {
                 }
             }
         }
-        let record = decide(&ctx, &sent, k, imp, &imp_ids, &reads, &contenders, &publisher);
+        let (record, impression) = decide(&ctx, &sent, k, imp, &imp_ids, &reads, &contenders, &publisher);
         ctx.ledger.write(&Record::Auction(record))?;
+        if let Some(impression) = impression {
+            ctx.ledger.write(&Record::Impression(impression))?;
+        }
     }
     Ok(())
 }
 
-/// Auctions imp `k` and queues its notices and the user's actions; the ledger line.
+/// Auctions imp `k` and queues its notices and the user's actions; the ledger lines of
+/// the auction and of the winner's impression, if it renders.
 #[allow(clippy::too_many_arguments)]
 fn decide(
     ctx: &Ctx,
@@ -141,7 +145,7 @@ fn decide(
     reads: &[Read],
     contenders: &[(usize, &ReceivedBid)],
     publisher: &str,
-) -> ledger::Auction {
+) -> (ledger::Auction, Option<ledger::Impression>) {
     let seed = ctx.settings.seed;
     let rejected = |b: usize, bid: &ReceivedBid| -> Option<u16> {
         if reads[b].line.late {
@@ -216,15 +220,15 @@ fn decide(
         }
     }
     let clearing = out.clearing_price;
-    let winner = match out.winner {
+    let (winner, impression) = match out.winner {
         Some(Winner::Bid(i)) => {
             let (b, bid) = contenders[i];
-            won(ctx, sent, k, imp, b, bid, clearing.unwrap_or(bid.price));
-            Some(WinnerLine { bidder: b, bid_id: bid.id.clone() })
+            let impression = won(ctx, sent, k, imp, b, bid, clearing.unwrap_or(bid.price));
+            (Some(WinnerLine { bidder: b, bid_id: bid.id.clone() }), impression)
         }
-        _ => None,
+        _ => (None, None),
     };
-    ledger::Auction {
+    let auction = ledger::Auction {
         seq: sent.seq,
         request_id: sent.id.clone(),
         imp_id: imp_id.clone(),
@@ -238,5 +242,6 @@ fn decide(
         winner,
         competing_won: out.winner == Some(Winner::Competing),
         clearing_price: clearing,
-    }
+    };
+    (auction, impression)
 }

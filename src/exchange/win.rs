@@ -11,7 +11,7 @@
 use super::dispatch::bid_ref;
 use super::draws::{self, Purpose};
 use super::engine::Ctx;
-use super::ledger::{self, NoticeKind, Record};
+use super::ledger::{self, NoticeKind};
 use super::queue::Event;
 use super::response::{self, ReceivedBid};
 use super::round::Sent;
@@ -29,8 +29,17 @@ pub fn campaign_of(ctx: &Ctx, bid: &ReceivedBid) -> Option<String> {
     Some(ctx.oracle.catalog().creatives[cr as usize].campaign_id.clone())
 }
 
-/// The winner's win notice, and its render, billing, click and conversion as drawn.
-pub fn won(ctx: &Ctx, sent: &Sent, k: usize, imp: &OfferImp, b: usize, bid: &ReceivedBid, price: f64) {
+/// Queues the winner's win notice, and its billing, click and conversion as drawn;
+/// the rendered impression's ledger line, if it renders.
+pub fn won(
+    ctx: &Ctx,
+    sent: &Sent,
+    k: usize,
+    imp: &OfferImp,
+    b: usize,
+    bid: &ReceivedBid,
+    price: f64,
+) -> Option<ledger::Impression> {
     let s = &ctx.settings;
     let (seq, kk) = (sent.seq, k as u64);
     let cid = campaign_of(ctx, bid);
@@ -45,7 +54,7 @@ pub fn won(ctx: &Ctx, sent: &Sent, k: usize, imp: &OfferImp, b: usize, bid: &Rec
     };
     ctx.queue.push(sent.ts_ms + NOTICE_DELAY_MS, event);
     if draws::unit(s.seed, seq, kk, Purpose::Render) >= s.render_rate {
-        return;
+        return None;
     }
     let render_ms = sent.ts_ms + RENDER_DELAY_MS;
     let crid = bid.crid.clone().unwrap_or_default();
@@ -61,8 +70,6 @@ pub fn won(ctx: &Ctx, sent: &Sent, k: usize, imp: &OfferImp, b: usize, bid: &Rec
         pcvr: rates.pcvr,
         pctr_used,
     };
-    // The ledger line is written here, with the render's time; an I/O error shows at the end.
-    let _ = ctx.ledger.write(&Record::Impression(impression));
     let event = Event::Notice {
         kind: NoticeKind::Bill,
         bid: who.clone(),
@@ -72,7 +79,7 @@ pub fn won(ctx: &Ctx, sent: &Sent, k: usize, imp: &OfferImp, b: usize, bid: &Rec
     };
     ctx.queue.push(render_ms, event);
     if draws::unit(s.seed, seq, kk, Purpose::Click) >= pctr_used {
-        return;
+        return Some(impression);
     }
     let click_delay = draws::exponential(draws::unit(s.seed, seq, kk, Purpose::ClickDelay), s.click_delay_s * 1e3);
     let conversion = (draws::unit(s.seed, seq, kk, Purpose::Conversion) < rates.pcvr).then(|| {
@@ -90,6 +97,7 @@ pub fn won(ctx: &Ctx, sent: &Sent, k: usize, imp: &OfferImp, b: usize, bid: &Rec
     });
     let at = render_ms + (click_delay.round() as i64).max(1);
     ctx.queue.push(at, Event::Click { bid: who, url, bidder_base: base.clone(), conversion });
+    Some(impression)
 }
 
 /// A notice URL with the OpenRTB macros filled in: `${AUCTION_ID}` (the request id),
