@@ -270,12 +270,19 @@ impl Writer {
     }
 }
 
-/// Reads a ledger back.
+/// Reads a ledger back, one record at a time.
+pub fn records(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Record>>> {
+    use std::io::BufRead as _;
+    let file = File::open(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let shown = path.display().to_string();
+    Ok(std::io::BufReader::new(file).lines().enumerate().filter_map(move |(i, line)| match line {
+        Ok(l) if l.trim().is_empty() => None,
+        Ok(l) => Some(serde_json::from_str(&l).map_err(|e| anyhow::anyhow!("{shown} line {}: {e}", i + 1))),
+        Err(e) => Some(Err(anyhow::anyhow!("{shown}: {e}"))),
+    }))
+}
+
+/// Reads a whole ledger back.
 pub fn read(path: &Path) -> anyhow::Result<Vec<Record>> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| anyhow::anyhow!("{} line {}: {e}", path.display(), i + 1)))
-        .collect()
+    records(path)?.collect()
 }

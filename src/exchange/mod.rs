@@ -38,16 +38,18 @@
 //! `--first-price-share` of publishers chosen by a seeded hash): its bid.
 //!
 //! **Measured** (2026-12-04, the 2-core development box, bidder and exchange on it
-//! together): the default bidder (`deploy/ctrbid.toml` with `clock = "simulation"`, the
-//! default model, the seed-7 catalog as `ctrbid simulate` writes it) against `--seed 7
-//! --requests 20000 --days 1 --rate 1000` with the default landscape bid on 24,847 imps
-//! and won 6,383: a **win rate of 25.7 %** (hourly 22–29 %), 6,073 impressions, spend
-//! 109.73 USD (eCPM 18.07; the bidder's `ctrbid_billed_usd_total` 109.727085, the same to
-//! the micro-dollar), 150 clicks against 144.9 expected, 6 conversions against 6.4; every
-//! notice accepted. The run took 20.0 s of wall time (1,000 requests/s, the exchange's
-//! own schedule late by p99 2.1 ms) and about a fifth of one core. With
-//! `--no-competition` the same bidder's bids have a median of 32.6 USD CPM (10th–90th
-//! percentile 18.7–39.8): the best of its candidates, often at their `max_cpm`.
+//! together): the default bidder (`deploy/ctrbid.toml` with `clock = "simulation"` and a
+//! fixed `notices.hmac_key`, the default model, the seed-7 catalog as `ctrbid simulate`
+//! writes it) against `--seed 7 --requests 20000 --days 1 --rate 1000` with the default
+//! landscape bid on 24,850 imps and won 6,384: a **win rate of 25.7 %** (hourly 22–29 %),
+//! 6,074 impressions, spend 109.76 USD (eCPM 18.07; the bidder's
+//! `ctrbid_billed_usd_total` 109.761075, the same to the micro-dollar), 150 clicks
+//! against 144.9 expected, 6 conversions against 6.4, value at the goals 298.2 USD;
+//! every notice accepted. The run took 20.0 s of wall time (1,000 requests/s, the
+//! exchange's own schedule late by p50 1.0 ms, p99 3.3 ms) and about a fifth of one core.
+//! With `--no-competition` the same bidder's bids have a median of 32.6 USD CPM
+//! (10th–90th percentile 18.7–39.8): the best of its candidates, often at their
+//! `max_cpm`.
 //!
 //! **Notices and users** ([`win`], [`dispatch`]), on simulated time: the winner's `nurl`
 //! at auction + 50 ms with `${AUCTION_PRICE}` the clearing price; the impression renders

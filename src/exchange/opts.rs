@@ -216,7 +216,7 @@ pub async fn exchange(opts: &Options) -> anyhow::Result<Played> {
     }))?;
     let timing = engine::play(Arc::clone(&ctx), &mut market, opts.requests, opts.rate, opts.max_connections).await?;
     ctx.ledger.flush().with_context(|| format!("writing {}", path.display()))?;
-    let mut report = report::build(&ledger::read(&path)?, oracle.catalog())?;
+    let mut report = report::build(ledger::records(&path)?, oracle.catalog())?;
     report.timing = Some(timing_of(&timing));
     write_reports(&opts.out, &report)?;
     Ok(Played { report, ledger: path })

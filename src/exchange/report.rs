@@ -163,9 +163,13 @@ pub struct Report {
     pub hours: Vec<Hour>,
 }
 
-/// Builds the report from a ledger's records (the `run` line first) and the catalog.
-pub fn build(records: &[Record], catalog: &Catalog) -> anyhow::Result<Report> {
-    let Some(Record::Run(run)) = records.first() else { anyhow::bail!("the ledger does not start with its run line") };
+/// Builds the report from a ledger's records (the `run` line first), read one at a time
+/// (a long run's ledger need not fit in memory), and the catalog.
+pub fn build(records: impl IntoIterator<Item = anyhow::Result<Record>>, catalog: &Catalog) -> anyhow::Result<Report> {
+    let mut records = records.into_iter();
+    let Some(Record::Run(run)) = records.next().transpose()? else {
+        anyhow::bail!("the ledger does not start with its run line")
+    };
     let start_ms = run.start_ts * 1000;
     let hours_n = run.days as usize * 24;
     let hour_of = |ts_ms: i64| ((ts_ms - start_ms).max(0) / 3_600_000).min(hours_n as i64 - 1) as usize;
@@ -183,7 +187,7 @@ pub fn build(records: &[Record], catalog: &Catalog) -> anyhow::Result<Report> {
         catalog.creatives.iter().map(|c| (c.id.as_str(), c.campaign_id.as_str())).collect();
     let key = |bidder: usize, cid: Option<&str>| (bidder, cid.unwrap_or("(unknown)").to_string());
     for r in records {
-        match r {
+        match &r? {
             Record::Run(_) => {}
             Record::Request(q) => {
                 requests += 1;
@@ -287,7 +291,7 @@ pub fn build(records: &[Record], catalog: &Catalog) -> anyhow::Result<Report> {
             clicks: acc.clicks,
         })
         .collect();
-    Ok(Report { run: run.clone(), timing: None, requests, totals: totals.stats(), bidders, notices, hours })
+    Ok(Report { run, timing: None, requests, totals: totals.stats(), bidders, notices, hours })
 }
 
 pub fn label(kind: NoticeKind) -> &'static str {
