@@ -6,13 +6,15 @@
 //! ctrbid serve --config bidder.toml          # with [server] clock = "simulation"
 //! ctrbid exchange --bidder http://127.0.0.1:8080 --seed 7 --requests 20000 --days 1 \
 //!     --rate 1000 --out /tmp/x
-//! /work/main/.venv/bin/python loadtest/exchange_plots.py /tmp/x   # spend.png, win_rate.png
+//! .venv/bin/python loadtest/exchange_plots.py /tmp/x   # spend.png, win_rate.png
 //! ```
 //!
 //! **What it does.** The world, catalog and hidden truth are `ctrbid simulate`'s for the
 //! same `--seed`, `--campaigns`, `--creatives`, `--publishers`, `--users` and
 //! `--start-ts` (`--seed 7` with the default sizes is the world of the default catalog,
-//! `models/default/catalog.json`). `--requests` N requests are spread over `--days`
+//! `models/default/catalog.json`; clicks are followed only where the bidder's markup
+//! carries its click URL, i.e. its catalog's markup has `${CTRBID_CLICK_URL}`, as
+//! `ctrbid simulate` writes it). `--requests` N requests are spread over `--days`
 //! simulated days by the simulator's diurnal clock (request i at progress i/N, to the
 //! millisecond) and sent at `--rate` requests per second of wall time, open loop (request
 //! i is due at start + i/rate whatever came before; how late the exchange itself sends
@@ -23,19 +25,19 @@
 //! error). A simulated day takes N / rate seconds plus the final drain of clicks and
 //! conversions.
 //!
-//! **The auction**, per imp ([`auction`]): the bidders' bids (answers after the
-//! request's `tmax` ms of wall time, plus `--tmax-grace-ms`, are late and lose), against
-//! the **competing demand** ([`landscape`]): one draw per imp, `floor_ref × M ×
-//! exp(μ_pub + μ_fmt + σ·z)`, `floor_ref` the imp's floor (0.5 USD CPM without one), M
-//! `--landscape-median` (default 120: the default bidder bids the best of ~50
-//! candidates, a median of 32.6 USD CPM, about 60× the floor), σ `--landscape-sigma` (default 0.8), μ_pub one
-//! normal draw (sd 0.3) per publisher, μ_fmt 0 / 0.2 / 0.1 for banner / video / native;
+//! **The auction**, per imp ([`auction`]): the bidders' bids (answers after the request's
+//! `tmax` ms of wall time, plus `--tmax-grace-ms`, are late and lose), against the
+//! **competing demand** ([`landscape`]): one draw per imp, `floor_ref × M × exp(μ_pub +
+//! μ_fmt + σ·z)`, `floor_ref` the imp's floor (0.5 USD CPM without one), M
+//! `--landscape-median` (default 120: the default bidder bids the best of ~50 candidates, a
+//! median of 32.6 USD CPM, about 60× the floor), σ `--landscape-sigma` (default 0.8), μ_pub
+//! one normal draw (sd 0.3) per publisher, μ_fmt 0 / 0.2 / 0.1 for banner / video / native;
 //! `--no-competition` turns it off. Bids under the floor lose with loss reason 100, a
-//! `crid` not in the catalog with 202 (Creative Filtered – Disapproved by Exchange),
-//! late bids with 2, outbid ones with 102. Ties are broken by a seeded draw. Second
-//! price (`"at":2`, the simulator's): the winner pays max(the highest other valid price,
-//! floor) + 0.01, never above its bid; first price (`"at":1`, for the share
-//! `--first-price-share` of publishers chosen by a seeded hash): its bid.
+//! `crid` not in the catalog with 202 (Creative Filtered – Disapproved by Exchange), late
+//! bids with 2, outbid ones with 102. Ties are broken by a seeded draw. Second price
+//! (`"at":2`, the simulator's): the winner pays max(the highest other valid price, floor) +
+//! 0.01, never above its bid; first price (`"at":1`, for the share `--first-price-share` of
+//! publishers chosen by a seeded hash): its bid.
 //!
 //! **Measured** (2026-12-04, the 2-core development box, bidder and exchange on it
 //! together): the default bidder (`deploy/ctrbid.toml` with `clock = "simulation"` and a
@@ -50,6 +52,9 @@
 //! With `--no-competition` the same bidder's bids have a median of 32.6 USD CPM
 //! (10th–90th percentile 18.7–39.8): the best of its candidates, often at their
 //! `max_cpm`.
+//! At `--requests 100000 --rate 5000` the same box's two cores saturate: the bidder
+//! answers 3,730 bids late and drops requests for time, and the exchange's own schedule
+//! is late by p99 268 ms; keep the rate where the schedule's p99 stays in milliseconds.
 //!
 //! **Notices and users** ([`win`], [`dispatch`]), on simulated time: the winner's `nurl`
 //! at auction + 50 ms with `${AUCTION_PRICE}` the clearing price; the impression renders
@@ -81,7 +86,9 @@
 //!   campaign bids, wins, win rate, spend, impressions, clicks, conversions, eCPM, eCPC
 //!   and eCPA against the goals, the true expected clicks and conversions, the value
 //!   bought at the campaign's goal and the surplus (value − spend); totals; calls by
-//!   status; per simulated hour requests, bids, wins, win rate, spend, clicks;
+//!   status; per simulated hour requests, bids, wins, win rate, spend, clicks. Spend
+//!   counts each billed impression's clearing price / 1000 rounded to the micro-dollar,
+//!   as the bidder rounds it, so the two books agree exactly;
 //! - `timeseries.json`: the hourly rows, for `loadtest/exchange_plots.py`.
 //!
 //! A summary line goes to stderr: wall time, requests/s, the schedule's lateness (p99),
