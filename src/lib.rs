@@ -6,8 +6,10 @@
 //! ([`features`]), all rows of a request are scored in one job by the micro-batched
 //! ONNX Runtime [`scoring`] stage, [`pricing`] turns probabilities into bids, and the
 //! [`server`] answers. [`metrics`] records every stage; [`config`] holds the knobs.
-//! [`simulate`] is the synthetic exchange the default model is trained on, and
-//! [`loadgen`] the open-loop load generator that measures the server.
+//! [`simulate`] is the synthetic exchange the default model is trained on,
+//! [`loadgen`] the open-loop load generator that measures the server, and [`exchange`]
+//! the simulator played as a live exchange against running bidders, judged by its own
+//! ledger.
 
 pub mod bidder;
 pub mod catalog;
@@ -18,6 +20,7 @@ pub mod cpus;
 pub mod currency;
 pub mod eventlog;
 pub mod events;
+pub mod exchange;
 pub mod features;
 pub mod jsonl;
 pub mod loadgen;

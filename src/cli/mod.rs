@@ -32,6 +32,8 @@ enum Command {
     Events(events::Opts),
     /// Send bid requests at a fixed rate (open loop) and report latency from each one's intended send time.
     Loadgen(crate::loadgen::Opts),
+    /// Play the simulator as a live exchange against running bidders (simulation clock) and judge them on its own ledger.
+    Exchange(crate::exchange::Opts),
 }
 
 /// Runs the command line; errors are printed with their causes and give exit code 1.
@@ -45,6 +47,7 @@ pub fn main() -> ExitCode {
         Command::OrtAlone(opts) => ort_alone::run(opts),
         Command::Loadgen(opts) => crate::loadgen::run(opts),
         Command::Events(opts) => events::run(opts),
+        Command::Exchange(opts) => crate::exchange::run(opts),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

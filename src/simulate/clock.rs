@@ -79,6 +79,22 @@ impl Clock {
     /// The time at which a share `progress` (in `[0, 1]`) of the traffic has arrived.
     /// Calls must come with non-decreasing `progress`.
     pub fn at(&mut self, progress: f64) -> i64 {
+        let frac = self.locate(progress);
+        let t = self.start + self.cursor as i64 * BUCKET + (frac * BUCKET as f64) as i64;
+        t.min(self.start + self.span - 1)
+    }
+
+    /// [`Clock::at`] to the millisecond (Unix ms), same curve, same call rule; inside
+    /// `[start, start + span)` in ms.
+    pub fn at_ms(&mut self, progress: f64) -> i64 {
+        let frac = self.locate(progress);
+        let t = (self.start + self.cursor as i64 * BUCKET) * 1000 + (frac * (BUCKET * 1000) as f64) as i64;
+        t.min((self.start + self.span) * 1000 - 1)
+    }
+
+    /// Moves the cursor to the bucket where a share `progress` of the traffic has
+    /// arrived and returns how far into that bucket, in `[0, 1]`.
+    fn locate(&mut self, progress: f64) -> f64 {
         let total = *self.cum.last().unwrap_or(&0.0);
         let target = progress.clamp(0.0, 1.0) * total;
         let last = self.cum.len() - 2;
@@ -86,9 +102,11 @@ impl Clock {
             self.cursor += 1;
         }
         let (lo, hi) = (self.cum[self.cursor], self.cum[self.cursor + 1]);
-        let frac = if hi > lo { ((target - lo) / (hi - lo)).clamp(0.0, 1.0) } else { 0.0 };
-        let t = self.start + self.cursor as i64 * BUCKET + (frac * BUCKET as f64) as i64;
-        t.min(self.start + self.span - 1)
+        if hi > lo {
+            ((target - lo) / (hi - lo)).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
     }
 }
 
@@ -112,6 +130,21 @@ mod tests {
             let t = clock.at(i as f64 / 1000.0);
             assert!(t >= prev && (1_767_571_200..1_767_571_200 + 2 * 86_400).contains(&t));
             prev = t;
+        }
+    }
+
+    /// `at_ms` is `at` to the millisecond: the same second, monotone, inside the span.
+    #[test]
+    fn at_ms_refines_at() {
+        let zones = [Zone { country: 0, utcoffset: -300, mass: 1.0 }, Zone { country: 6, utcoffset: 330, mass: 0.5 }];
+        let (mut a, mut b) = (Clock::new(1_767_571_200, 1, &zones), Clock::new(1_767_571_200, 1, &zones));
+        let mut prev = i64::MIN;
+        for i in 0..=5000 {
+            let p = i as f64 / 5000.0;
+            let (s, ms) = (a.at(p), b.at_ms(p));
+            assert!(ms >= prev && ms < (1_767_571_200 + 86_400) * 1000, "{ms}");
+            assert!((ms.div_euclid(1000) - s).abs() <= 1, "{s} s vs {ms} ms at {p}");
+            prev = ms;
         }
     }
 }

@@ -25,11 +25,13 @@
 //!
 //! Parts: [`vocab`] (fixed tables), [`ads`] (catalog), [`world`] (publishers, users),
 //! [`clock`] (diurnal time), [`requests`] (drawing and writing requests), [`eligible`]
-//! (candidate rules), [`truth`] (the hidden click model), [`stats`] (oracle metrics).
+//! (candidate rules), [`truth`] (the hidden click model), [`stats`] (oracle metrics),
+//! [`market`] (the same world as a live exchange's supply, for `ctrbid exchange`).
 
 mod ads;
 mod clock;
 pub mod eligible;
+pub mod market;
 mod requests;
 mod sample;
 mod stats;
@@ -313,7 +315,7 @@ pub fn simulate_to(cfg: &SimConfig, out_dir: &Path, compression: Compression) ->
             "no imp of the first 100000 requests had an eligible creative"
         );
         let ts = clock.at(tally.impressions() as f64 / cfg.impressions as f64);
-        traffic.fill(&mut traffic_rng, tally.requests, ts, &mut req);
+        traffic.fill(&world, &mut traffic_rng, tally.requests, ts, &mut req);
         first_ts.get_or_insert(ts);
         last_ts = ts;
         line.clear();
@@ -324,20 +326,7 @@ pub fn simulate_to(cfg: &SimConfig, out_dir: &Path, compression: Compression) ->
         let publisher = &world.publishers[req.publisher as usize];
         tally.site_requests += u64::from(publisher.kind == world::Inventory::Site);
 
-        let user = &world.users[req.user as usize];
-        let zone = &world.zones[req.zone as usize];
-        let (hour, weekday) = clock::local_time(ts, zone.utcoffset);
-        let model = &vocab::DEVICE_MODELS[user.model as usize];
-        let mut scene = truth::Scene {
-            user: req.user,
-            publisher: req.publisher,
-            country: zone.country,
-            class: model.class,
-            os: model.os,
-            hour,
-            weekday,
-            pos: None,
-        };
+        let mut scene = market::scene(&world, &req);
         for (i, imp) in req.imps.iter().enumerate() {
             index.collect(&world, &req, imp, &mut eligible);
             tally.imps += 1;

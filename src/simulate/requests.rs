@@ -80,25 +80,28 @@ pub struct Request {
     pub badv: Vec<u32>,
     /// Article number in the page URL.
     pub page: u32,
+    /// The auction type the request states: `"at":1` (first price) when set, else
+    /// `"at":2`. [`Traffic::fill`] leaves it alone; `ctrbid simulate` never sets it
+    /// (`ctrbid exchange` does, per publisher).
+    pub first_price: bool,
 }
 
-/// Draws requests. Holds the scratch the draws need.
+/// Draws requests from a [`World`] passed to each call. Holds the scratch the draws need.
 #[derive(Debug)]
-pub struct Traffic<'w> {
-    world: &'w World,
+pub struct Traffic {
     advertisers: usize,
     id_salt: u64,
     zone_weights: Vec<f64>,
 }
 
-impl<'w> Traffic<'w> {
-    pub fn new(world: &'w World, advertisers: usize, id_salt: u64) -> Traffic<'w> {
-        Traffic { world, advertisers, id_salt, zone_weights: Vec::with_capacity(world.zones.len()) }
+impl Traffic {
+    pub fn new(world: &World, advertisers: usize, id_salt: u64) -> Traffic {
+        Traffic { advertisers, id_salt, zone_weights: Vec::with_capacity(world.zones.len()) }
     }
 
-    /// Overwrites `req` with request number `seq` at time `ts`.
-    pub fn fill<R: Rng>(&mut self, rng: &mut R, seq: u64, ts: i64, req: &mut Request) {
-        let world = self.world;
+    /// Overwrites `req` with request number `seq` at time `ts`, drawn from `world` (the
+    /// one this was made for), all but [`Request::first_price`].
+    pub fn fill<R: Rng>(&mut self, world: &World, rng: &mut R, seq: u64, ts: i64, req: &mut Request) {
         self.zone_weights.clear();
         self.zone_weights.extend(world.zones.iter().map(|z| zone_weight(z, ts)));
         let (zone, user) = loop {
@@ -194,7 +197,13 @@ fn write_uuid(out: &mut String, hi: u64, lo: u64) {
 /// Every other string is written unescaped: each comes from the vocabularies or from
 /// generated ids, none holds a quote, a backslash or a control character (the tests
 /// parse every line back).
-pub fn write_request(req: &Request, world: &World, adomains: &[&str], native_requests: &[String], out: &mut Vec<u8>) {
+pub fn write_request<S: AsRef<str>>(
+    req: &Request,
+    world: &World,
+    adomains: &[S],
+    native_requests: &[String],
+    out: &mut Vec<u8>,
+) {
     let user = &world.users[req.user as usize];
     let publ = &world.publishers[req.publisher as usize];
     let zone = &world.zones[req.zone as usize];
@@ -275,7 +284,8 @@ pub fn write_request(req: &Request, world: &World, adomains: &[&str], native_req
             SEGMENTS[s1 as usize], SEGMENTS[s2 as usize]
         );
     }
-    let _ = write!(out, r#"}},"tmax":{},"cur":["USD"],"at":2"#, req.tmax);
+    let at = if req.first_price { 1 } else { 2 };
+    let _ = write!(out, r#"}},"tmax":{},"cur":["USD"],"at":{at}"#, req.tmax);
     if !req.bcat.is_empty() {
         out.extend_from_slice(br#","bcat":["#);
         for (i, &b) in req.bcat.iter().enumerate() {
@@ -286,7 +296,7 @@ pub fn write_request(req: &Request, world: &World, adomains: &[&str], native_req
     if !req.badv.is_empty() {
         out.extend_from_slice(br#","badv":["#);
         for (i, &a) in req.badv.iter().enumerate() {
-            let _ = write!(out, r#"{}"{}""#, if i > 0 { "," } else { "" }, adomains[a as usize]);
+            let _ = write!(out, r#"{}"{}""#, if i > 0 { "," } else { "" }, adomains[a as usize].as_ref());
         }
         out.push(b']');
     }
