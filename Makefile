@@ -19,7 +19,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-ort setup-py models models-large loadtest loadtest-cache loadtest-ab clean-data
+.PHONY: run test build setup-ort setup-py models models-large loop loadtest loadtest-cache loadtest-ab clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -99,6 +99,14 @@ models-large: setup-ort setup-py build
 	$(BIN) features --sim $(DATA)/large/sim --spec models/feature_spec.json --out $(DATA)/large/features
 	rm -f $(DATA)/large/sim/requests.jsonl.gz $(DATA)/large/sim/impressions.jsonl.gz
 	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/large/features --out $(DATA)/large/zoo --epochs 1 --reuse --jobs 2
+
+## The loop at a small size (about 10 min here): the default model bids for a simulated
+## week against `ctrbid exchange`, its event log becomes training arrays, a model is
+## retrained on them (and one on a uniform log of the same size), every model is judged
+## on the truth, and the next day is played by the default and the retrained model;
+## data/loop/loop_report.md (models/README.md, The loop).
+loop: setup-ort setup-py build
+	PYTHONPATH=models $(VPY) -m ctrbid_train loop --out $(DATA)/loop
 
 clean-data:
 	rm -rf $(DATA)

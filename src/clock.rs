@@ -77,7 +77,8 @@ impl AuctionClock {
         match self.mode {
             ClockMode::System => Ok(wall_ms()),
             ClockMode::Simulation => {
-                let text = std::str::from_utf8(header.ok_or(ClockError::Missing)?).map_err(|_| ClockError::Unreadable)?;
+                let text =
+                    std::str::from_utf8(header.ok_or(ClockError::Missing)?).map_err(|_| ClockError::Unreadable)?;
                 let ms = text.trim().parse::<i64>().map_err(|_| ClockError::Unreadable)?;
                 // Years 1970 to 9999: anything else is not a time a sender meant.
                 if !(0..=253_402_300_799_999).contains(&ms) {

@@ -28,7 +28,8 @@ fn request() -> Vec<u8> {
 
 /// GET with the simulation clock's time header.
 async fn get_at(server: &TestServer, path: &str, ms: i64) -> HttpResponse {
-    let head = format!("GET {path} HTTP/1.1\r\nhost: {}\r\nx-ctrbid-time: {ms}\r\nconnection: close\r\n\r\n", server.addr);
+    let head =
+        format!("GET {path} HTTP/1.1\r\nhost: {}\r\nx-ctrbid-time: {ms}\r\nconnection: close\r\n\r\n", server.addr);
     server.raw(head.as_bytes()).await
 }
 
@@ -94,7 +95,11 @@ async fn a_click_redirects_once_recorded_and_its_conversion_is_attributed() {
         ("conv", "forged", 1.0),
         ("conv", "malformed", 2.0),
     ] {
-        assert_eq!(metric(&m, &format!("ctrbid_notices_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}")), n, "{kind} {verdict}");
+        assert_eq!(
+            metric(&m, &format!("ctrbid_notices_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}")),
+            n,
+            "{kind} {verdict}"
+        );
     }
     server.stop().await;
 }

@@ -64,8 +64,11 @@ async fn bids_land_with_the_rows_that_were_scored_and_each_notice_once() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(cfg(dir.path())).await;
     let sim = tempfile::tempdir().unwrap();
-    ctrbid::simulate::simulate(&ctrbid::simulate::SimConfig { seed: 7, impressions: 300, ..Default::default() }, sim.path())
-        .unwrap();
+    ctrbid::simulate::simulate(
+        &ctrbid::simulate::SimConfig { seed: 7, impressions: 300, ..Default::default() },
+        sim.path(),
+    )
+    .unwrap();
     let mut bids = Vec::new();
     for line in common::read_lines(&sim.path().join("requests.jsonl")) {
         let r = server.post("/openrtb2/bid", line.as_bytes()).await;
@@ -306,8 +309,11 @@ async fn exploration_bids_carry_their_propensity() {
     c.bidding.explore_share = 0.3;
     let server = TestServer::start(c).await;
     let sim = tempfile::tempdir().unwrap();
-    ctrbid::simulate::simulate(&ctrbid::simulate::SimConfig { seed: 11, impressions: 600, ..Default::default() }, sim.path())
-        .unwrap();
+    ctrbid::simulate::simulate(
+        &ctrbid::simulate::SimConfig { seed: 11, impressions: 600, ..Default::default() },
+        sim.path(),
+    )
+    .unwrap();
     for line in common::read_lines(&sim.path().join("requests.jsonl")) {
         server.post("/openrtb2/bid", line.as_bytes()).await;
     }

@@ -122,7 +122,9 @@ async fn native_bids_answer_the_requested_assets() {
     assert_eq!(ids, vec![11, 12, 13], "the optional icon the creative lacks is left out: {adm}");
     assert!(adm["assets"][0]["title"]["text"].as_str().unwrap().chars().count() <= 90);
     assert!(adm["assets"][1]["img"]["w"].as_u64().unwrap() >= 600);
-    assert!(adm["link"]["url"].as_str().unwrap().starts_with("https://"));
+    // The link is the bid's signed click URL, which redirects to the landing page.
+    let link = adm["link"]["url"].as_str().unwrap();
+    assert!(link.starts_with(&format!("http://{}/click?b={}&", server.addr, b["id"].as_str().unwrap())), "{link}");
     // The same request as an object instead of a string is read too.
     req["imp"][0]["native"]["request"] = assets.clone();
     assert_eq!(post(&server, &req).await.status, 200);

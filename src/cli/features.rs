@@ -228,9 +228,15 @@ pub fn extract_events(
     let f32s = |name: &str| NpyWriter::<f32>::create(&out.join(name), None);
     let mut cat = NpyWriter::<i64>::create(&out.join("cat.npy"), Some(f))?;
     let mut num = NpyWriter::<f32>::create(&out.join("num.npy"), Some(d))?;
-    let (mut click, mut conv, mut served_ctr, mut served_cvr, mut propensity) =
-        (f32s("click.npy")?, f32s("conv.npy")?, f32s("pctr_served.npy")?, f32s("pcvr_served.npy")?, f32s("propensity.npy")?);
-    let (mut ts, mut bid) = (NpyWriter::<i64>::create(&out.join("ts.npy"), None)?, NpyWriter::<i64>::create(&out.join("bid.npy"), None)?);
+    let (mut click, mut conv, mut served_ctr, mut served_cvr, mut propensity) = (
+        f32s("click.npy")?,
+        f32s("conv.npy")?,
+        f32s("pctr_served.npy")?,
+        f32s("pcvr_served.npy")?,
+        f32s("propensity.npy")?,
+    );
+    let (mut ts, mut bid) =
+        (NpyWriter::<i64>::create(&out.join("ts.npy"), None)?, NpyWriter::<i64>::create(&out.join("bid.npy"), None)?);
     let mut true_ctr = match truth {
         Some(_) => Some((f32s("pctr_true.npy")?, f32s("pcvr_true.npy")?)),
         None => None,
@@ -264,7 +270,8 @@ pub fn extract_events(
             pcvr_w.push(&[c])?;
         }
     }
-    for n in [cat.finish()?, num.finish()?, click.finish()?, conv.finish()?, served_ctr.finish()?, served_cvr.finish()?] {
+    for n in [cat.finish()?, num.finish()?, click.finish()?, conv.finish()?, served_ctr.finish()?, served_cvr.finish()?]
+    {
         debug_assert_eq!(n, rows.len());
     }
     propensity.finish()?;
@@ -302,7 +309,8 @@ fn truth_by_bid(ledger: &Path) -> anyhow::Result<HashMap<u64, (f32, f32)>> {
     }
     let mut out = HashMap::new();
     for (n, line) in crate::jsonl::open(ledger)?.lines().enumerate() {
-        let line: Line = serde_json::from_str(&line?).with_context(|| format!("{} line {}", ledger.display(), n + 1))?;
+        let line: Line =
+            serde_json::from_str(&line?).with_context(|| format!("{} line {}", ledger.display(), n + 1))?;
         if line.kind == "impression" {
             let bid = u64::from_str_radix(&line.bid_id, 16)
                 .with_context(|| format!("{} line {}: bid_id {:?} is not hex", ledger.display(), n + 1, line.bid_id))?;

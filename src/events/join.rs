@@ -117,8 +117,9 @@ pub fn join(dir: &Path, spec: u64, label_wait_ms: i64) -> anyhow::Result<(Vec<Ro
     for record in Reader::open(dir)? {
         let record = record?;
         stats.records += 1;
-        let event = Event::decode(&record.data)
-            .map_err(|e| anyhow::anyhow!("{}: segment {} byte {}: {e}", dir.display(), record.segment, record.offset))?;
+        let event = Event::decode(&record.data).map_err(|e| {
+            anyhow::anyhow!("{}: segment {} byte {}: {e}", dir.display(), record.segment, record.offset)
+        })?;
         match event {
             Event::Bid(b) => {
                 last_ms = last_ms.max(b.ts_ms);
@@ -275,14 +276,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::open(EventLogConfig::new(dir.path())).unwrap();
         let records = [
-            bid(1, 1_000, 9),   // billed, clicked, converted
-            bid(2, 2_000, 9),   // billed, not clicked
-            bid(3, 3_000, 9),   // clicked, no billing notice: shown all the same
-            bid(4, 4_000, 9),   // won, never billed or clicked: not shown
-            bid(5, 5_000, 9),   // lost
-            bid(6, 6_000, 7),   // another spec
-            bid(2, 2_000, 9),   // a repeated record
-            bid(8, 99_000, 9),  // billed, but too recent for its label
+            bid(1, 1_000, 9),  // billed, clicked, converted
+            bid(2, 2_000, 9),  // billed, not clicked
+            bid(3, 3_000, 9),  // clicked, no billing notice: shown all the same
+            bid(4, 4_000, 9),  // won, never billed or clicked: not shown
+            bid(5, 5_000, 9),  // lost
+            bid(6, 6_000, 7),  // another spec
+            bid(2, 2_000, 9),  // a repeated record
+            bid(8, 99_000, 9), // billed, but too recent for its label
             notice(Win, 1, 1_100),
             notice(Bill, 1, 1_200),
             notice(Bill, 1, 1_300), // a retried billing notice

@@ -94,7 +94,7 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 }
 
 fn from_hex(s: &str) -> Option<String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..s.len())

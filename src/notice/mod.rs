@@ -142,16 +142,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    const LABELS: [&'static str; 8] = [
-        "accepted",
-        "duplicate",
-        "forged",
-        "expired",
-        "malformed",
-        "price_out_of_bounds",
-        "ledger_full",
-        "log_failed",
-    ];
+    const LABELS: [&'static str; 8] =
+        ["accepted", "duplicate", "forged", "expired", "malformed", "price_out_of_bounds", "ledger_full", "log_failed"];
 
     fn index(&self) -> usize {
         match self {
@@ -363,7 +355,8 @@ impl Notices {
     pub fn check(&self, kind: Kind, query: &str, now_ms: i64) -> Result<Checked, Verdict> {
         let now = crate::clock::unix_s(now_ms);
         let q = parse_query(query);
-        let checked = if kind == Kind::Conv { self.check_conversion(&q, now_ms)? } else { self.check_bid_notice(kind, &q, now)? };
+        let checked =
+            if kind == Kind::Conv { self.check_conversion(&q, now_ms)? } else { self.check_bid_notice(kind, &q, now)? };
         match self.ledger.record(kind, checked.bid, checked.ledger_until) {
             Recorded::New => Ok(checked),
             Recorded::Duplicate => Err(Verdict::Duplicate),

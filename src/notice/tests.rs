@@ -197,9 +197,13 @@ fn a_click_lands_once_and_its_conversion_counts_once_within_the_window() {
     assert_eq!(click(&n, &s, &forged, at).0, Verdict::Forged);
 
     let id = click_id(&location);
-    let conv = |query: &str, when_ms: i64| n.handle(Kind::Conv, query, when_ms, &s, &Rates::new(&Default::default()).unwrap());
+    let conv =
+        |query: &str, when_ms: i64| n.handle(Kind::Conv, query, when_ms, &s, &Rates::new(&Default::default()).unwrap());
     let window_ms = 7 * 86_400 * 1000;
-    assert_eq!(conv(&format!("click={id}&v=12.5"), at - 1), Verdict::Malformed("the conversion is earlier than its click"));
+    assert_eq!(
+        conv(&format!("click={id}&v=12.5"), at - 1),
+        Verdict::Malformed("the conversion is earlier than its click")
+    );
     assert_eq!(conv(&format!("click={id}"), at + window_ms + 1), Verdict::Expired);
     assert!(matches!(conv(&format!("click={id}&v=-3"), at + 1), Verdict::Malformed(_)));
     assert!(matches!(conv("click=", at + 1), Verdict::Malformed(_)));

@@ -3,6 +3,7 @@
 use super::encoding::{self, BodyCoding, DecodeError};
 use super::AppState;
 use crate::bidder::Answer;
+use crate::clock::ClockError;
 use crate::metrics::Outcome;
 use crate::notice::{self, Verdict};
 use bytes::Bytes;
@@ -40,10 +41,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
 }
 
 /// The time of an event in the auction clock (simulation mode: its `x-ctrbid-time`
-/// header), or the 400 that says why there is none.
-fn event_time(state: &AppState, headers: &http::HeaderMap) -> Result<i64, Response<Full<Bytes>>> {
-    let header = headers.get(crate::clock::TIME_HEADER).map(HeaderValue::as_bytes);
-    state.bidder.clock().event_ms(header).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("{e}\n")))
+/// header); the error is answered 400 ([`clock_refused`]).
+fn event_time(state: &AppState, headers: &http::HeaderMap) -> Result<i64, ClockError> {
+    state.bidder.clock().event_ms(headers.get(crate::clock::TIME_HEADER).map(HeaderValue::as_bytes))
+}
+
+fn clock_refused(e: ClockError) -> Response<Full<Bytes>> {
+    text(StatusCode::BAD_REQUEST, &format!("{e}\n"))
 }
 
 /// A win, billing, loss, click or conversion notice: the verdict as a status code and a
@@ -51,7 +55,7 @@ fn event_time(state: &AppState, headers: &http::HeaderMap) -> Result<i64, Respon
 async fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let now_ms = match event_time(state, req.headers()) {
         Ok(t) => t,
-        Err(refused) => return refused,
+        Err(e) => return clock_refused(e),
     };
     let query = req.uri().query().unwrap_or_default();
     let (verdict, location) = state.bidder.notice(kind, query, now_ms).await;
@@ -70,7 +74,9 @@ async fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -
         Verdict::Malformed(why) => text(StatusCode::BAD_REQUEST, &format!("malformed notice: {why}\n")),
         Verdict::PriceOutOfBounds => text(StatusCode::BAD_REQUEST, "price is outside the signed bounds\n"),
         Verdict::LedgerFull => text(StatusCode::SERVICE_UNAVAILABLE, "too many notices in flight, retry later\n"),
-        Verdict::LogFailed => text(StatusCode::SERVICE_UNAVAILABLE, "the event log cannot record this now, retry later\n"),
+        Verdict::LogFailed => {
+            text(StatusCode::SERVICE_UNAVAILABLE, "the event log cannot record this now, retry later\n")
+        }
     }
 }
 
@@ -102,9 +108,9 @@ async fn bid(state: &AppState, req: Request<Incoming>, received: Instant) -> Res
     let version = answer_version(req.headers());
     let now_ms = match event_time(state, req.headers()) {
         Ok(t) => t,
-        Err(refused) => {
+        Err(e) => {
             state.metrics.count(Outcome::Invalid);
-            return refused;
+            return clock_refused(e);
         }
     };
     let gzip_answer = encoding::accepts_gzip(req.headers());
