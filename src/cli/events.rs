@@ -19,6 +19,10 @@ pub struct Opts {
     /// Include each bid's feature row (`cat`, `num`).
     #[arg(long)]
     rows: bool,
+    /// Instead of the records: their count and mean encoded size per kind, and the
+    /// segment files' bytes on disk (closed segments are gzipped).
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
@@ -27,6 +31,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         anyhow::bail!("--kind {bad:?}: expected some of {}", KINDS.join(", "));
     }
     let wanted = |k: &str| opts.kind.is_empty() || opts.kind.iter().any(|w| w == k);
+    if opts.stats {
+        return stats(&opts.dir);
+    }
     let mut reader = Reader::open(&opts.dir).with_context(|| format!("reading {}", opts.dir.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -75,6 +82,41 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     if reader.torn() > 0 {
         eprintln!("events: the newest segment ends in a torn record (a writer killed mid-write), skipped");
     }
+    Ok(())
+}
+
+/// `--stats`: records and bytes per kind, and the directory's bytes on disk.
+fn stats(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut by_kind: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for record in Reader::open(dir)? {
+        let record = record?;
+        let kind = match Event::decode(&record.data)? {
+            Event::Bid(_) => "bid",
+            Event::Notice(n) => n.kind.label(),
+        };
+        let entry = by_kind.entry(kind).or_default();
+        entry.0 += 1;
+        // The frame's length and CRC are 8 bytes more on disk.
+        entry.1 += record.data.len() as u64 + 8;
+    }
+    let mut on_disk = 0u64;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("seg-") {
+            on_disk += entry.metadata()?.len();
+        }
+    }
+    let records: u64 = by_kind.values().map(|v| v.0).sum();
+    let bytes: u64 = by_kind.values().map(|v| v.1).sum();
+    let kinds: serde_json::Map<String, serde_json::Value> = by_kind
+        .iter()
+        .map(|(k, (n, b))| (k.to_string(), json!({"records": n, "framed_bytes": b, "bytes_per_record": *b as f64 / *n as f64})))
+        .collect();
+    let summary = json!({
+        "records": records, "framed_bytes": bytes, "segment_bytes_on_disk": on_disk,
+        "on_disk_per_record": if records > 0 { on_disk as f64 / records as f64 } else { 0.0 }, "kinds": kinds,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())
 }
 

@@ -16,9 +16,9 @@
 //!   written since the last, and at most one commit per `commit_interval`.
 //! - *Lossy records.* [`EventLog::append`] never blocks and never waits on the disk: it
 //!   queues the record or, with the queue full, drops it, counts it and returns `false`.
-//!   A queued record is written by the writer, reaches the file (the page cache) at the
-//!   next commit and at most `flush_interval` after being written, and the disk at the
-//!   next commit or rotation.
+//!   A queued record is written by the writer within 5 ms (or at the next durable
+//!   record), reaches the file (the page cache) at the next commit and at most
+//!   `flush_interval` after being written, and the disk at the next commit or rotation.
 //! - *What a crash loses.* A process crash (`kill -9`) loses what was still queued
 //!   (unacknowledged durable records and lossy ones), and the lossy records written in
 //!   the last `flush_interval`; a power loss also loses lossy records written since the
@@ -28,9 +28,13 @@
 //!   lossy records since the last commit are counted lost, the segment is cut back to
 //!   its last commit, and later records go to a new segment. As on any log an error is
 //!   "not acknowledged", not "not written": readers should tolerate a repeated record.
-//! - *Order.* One thread writes, in queue order, so records one thread or task appends
-//!   are read back in the order of its calls (an `append_durable` counts from when it
-//!   resolves, or from when its queueing completed); segments are read in number order.
+//! - *Order.* One thread writes. Durable records (and syncs) are written in the order
+//!   they were queued, lossy ones likewise; a lossy record queued before a durable one
+//!   is written before it, but one queued after a durable record that has not resolved
+//!   yet may be written before it (lossy records wait up to 5 ms on a queue of their
+//!   own, [`writer::LOSSY_DRAIN`], so that appending one never wakes the writer). So
+//!   one task's records read back in the order of its calls as long as it awaits each
+//!   `append_durable`. Segments are read in number order.
 //! - *Crash recovery.* At `open` the newest plain segment is cut back to its last whole
 //!   record (a writer killed mid-write leaves a torn one; the bytes cut are counted),
 //!   closed, and a new segment is started: nothing is ever appended after a torn tail.
@@ -120,6 +124,9 @@ pub struct EventLog {
 
 struct Inner {
     tx: Sender<Msg>,
+    /// Lossy records, on a queue the writer drains on a timer ([`writer::LOSSY_DRAIN`]):
+    /// appending one never wakes it.
+    lossy: Sender<Vec<u8>>,
     shared: Arc<Shared>,
     /// The writer thread, until `close` or the last drop joins it.
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -142,11 +149,12 @@ impl EventLog {
             closer.closed(seq);
         }
         let (tx, rx) = bounded(cfg.queue_capacity);
+        let (lossy, lossy_rx) = bounded(cfg.queue_capacity);
         let shared = Arc::new(Shared { slots: Semaphore::new(cfg.queue_capacity), stats });
-        let mut writer = Writer::new(cfg, rx, shared.clone(), closer, next_seq, lock);
+        let mut writer = Writer::new(cfg, (rx, lossy_rx), shared.clone(), closer, next_seq, lock);
         writer.start_segment().context("event log")?;
         let thread = std::thread::Builder::new().name("eventlog-writer".into()).spawn(move || writer.run())?;
-        Ok(EventLog { inner: Arc::new(Inner { tx, shared, thread: Mutex::new(Some(thread)) }) })
+        Ok(EventLog { inner: Arc::new(Inner { tx, lossy, shared, thread: Mutex::new(Some(thread)) }) })
     }
 
     /// Queues a record for writing, or drops it when the queue is full (counted): never
@@ -160,7 +168,13 @@ impl EventLog {
         let queued = match self.inner.shared.slots.try_acquire() {
             Ok(slot) => {
                 slot.forget();
-                self.send(Msg::Lossy(record)).is_ok()
+                match self.inner.lossy.try_send(record) {
+                    Ok(()) => true,
+                    Err(_) => {
+                        self.inner.shared.slots.add_permits(1);
+                        false
+                    }
+                }
             }
             Err(_) => false,
         };
@@ -202,7 +216,7 @@ impl EventLog {
 
     /// The counters now.
     pub fn stats(&self) -> EventLogStats {
-        self.inner.shared.stats.snapshot(self.inner.tx.len())
+        self.inner.shared.stats.snapshot(self.inner.tx.len() + self.inner.lossy.len())
     }
 
     /// Appends the counters to `out` as `ctrbid_eventlog_*` Prometheus lines.

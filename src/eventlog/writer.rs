@@ -1,9 +1,14 @@
 //! The writer thread: takes records off the queue, frames them into the active
 //! segment, group-commits durable ones, flushes lossy ones, rotates segments.
 //!
-//! One loop: wait for a message or for the next deadline (a commit, a flush or a
-//! rotation by age), take up to [`BATCH`] messages, write them, then do whatever is
-//! due. A commit is due when records wait on it and the last commit (if any) *began*
+//! One loop: wait for a message or for the next deadline (a commit, a flush, a
+//! rotation by age, or the next drain of the lossy queue), take up to [`BATCH`]
+//! messages, write them, then do whatever is due. Lossy records come on a queue of
+//! their own that the writer drains every [`LOSSY_DRAIN`] and before each batch of
+//! other messages, so that a bid record does not wake the writer: with a wake-up per
+//! record (a futex call on the bid path, a context switch on a 2-core box) logging every
+//! bid cost x1.08-1.10 CPU per request, drained on the timer x0.94-1.06, within the
+//! box's noise (loadtest/README.md, The event log under load). A commit is due when records wait on it and the last commit (if any) *began*
 //! at least `commit_interval` ago, so commits run at most once per interval and a
 //! durable record that comes after a quiet spell is committed as soon as its batch is
 //! written.
@@ -27,6 +32,8 @@ use tokio::sync::oneshot;
 
 /// Messages taken off the queue at a time.
 const BATCH: usize = 1024;
+/// How often the writer takes the lossy records queued (and at every other message).
+pub const LOSSY_DRAIN: Duration = Duration::from_millis(5);
 /// The least time between attempts to open a segment after one failed.
 const RETRY: Duration = Duration::from_millis(100);
 /// How long the writer, once stopped, waits for appends already past the capacity check.
@@ -58,6 +65,8 @@ pub enum Hook {
 pub struct Writer {
     cfg: EventLogConfig,
     rx: Receiver<Msg>,
+    /// Lossy records ([`LOSSY_DRAIN`]); their slots count with `rx`'s.
+    lossy: Receiver<Vec<u8>>,
     shared: Arc<Shared>,
     closer: Closer,
     active: Option<Active>,
@@ -85,7 +94,7 @@ pub struct Writer {
 impl Writer {
     pub fn new(
         cfg: EventLogConfig,
-        rx: Receiver<Msg>,
+        (rx, lossy): (Receiver<Msg>, Receiver<Vec<u8>>),
         shared: Arc<Shared>,
         closer: Closer,
         next_seq: u64,
@@ -94,6 +103,7 @@ impl Writer {
         Writer {
             cfg,
             rx,
+            lossy,
             shared,
             closer,
             active: None,
@@ -121,24 +131,27 @@ impl Writer {
     pub fn run(mut self) {
         let mut batch: Vec<Msg> = Vec::with_capacity(BATCH);
         let mut close = None;
+        let mut next_drain = Instant::now() + LOSSY_DRAIN;
         while close.is_none() {
-            let first = match self.deadline() {
-                Some(at) => match self.rx.recv_deadline(at) {
-                    Ok(msg) => Some(msg),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.rx.recv() {
-                    Ok(msg) => Some(msg),
-                    Err(_) => break,
-                },
+            let wake = self.deadline().map_or(next_drain, |at| at.min(next_drain));
+            let first = match self.rx.recv_deadline(wake) {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
             };
+            if Instant::now() >= next_drain {
+                next_drain = Instant::now() + LOSSY_DRAIN;
+            }
+            self.drain_lossy();
             if let Some(first) = first {
                 batch.push(first);
                 batch.extend(self.rx.try_iter().take(BATCH - 1));
                 // Their slots are free again: the queue holds at most `queue_capacity`.
                 self.shared.slots.add_permits(batch.len());
                 for msg in batch.drain(..) {
+                    // The lossy records queued before this message go first (and
+                    // perhaps some queued after it: see the module doc on order).
+                    self.drain_lossy();
                     match msg {
                         Msg::Close(reply) if close.is_none() => close = Some(reply),
                         // Queued after a close (by another handle): the log is closed.
@@ -149,10 +162,21 @@ impl Writer {
             }
             self.tick(Instant::now());
         }
+        self.drain_lossy();
         let result = self.finish();
         if let Some(reply) = close {
             let _ = reply.send(result);
         }
+    }
+
+    /// Writes the lossy records queued now, and frees their slots.
+    fn drain_lossy(&mut self) {
+        let mut taken = 0;
+        while let Ok(record) = self.lossy.try_recv() {
+            taken += 1;
+            self.handle(Msg::Lossy(record));
+        }
+        self.shared.slots.add_permits(taken);
     }
 
     fn handle(&mut self, msg: Msg) {
@@ -366,7 +390,8 @@ impl Writer {
         self.shared.slots.close();
         let until = Instant::now() + STRAGGLERS;
         loop {
-            let taken = self.rx.try_iter().map(|msg| refuse(msg, &self.shared)).count();
+            let taken = self.rx.try_iter().map(|msg| refuse(msg, &self.shared)).count()
+                + self.lossy.try_iter().map(|record| refuse(Msg::Lossy(record), &self.shared)).count();
             self.shared.slots.add_permits(taken);
             if self.shared.slots.available_permits() >= self.cfg.queue_capacity || Instant::now() >= until {
                 break;

@@ -53,15 +53,13 @@ impl ClickId<'_> {
     /// Reads and verifies an id: `Err(None)` when it is not one (malformed), `Err(Some(id))`
     /// when it reads but its tag does not match (forged).
     pub fn decode(token: &str, signer: &Signer) -> Result<ClickId<'static>, Option<&'static str>> {
-        let mut parts = token.split('.');
-        let mut next = |what: &'static str| parts.next().filter(|p| !p.is_empty()).ok_or(what);
-        let bid = next("click id: bid is missing").map_err(Some)?;
-        let click_ms = next("click id: time is missing").map_err(Some)?;
-        let campaign = next("click id: campaign is missing").map_err(Some)?;
-        let creative = next("click id: creative is missing").map_err(Some)?;
-        let tag = next("click id: tag is missing").map_err(Some)?;
-        if parts.next().is_some() {
-            return Err(Some("click id has too many parts"));
+        let parts: Vec<&str> = token.split('.').collect();
+        let [bid, click_ms, campaign, creative, tag] = parts[..] else {
+            return Err(Some("click id must have five parts: bid.time.campaign.creative.tag"));
+        };
+        // The ids may be empty (their hex is then empty too); the rest may not.
+        if bid.is_empty() || click_ms.is_empty() || tag.is_empty() {
+            return Err(Some("click id: bid, time or tag is missing"));
         }
         let id = ClickId {
             bid: u64::from_str_radix(bid, 16).map_err(|_| Some("click id: bid is not hex"))?,
@@ -132,9 +130,16 @@ mod tests {
         assert_eq!(ClickId::decode(&later, &signer()), Err(None));
         let other_key = Signer::new(b"another key of at least thirty-two bytes".to_vec(), None);
         assert_eq!(ClickId::decode(&token, &other_key), Err(None));
-        for bad in ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00"] {
+        for bad in ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00", "1.2.6162.6162."] {
             assert!(matches!(ClickId::decode(bad, &signer()), Err(Some(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn empty_ids_round_trip() {
+        // Found by the notice_query fuzz target: an empty campaign and creative.
+        let id = ClickId { bid: 0, click_ms: 1_800_000_000_000, campaign: "".into(), creative: "".into() };
+        assert_eq!(ClickId::decode(&id.encode(&signer()), &signer()), Ok(id));
     }
 
     #[test]
