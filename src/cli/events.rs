@@ -110,7 +110,9 @@ fn stats(dir: &std::path::Path) -> anyhow::Result<()> {
     let bytes: u64 = by_kind.values().map(|v| v.1).sum();
     let kinds: serde_json::Map<String, serde_json::Value> = by_kind
         .iter()
-        .map(|(k, (n, b))| (k.to_string(), json!({"records": n, "framed_bytes": b, "bytes_per_record": *b as f64 / *n as f64})))
+        .map(|(k, (n, b))| {
+            (k.to_string(), json!({"records": n, "framed_bytes": b, "bytes_per_record": *b as f64 / *n as f64}))
+        })
         .collect();
     let summary = json!({
         "records": records, "framed_bytes": bytes, "segment_bytes_on_disk": on_disk,

@@ -130,7 +130,9 @@ mod tests {
         assert_eq!(ClickId::decode(&later, &signer()), Err(None));
         let other_key = Signer::new(b"another key of at least thirty-two bytes".to_vec(), None);
         assert_eq!(ClickId::decode(&token, &other_key), Err(None));
-        for bad in ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00", "1.2.6162.6162."] {
+        for bad in
+            ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00", "1.2.6162.6162."]
+        {
             assert!(matches!(ClickId::decode(bad, &signer()), Err(Some(_))), "{bad}");
         }
     }
