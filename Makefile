@@ -100,13 +100,13 @@ models-large: setup-ort setup-py build
 	rm -f $(DATA)/large/sim/requests.jsonl.gz $(DATA)/large/sim/impressions.jsonl.gz
 	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/large/features --out $(DATA)/large/zoo --epochs 1 --reuse --jobs 2
 
-## The loop at a small size (about 10 min here): the default model bids for a simulated
-## week against `ctrbid exchange`, its event log becomes training arrays, a model is
-## retrained on them (and one on a uniform log of the same size), every model is judged
+## The loop at a small size (about 4 min here): the default model bids for a simulated
+## week against `ctrbid exchange`, its event log becomes training arrays, the zoo is
+## retrained on them (and on a uniform log of the same size), every model is judged
 ## on the truth, and the next day is played by the default and the retrained model;
 ## data/loop/loop_report.md (models/README.md, The loop).
 loop: setup-ort setup-py build
-	PYTHONPATH=models $(VPY) -m ctrbid_train loop --out $(DATA)/loop
+	PYTHONPATH=models $(VPY) -m ctrbid_train loop --out $(DATA)/loop --zoo
 
 clean-data:
 	rm -rf $(DATA)

@@ -8,7 +8,8 @@
    arrays: the rows exactly as it scored them, labelled with the clicks and conversions
    that came back (``--truth`` adds the exchange's true probabilities, for evaluation
    only: training never reads them).
-3. **Retrain** a model (``--config``, Wide & Deep by default) on those arrays, and, to
+3. **Retrain** a model (``--config``, Wide & Deep by default; ``--zoo``: every model of
+   the zoo, the best on validation data served) on those arrays, and, to
    tell selection bias from sample size, the same model on a uniformly logged
    simulator log of as many impressions over the same days (the data the default model
    was trained on, at the same size).
@@ -97,11 +98,20 @@ def play(args, name: str, model: Path, start_ts: int, days: int, requests: int, 
 
 
 def train(args, features: Path, out: Path) -> Path:
-    cmd = [sys.executable, "-m", "ctrbid_train", "train", "--features", features, "--out", out, "--config", args.config]
+    """One model (``--config``), or with ``--zoo`` the whole zoo, its best on validation
+    data exported to ``out/best``; returns the model to serve."""
+    if args.zoo:
+        cmd = [sys.executable, "-m", "ctrbid_train", "zoo", "--features", features, "--out", out, "--export",
+               out / "best", "--jobs", 2]
+        model = out / "best" / "model.onnx"
+    else:
+        cmd = [sys.executable, "-m", "ctrbid_train", "train", "--features", features, "--out", out, "--config",
+               args.config]
+        model = out / "model.onnx"
     if args.epochs:
         cmd += ["--epochs", args.epochs]
     run(cmd, env={**os.environ, "PYTHONPATH": str(REPO / "models")})
-    return out / "model.onnx"
+    return model
 
 
 def judge(models: dict[str, Path], features: Path) -> dict:
@@ -216,7 +226,8 @@ def markdown(r: dict) -> str:
         "# The loop",
         "",
         f"Seed {a['seed']}; {a['train_days']} simulated days of {a['requests_per_day']:,} requests collected by the default "
-        f"model (exploration {a['explore']}), retrained with `{a['config']}`; the next day played by each model; "
+        f"model (exploration {a['explore']}), retrained with "
+        f"{'the zoo (its best on validation data)' if a.get('zoo') else '`' + a['config'] + '`'}; the next day played by each model; "
         f"{r['seconds']:.0f} s in all. Command: `python -m ctrbid_train loop` with these arguments.",
         "",
         "## What the default model's log holds",
@@ -265,6 +276,7 @@ def add_parser(sub) -> None:
     p.add_argument("--bin", default=str(REPO / "target/release/ctrbid"), help="the ctrbid binary")
     p.add_argument("--model", default=str(REPO / "models/default/model.onnx"), help="the model that collects")
     p.add_argument("--config", default=str(REPO / "models/configs/wide_deep.toml"), help="the model config retrained")
+    p.add_argument("--zoo", action="store_true", help="retrain the whole zoo (every config) and serve its best")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--start-ts", type=int, default=1_767_571_200, help="start of the collection, Unix seconds")
     p.add_argument("--train-days", type=int, default=7)
