@@ -8,6 +8,8 @@ ORT_VERSION  := 1.31.1
 ORT_LIB      := .ort/libonnxruntime.so
 BIN          := target/release/ctrbid
 CARGO        ?= cargo
+# apt-get as root, through sudo otherwise.
+SUDO         := $(if $(filter 0,$(shell id -u)),,sudo)
 # pip keeps no cache (PyTorch's CUDA wheels are 3.7 GB, installed 7 GB: a cached copy
 # would double what stays on disk) and unpacks in .venv/ rather than /tmp, which may
 # be a small tmpfs. The first `make test` needs about 12 GB free.
@@ -19,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-ort setup-py models models-large loop loadtest loadtest-cache loadtest-ab clean-data
+.PHONY: run test build setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -27,9 +29,10 @@ run: setup-ort build
 
 ## Every test: Rust unit + end-to-end (CPU build, and the CUDA build's start-up checks),
 ## then Python (trainer and pipeline).
-test: setup-ort setup-py build
+test: setup-ort setup-py setup-tools build
 	$(CARGO) test --release
-	# Every criterion bench once, as a test (the figures come from `cargo bench`).
+	# Every bench once, as a test (the figures come from `cargo bench`); the
+	# instructions bench counts the bid path under callgrind and guards its budget.
 	$(CARGO) bench --benches -- --test
 	# The CUDA build: it compiles, and without a CUDA runtime it refuses to start.
 	$(CARGO) test --release --features cuda --test startup_errors
@@ -39,6 +42,20 @@ test: setup-ort setup-py build
 
 build:
 	$(CARGO) build --release
+
+## Tools the tests run: valgrind (the instruction-count guard), from Debian's packages.
+setup-tools:
+	command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
+
+## Instructions per request by stage, with callgrind's cache simulation (about 5 min);
+## checks the bid path against benches/instructions.budget (benches/README.md).
+instructions: setup-ort setup-tools
+	$(CARGO) bench --bench instructions
+
+## Writes the bid path's measured count as its new budget: after a change that is meant
+## to cost more (or less). Commit benches/instructions.budget with the change.
+instructions-budget: setup-ort setup-tools
+	CTRBID_UPDATE_BUDGET=1 $(CARGO) bench --bench instructions -- --test
 
 ## The load test in one sitting (about 12 min): ceiling, ONNX Runtime alone, the full
 ## bidder and its batcher knobs; report in target/loadtest/report/.

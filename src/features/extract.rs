@@ -3,8 +3,11 @@
 //! Work is split by how often it changes: [`Extractor::request`] hashes the
 //! request-level values once per request, [`Extractor::imp`] fills the part of the row
 //! that is the same for every candidate of an imp, and [`Extractor::write_row`] only
-//! computes the candidate-dependent fields. Candidate values are hashed once per catalog
-//! load ([`Extractor::candidate_keys`]).
+//! computes the candidate-dependent fields. What depends on the creative alone is done
+//! once per catalog load ([`Extractor::candidate_keys`]): its values' hashes and the
+//! indices of the fields made of creative values only (`campaign`, `creative`, ...).
+//! Per row there remain the match fields (a table lookup: their value is 0, 1 or 2)
+//! and the crosses of a creative value with a request value, hashed per row.
 
 use super::hash::{bucket, bucket_cross, value_hash, value_hash_int, value_hash_lower};
 use super::spec::{CatKind, FeatureSpec, NumSource, Source};
@@ -23,10 +26,19 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// at most (200,000 simulator rows, `ctrbid features` at both resolutions).
 const TIME_OF_DAY_RESOLUTION_S: i64 = 60;
 
-/// Value hashes of one creative's candidate-level sources, in `Source` order from
-/// `Source::FIRST_CANDIDATE`.
+/// Fields made of creative values only whose indices [`CandidateKeys`] holds; a spec
+/// with more has the rest hashed per row, as crosses with request values are.
+const MAX_CREATIVE_FIELDS: usize = 16;
+
+/// What one creative contributes to its rows, computed once per catalog load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CandidateKeys([u64; CANDIDATE_SOURCES]);
+pub struct CandidateKeys {
+    /// Value hashes of the candidate-level sources, in `Source` order from
+    /// `Source::FIRST_CANDIDATE` (the match sources' are filled per row).
+    vh: [u64; CANDIDATE_SOURCES],
+    /// The global index of each of the extractor's `creative_fields`, in that order.
+    indices: [i64; MAX_CREATIVE_FIELDS],
+}
 
 /// Value hashes of the tier-1 IAB codes a request carries, for the match sources;
 /// `None` where the request has no such code (it then matches nothing).
@@ -64,17 +76,56 @@ pub struct ImpContext {
 }
 
 /// Builds feature rows from a spec. Cheap to share: holds only the spec and indices.
+///
+/// Invariant: every field that depends on the candidate is in exactly one of
+/// `creative_fields`, `match_fields` and `row_fields`; the others are filled by the
+/// imp's template.
 #[derive(Debug, Clone)]
 pub struct Extractor {
     spec: FeatureSpec,
-    /// Indices into `spec.cat` of the fields that depend on the candidate.
-    candidate_fields: Vec<usize>,
+    /// Indices into `spec.cat` of the fields made of creative-level values only, their
+    /// global indices held per creative ([`CandidateKeys::indices`]); at most
+    /// [`MAX_CREATIVE_FIELDS`].
+    creative_fields: Vec<usize>,
+    /// Single fields over a match source: the field, its source, and its global index
+    /// for each match value (0, 1, 2).
+    match_fields: Vec<(usize, Source, [i64; 3])>,
+    /// The other candidate fields (a creative value crossed with a request, imp or
+    /// match value), hashed per row.
+    row_fields: Vec<usize>,
+    /// Value hashes of the match values 0, 1 and 2.
+    match_hashes: [u64; 3],
 }
 
 impl Extractor {
     pub fn new(spec: FeatureSpec) -> Extractor {
-        let candidate_fields = spec.cat.iter().enumerate().filter(|(_, f)| f.is_candidate()).map(|(i, _)| i).collect();
-        Extractor { spec, candidate_fields }
+        let seed = spec.hash_seed;
+        let match_hashes = [0, 1, 2].map(|v| value_hash_int(seed, v));
+        let (mut creative_fields, mut match_fields, mut row_fields) = (Vec::new(), Vec::new(), Vec::new());
+        let by_creative = |s: Source| s.is_candidate() && !s.is_match();
+        for (i, f) in spec.cat.iter().enumerate() {
+            match f.kind {
+                _ if !f.is_candidate() => {}
+                CatKind::Single(s) if s.is_match() => {
+                    let mut vh = [0u64; Source::COUNT];
+                    let table = match_hashes.map(|h| {
+                        vh[s as usize] = h;
+                        index(f.offset, f.seed, f.kind, f.buckets, &vh)
+                    });
+                    match_fields.push((i, s, table));
+                }
+                CatKind::Single(a) if by_creative(a) && creative_fields.len() < MAX_CREATIVE_FIELDS => {
+                    creative_fields.push(i)
+                }
+                CatKind::Cross(a, b)
+                    if by_creative(a) && by_creative(b) && creative_fields.len() < MAX_CREATIVE_FIELDS =>
+                {
+                    creative_fields.push(i)
+                }
+                _ => row_fields.push(i),
+            }
+        }
+        Extractor { spec, creative_fields, match_fields, row_fields, match_hashes }
     }
 
     pub fn spec(&self) -> &FeatureSpec {
@@ -106,8 +157,15 @@ impl Extractor {
         set(Source::Advertiser, value_hash(seed, campaign.advertiser.as_bytes()));
         set(Source::AdCategory, value_hash(seed, campaign.category.as_bytes()));
         set(Source::AdCategoryTier1, value_hash(seed, tier1(&campaign.category).unwrap_or_default().as_bytes()));
-        // The match sources are filled per row by `write_row`.
-        CandidateKeys(keys)
+        // The match sources are filled per row by `candidate_fields`.
+        let mut vh = [0u64; Source::COUNT];
+        vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys);
+        let mut indices = [0i64; MAX_CREATIVE_FIELDS];
+        for (slot, &i) in indices.iter_mut().zip(&self.creative_fields) {
+            let f = &self.spec.cat[i];
+            *slot = index(f.offset, f.seed, f.kind, f.buckets, &vh);
+        }
+        CandidateKeys { vh: keys, indices }
     }
 
     /// Hashes the request-level values; `now_unix` is the auction time in Unix seconds.
@@ -167,31 +225,35 @@ impl Extractor {
         self.candidate_fields(&ic.keys, keys, cat);
     }
 
-    /// Writes the rows of all of one imp's candidates (`keys`, in order) into `cat` and
-    /// `num`, which hold exactly that many rows, without allocating: the imp's template
-    /// goes into the first row and is copied to the others, then each row gets its
-    /// candidate fields. The same rows as [`Extractor::imp`] and
-    /// [`Extractor::write_row`] per candidate.
-    pub fn write_imp_rows<'k>(
+    /// Appends the rows of all of one imp's candidates (`keys`, in order) to `cat` and
+    /// `num`: the imp's template is written once and copied for the other rows, then
+    /// each row gets its candidate fields. Allocates only where `cat` and `num` lack
+    /// the capacity. The same rows as [`Extractor::imp`] and [`Extractor::write_row`]
+    /// per candidate.
+    pub fn append_imp_rows<'k>(
         &self,
         rc: &RequestContext,
         imp: &Imp<'_>,
-        keys: impl Iterator<Item = &'k CandidateKeys>,
-        cat: &mut [i64],
-        num: &mut [f32],
+        keys: impl ExactSizeIterator<Item = &'k CandidateKeys>,
+        cat: &mut Vec<i64>,
+        num: &mut Vec<f32>,
     ) {
         let (f, d) = (self.cat_width(), self.num_width());
-        let rows = cat.len() / f.max(1);
-        debug_assert_eq!((cat.len(), num.len()), (rows * f, rows * d), "whole rows");
+        let rows = keys.len();
         if rows == 0 {
             return;
         }
-        let ik = self.template(rc, imp, &mut cat[..f], &mut num[..d]);
-        for r in 1..rows {
-            cat.copy_within(..f, r * f);
-            num.copy_within(..d, r * d);
+        let (c0, n0) = (cat.len(), num.len());
+        cat.reserve(rows * f);
+        num.reserve(rows * d);
+        cat.resize(c0 + f, 0);
+        num.resize(n0 + d, 0.0);
+        let ik = self.template(rc, imp, &mut cat[c0..], &mut num[n0..]);
+        for _ in 1..rows {
+            cat.extend_from_within(c0..c0 + f);
+            num.extend_from_within(n0..n0 + d);
         }
-        for (row, k) in cat.chunks_exact_mut(f).zip(keys) {
+        for (row, k) in cat[c0..].chunks_exact_mut(f).zip(keys) {
             self.candidate_fields(&ik, k, row);
         }
     }
@@ -223,21 +285,31 @@ impl Extractor {
         ImpKeys { vh, tier1: rc.tier1 }
     }
 
-    /// Writes the candidate-dependent fields of one row.
+    /// Writes the candidate-dependent fields of one row: the creative's own indices, the
+    /// match fields from their tables, and the crosses with request values hashed.
     fn candidate_fields(&self, ik: &ImpKeys, keys: &CandidateKeys, cat: &mut [i64]) {
-        let mut vh = ik.vh;
-        vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.0);
-        let ad = Some(vh[Source::AdCategoryTier1 as usize]);
+        for (&i, &v) in self.creative_fields.iter().zip(&keys.indices) {
+            cat[i] = v;
+        }
+        let ad = Some(keys.vh[Source::AdCategoryTier1 as usize - Source::FIRST_CANDIDATE]);
         let segment_match = match ik.tier1.segments {
             [first, _] if first.is_some() && first == ad => 1,
             [_, second] if second.is_some() && second == ad => 2,
             _ => 0,
         };
-        let content_match = i64::from(ik.tier1.content.is_some() && ik.tier1.content == ad);
-        let seed = self.spec.hash_seed;
-        vh[Source::MatchSegmentCategory as usize] = value_hash_int(seed, segment_match);
-        vh[Source::MatchContentCategory as usize] = value_hash_int(seed, content_match);
-        for &i in &self.candidate_fields {
+        let content_match = usize::from(ik.tier1.content.is_some() && ik.tier1.content == ad);
+        let match_value = |s: Source| if s == Source::MatchSegmentCategory { segment_match } else { content_match };
+        for &(i, source, table) in &self.match_fields {
+            cat[i] = table[match_value(source)];
+        }
+        if self.row_fields.is_empty() {
+            return;
+        }
+        let mut vh = ik.vh;
+        vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.vh);
+        vh[Source::MatchSegmentCategory as usize] = self.match_hashes[segment_match];
+        vh[Source::MatchContentCategory as usize] = self.match_hashes[content_match];
+        for &i in &self.row_fields {
             let f = &self.spec.cat[i];
             cat[i] = index(f.offset, f.seed, f.kind, f.buckets, &vh);
         }
@@ -318,8 +390,12 @@ mod tests {
             .map(|&(cat, w)| ex.candidate_keys(&campaign_in(cat), &creative(w)))
             .collect();
         let (f, d) = (ex.cat_width(), ex.num_width());
-        let (mut cat, mut num) = (vec![-1; 3 * f], vec![-1.0; 3 * d]);
-        ex.write_imp_rows(&rc, &req.imp[0], candidates.iter(), &mut cat, &mut num);
+        // Appended after what the buffers already hold, which stays as it was.
+        let (mut cat, mut num) = (vec![-1; f], vec![-1.0; d]);
+        ex.append_imp_rows(&rc, &req.imp[0], candidates.iter(), &mut cat, &mut num);
+        assert_eq!((cat.len(), num.len()), (4 * f, 4 * d));
+        assert!(cat[..f].iter().all(|&v| v == -1) && num[..d].iter().all(|&v| v == -1.0));
+        let (cat, num) = (&cat[f..], &num[d..]);
         let ic = ex.imp(&rc, &req.imp[0]);
         for (r, keys) in candidates.iter().enumerate() {
             let (mut c, mut n) = (vec![0; f], vec![0.0; d]);
@@ -428,6 +504,54 @@ mod tests {
         assert_eq!(tier1("sports"), None);
         assert_eq!(tier1("IAB"), None);
         assert_eq!(tier1(""), None);
+    }
+
+    /// Every field of a row equals its index hashed straight from its sources' values,
+    /// whichever way the extractor computes it (held per creative, looked up in a match
+    /// table, hashed per row), on a spec with more creative fields than a creative holds
+    /// and crosses of every kind.
+    #[test]
+    fn rows_equal_every_field_hashed_from_its_sources() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"));
+        let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let fields = spec["categorical"].as_array_mut().unwrap();
+        for k in 0..14 {
+            fields.push(serde_json::json!({"name": format!("campaign_{k}"), "source": "campaign.id", "buckets": 1024}));
+        }
+        for (name, a, b) in [
+            ("campaign_x_creative", "campaign", "creative"),
+            ("segment_match_x_country", "segment_match", "country"),
+            ("content_match_x_ad_tier1", "content_match", "ad_tier1"),
+        ] {
+            fields.push(serde_json::json!({"name": name, "cross": [a, b], "buckets": 2048}));
+        }
+        let ex = Extractor::new(FeatureSpec::from_bytes(&serde_json::to_vec(&spec).unwrap()).unwrap());
+        assert_eq!(ex.creative_fields.len(), MAX_CREATIVE_FIELDS, "more creative fields than a creative holds");
+        assert_eq!(ex.match_fields.len(), 2);
+        let singles_per_row = ex.row_fields.iter().filter(|&&i| matches!(ex.spec.cat[i].kind, CatKind::Single(_)));
+        assert_eq!(singles_per_row.count(), 6 + 14 - MAX_CREATIVE_FIELDS, "the rest are hashed per row");
+
+        let seed = ex.spec().hash_seed;
+        let mut buf = BODY.as_bytes().to_vec();
+        let req = crate::openrtb::parse(&mut buf).unwrap();
+        let rc = ex.request(&req, 1_767_571_200);
+        let cases = [("IAB2-4", 1, 0), ("IAB7", 2, 0), ("IAB12-1", 0, 1), ("IAB20", 0, 0)];
+        let keys: Vec<CandidateKeys> =
+            cases.iter().map(|&(category, ..)| ex.candidate_keys(&campaign_in(category), &creative(300))).collect();
+        let (mut cat, mut num) = (Vec::new(), Vec::new());
+        ex.append_imp_rows(&rc, &req.imp[0], keys.iter(), &mut cat, &mut num);
+        let ic = ex.imp(&rc, &req.imp[0]);
+        for (((category, segment_match, content_match), keys), row) in
+            cases.iter().zip(&keys).zip(cat.chunks_exact(ex.cat_width()))
+        {
+            let mut vh = ic.keys.vh;
+            vh[Source::FIRST_CANDIDATE..].copy_from_slice(&keys.vh);
+            vh[Source::MatchSegmentCategory as usize] = value_hash_int(seed, *segment_match);
+            vh[Source::MatchContentCategory as usize] = value_hash_int(seed, *content_match);
+            for (f, &got) in ex.spec().cat.iter().zip(row) {
+                assert_eq!(got, index(f.offset, f.seed, f.kind, f.buckets, &vh), "{} for {category}", f.name);
+            }
+        }
     }
 
     /// The match fields hold 1 / 2 / 0 for the first / second / no segment sharing the

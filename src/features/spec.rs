@@ -85,6 +85,12 @@ impl Source {
     pub fn is_candidate(self) -> bool {
         self as usize >= Source::FIRST_CANDIDATE
     }
+
+    /// True for the match sources, whose value (0, 1 or 2) compares the candidate's
+    /// category with the request's.
+    pub fn is_match(self) -> bool {
+        matches!(self, Source::MatchSegmentCategory | Source::MatchContentCategory)
+    }
 }
 
 /// Where a numeric value comes from.
