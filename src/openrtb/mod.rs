@@ -6,10 +6,12 @@
 //! [`parse`] turns bytes into a [`BidRequest`]; [`validate`] proves the spec's rules and
 //! returns a [`ValidRequest`]; [`response`] writes the [`BidResponse`].
 
+mod ids;
 mod lenient;
 pub mod native;
 pub mod request;
 pub mod response;
+mod scan;
 mod validate;
 
 pub use request::*;
@@ -44,36 +46,6 @@ fn check_object(body: &[u8]) -> Result<(), ParseError> {
 /// thousands of `[` would otherwise exhaust the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// True when `body` nests arrays/objects deeper than `limit` (outside strings). One
-/// pass, no allocation; malformed JSON is left for the parser to report.
-fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 /// simd-json's scratch space (tape, string buffer, aligned input copy) is kept per
 /// thread and reused: allocating it per call cost more than the parse itself.
 const PARSE_BUFFER_BYTES: usize = 16 * 1024;
@@ -83,26 +55,55 @@ thread_local! {
         std::cell::RefCell::new(simd_json::Buffers::new(PARSE_BUFFER_BYTES));
 }
 
-/// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
-/// unescaped where they lie) and the request borrows from it.
-pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
+/// The checks both parsers make before parsing: an object, not nested too deep.
+fn pre_parse(body: &[u8]) -> Result<scan::Scan, ParseError> {
     check_object(body)?;
-    if nests_deeper_than(body, MAX_DEPTH) {
+    let scan = scan::scan(body, MAX_DEPTH);
+    if scan.too_deep {
         return Err(ParseError::TooDeep);
+    }
+    Ok(scan)
+}
+
+/// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
+/// unescaped where they lie) and the request borrows from it. A body with an id that
+/// is a number other than a short integer goes to [`parse_serde_json`] instead, which
+/// keeps the number's text (see [`ids`]).
+///
+/// **simd-json must be 0.15 or later** (`Cargo.toml` pins 0.19). 0.14.3 misread floats
+/// of 19 digits or more, silently, depending on where they sat in the body: its long
+/// float path (`numberparse/correct.rs`) meant to skip leading zeros by remembering the
+/// index of the first digit, but kept the digit's *byte* instead (`b'3'` = 51), so the
+/// count of significant digits shrank by (offset of the number - that byte). For a
+/// number starting between about 50 and 100 bytes into the body (first digit's byte +
+/// digits - 19 < offset <= first digit's byte + digits), the count fell below 19 and the
+/// number took the fast path with a mantissa that had overflowed `u64`:
+/// `{"id": 3333333333333351169.3333333333333333333333}` read as 0.000114788883521 with
+/// 67 spaces in front, correctly with 60. Floats of 19 digits or more anywhere else, and
+/// all shorter numbers, were read right. `tests/parse_offsets.rs` parses every sample
+/// and long numbers in every numeric field at each offset from 0 to 128 against
+/// serde_json; `tests/fixtures/fuzz-regressions/parse_request-float-id-at-offset-67` is
+/// the fuzzer's input.
+pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
+    if pre_parse(body)?.number_id {
+        return parse_serde_json(body);
     }
     PARSE_BUFFERS
         .with_borrow_mut(|buffers| simd_json::serde::from_slice_with_buffers(body, buffers))
         .map_err(|e| ParseError::Json(e.to_string()))
 }
 
-/// Parses with serde_json instead of simd-json: the same structs, the baseline the
-/// parse benchmark compares against.
+/// Parses with serde_json instead of simd-json: the same structs, with floats read
+/// exactly (`float_roundtrip`) and number ids kept as their text. The fallback of
+/// [`parse`], and the baseline the parse benchmark compares against.
 pub fn parse_serde_json(body: &[u8]) -> Result<BidRequest<'_>, ParseError> {
-    check_object(body)?;
-    if nests_deeper_than(body, MAX_DEPTH) {
-        return Err(ParseError::TooDeep);
+    let scan = pre_parse(body)?;
+    let json = |e: serde_json::Error| ParseError::Json(e.to_string());
+    let mut req = serde_json::from_slice(body).map_err(json)?;
+    if scan.number_id {
+        ids::restore_number_ids(body, &mut req).map_err(json)?;
     }
-    serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))
+    Ok(req)
 }
 
 #[cfg(test)]
