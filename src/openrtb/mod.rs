@@ -3,8 +3,10 @@
 //!
 //! Parsing borrows from the request body (`Cow<'a, str>` points into the buffer
 //! whenever a string needs no unescaping), so a request costs no per-field allocation.
-//! [`parse`] turns bytes into a [`BidRequest`]; [`validate`] proves the spec's rules and
-//! returns a [`ValidRequest`]; [`response`] writes the [`BidResponse`].
+//! [`parse`] turns bytes into a [`BidRequest`] after one pass over them (`scan`: nesting
+//! depth, number ids); [`validate`] proves the spec's rules and returns a
+//! [`ValidRequest`]; [`response`] writes the [`BidResponse`]. **Every id the response
+//! echoes reads as the exchange sent it, byte for byte**, a number id as its text (`ids`).
 
 mod ids;
 mod lenient;
