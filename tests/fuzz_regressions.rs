@@ -39,7 +39,7 @@ fn expected(name: &str) -> fn(&Outcome) -> bool {
         "parse_request-float-id-at-offset-67" => |o| matches!(o, Ok(Err(_))),
         // The same number as an imp's floor 80 bytes in, which no id fallback covers: it
         // must read as 3.3333333333333514e18 through simd-json itself.
-        "parse_request-float-floor-at-offset-24" => |o| matches!(o, Ok(_)),
+        "parse_request-float-floor-at-offset-24" => |o| o.is_ok(),
         _ => panic!("{name}: add its expected outcome to `expected`"),
     }
 }

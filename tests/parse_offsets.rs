@@ -71,7 +71,10 @@ fn check(name: &str, body: &[u8]) -> usize {
         for mixed in [false, true] {
             let mut buf = shifted(body, offset, mixed);
             let got = parse(&mut buf).ok().map(|req| format!("{req:?}"));
-            assert!(got == expect, "{name} behind {offset} bytes of whitespace:\n  simd-json  {got:?}\n  serde_json {expect:?}");
+            assert!(
+                got == expect,
+                "{name} behind {offset} bytes of whitespace:\n  simd-json  {got:?}\n  serde_json {expect:?}"
+            );
             tried += 1;
         }
     }
@@ -81,7 +84,8 @@ fn check(name: &str, body: &[u8]) -> usize {
 #[test]
 fn every_prebid_sample_reads_the_same_at_every_offset() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openrtb/prebid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("prebid fixtures").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> =
+        std::fs::read_dir(&dir).expect("prebid fixtures").map(|e| e.expect("entry").path()).collect();
     files.sort();
     assert!(files.len() >= 400, "{} samples in {}", files.len(), dir.display());
     let mut parsed = 0;

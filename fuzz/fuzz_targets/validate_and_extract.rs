@@ -10,8 +10,8 @@
 
 #![no_main]
 
-use ctrbid_fuzz::request_model::Request;
 use arbitrary::{Arbitrary, Unstructured};
+use ctrbid_fuzz::request_model::Request;
 use libfuzzer_sys::fuzz_target;
 
 /// Auction time for raw bodies: 2026-01-05 00:00 UTC.

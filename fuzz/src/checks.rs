@@ -70,11 +70,8 @@ pub fn parse_request(data: &[u8]) -> (Outcome, Outcome) {
 pub fn parse_at_offset(data: &[u8]) -> Outcome {
     let Some((&first, body)) = data.split_first() else { return Err(()) };
     let count = usize::from(first & 0x7f);
-    let mut shifted: Vec<u8> = if first & 0x80 == 0 {
-        vec![b' '; count]
-    } else {
-        b"\n\t\r ".iter().copied().cycle().take(count).collect()
-    };
+    let mut shifted: Vec<u8> =
+        if first & 0x80 == 0 { vec![b' '; count] } else { b"\n\t\r ".iter().copied().cycle().take(count).collect() };
     shifted.extend_from_slice(body);
     let outcome = parse_request(&shifted).0;
     let (mut at_zero, mut at_offset) = (body.to_vec(), shifted.clone());

@@ -172,7 +172,11 @@ mod tests {
             (r.id.as_deref(), imp.id.as_deref(), deal.id.as_deref())
         }
         let want = (Some(id), Some(imp_id), Some(deal_id));
-        assert_eq!(read(&parse(&mut body.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{body}: {e}"))), want, "simd-json: {body}");
+        assert_eq!(
+            read(&parse(&mut body.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{body}: {e}"))),
+            want,
+            "simd-json: {body}"
+        );
         assert_eq!(read(&parse_serde_json(body.as_bytes()).expect("parses")), want, "serde_json: {body}");
     }
 
@@ -186,23 +190,36 @@ mod tests {
         check_ids(&body(long, long, long), long, long, long);
         check_ids(&body("1.0", "-0", "1e3"), "1.0", "-0", "1e3");
         check_ids(&body("1.50", "2E+2", "-0.0"), "1.50", "2E+2", "-0.0");
-        check_ids(&body("18446744073709551616", "9223372036854775808", "123456789012345678901234567890"),
-            "18446744073709551616", "9223372036854775808", "123456789012345678901234567890");
+        check_ids(
+            &body("18446744073709551616", "9223372036854775808", "123456789012345678901234567890"),
+            "18446744073709551616",
+            "9223372036854775808",
+            "123456789012345678901234567890",
+        );
         check_ids(&body("123", "1", "999999999999999999"), "123", "1", "999999999999999999");
         check_ids(&body("-42", "0", "7"), "-42", "0", "7");
         // Strings, with a number id beside them; escapes read as what they stand for.
-        check_ids(&body(r#""3333333333333351169.3333""#, "2.5", r#""d\"1""#), "3333333333333351169.3333", "2.5", "d\"1");
+        check_ids(
+            &body(r#""3333333333333351169.3333""#, "2.5", r#""d\"1""#),
+            "3333333333333351169.3333",
+            "2.5",
+            "d\"1",
+        );
         check_ids(&body(r#""abc""#, r#""0001""#, r#""\u00e9""#), "abc", "0001", "\u{e9}");
         // Whitespace around the number is not part of it; the key may be escaped.
         check_ids(
             "{\"i\\u0064\" : \t1.25 ,\"imp\":[{\"id\" :\n 2.0,\"pmp\":{\"deals\":[{\"id\":3.0 }]}}]}",
-            "1.25", "2.0", "3.0",
+            "1.25",
+            "2.0",
+            "3.0",
         );
         // Elements that are not objects are dropped by both reads alike, so ids land on
         // the right imp and deal.
         check_ids(
             r#"{"id":1.5,"imp":[7,{"id":2.5,"pmp":{"deals":["x",{"id":3.5},{"id":4.5}]}},{"id":5.5}]}"#,
-            "1.5", "2.5", "3.5",
+            "1.5",
+            "2.5",
+            "3.5",
         );
     }
 

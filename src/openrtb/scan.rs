@@ -52,7 +52,10 @@ pub(super) fn scan(body: &[u8], depth_limit: usize) -> Scan {
                 continue;
             }
             b'-' | b'0'..=b'9' if after == AfterKey::IdColon => {
-                let len = body[i..].iter().take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).count();
+                let len = body[i..]
+                    .iter()
+                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .count();
                 out.number_id |= !exact_integer(&body[i..i + len]);
             }
             b'"' => {
