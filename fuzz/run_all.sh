@@ -32,7 +32,12 @@ mkdir -p logs
 requests=corpus/.requests
 rm -rf "$requests" corpus/.sim
 mkdir -p "$requests" corpus/.sim
-(cd .. && cargo run --release --quiet -- simulate --seed 26 --impressions 400 --out fuzz/corpus/.sim >/dev/null)
+# CTRBID=path/to/ctrbid uses that binary for `simulate` instead of building one.
+if [ -n "${CTRBID:-}" ]; then
+    "$CTRBID" simulate --seed 26 --impressions 400 --out corpus/.sim >/dev/null
+else
+    (cd .. && cargo run --release --quiet -- simulate --seed 26 --impressions 400 --out fuzz/corpus/.sim >/dev/null)
+fi
 split -l 1 -d -a 4 corpus/.sim/requests.jsonl "$requests/sim-"
 cp --no-preserve=mode ../tests/fixtures/openrtb/prebid/*.json seeds/parse_request/* "$requests/"
 for f in ../tests/fixtures/fuzz-regressions/parse_request-*; do
