@@ -70,22 +70,23 @@ fn pre_parse(body: &[u8]) -> Result<scan::Scan, ParseError> {
 /// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
 /// unescaped where they lie) and the request borrows from it. A body with an id that
 /// is a number other than a short integer goes to [`parse_serde_json`] instead, which
-/// keeps the number's text (see [`ids`]).
+/// keeps the number's text (module `ids`).
 ///
-/// **simd-json must be 0.15 or later** (`Cargo.toml` pins 0.19). 0.14.3 misread floats
-/// of 19 digits or more, silently, depending on where they sat in the body: its long
-/// float path (`numberparse/correct.rs`) meant to skip leading zeros by remembering the
-/// index of the first digit, but kept the digit's *byte* instead (`b'3'` = 51), so the
-/// count of significant digits shrank by (offset of the number - that byte). For a
-/// number starting between about 50 and 100 bytes into the body (first digit's byte +
-/// digits - 19 < offset <= first digit's byte + digits), the count fell below 19 and the
-/// number took the fast path with a mantissa that had overflowed `u64`:
-/// `{"id": 3333333333333351169.3333333333333333333333}` read as 0.000114788883521 with
-/// 67 spaces in front, correctly with 60. Floats of 19 digits or more anywhere else, and
-/// all shorter numbers, were read right. `tests/parse_offsets.rs` parses every sample
+/// **simd-json must not go back to 0.14** (`Cargo.toml` has 0.19.0, checked). 0.14.3
+/// misread floats of 20 significant digits or more, silently, depending on where they
+/// sat in the body. Its long-float check (`numberparse/correct.rs`) counts the number's
+/// `d` digits and, to discount leading zeros, meant to remember the index of the first
+/// digit but kept that digit's *byte* `c` (48 to 57; `b'3'` = 51). The count became
+/// `d - (s - c)` for a number whose first digit lies `s` bytes into the body, so for
+/// `c + d - 19 < s <= c + d` it fell below 19 and the number took the fast path with a
+/// mantissa that had overflowed `u64`; everywhere else (wrapping past 0 included) it
+/// took the exact slow path. `{"id": 3333333333333351169.3333333333333333333333}` (c 51,
+/// d 41) read as 0.000114788883521 behind 67 to 85 spaces, correctly behind 0 to 66 and
+/// 86 or more. Integer fields hid it (both values read as absent); floors and `ext`
+/// numbers did not. 0.19.0 keeps the index. `tests/parse_offsets.rs` parses every sample
 /// and long numbers in every numeric field at each offset from 0 to 128 against
-/// serde_json; `tests/fixtures/fuzz-regressions/parse_request-float-id-at-offset-67` is
-/// the fuzzer's input.
+/// serde_json; `tests/fixtures/fuzz-regressions/parse_request-float-*` are the
+/// fuzzer's input and the same number as a floor.
 pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
     if pre_parse(body)?.number_id {
         return parse_serde_json(body);
