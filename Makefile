@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab instructions instructions-budget clean-data
+.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -56,6 +56,21 @@ instructions: setup-ort setup-tools
 ## to cost more (or less). Commit benches/instructions.budget with the change.
 instructions-budget: setup-ort setup-tools
 	CTRBID_UPDATE_BUDGET=1 $(CARGO) bench --bench instructions -- --test
+
+## Every fuzz target for FUZZ_SECONDS each (default 600), one after another on one core,
+## each seeded with every request the project has; summary per target, logs in
+## fuzz/logs/, crash inputs in fuzz/artifacts/ (fuzz/README.md). Stable Rust, no sanitizer.
+FUZZ_SECONDS ?= 600
+fuzz: setup-cargo-fuzz
+	fuzz/run_all.sh $(FUZZ_SECONDS)
+
+## The short run (30 s per target, about 12 min with the build): CI's fuzz job, kept out
+## of `make test` (.ci/fuzz).
+fuzz-short: setup-cargo-fuzz
+	fuzz/run_all.sh 30
+
+setup-cargo-fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 
 ## The load test in one sitting (about 12 min): ceiling, ONNX Runtime alone, the full
 ## bidder and its batcher knobs; report in target/loadtest/report/.

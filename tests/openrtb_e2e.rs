@@ -204,3 +204,33 @@ async fn a_request_whose_deadline_passes_while_queued_is_not_scored() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_are_echoed_byte_for_byte_whether_strings_or_numbers() {
+    let server = TestServer::start(config()).await;
+    let mut template = request();
+    template["id"] = json!("@ID@");
+    template["imp"][0]["id"] = json!("@IMP@");
+    let template = serde_json::to_string(&template).unwrap();
+    let long = "3333333333333351169.3333333333333333333333";
+    // (request id as sent, imp id as sent, what the response must carry for each)
+    let cases = [
+        (long, "1.0", long, "1.0"),
+        ("-0", "18446744073709551616", "-0", "18446744073709551616"),
+        ("42", "7", "42", "7"),
+        (r#""3333333333333351169.3333333333333333333333""#, r#""imp-1""#, long, "imp-1"),
+        (r#""a\"b\\c""#, r#""\u00e9""#, r#"a\"b\\c"#, "\u{e9}"),
+    ];
+    for (id, imp_id, want_id, want_imp) in cases {
+        let body = template.replace(r#""@ID@""#, id).replace(r#""@IMP@""#, imp_id);
+        // The offsets where simd-json 0.14.3 misread the long number, and the start.
+        for offset in [0, 67, 70] {
+            let r = server.post("/openrtb2/bid", format!("{}{body}", " ".repeat(offset)).as_bytes()).await;
+            assert_eq!(r.status, 200, "{id} at {offset}: {}", r.text());
+            let text = r.text();
+            assert!(text.starts_with(&format!(r#"{{"id":"{want_id}","#)), "{id} at {offset}: {text}");
+            assert!(text.contains(&format!(r#""impid":"{want_imp}","#)), "{imp_id} at {offset}: {text}");
+        }
+    }
+    server.stop().await;
+}

@@ -50,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
     // The click id codec: any campaign and creative text round-trips; a changed byte
     // never verifies (the tag covers every field).
     let (campaign, creative) = text.split_at(text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i));
-    let id = ClickId { bid: data.len() as u64, click_ms: 1_800_000_000_000, campaign: campaign.into(), creative: creative.into() };
+    let id = ClickId {
+        bid: data.len() as u64,
+        click_ms: 1_800_000_000_000,
+        campaign: campaign.into(),
+        creative: creative.into(),
+    };
     let token = id.encode(&signer());
     assert_eq!(ClickId::decode(&token, &signer()).as_ref(), Ok(&id));
     if let Some(&b) = data.first() {

@@ -61,6 +61,28 @@ pub fn parse_request(data: &[u8]) -> (Outcome, Outcome) {
     (simd, serde)
 }
 
+/// `parse_at_offset`: the first byte says how much whitespace goes in front of the rest
+/// of the input, the body: its low 7 bits the count (0 to 127), its high bit the kind
+/// (spaces, or `\n\t\r ` in turn). simd-json 0.14.3 read the same number differently at
+/// different offsets; here the body must read the same (`Debug` equal) at offset 0 and
+/// at the chosen one, or fail at both, and at the chosen offset the two parsers must
+/// agree as in [`parse_request`]. Returns the outcome at the chosen offset.
+pub fn parse_at_offset(data: &[u8]) -> Outcome {
+    let Some((&first, body)) = data.split_first() else { return Err(()) };
+    let count = usize::from(first & 0x7f);
+    let mut shifted: Vec<u8> =
+        if first & 0x80 == 0 { vec![b' '; count] } else { b"\n\t\r ".iter().copied().cycle().take(count).collect() };
+    shifted.extend_from_slice(body);
+    let outcome = parse_request(&shifted).0;
+    let (mut at_zero, mut at_offset) = (body.to_vec(), shifted.clone());
+    match (openrtb::parse(&mut at_zero), openrtb::parse(&mut at_offset)) {
+        (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}"), "read differently {count} bytes in"),
+        (Err(_), Err(_)) => {}
+        (a, b) => panic!("parsed at offset 0: {}, at offset {count}: {}", a.is_ok(), b.is_ok()),
+    }
+    outcome
+}
+
 /// True when serde_json parses floats exactly: its `float_roundtrip` feature, which the
 /// fuzz crate turns on. Its default parser may be one ulp off on long mantissas
 /// (`0.772625221689444997077734`) where simd-json is exact, so without the feature a

@@ -3,13 +3,17 @@
 //!
 //! Parsing borrows from the request body (`Cow<'a, str>` points into the buffer
 //! whenever a string needs no unescaping), so a request costs no per-field allocation.
-//! [`parse`] turns bytes into a [`BidRequest`]; [`validate`] proves the spec's rules and
-//! returns a [`ValidRequest`]; [`response`] writes the [`BidResponse`].
+//! [`parse`] turns bytes into a [`BidRequest`] after one pass over them (`scan`: nesting
+//! depth, number ids); [`validate`] proves the spec's rules and returns a
+//! [`ValidRequest`]; [`response`] writes the [`BidResponse`]. **Every id the response
+//! echoes reads as the exchange sent it, byte for byte**, a number id as its text (`ids`).
 
+mod ids;
 mod lenient;
 pub mod native;
 pub mod request;
 pub mod response;
+mod scan;
 mod validate;
 
 pub use request::*;
@@ -44,36 +48,6 @@ fn check_object(body: &[u8]) -> Result<(), ParseError> {
 /// thousands of `[` would otherwise exhaust the stack.
 pub const MAX_DEPTH: usize = 64;
 
-/// True when `body` nests arrays/objects deeper than `limit` (outside strings). One
-/// pass, no allocation; malformed JSON is left for the parser to report.
-fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
 /// simd-json's scratch space (tape, string buffer, aligned input copy) is kept per
 /// thread and reused: allocating it per call cost more than the parse itself.
 const PARSE_BUFFER_BYTES: usize = 16 * 1024;
@@ -83,26 +57,56 @@ thread_local! {
         std::cell::RefCell::new(simd_json::Buffers::new(PARSE_BUFFER_BYTES));
 }
 
-/// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
-/// unescaped where they lie) and the request borrows from it.
-pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
+/// The checks both parsers make before parsing: an object, not nested too deep.
+fn pre_parse(body: &[u8]) -> Result<scan::Scan, ParseError> {
     check_object(body)?;
-    if nests_deeper_than(body, MAX_DEPTH) {
+    let scan = scan::scan(body, MAX_DEPTH);
+    if scan.too_deep {
         return Err(ParseError::TooDeep);
+    }
+    Ok(scan)
+}
+
+/// Parses a bid request with simd-json, in place: `body` is rewritten (strings are
+/// unescaped where they lie) and the request borrows from it. A body with an id that
+/// is a number other than a short integer goes to [`parse_serde_json`] instead, which
+/// keeps the number's text (module `ids`).
+///
+/// **simd-json must not go back to 0.14** (`Cargo.toml` has 0.19.0, checked). 0.14.3
+/// misread floats of 20 significant digits or more, silently, depending on where they
+/// sat in the body. Its long-float check (`numberparse/correct.rs`) counts the number's
+/// `d` digits and, to discount leading zeros, meant to remember the index of the first
+/// digit but kept that digit's *byte* `c` (48 to 57; `b'3'` = 51). The count became
+/// `d - (s - c)` for a number whose first digit lies `s` bytes into the body, so for
+/// `c + d - 19 < s <= c + d` it fell below 19 and the number took the fast path with a
+/// mantissa that had overflowed `u64`; everywhere else (wrapping past 0 included) it
+/// took the exact slow path. `{"id": 3333333333333351169.3333333333333333333333}` (c 51,
+/// d 41) read as 0.000114788883521 behind 67 to 85 spaces, correctly behind 0 to 66 and
+/// 86 or more. Integer fields hid it (both values read as absent); floors and `ext`
+/// numbers did not. 0.19.0 keeps the index. `tests/parse_offsets.rs` parses every sample
+/// and long numbers in every numeric field at each offset from 0 to 128 against
+/// serde_json; `tests/fixtures/fuzz-regressions/parse_request-float-*` are the
+/// fuzzer's input and the same number as a floor.
+pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
+    if pre_parse(body)?.number_id {
+        return parse_serde_json(body);
     }
     PARSE_BUFFERS
         .with_borrow_mut(|buffers| simd_json::serde::from_slice_with_buffers(body, buffers))
         .map_err(|e| ParseError::Json(e.to_string()))
 }
 
-/// Parses with serde_json instead of simd-json: the same structs, the baseline the
-/// parse benchmark compares against.
+/// Parses with serde_json instead of simd-json: the same structs, with floats read
+/// exactly (`float_roundtrip`) and number ids kept as their text. The fallback of
+/// [`parse`], and the baseline the parse benchmark compares against.
 pub fn parse_serde_json(body: &[u8]) -> Result<BidRequest<'_>, ParseError> {
-    check_object(body)?;
-    if nests_deeper_than(body, MAX_DEPTH) {
-        return Err(ParseError::TooDeep);
+    let scan = pre_parse(body)?;
+    let json = |e: serde_json::Error| ParseError::Json(e.to_string());
+    let mut req = serde_json::from_slice(body).map_err(json)?;
+    if scan.number_id {
+        ids::restore_number_ids(body, &mut req).map_err(json)?;
     }
-    serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))
+    Ok(req)
 }
 
 #[cfg(test)]
@@ -158,6 +162,65 @@ mod tests {
                 assert_eq!(d.devicetype, Some(4));
                 assert_eq!(d.geo.as_ref().unwrap().utcoffset, Some(-300));
             },
+        );
+    }
+
+    /// The ids a response echoes (request, first imp, its first deal), read by both parsers.
+    fn check_ids(body: &str, id: &str, imp_id: &str, deal_id: &str) {
+        fn read<'r>(r: &'r BidRequest<'_>) -> (Option<&'r str>, Option<&'r str>, Option<&'r str>) {
+            let imp = &r.imp[0];
+            let deal = &imp.pmp.as_ref().expect("pmp").deals[0];
+            (r.id.as_deref(), imp.id.as_deref(), deal.id.as_deref())
+        }
+        let want = (Some(id), Some(imp_id), Some(deal_id));
+        assert_eq!(
+            read(&parse(&mut body.as_bytes().to_vec()).unwrap_or_else(|e| panic!("{body}: {e}"))),
+            want,
+            "simd-json: {body}"
+        );
+        assert_eq!(read(&parse_serde_json(body.as_bytes()).expect("parses")), want, "serde_json: {body}");
+    }
+
+    #[test]
+    fn ids_read_byte_for_byte_whether_strings_or_numbers() {
+        let body = |id: &str, imp: &str, deal: &str| {
+            format!(r#"{{"id":{id},"imp":[{{"id":{imp},"pmp":{{"deals":[{{"bidfloor":1.5,"id":{deal}}}]}}}}]}}"#)
+        };
+        let long = "3333333333333351169.3333333333333333333333";
+        // Numbers: their text, never rounded through f64 nor reformatted.
+        check_ids(&body(long, long, long), long, long, long);
+        check_ids(&body("1.0", "-0", "1e3"), "1.0", "-0", "1e3");
+        check_ids(&body("1.50", "2E+2", "-0.0"), "1.50", "2E+2", "-0.0");
+        check_ids(
+            &body("18446744073709551616", "9223372036854775808", "123456789012345678901234567890"),
+            "18446744073709551616",
+            "9223372036854775808",
+            "123456789012345678901234567890",
+        );
+        check_ids(&body("123", "1", "999999999999999999"), "123", "1", "999999999999999999");
+        check_ids(&body("-42", "0", "7"), "-42", "0", "7");
+        // Strings, with a number id beside them; escapes read as what they stand for.
+        check_ids(
+            &body(r#""3333333333333351169.3333""#, "2.5", r#""d\"1""#),
+            "3333333333333351169.3333",
+            "2.5",
+            "d\"1",
+        );
+        check_ids(&body(r#""abc""#, r#""0001""#, r#""\u00e9""#), "abc", "0001", "\u{e9}");
+        // Whitespace around the number is not part of it; the key may be escaped.
+        check_ids(
+            "{\"i\\u0064\" : \t1.25 ,\"imp\":[{\"id\" :\n 2.0,\"pmp\":{\"deals\":[{\"id\":3.0 }]}}]}",
+            "1.25",
+            "2.0",
+            "3.0",
+        );
+        // Elements that are not objects are dropped by both reads alike, so ids land on
+        // the right imp and deal.
+        check_ids(
+            r#"{"id":1.5,"imp":[7,{"id":2.5,"pmp":{"deals":["x",{"id":3.5},{"id":4.5}]}},{"id":5.5}]}"#,
+            "1.5",
+            "2.5",
+            "3.5",
         );
     }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 #[derive(Debug, Serialize)]
 pub struct BidResponse<'a> {
-    /// Echoes `request.id`.
+    /// Echoes `request.id` byte for byte; a number id as a string of its text (`openrtb::ids`).
     pub id: &'a str,
     pub seatbid: Vec<SeatBid<'a>>,
     /// Currency of every price in this response.
@@ -25,7 +25,7 @@ pub struct SeatBid<'a> {
 #[derive(Debug, Serialize)]
 pub struct Bid<'a> {
     pub id: String,
-    /// Names an `imp.id` of the request.
+    /// Names an `imp.id` of the request, byte for byte as `id` above.
     pub impid: &'a str,
     /// CPM in `BidResponse::cur`; never below the floor that applies (the deal's, else the imp's).
     pub price: f64,
@@ -40,7 +40,7 @@ pub struct Bid<'a> {
     pub cid: &'a str,
     pub crid: &'a str,
     pub cat: [&'a str; 1],
-    /// The `pmp.deals[].id` the bid is made through.
+    /// The `pmp.deals[].id` the bid is made through, byte for byte as `id` above.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dealid: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
