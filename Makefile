@@ -64,8 +64,8 @@ FUZZ_SECONDS ?= 600
 fuzz: setup-cargo-fuzz
 	fuzz/run_all.sh $(FUZZ_SECONDS)
 
-## The short run (30 s per target, about 12 min with the build): CI's fuzz job, kept out
-## of `make test` (.ci/fuzz).
+## The short run (30 s per target, about 12 min with the build): a fuzz job of its own
+## (.ci/fuzz), kept out of `make test` for its time budget (fuzz/README.md).
 fuzz-short: setup-cargo-fuzz
 	fuzz/run_all.sh 30
 
