@@ -602,7 +602,7 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("scoring.realtime_inference"));
         let c: Config = toml::from_str("[scoring]\nrealtime_inference = true\n").unwrap();
         assert!(c.validate().is_ok() && c.scoring.realtime_inference && !Config::default().scoring.realtime_inference);
-        assert_eq!(c.scoring.realtime_max_busy, DEFAULT_REALTIME_MAX_BUSY);
+        assert_eq!(c.scoring.realtime_max_busy, 0.5, "the documented default");
         for busy in ["0.0", "-1", "1.01"] {
             let c: Config = toml::from_str(&format!("[scoring]\nrealtime_max_busy = {busy}\n")).unwrap();
             assert!(c.validate().unwrap_err().to_string().contains("scoring.realtime_max_busy"), "{busy}");
@@ -615,7 +615,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.scoring.inline, InlineScoring::Auto);
         assert_eq!((c.tokio_workers(), c.inference_threads(), c.scoring_sessions()), (2, 1, 3));
-        assert_eq!(c.scoring.inline_max_busy, DEFAULT_INLINE_MAX_BUSY);
+        assert_eq!(c.scoring.inline_max_busy, 0.8, "the documented default");
         let c: Config = toml::from_str("[scoring]\ninline = false\n").unwrap();
         assert_eq!((c.scoring.inline, c.inference_threads()), (InlineScoring::Off, 1));
         for (text, want) in [("on", InlineScoring::On), ("off", InlineScoring::Off), ("auto", InlineScoring::Auto)] {
@@ -633,6 +633,32 @@ mod tests {
         assert_eq!((c.inline_scoring(), c.scoring_sessions()), (InlineScoring::Off, 1));
         let c: Config = toml::from_str("[scoring]\ndevice = \"cuda\"\n").unwrap();
         assert_eq!((c.scoring.inline, c.inline_scoring()), (InlineScoring::Auto, InlineScoring::Off));
+    }
+
+    /// The defaults an empty file gets are the values README.md and the comments of
+    /// `deploy/ctrbid.toml` give: written here as literals, not as the constants they
+    /// are built from, so changing a constant fails this test until the docs follow.
+    #[test]
+    fn defaults_are_the_documented_values() {
+        let c: Config = toml::from_str("").unwrap();
+        c.validate().unwrap();
+        let s = &c.server;
+        assert_eq!((s.listen.to_string().as_str(), s.workers, s.max_body_bytes), ("127.0.0.1:8080", 0, 262_144));
+        assert_eq!((s.header_read_timeout_ms, s.body_read_timeout_ms, s.grace_period_ms), (10_000, 2000, 5000));
+        assert_eq!((s.max_connections, s.seat.as_str(), s.clock), (4096, "ctrbid", crate::clock::ClockMode::System));
+        assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9090");
+        let m = &c.model;
+        assert_eq!(m.path, Path::new("models/default/model.onnx"));
+        assert_eq!(m.spec, Path::new("models/feature_spec.json"));
+        assert_eq!(m.catalog, Path::new("models/default/catalog.json"));
+        let k = &c.scoring;
+        assert_eq!((k.max_batch_rows, k.max_wait_us, k.adaptive_wait), (512, 200, true));
+        assert_eq!((k.queue_capacity, k.threads, k.inline), (1024, 1, InlineScoring::Auto));
+        assert_eq!((k.inline_max_busy, k.realtime_max_busy), (0.8, 0.5));
+        assert_eq!((k.cache_entries, k.cache_ttl_ms, k.pin_threads, k.realtime_inference), (0, 30_000, false, false));
+        let b = &c.bidding;
+        assert_eq!((b.budget_ms, b.network_allowance_ms, b.default_tmax_ms), (10, 20, 120));
+        assert_eq!((b.max_candidates_per_imp, b.first_price_shading), (256, 0.85));
     }
 
     #[test]

@@ -305,13 +305,16 @@ mod tests {
         m.sample(Sample::Request { ns, path: None });
         ns[Stage::Total as usize] = 3_000_000;
         m.sample(Sample::Request { ns, path: Some(ScoringPath::Batched) });
-        // The recorder runs on its own thread: wait until it has taken the samples.
+        // The recorder runs on its own thread: wait until it has taken the samples (it
+        // drains every few ms; 10 s is for a box under heavy load, then it fails).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let text = loop {
             let t = m.render();
             if t.contains("ctrbid_stage_seconds_count{stage=\"total\"} 2") {
                 break t;
             }
-            std::thread::yield_now();
+            assert!(std::time::Instant::now() < deadline, "the recorder took no samples in 10 s: {t}");
+            std::thread::sleep(std::time::Duration::from_millis(1));
         };
         assert!(text.contains("ctrbid_requests_total{outcome=\"bid\"} 2"));
         assert!(text.contains("ctrbid_requests_total{outcome=\"invalid\"} 1"));

@@ -99,15 +99,21 @@ async fn catalog_and_model_reloads_swap_whole_or_not_at_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_reports_not_ready_while_still_accepting() {
+    // A delay long enough for a slow box to see each step inside it.
+    const DRAIN_DELAY: Duration = Duration::from_secs(4);
     let mut cfg = config();
-    cfg.server.drain_delay_ms = 800;
+    cfg.server.drain_delay_ms = DRAIN_DELAY.as_millis() as u64;
     let mut server = TestServer::start(cfg).await;
     assert_eq!(server.admin_get("/readyz").await.status, 200);
+    let stopped = std::time::Instant::now();
     server.begin_stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    common::wait_until("/readyz answers 503 once draining", Duration::from_secs(2), || async {
+        server.admin_get("/readyz").await.status == 503
+    })
+    .await;
     // Not ready, but a request that arrives now (the load balancer has not noticed yet)
     // is still served.
-    assert_eq!(server.admin_get("/readyz").await.status, 503);
+    assert!(stopped.elapsed() < DRAIN_DELAY, "the checks above took the whole drain delay");
     let mut raw = format!(
         "POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         request().len()
@@ -115,8 +121,12 @@ async fn draining_reports_not_ready_while_still_accepting() {
     .into_bytes();
     raw.extend_from_slice(&request());
     assert_eq!(raw_to(server.addr, &raw).await.status, 200);
-    // After the delay the listener is closed.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "still accepting after the drain delay");
+    // After the delay, and not before, the listener is closed.
+    let addr = server.addr;
+    common::wait_until("the listener closes after the drain delay", DRAIN_DELAY + Duration::from_secs(10), || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(stopped.elapsed() >= DRAIN_DELAY, "closed {:?} after the stop, before the drain delay", stopped.elapsed());
     server.stop().await;
 }

@@ -209,23 +209,11 @@ fn ort_alone_scores_the_rows_the_bidder_would() {
     assert!(r["rows"].as_u64().unwrap() > 0 && r["cpu_s"].as_f64().unwrap() >= 0.0);
 }
 
-/// The wall-clock minute, which the time-of-day features read (rows change with it).
-fn unix_minute() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 60
-}
-
 /// The score cache end to end: an impression offered again (a new request id, every
 /// other byte the same) is answered from the cache, with the very bids a server without
 /// the cache gives; `/metrics` counts one hit per candidate row the first offer scored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bids() {
-    // Rows carry the minute of the day, so every request here must be answered within
-    // one minute for the servers' rows to be equal: start with 15 s or more left in it.
-    let into_minute = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 60.0;
-    if into_minute > 45.0 {
-        tokio::time::sleep(std::time::Duration::from_secs_f64(60.0 - into_minute + 0.05)).await;
-    }
-    let minute = unix_minute();
     let dir = tempfile::tempdir().unwrap();
     let sim = ctrbid::simulate::SimConfig { seed: 7, impressions: 40, ..ctrbid::simulate::SimConfig::default() };
     ctrbid::simulate::simulate(&sim, dir.path()).unwrap();
@@ -251,7 +239,9 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
         text.lines().find_map(|l| l.strip_prefix(&key)).unwrap_or_else(|| panic!("{key} in {text}")).parse().unwrap()
     };
 
-    let mut cfg = config();
+    // Rows carry the time of day: one fixed auction time for both servers and every
+    // request, so their rows are equal however long the test takes.
+    let mut cfg = common::at_fixed_time(config());
     cfg.server.debug_ext = true;
     let plain = TestServer::start(cfg.clone()).await;
     let mut expected = Vec::new();
@@ -277,7 +267,6 @@ async fn a_repeated_impression_is_answered_from_the_score_cache_with_the_same_bi
     }
     let second_metrics = server.admin_get("/metrics").await.text();
     server.stop().await;
-    assert_eq!(unix_minute(), minute, "the test ran into the next minute (took over 15 s): its rows changed");
 
     assert_eq!(first, expected, "first offers: scored by the model, as without the cache");
     let (hits, scored) = (counter(&first_metrics, "hit"), counter(&first_metrics, "miss"));

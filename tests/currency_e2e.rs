@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{config, repo, TestServer};
+use common::{at_fixed_time, config, repo, TestServer};
 use ctrbid::catalog::Catalog;
 use serde_json::{json, Value};
 
@@ -19,8 +19,10 @@ fn request(cur: &[&str], floor: f64, floorcur: &str) -> Vec<u8> {
     serde_json::to_vec(&req).unwrap()
 }
 
+/// A server at a fixed auction time: the floor test compares prices across requests,
+/// which the time-of-day features would change when the hour turns between them.
 async fn server() -> TestServer {
-    let mut cfg = config();
+    let mut cfg = at_fixed_time(config());
     cfg.bidding.exchange_rates.insert("EUR".into(), EUR);
     cfg.server.debug_ext = true;
     TestServer::start(cfg).await

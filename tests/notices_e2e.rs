@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{config, repo, TestServer};
+use common::{at_fixed_time, config, repo, TestServer, FIXED_TIME_MS};
 use ctrbid::config::Config;
 
 const KEY: &str = "test-notice-key-0123456789abcdef0123";
@@ -130,10 +130,18 @@ async fn urls_verify_on_another_instance_with_the_same_key_and_expire() {
     server.stop().await;
 }
 
+/// The request with `test` set to `flag` (1: a test auction, 0: a real one).
+fn with_test(flag: u8) -> Vec<u8> {
+    let mut v: serde_json::Value = serde_json::from_slice(&request()).unwrap();
+    v["test"] = serde_json::json!(flag);
+    serde_json::to_vec(&v).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spent_daily_budget_stops_the_campaign() {
-    // The campaign that wins this request gets a budget of one impression.
-    let server = TestServer::start(cfg()).await;
+async fn a_spent_daily_budget_stops_the_campaign_and_test_auctions_spend_nothing() {
+    // The campaign that wins this request gets a budget of one impression. One auction
+    // time for both servers, so that the second bids at the price the budget is set to.
+    let server = TestServer::start(at_fixed_time(cfg())).await;
     let b = bid(&server, &request()).await;
     let cid = b["cid"].as_str().unwrap().to_string();
     let price = b["price"].as_f64().unwrap();
@@ -149,19 +157,55 @@ async fn a_spent_daily_budget_stops_the_campaign() {
     }
     let path = dir.path().join("catalog.json");
     std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
-    let mut c = cfg();
+    let mut c = at_fixed_time(cfg());
     c.model.catalog = path;
     let server = TestServer::start(c).await;
-    let b = bid(&server, &request()).await;
-    assert_eq!(b["cid"], cid.as_str());
-    let bill = exchange_fills(b["burl"].as_str().unwrap(), &format!("{}", b["price"].as_f64().unwrap()));
-    assert_eq!(server.get(&bill).await.status, 200);
+    let billed = |b: &serde_json::Value| exchange_fills(b["burl"].as_str().unwrap(), &format!("{}", b["price"]));
+    // A test auction (`test = 1`) bids as a real one would, and its billing, accepted,
+    // charges nothing: the campaign's one-impression budget is still there after it.
+    for _ in 0..3 {
+        let b = bid(&server, &with_test(1)).await;
+        assert_eq!((b["cid"].as_str(), b["price"].as_f64()), (Some(cid.as_str()), Some(price)));
+        assert_eq!(server.get(&billed(&b)).await.status, 200);
+    }
+    let b = bid(&server, &with_test(0)).await;
+    assert_eq!(
+        (b["cid"].as_str(), b["price"].as_f64()),
+        (Some(cid.as_str()), Some(price)),
+        "test billing spent the budget"
+    );
+    assert_eq!(server.get(&billed(&b)).await.status, 200);
     // Spent: the next bid for the same request comes from another campaign, or none.
     let r = server.post("/openrtb2/bid", &request()).await;
     if r.status == 200 {
         assert_ne!(r.json()["seatbid"][0]["bid"][0]["cid"], cid.as_str());
     } else {
         assert_eq!(r.status, 204);
+    }
+    server.stop().await;
+}
+
+/// A notice URL lives `notices.ttl_s` from the bid, or the imp's `exp` clamped to
+/// [`min_ttl_s`, `max_ttl_s`]: the signed expiry (`x`, Unix seconds) says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notice_expiry_follows_imp_exp_within_its_bounds() {
+    let mut c = at_fixed_time(cfg());
+    (c.notices.ttl_s, c.notices.min_ttl_s, c.notices.max_ttl_s) = (1800, 60, 7200);
+    let server = TestServer::start(c).await;
+    let now_s = FIXED_TIME_MS / 1000;
+    for (exp, lives_s) in
+        [(None, 1800), (Some(5), 60), (Some(60), 60), (Some(600), 600), (Some(7200), 7200), (Some(86_400), 7200)]
+    {
+        let mut v: serde_json::Value = serde_json::from_slice(&request()).unwrap();
+        if let Some(exp) = exp {
+            v["imp"][0]["exp"] = serde_json::json!(exp);
+        }
+        let b = bid(&server, &serde_json::to_vec(&v).unwrap()).await;
+        for url in ["nurl", "burl", "lurl"] {
+            let url = b[url].as_str().unwrap();
+            let x: i64 = url.split(['?', '&']).find_map(|kv| kv.strip_prefix("x=")).unwrap().parse().unwrap();
+            assert_eq!(x - now_s, lives_s, "exp {exp:?}: {url}");
+        }
     }
     server.stop().await;
 }

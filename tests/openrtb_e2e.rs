@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check_bid_response, config, repo, TestServer};
+use common::{at_fixed_time, check_bid_response, config, repo, TestServer};
 use serde_json::{json, Value};
 
 fn request() -> Value {
@@ -41,12 +41,14 @@ fn catalog_with_deal(cid: &str, dir: &std::path::Path) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deals_private_auctions_and_floor_precedence() {
-    let open = TestServer::start(config()).await;
+    // One auction time for both servers, so the campaign that wins without the deal is
+    // the one that wins with it.
+    let open = TestServer::start(at_fixed_time(config())).await;
     let base = first_bid(&open, &request()).await;
     open.stop().await;
     let cid = base["cid"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config();
+    let mut cfg = at_fixed_time(config());
     cfg.model.catalog = catalog_with_deal(cid, dir.path());
     let server = TestServer::start(cfg).await;
 
@@ -68,11 +70,19 @@ async fn deals_private_auctions_and_floor_precedence() {
     // A deal for other seats only.
     req["imp"][0]["pmp"]["deals"][1] = json!({"id": "deal-7", "wseat": ["another-dsp"]});
     assert_eq!(post(&server, &req).await.status, 204);
-    // Open auction allowed (private_auction 0): other campaigns may bid at the imp floor.
+    // Open auction allowed (private_auction 0): the deal's campaign, the best one for
+    // this imp, bids through its deal; other campaigns could bid in the open auction.
     let mut open_req = request();
     open_req["imp"][0]["pmp"] = json!({"private_auction": 0, "deals": [{"id": "deal-7", "bidfloor": 0.01}]});
     let b = first_bid(&server, &open_req).await;
-    assert!(b["dealid"] == "deal-7" || b.get("dealid").is_none());
+    assert_eq!((&b["cid"], &b["dealid"]), (&json!(cid), &json!("deal-7")), "{b}");
+    // Only other buyers' deals on offer: the same campaign bids in the open auction,
+    // naming no deal, at the price it bids without any pmp.
+    open_req["imp"][0]["pmp"] = json!({"private_auction": 0, "deals": [{"id": "someone-elses", "bidfloor": 0.01}]});
+    let b = first_bid(&server, &open_req).await;
+    assert_eq!(b["cid"], cid, "{b}");
+    assert!(b.get("dealid").is_none(), "{b}");
+    assert_eq!(b["price"], base["price"]);
 
     // A fixed-price deal (at = 3) bids exactly the deal floor.
     let mut fixed = request();
@@ -84,7 +94,8 @@ async fn deals_private_auctions_and_floor_precedence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_price_bids_are_shaded_second_price_bids_are_the_value() {
-    let mut cfg = config();
+    // A fixed auction time, so that both requests get the same rows and pCTR.
+    let mut cfg = at_fixed_time(config());
     cfg.server.debug_ext = true;
     let server = TestServer::start(cfg).await;
     let mut second = request();
@@ -95,10 +106,9 @@ async fn first_price_bids_are_shaded_second_price_bids_are_the_value() {
     let b1 = first_bid(&server, &first).await;
     assert_eq!(b1["crid"], b2["crid"]);
     let (p1, p2) = (b1["price"].as_f64().unwrap(), b2["price"].as_f64().unwrap());
-    // Same request, same pCTR (up to the hour turning): 0.85 x the second-price bid.
-    if b1["ext"]["ctrbid"]["pctr"] == b2["ext"]["ctrbid"]["pctr"] {
-        assert!((p1 - 0.85 * p2).abs() < 1e-9, "first {p1}, second {p2}");
-    }
+    // Same request, same pCTR: 0.85 x the second-price bid.
+    assert_eq!(b1["ext"]["ctrbid"]["pctr"], b2["ext"]["ctrbid"]["pctr"]);
+    assert!((p1 - 0.85 * p2).abs() < 1e-9, "first {p1}, second {p2}");
     // No `at`: second price, the default.
     let default = first_bid(&server, &request()).await;
     assert_eq!(default["crid"], b2["crid"]);
@@ -232,5 +242,41 @@ async fn ids_are_echoed_byte_for_byte_whether_strings_or_numbers() {
             assert!(text.contains(&format!(r#""impid":"{want_imp}","#)), "{imp_id} at {offset}: {text}");
         }
     }
+    server.stop().await;
+}
+
+/// `ctrbid_late_answers_total` counts answers that leave after `tmax` less the network
+/// allowance, from the request head: a body that arrives after that is answered
+/// (204, deadline) and counted late; a request in time is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_after_the_exchange_deadline_are_counted_late() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(config()).await;
+    let late_total = |text: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix("ctrbid_late_answers_total ")).unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(late_total(&server.admin_get("/metrics").await.text()), 0);
+    // tmax 50 ms less the 20 ms allowance: 30 ms from the head; the body comes 300 ms later.
+    let mut req = request();
+    req["tmax"] = json!(50);
+    let body = serde_json::to_vec(&req).unwrap();
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    assert_eq!(common::HttpResponse::parse(&answer).status, 204);
+    assert_eq!(late_total(&server.admin_get("/metrics").await.text()), 1);
+    // In time (tmax 5 s; tests give the bidder a 2 s budget): a bid, not late.
+    req["tmax"] = json!(5000);
+    assert_eq!(post(&server, &req).await.status, 200);
+    let metrics = server.admin_get("/metrics").await.text();
+    assert_eq!(late_total(&metrics), 1, "{metrics}");
+    assert!(metrics.contains("ctrbid_no_bids_total{reason=\"deadline\"} 1"), "{metrics}");
     server.stop().await;
 }

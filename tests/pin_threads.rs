@@ -21,15 +21,21 @@ fn serve(extra: &[&str]) -> Command {
     cmd
 }
 
-/// Thread name -> `Cpus_allowed_list`, for every thread of `pid`.
+/// Thread name -> `Cpus_allowed_list`, for every thread of `pid`. A thread that exits
+/// while the directory is read (its files are gone by the time they are opened) is
+/// left out: it is no longer a thread of the process.
 fn thread_cpus(pid: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let dir = task.unwrap().path();
-        let name = std::fs::read_to_string(dir.join("comm")).unwrap().trim().to_string();
-        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let Ok(task) = task else { continue };
+        let dir = task.path();
+        let (Ok(name), Ok(status)) =
+            (std::fs::read_to_string(dir.join("comm")), std::fs::read_to_string(dir.join("status")))
+        else {
+            continue;
+        };
         let cpus = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
-        out.push((name, cpus));
+        out.push((name.trim().to_string(), cpus));
     }
     out
 }

@@ -101,8 +101,11 @@ async fn shutdown_drains_requests_in_flight() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     server.begin_stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(TcpStream::connect(server.addr).await.is_err(), "a new connection was accepted while draining");
+    let addr = server.addr;
+    common::wait_until("new connections refused while draining", Duration::from_secs(10), || async {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     s.write_all(rest).await.unwrap();
     let answer = read_until_close(&mut s, Duration::from_secs(5)).await;
     assert_eq!(status_of(&answer), Some(200), "{}", String::from_utf8_lossy(&answer));

@@ -71,3 +71,26 @@ async fn cuda_without_a_cuda_runtime_is_a_start_up_error() {
         assert!(err.contains("--features cuda"), "{err}");
     }
 }
+
+/// A notice key shorter than 32 bytes (README: "≥ 32 bytes") is refused at start-up,
+/// naming the setting; 32 bytes start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_key_under_32_bytes_is_refused() {
+    let key31 = "k".repeat(31);
+    for field in ["notices.hmac_key", "notices.previous_hmac_key"] {
+        let mut cfg = config();
+        cfg.notices.hmac_key = Some("h".repeat(32));
+        match field {
+            "notices.hmac_key" => cfg.notices.hmac_key = Some(key31.clone()),
+            _ => cfg.notices.previous_hmac_key = Some(key31.clone()),
+        }
+        let err = start_error(cfg).await;
+        assert!(err.contains(field) && err.contains("at least 32 bytes"), "{field}: {err}");
+    }
+    let mut cfg = config();
+    cfg.notices.hmac_key = Some("h".repeat(32));
+    cfg.notices.previous_hmac_key = Some("p".repeat(32));
+    let server = TestServer::start(cfg).await;
+    assert_eq!(server.admin_get("/readyz").await.status, 200);
+    server.stop().await;
+}

@@ -11,7 +11,6 @@ use ctrbid::features::{Extractor, FeatureSpec};
 use ctrbid::openrtb::{self, ValidationError};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 /// What the bid path holds while serving, minus the model: loaded once per process.
 #[derive(Debug)]
@@ -42,16 +41,15 @@ pub type Outcome = Result<Result<(), ValidationError>, ()>;
 
 /// `parse_request`: raw bytes through simd-json (in place) and serde_json, each
 /// followed by `validate`. Neither may panic; when both parse, they must read the same
-/// request (compared field by field through `Debug`, where floats can be compared:
-/// [`serde_json_floats_exact`]) and validate it the same way.
+/// request (compared field by field through `Debug`: both read floats exactly, serde_json
+/// with its `float_roundtrip` feature, on in the main crate and the fuzz crate) and
+/// validate it the same way.
 pub fn parse_request(data: &[u8]) -> (Outcome, Outcome) {
     let mut buf = data.to_vec();
     let simd = openrtb::parse(&mut buf);
     let serde = openrtb::parse_serde_json(data);
     if let (Ok(a), Ok(b)) = (&simd, &serde) {
-        if serde_json_floats_exact() {
-            assert_eq!(format!("{a:?}"), format!("{b:?}"), "simd-json and serde_json read different requests");
-        }
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "simd-json and serde_json read different requests");
     }
     let simd = simd.map(|r| openrtb::validate(r).map(|_| ())).map_err(|_| ());
     let serde = serde.map(|r| openrtb::validate(r).map(|_| ())).map_err(|_| ());
@@ -81,16 +79,6 @@ pub fn parse_at_offset(data: &[u8]) -> Outcome {
         (a, b) => panic!("parsed at offset 0: {}, at offset {count}: {}", a.is_ok(), b.is_ok()),
     }
     outcome
-}
-
-/// True when serde_json parses floats exactly: its `float_roundtrip` feature, which the
-/// fuzz crate turns on. Its default parser may be one ulp off on long mantissas
-/// (`0.772625221689444997077734`) where simd-json is exact, so without the feature a
-/// field-by-field comparison of the two parsers would report that, not a bug.
-fn serde_json_floats_exact() -> bool {
-    const PROBE: &str = "0.772625221689444997077734";
-    static EXACT: OnceLock<bool> = OnceLock::new();
-    *EXACT.get_or_init(|| serde_json::from_str::<f64>(PROBE).ok() == PROBE.parse().ok())
 }
 
 /// `validate_and_extract`: the bid path up to scoring, as `Bidder::run` takes it

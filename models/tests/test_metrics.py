@@ -117,7 +117,29 @@ def test_ece_small_for_calibrated_predictions():
     assert metrics.calibration_ratio(p, y) == pytest.approx(1.0, abs=0.02)
 
 
-def test_summarize_keys():
-    s = metrics.summarize([0.1, 0.6, 0.3], [0, 1, 0])
-    assert {"rows", "auc", "log_loss", "ne", "calibration_ratio", "ece"} <= set(s)
-    assert s["rows"] == 3 and s["positives"] == 1
+def test_summarize_values_by_hand():
+    # Five rows, two clicks; the positive 0.3 ties a negative 0.3.
+    p = [0.1, 0.6, 0.3, 0.8, 0.3]
+    y = [0, 1, 1, 0, 0]
+    s = metrics.summarize(p, y)
+    assert set(s) == {"rows", "positives", "observed_rate", "mean_prediction", "auc", "log_loss", "ne", "calibration_ratio", "pr_auc", "ece"}
+    assert s["rows"] == 5 and s["positives"] == 2
+    assert s["observed_rate"] == pytest.approx(2 / 5)
+    assert s["mean_prediction"] == pytest.approx(2.1 / 5)
+    # Pairs (positive, negative): 0.6 beats 0.1 and 0.3, loses to 0.8 (2); 0.3 beats 0.1,
+    # ties 0.3, loses to 0.8 (1.5): 3.5 of 6.
+    assert s["auc"] == pytest.approx(3.5 / 6)
+    ll = -(math.log(0.9) + math.log(0.6) + math.log(0.3) + math.log(0.2) + math.log(0.7)) / 5
+    assert ll == pytest.approx(0.757254, abs=1e-6)
+    assert s["log_loss"] == pytest.approx(ll)
+    h = -(0.4 * math.log(0.4) + 0.6 * math.log(0.6))  # entropy of the 40 % click rate
+    assert h == pytest.approx(0.673012, abs=1e-6)
+    assert s["ne"] == pytest.approx(ll / h)
+    # sum(p) / sum(y) (same rows on both sides): 2.1 / 2.
+    assert s["calibration_ratio"] == pytest.approx(1.05)
+    # Average precision, thresholds high to low: 0.8 (0 of 1 seen), 0.6 (recall 1/2 at
+    # precision 1/2), the tied 0.3s (recall 1 at precision 2/4), 0.1 (adds no recall).
+    assert s["pr_auc"] == pytest.approx(0.5 * 0.5 + 0.5 * 0.5)
+    # Five rows, 20 bins asked: one row a bin, ECE = mean |p - y| = (0.1 + 0.4 + 0.7 + 0.8 + 0.3) / 5.
+    assert s["ece"] == pytest.approx(2.3 / 5)
+    assert "ece" not in metrics.summarize(p, y, with_ece=False)

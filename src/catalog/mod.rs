@@ -202,10 +202,16 @@ impl Creative {
             [n.image.url.as_str(), n.click_url.as_str()]
                 .into_iter()
                 .chain(n.icon.as_ref().map(|i| i.url.as_str()))
-                .all(|u| !u.starts_with("http:"))
+                .all(|u| !has_plain_http(u))
         });
-        !self.adm.contains("http:") && native_ok
+        !has_plain_http(&self.adm) && native_ok
     }
+}
+
+/// True when `text` holds a plain-HTTP URL scheme, `http:` in any letter case (URL
+/// schemes are case-insensitive, RFC 3986 3.1, and browsers load `HTTP://` as `http://`).
+fn has_plain_http(text: &str) -> bool {
+    text.as_bytes().windows(5).any(|w| w.eq_ignore_ascii_case(b"http:"))
 }
 
 /// What kind of slot a creative fills.

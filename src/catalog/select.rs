@@ -671,6 +671,17 @@ mod tests {
     use std::path::Path;
 
     fn selector() -> Selector {
+        selector_of(fixture_catalog())
+    }
+
+    fn selector_of(catalog: Catalog) -> Selector {
+        catalog.check().unwrap();
+        let spec =
+            FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
+        Selector::new(catalog, &Extractor::new(spec))
+    }
+
+    fn fixture_catalog() -> Catalog {
         let camp = |id: &str, cat: &str, countries: &[&str], max_cpm: f64| Campaign {
             max_cpm,
             targeting: Targeting {
@@ -697,7 +708,7 @@ mod tests {
             }),
             ..fixtures::creative(id, cmp, format)
         };
-        let catalog = Catalog {
+        Catalog {
             version: 1,
             campaigns: vec![
                 camp("a", "IAB2-3", &[], 10.0),
@@ -713,15 +724,14 @@ mod tests {
                 cr("av30", "a", Format::Video { w: 640, h: 480, duration: 30 }),
                 cr("bn", "b", Format::Native),
             ],
-        };
-        catalog.check().unwrap();
-        let spec =
-            FeatureSpec::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"))).unwrap();
-        Selector::new(catalog, &Extractor::new(spec))
+        }
     }
 
     fn check(body: &str, expected: &[&str]) {
-        let s = selector();
+        check_with(&selector(), body, expected)
+    }
+
+    fn check_with(s: &Selector, body: &str, expected: &[&str]) {
         let mut buf = body.as_bytes().to_vec();
         let req = crate::openrtb::parse(&mut buf).unwrap();
         let (mut out, mut linear) = (Vec::new(), Vec::new());
@@ -876,9 +886,35 @@ mod tests {
         check(r#"{"imp":[{"video":{"mimes":["video/webm"]}}]}"#, &[]);
         // bapp blocks campaign c's app.
         check(r#"{"imp":[{"banner":{"w":300,"h":250}}],"bapp":["com.c.app"]}"#, &["a300"]);
-        // secure: creatives with an http: URL in the markup are left out.
-        let s = selector();
-        assert!(s.traits.iter().all(|t| t.secure));
+    }
+
+    #[test]
+    fn secure_imps_leave_out_markup_with_plain_http() {
+        let mut catalog = fixture_catalog();
+        let by_id = |c: &Catalog, id: &str| c.creatives.iter().position(|c| c.id == id).unwrap();
+        let a300 = by_id(&catalog, "a300");
+        catalog.creatives[a300].adm = r#"<a href="https://a.example/l"><img src="http://a.example/i.png"></a>"#.into();
+        let b300 = by_id(&catalog, "b300");
+        catalog.creatives[b300].adm = r#"<a href="https://b.example/l"><img src="https://b.example/i.png"></a>"#.into();
+        let c300 = by_id(&catalog, "c300");
+        catalog.creatives[c300].adm = r#"<IMG SRC="HTTP://c.example/i.png">"#.into();
+        let bn = by_id(&catalog, "bn");
+        catalog.creatives[bn].native.as_mut().unwrap().image.url = "http://b.example/n.jpg".into();
+        let s = selector_of(catalog);
+        let usa = r#""device":{"geo":{"country":"USA"}}"#;
+        let banner = |secure: &str| format!(r#"{{"imp":[{{"banner":{{"w":300,"h":250}}{secure}}}],{usa}}}"#);
+        // Without `secure` (or with 0) every creative may serve, whatever its URLs.
+        check_with(&s, &banner(""), &["a300", "b300", "c300"]);
+        check_with(&s, &banner(r#","secure":0"#), &["a300", "b300", "c300"]);
+        // With secure = 1, markup with a plain-HTTP URL (in any case) is left out.
+        check_with(&s, &banner(r#","secure":1"#), &["b300"]);
+        let native = |secure: &str| {
+            let request = r#"{\"assets\":[{\"id\":1,\"required\":1,\"title\":{\"len\":20}}]}"#;
+            format!(r#"{{"imp":[{{"native":{{"request":"{request}"}}{secure}}}],{usa}}}"#)
+        };
+        check_with(&s, &native(""), &["bn"]);
+        // A native creative's image, icon and click URLs count as its markup.
+        check_with(&s, &native(r#","secure":1"#), &[]);
     }
 
     #[test]

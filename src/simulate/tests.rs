@@ -80,25 +80,39 @@ fn default_catalog_has_the_size_and_formats_the_issue_asks_for() {
     assert!((0.20..=0.30).contains(&share), "CPA share {share}");
 }
 
-/// CPA goals price a click about as CPC goals do: goal_cpa x the typical CVR spans the
-/// CPC goals' range.
+/// CPA goals price a click about as CPC goals do: goal_cpa x the conversion rate the
+/// simulator actually produces spans the CPC goals' range. The rate is measured on a
+/// simulated log of the default world (not the constant the goals were built from), and
+/// that constant must lie near it.
 #[test]
 fn cpa_goals_are_comparable_to_cpc_goals() {
-    let catalog = generate_catalog(&SimConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig { impressions: 60_000, ..SimConfig::default() };
+    let summary = simulate(&config, dir.path()).unwrap();
+    assert!(summary.clicks >= 500, "{} clicks: too few to measure a conversion rate", summary.clicks);
+    // The true mean pCVR over clicked impressions, and what was drawn from it.
+    let cvr = summary.mean_pcvr_clicked;
+    assert!((summary.cvr / cvr - 1.0).abs() < 0.3, "drawn {} against true {cvr}", summary.cvr);
+    assert!(
+        (super::ads::TYPICAL_CVR / cvr - 1.0).abs() < 0.15,
+        "TYPICAL_CVR {} is not the simulator's conversion rate {cvr}",
+        super::ads::TYPICAL_CVR
+    );
+    let catalog = generate_catalog(&config).unwrap();
     let mean = |cpa: bool| {
         let per_click: Vec<f64> = catalog
             .campaigns
             .iter()
             .filter_map(|c| match c.goal() {
                 Goal::Cpc(g) if !cpa => Some(g),
-                Goal::Cpa(g) if cpa => Some(g * super::ads::TYPICAL_CVR),
+                Goal::Cpa(g) if cpa => Some(g * cvr),
                 _ => None,
             })
             .collect();
         per_click.iter().sum::<f64>() / per_click.len() as f64
     };
     let (cpc, cpa) = (mean(false), mean(true));
-    assert!((cpa / cpc - 1.0).abs() < 0.15, "mean USD per click: CPC {cpc}, CPA {cpa}");
+    assert!((cpa / cpc - 1.0).abs() < 0.15, "mean USD per click: CPC {cpc}, CPA at the measured CVR {cpa}");
 }
 
 /// Every request parses and validates with the server's own code, every impression

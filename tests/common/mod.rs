@@ -37,12 +37,28 @@ pub fn config() -> Config {
     c
 }
 
+/// The auction time of [`at_fixed_time`] servers: Tuesday 2026-06-02 14:30:00 UTC, in
+/// Unix milliseconds.
+pub const FIXED_TIME_MS: i64 = 1_780_410_600_000;
+
+/// `cfg` with the simulation clock: a [`TestServer`] started with it stamps every request
+/// it sends with [`FIXED_TIME_MS`], so rows (time-of-day features), prices and expiry do
+/// not depend on when the test runs, and requests or servers compared with each other see
+/// the same auction time however slowly the box answers.
+pub fn at_fixed_time(mut cfg: Config) -> Config {
+    cfg.server.clock = ctrbid::clock::ClockMode::Simulation;
+    cfg
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     /// What the server shares with its connections: the bidder, its metrics.
     pub state: std::sync::Arc<ctrbid::server::AppState>,
     /// The admin port: health, readiness, metrics, control.
     pub admin: SocketAddr,
+    /// The `x-ctrbid-time` header line every request carries: set with the simulation
+    /// clock ([`at_fixed_time`]), empty otherwise.
+    time_header: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -59,7 +75,11 @@ impl TestServer {
         let task = tokio::spawn(server.serve(async {
             let _ = stopped.await;
         }));
-        TestServer { addr, admin, state, stop: Some(stop), task: Some(task) }
+        let time_header = match cfg.server.clock {
+            ctrbid::clock::ClockMode::Simulation => format!("{}: {FIXED_TIME_MS}\r\n", ctrbid::clock::TIME_HEADER),
+            ctrbid::clock::ClockMode::System => String::new(),
+        };
+        TestServer { addr, admin, state, time_header, stop: Some(stop), task: Some(task) }
     }
 
     pub async fn post(&self, path: &str, body: &[u8]) -> HttpResponse {
@@ -69,9 +89,10 @@ impl TestServer {
     /// POSTs with extra header lines (`("content-encoding", "gzip")`, ...).
     pub async fn post_with(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
         let mut head = format!(
-            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}",
             self.addr,
-            body.len()
+            body.len(),
+            self.time_header
         );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -83,7 +104,9 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> HttpResponse {
-        self.raw(format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.addr).as_bytes()).await
+        let head =
+            format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n{}\r\n", self.addr, self.time_header);
+        self.raw(head.as_bytes()).await
     }
 
     /// GET on the admin port.
@@ -119,6 +142,22 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             task.await.expect("server task").expect("server result");
         }
+    }
+}
+
+/// Polls `check` every 10 ms until it holds; panics naming `what` if it still does not
+/// after `within`. For conditions that come true at some point after an action (a
+/// listener closed, a metric counted): a generous `within` keeps a slow, shared box
+/// from failing the test, where a fixed sleep would race it.
+pub async fn wait_until<F, Fut>(what: &str, within: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 
@@ -169,15 +208,19 @@ impl HttpResponse {
     }
 }
 
-/// Checks a 200 answer against its request: ids echo, every impid names an imp of the
-/// request, every price reaches that imp's floor. Returns the bids.
+/// Checks a 200 answer against its request: ids echo, one bid per imp at most, every
+/// impid names an imp of the request, every price reaches that imp's floor. Returns the
+/// bids.
 pub fn check_bid_response(request: &serde_json::Value, response: &serde_json::Value) -> Vec<serde_json::Value> {
     assert_eq!(response["id"].as_str(), lenient_str(&request["id"]).as_deref(), "response id echoes request id");
     assert_eq!(response["cur"], "USD");
     let mut bids = Vec::new();
+    let mut imps_bid = std::collections::HashSet::new();
     for seat in response["seatbid"].as_array().expect("seatbid is an array") {
         for bid in seat["bid"].as_array().expect("bid is an array") {
             let impid = bid["impid"].as_str().expect("impid is a string");
+            // One bid per imp (README: "respond  one bid per imp"), across seats too.
+            assert!(imps_bid.insert(impid.to_string()), "a second bid for imp {impid}: {response}");
             let imp = request["imp"]
                 .as_array()
                 .unwrap()
