@@ -107,8 +107,16 @@ async fn a_click_redirects_once_recorded_and_its_conversion_is_attributed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_simulation_clock_expires_clicks_and_closes_the_attribution_window() {
     let server = TestServer::start(cfg(ClockMode::Simulation)).await;
-    // Without the time header a simulated bidder refuses to guess.
-    let r = server.post("/openrtb2/bid", &request()).await;
+    // Without the time header a simulated bidder refuses to guess. (Sent raw: the test
+    // server's own requests carry a fixed time in simulation mode.)
+    let body = request();
+    let mut raw = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let r = server.raw(&raw).await;
     assert_eq!(r.status, 400);
     assert!(r.text().contains("x-ctrbid-time"), "{}", r.text());
 

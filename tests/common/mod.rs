@@ -92,7 +92,12 @@ impl TestServer {
             "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{}",
             self.addr,
             body.len(),
-            self.time_header
+            // A time the caller states itself goes instead of the fixed one.
+            if headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(ctrbid::clock::TIME_HEADER)) {
+                ""
+            } else {
+                &self.time_header
+            }
         );
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
