@@ -69,12 +69,23 @@ async fn a_wrong_type_in_any_field_costs_the_field_not_the_request() {
                 200 => assert_eq!(r.json()["seatbid"][0]["bid"].as_array().map(Vec::len), Some(1), "{what}"),
                 // An object where an object belongs is read as that object: a banner
                 // with no size in it is valid and fits no creative.
-                204 => assert!(value.is_object() && request.pointer(&pointer(path)).unwrap().is_object(), "{what}: no bid"),
+                204 => {
+                    assert!(value.is_object() && request.pointer(&pointer(path)).unwrap().is_object(), "{what}: no bid")
+                }
                 400 => {
-                    assert_eq!(without.status, 400, "{what} refused the request ({}), yet it bids without the field", r.text());
+                    assert_eq!(
+                        without.status,
+                        400,
+                        "{what} refused the request ({}), yet it bids without the field",
+                        r.text()
+                    );
                     // An element of the wrong type drops out of its list: the reason names the list.
                     let field = path.iter().rev().find(|p| p.parse::<usize>().is_err()).unwrap();
-                    assert!(r.text().contains(field.as_str()), "{what}: the reason does not name {field}: {}", r.text());
+                    assert!(
+                        r.text().contains(field.as_str()),
+                        "{what}: the reason does not name {field}: {}",
+                        r.text()
+                    );
                     refused_with_the_field += 1;
                 }
                 other => panic!("{what}: status {other} ({})", r.text()),
