@@ -1,5 +1,6 @@
 //! OpenRTB 2.6 behaviour over real HTTP: deals and private auctions, first and second
-//! price, native responses, seat and taxonomy rules, `nbr` bodies, and deadlines.
+//! price, native responses, seat and taxonomy rules, `nbr` bodies, deadlines, and the
+//! privacy rules (COPPA, GDPR, lmt, dnt).
 
 mod common;
 
@@ -278,5 +279,47 @@ async fn answers_after_the_exchange_deadline_are_counted_late() {
     let metrics = server.admin_get("/metrics").await.text();
     assert_eq!(late_total(&metrics), 1, "{metrics}");
     assert!(metrics.contains("ctrbid_no_bids_total{reason=\"deadline\"} 1"), "{metrics}");
+    server.stop().await;
+}
+
+/// COPPA, GDPR without a consent string, `lmt` and `dnt` leave the user's id and segments
+/// out of the features, through the whole bid path: each such request gets the bid, to
+/// the pCTR (`server.debug_ext`), that the same request with an empty `user` gets, while
+/// the user's data does change it when allowed (GDPR with consent, or no rule at all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privacy_rules_leave_the_user_out_of_the_prediction() {
+    let mut cfg = at_fixed_time(config());
+    cfg.server.debug_ext = true;
+    let server = TestServer::start(cfg).await;
+    let mut personal = request();
+    personal["user"] = json!({"id": "u-8041", "data": [{"segment": [{"id": "seg-IAB20"}, {"id": "seg-IAB7"}]}]});
+    personal["device"] = json!({"devicetype": 4, "os": "iOS", "geo": {"country": "USA"}});
+    let bid_of = |b: Value| (b["crid"].clone(), b["price"].clone(), b["ext"]["ctrbid"]["pctr"].clone());
+    let with_user = bid_of(first_bid(&server, &personal).await);
+    let mut anonymous = personal.clone();
+    anonymous["user"] = json!({});
+    let anonymous = bid_of(first_bid(&server, &anonymous).await);
+    assert_ne!(with_user, anonymous, "the user's id and segments do not change the bid: nothing to test");
+
+    let with = |path: &str, value: Value| {
+        let mut r = personal.clone();
+        let (parent, key) = path.rsplit_once('/').unwrap();
+        r.pointer_mut(parent).unwrap()[key] = value;
+        r
+    };
+    for (rule, req) in [
+        ("COPPA", with("/regs", json!({"coppa": 1}))),
+        ("GDPR, no consent", with("/regs", json!({"gdpr": 1}))),
+        ("GDPR in 2.5's ext", with("/regs", json!({"ext": {"gdpr": "1"}}))),
+        ("lmt", with("/device/lmt", json!(1))),
+        ("dnt", with("/device/dnt", json!(1))),
+    ] {
+        assert_eq!(bid_of(first_bid(&server, &req).await), anonymous, "{rule}");
+    }
+    let mut consented = with("/regs", json!({"gdpr": 1}));
+    consented["user"]["consent"] = json!("CPXxRfAPXxRfA");
+    for (rule, req) in [("GDPR with consent", consented), ("no rule", with("/regs", json!({"coppa": 0, "gdpr": 0})))] {
+        assert_eq!(bid_of(first_bid(&server, &req).await), with_user, "{rule}");
+    }
     server.stop().await;
 }
