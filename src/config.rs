@@ -56,7 +56,9 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest request body accepted; larger gets 413. Default 262144 bytes.
     pub max_body_bytes: usize,
-    /// Base of the win notice URL put in `nurl`. Default `http://<listen>`.
+    /// Base of the notice and click URLs in bids (`nurl`, `burl`, `lurl`, the click URL),
+    /// as exchanges and users reach this bidder. Default `http://<listen>`; required when
+    /// `listen` is an unspecified address (0.0.0.0, [::]).
     pub notice_base_url: Option<String>,
     /// Add `ext.ctrbid` (pCTR, time, candidates) to every bid. Default false.
     pub debug_ext: bool,
@@ -564,12 +566,26 @@ impl Config {
         check(e.retention_gb > 0.0 && e.retention_gb.is_finite(), "events.retention_gb", "must be positive")?;
         check(e.commit_interval_us <= 1_000_000, "events.commit_interval_us", "must be at most 1000000 (1 s)")?;
         check(e.queue_capacity >= 1, "events.queue_capacity", "must be at least 1")?;
-        if let Some(url) = &self.server.notice_base_url {
-            check(
+        match &self.server.notice_base_url {
+            Some(url) => check(
                 url.starts_with("http://") || url.starts_with("https://"),
                 "server.notice_base_url",
                 "must start with http:// or https://",
-            )?;
+            )?,
+            // The default base is the listen address, and an unspecified one (0.0.0.0,
+            // [::]) would sign every bid with notice URLs no exchange can call.
+            None => check(
+                !self.server.listen.ip().is_unspecified(),
+                "server.notice_base_url",
+                &format!(
+                    "must be set when server.listen ({}) is an unspecified address: notice and click URLs \
+                     would name http://{}, which no exchange can call; set it (or --notice-base-url, \
+                     CTRBID_NOTICE_BASE_URL) to where exchanges reach this bidder, e.g. http://bidder.example:{}",
+                    self.server.listen,
+                    self.server.listen,
+                    self.server.listen.port()
+                ),
+            )?,
         }
         Ok(())
     }

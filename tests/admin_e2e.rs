@@ -1,10 +1,12 @@
 //! The admin port: bearer-token control, catalog and model reloads (a bad file or a
 //! model for another feature spec leaves the serving state as it was), and readiness
-//! going false while the listener still accepts during a drain.
+//! going false while the listener still accepts during a drain; the example catalog of
+//! deploy/README.md.
 
 mod common;
 
 use common::{config, raw_to, repo, TestServer};
+use serde_json::json;
 use std::time::Duration;
 
 const TOKEN: &str = "admin-token-0123456789";
@@ -128,5 +130,61 @@ async fn draining_reports_not_ready_while_still_accepting() {
     })
     .await;
     assert!(stopped.elapsed() >= DRAIN_DELAY, "closed {:?} after the stop, before the drain delay", stopped.elapsed());
+    server.stop().await;
+}
+
+/// The example catalog of `deploy/README.md` ("Your own catalog") loads with the reload
+/// command shown there and bids with each of its formats: its campaigns' ids, domains
+/// and markup, the click URL macro replaced by the bid's signed click URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_catalog_reloads_and_bids_in_every_format() {
+    let mut cfg = config();
+    cfg.admin.token = Some(TOKEN.into());
+    let server = TestServer::start(cfg).await;
+    let example = repo().join("deploy/catalog.example.json");
+    let r = server.admin_post(&format!("/admin/reload/catalog?path={}", example.display()), Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.admin_get("/admin/status").await.json()["catalog"]["campaigns"], 3);
+
+    let native = json!({"ver": "1.2", "assets": [
+        {"id": 1, "required": 1, "title": {"len": 90}},
+        {"id": 2, "required": 1, "img": {"type": 3, "wmin": 600, "hmin": 314}},
+        {"id": 3, "required": 1, "data": {"type": 1, "len": 25}}
+    ]});
+    let cases = [
+        (
+            "a secure 300x250 on a desktop in Canada",
+            json!({"id": "b1", "secure": 1, "banner": {"w": 300, "h": 250}}),
+            json!({"devicetype": 2, "geo": {"country": "CAN"}}),
+            "acme-300x250-a",
+            "acmesports.example.com",
+        ),
+        (
+            "native in an iPhone app in Germany",
+            json!({"id": "n1", "native": {"request": native.to_string(), "ver": "1.2"}}),
+            json!({"devicetype": 4, "os": "iOS", "geo": {"country": "DEU"}}),
+            "northwind-native-1",
+            "northwindgames.example.com",
+        ),
+        (
+            "a 640x360 VAST 4 video in the USA",
+            json!({"id": "v1", "video": {"w": 640, "h": 360, "mimes": ["video/mp4"], "protocols": [7], "maxduration": 30}}),
+            json!({"devicetype": 2, "geo": {"country": "USA"}}),
+            "contoso-30s-640x360",
+            "contoso-motors.example.com",
+        ),
+    ];
+    for (what, imp, device, crid, adomain) in cases {
+        let req = json!({"id": "r1", "imp": [imp], "site": {"id": "s1", "domain": "news.example", "page": "https://news.example/a"}, "device": device});
+        let r = server.post("/openrtb2/bid", &serde_json::to_vec(&req).unwrap()).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        let bid = &r.json()["seatbid"][0]["bid"][0];
+        assert_eq!((bid["crid"].as_str(), bid["adomain"][0].as_str()), (Some(crid), Some(adomain)), "{what}: {bid}");
+        let adm = bid["adm"].as_str().unwrap();
+        assert!(!adm.contains("${CTRBID_CLICK_URL}") && adm.contains("/click?b="), "{what}: {adm}");
+        // Nothing loads over plain HTTP; the only http: is the test server's click URL.
+        let clicks = adm.matches(&format!("http://{}/click?", server.addr)).count();
+        assert!(clicks == 1 && adm.matches("http:").count() == clicks, "{what}: {adm}");
+    }
     server.stop().await;
 }

@@ -51,6 +51,39 @@ async fn a_bad_config_value_names_the_field() {
     assert!(err.contains("scoring.max_batch_rows"), "{err}");
 }
 
+/// On 0.0.0.0 the default notice base would be `http://0.0.0.0:<port>`, which no
+/// exchange can call: refused unless `server.notice_base_url` says where the bidder is,
+/// and then every notice URL of a bid starts with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unspecified_listen_address_needs_a_notice_base_url() {
+    for unspecified in ["0.0.0.0:0", "[::]:0"] {
+        let mut cfg = config();
+        cfg.server.listen = unspecified.parse().unwrap();
+        let err = start_error(cfg).await;
+        assert!(err.contains("server.notice_base_url") && err.contains(unspecified), "{err}");
+    }
+    let mut cfg = config();
+    cfg.server.listen = "0.0.0.0:0".parse().unwrap();
+    cfg.server.notice_base_url = Some("https://bid.example.com/".into());
+    let server = TestServer::start(cfg).await;
+    let sample =
+        std::fs::read(common::repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
+    let head = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        sample.len()
+    );
+    let raw = [head.as_bytes(), &sample].concat();
+    let r = common::raw_to(addr, &raw).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bid = &r.json()["seatbid"][0]["bid"][0];
+    for url in ["nurl", "burl", "lurl"] {
+        assert!(bid[url].as_str().unwrap().starts_with("https://bid.example.com/"), "{url}: {bid}");
+    }
+    assert!(bid["adm"].as_str().unwrap().contains("href=\"https://bid.example.com/click?"), "{bid}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_configuration_starts() {
     let server = TestServer::start(config()).await;

@@ -15,6 +15,11 @@ pub struct Opts {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0: any free port).
     #[arg(long, env = "CTRBID_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Base of the notice and click URLs in bids, as exchanges and users reach this
+    /// bidder, e.g. https://bid.example.com (default http://<listen>; required when
+    /// listening on an unspecified address such as 0.0.0.0).
+    #[arg(long, env = "CTRBID_NOTICE_BASE_URL")]
+    notice_base_url: Option<String>,
     /// ONNX model file.
     #[arg(long, env = "CTRBID_MODEL")]
     model: Option<PathBuf>,
@@ -102,6 +107,9 @@ impl Opts {
         };
         if let Some(v) = self.listen {
             c.server.listen = v;
+        }
+        if let Some(v) = &self.notice_base_url {
+            c.server.notice_base_url = Some(v.clone());
         }
         if let Some(v) = &self.model {
             c.model.path = v.clone();
