@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab instructions instructions-budget clean-data
+.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -87,6 +87,12 @@ loadtest-cache: setup-ort setup-py build
 ## loadtest/ab.py.
 loadtest-ab: setup-ort setup-py build
 	$(VPY) loadtest/ab.py batch-wait --a "--adaptive-wait false" --b "--adaptive-wait true" --rates 2500,5000 --rounds 3
+
+## The end-to-end test binaries N times in a row (default 20, about 15 min) while
+## `ctrbid loadgen` keeps another bidder busy beside them: tests that race the clock or
+## the box fail here. Logs in target/repeat-tests/.
+repeat-tests: setup-ort build
+	loadtest/repeat_tests.sh
 
 ## ONNX Runtime's shared library, from the pinned PyPI wheel, at .ort/libonnxruntime.so
 ## (.cargo/config.toml points ORT_DYLIB_PATH there).
