@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve OpenRTB bid requests.
-    Serve(serve::Opts),
+    Serve(Box<serve::Opts>),
     /// Generate a synthetic exchange: catalog, request log, impression log with true probabilities.
     Simulate(crate::simulate::Opts),
     /// Turn simulator logs, Criteo or CSV datasets into training arrays (.npy) with a feature spec.
@@ -40,7 +40,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(opts) => serve::run(opts),
+        Command::Serve(opts) => serve::run(*opts),
         Command::Simulate(opts) => crate::simulate::run(opts),
         Command::Features(opts) => features::run(opts),
         Command::Score(opts) => score::run(opts),
