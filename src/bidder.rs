@@ -305,13 +305,33 @@ struct Floor<'a> {
     native: (f64, &'a str),
 }
 
+/// A catalog the bidder can serve: it loads, and it has a campaign (one without any
+/// would answer every request 204 while `/readyz` says ready). A missing file names the
+/// command that makes the default one.
+fn servable_catalog(path: &Path) -> anyhow::Result<Catalog> {
+    let catalog = Catalog::load(path).map_err(|e| match e {
+        crate::catalog::CatalogError::Read { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!(
+                "catalog file {} not found: run `make models` to build the default model and its catalog, \
+                 or set model.catalog (--catalog, CTRBID_CATALOG) to your own (deploy/README.md, \"Your own catalog\")",
+                path.display()
+            )
+        }
+        e => e.into(),
+    })?;
+    if catalog.campaigns.is_empty() {
+        anyhow::bail!("catalog {} has no campaigns: the bidder would answer every request 204", path.display());
+    }
+    Ok(catalog)
+}
+
 impl Bidder {
     /// Loads spec, catalog and model (one session per inference thread and, scoring
     /// inline, one per tokio worker: [`Config::scoring_sessions`]), warms every
     /// session with one batch, and starts the batcher. Errors name the file at fault.
     pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bidder> {
         let spec = FeatureSpec::load(&cfg.model.spec)?;
-        let catalog = Catalog::load(&cfg.model.catalog)?;
+        let catalog = servable_catalog(&cfg.model.catalog)?;
         let extractor = Extractor::new(spec);
         let model_source = ModelPaths {
             spec: cfg.model.spec.clone(),
@@ -423,7 +443,7 @@ impl Bidder {
     /// Campaigns whose budget is already spent today stay stopped.
     pub fn reload_catalog(&self, path: &Path) -> anyhow::Result<usize> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
-        let catalog = Catalog::load(path)?;
+        let catalog = servable_catalog(path)?;
         let n = catalog.campaigns.len();
         let selector = Arc::new(Selector::new(catalog, &self.state.load().extractor));
         self.notices.apply_spend(&selector);

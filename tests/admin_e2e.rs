@@ -71,6 +71,13 @@ async fn catalog_and_model_reloads_swap_whole_or_not_at_all() {
     assert_eq!(r.status, 422);
     assert!(r.text().contains("broken.json"), "{}", r.text());
     assert_eq!(server.admin_get("/admin/status").await.json()["catalog"]["campaigns"], 10);
+    // A catalog without campaigns would answer every request 204 while ready: refused.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, br#"{"version":1,"campaigns":[],"creatives":[]}"#).unwrap();
+    let r = server.admin_post(&format!("/admin/reload/catalog?path={}", empty.display()), Some(TOKEN)).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("no campaigns"), "{}", r.text());
+    assert_eq!(server.admin_get("/admin/status").await.json()["catalog"]["campaigns"], 10);
     // Without a path: the configured catalog again.
     assert_eq!(server.admin_post("/admin/reload/catalog", Some(TOKEN)).await.status, 200);
     assert_eq!(server.admin_get("/admin/status").await.json()["catalog"], before["catalog"]);

@@ -104,7 +104,15 @@ async fn health_readiness_metrics_and_unknown_routes() {
         serde_json::from_slice(&std::fs::read(common::repo().join("models/default/eval.json")).unwrap()).unwrap();
     assert_eq!(status["model"]["kind"], eval["model_kind"]);
     assert!(status["catalog"]["campaigns"].as_u64().unwrap() > 0);
-    assert_eq!(server.get("/openrtb2/bid").await.status, 405);
+    // 405 says what is allowed (RFC 9110 15.5.6), on both ports.
+    let r = server.get("/openrtb2/bid").await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST")));
+    let r = server.post("/win", b"").await;
+    assert_eq!(r.status, 400, "a notice without its terms: {}", r.text());
+    let r = server.raw(b"PUT /win HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST")));
+    let r = server.admin_post("/metrics", None).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
     let body = br#"{"id":"m1","imp":[{"id":"1","banner":{"w":300,"h":250}}],"device":{"devicetype":2,"os":"windows","geo":{"country":"USA"}}}"#;
     let r = server.post("/openrtb2/bid", body).await;
     assert_eq!(r.status, 200, "a desktop in the USA with a 300x250 slot: {}", r.text());

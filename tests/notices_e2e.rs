@@ -61,8 +61,10 @@ async fn genuine_notices_apply_once_and_the_rest_are_refused_and_counted() {
     for _ in 0..3 {
         assert_eq!(server.get(&bill).await.status, 200);
     }
-    // Loss notices are accepted too (for another bid of ours, say).
-    assert_eq!(server.get(&exchange_fills(lurl, "")).await.status, 200);
+    // A loss for the bid just won and billed contradicts them: 409, nothing applied.
+    let r = server.get(&exchange_fills(lurl, "")).await;
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("win or billing notice was already accepted"), "{}", r.text());
 
     // Forgeries: a higher price bound, another campaign, a made-up signature.
     let forged_bound = exchange_fills(burl, "1.0").replacen("&hi=", "&hi=9", 1);
@@ -77,13 +79,25 @@ async fn genuine_notices_apply_once_and_the_rest_are_refused_and_counted() {
     let b2 = bid(&server, &request()).await;
     let too_high = exchange_fills(b2["burl"].as_str().unwrap(), &format!("{:.4}", b2["price"].as_f64().unwrap() + 1.0));
     assert_eq!(server.get(&too_high).await.status, 400);
-    let unfilled = b2["burl"].as_str().unwrap().replace(&format!("http://{}", server.addr), "");
-    let r = server.get(&unfilled).await;
-    assert_eq!(r.status, 400);
-    assert!(r.text().contains("AUCTION_PRICE"), "{}", r.text());
+    // Each URL fired as we sent it, its macros unfilled: 400 naming the macro the kind
+    // needs, and nothing recorded (the filled win still counts below).
+    for (url, needed) in [("nurl", "AUCTION_PRICE"), ("burl", "AUCTION_PRICE"), ("lurl", "AUCTION_LOSS")] {
+        let unfilled = b2[url].as_str().unwrap().replace(&format!("http://{}", server.addr), "");
+        let r = server.get(&unfilled).await;
+        assert_eq!(r.status, 400, "{url}: {}", r.text());
+        assert!(r.text().contains(needed), "{url}: {}", r.text());
+    }
     // POST works as GET does.
     let win2 = exchange_fills(b2["nurl"].as_str().unwrap(), "0.5");
     assert_eq!(server.post(&win2, b"").await.status, 200);
+    // A lost bid: its loss is accepted, and a win or billing after it contradicts it.
+    let b3 = bid(&server, &request()).await;
+    assert_eq!(server.get(&exchange_fills(b3["lurl"].as_str().unwrap(), "")).await.status, 200);
+    for url in ["nurl", "burl"] {
+        let r = server.get(&exchange_fills(b3[url].as_str().unwrap(), "0.5")).await;
+        assert_eq!(r.status, 409, "{url} after the loss: {}", r.text());
+        assert!(r.text().contains("a loss notice was already accepted"), "{}", r.text());
+    }
 
     let m = server.admin_get("/metrics").await.text();
     assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"win\",verdict=\"accepted\"}"), 2.0);
@@ -94,6 +108,11 @@ async fn genuine_notices_apply_once_and_the_rest_are_refused_and_counted() {
     assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"price_out_of_bounds\"}"), 1.0);
     assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"malformed\"}"), 1.0);
     assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"loss\",verdict=\"accepted\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"win\",verdict=\"malformed\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"loss\",verdict=\"malformed\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"loss\",verdict=\"contradicts\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"win\",verdict=\"contradicts\"}"), 1.0);
+    assert_eq!(metric(&m, "ctrbid_notices_total{kind=\"bill\",verdict=\"contradicts\"}"), 1.0);
     // One impression billed at the second price: CPM / 1000 in USD.
     let billed = metric(&m, "ctrbid_billed_usd_total");
     let expected = second_price.parse::<f64>().unwrap() / 1000.0;

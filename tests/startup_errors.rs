@@ -25,7 +25,7 @@ async fn a_missing_catalog_names_the_file() {
     let mut cfg = config();
     cfg.model.catalog = "/nonexistent/catalog.json".into();
     let err = start_error(cfg).await;
-    assert!(err.contains("/nonexistent/catalog.json"), "{err}");
+    assert!(err.contains("/nonexistent/catalog.json") && err.contains("make models"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

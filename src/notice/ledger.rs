@@ -53,6 +53,11 @@ impl Ledger {
         }
     }
 
+    /// Whether a notice of `kind` for `bid` is recorded.
+    pub fn contains(&self, kind: Kind, bid: u64) -> bool {
+        self.seen.contains_key(&(kind as u8, bid))
+    }
+
     /// Takes back an entry [`Ledger::record`] made (its notice could not be applied).
     pub fn forget(&self, kind: Kind, bid: u64) {
         if self.seen.remove(&(kind as u8, bid)).is_some() {

@@ -139,11 +139,23 @@ pub enum Verdict {
     LedgerFull,
     /// The event log could not make the record durable; nothing was applied.
     LogFailed,
+    /// The bid's outcome was already reported the other way: a loss after its win or
+    /// billing, or a win or billing after its loss. Nothing is applied.
+    Contradicts(&'static str),
 }
 
 impl Verdict {
-    const LABELS: [&'static str; 8] =
-        ["accepted", "duplicate", "forged", "expired", "malformed", "price_out_of_bounds", "ledger_full", "log_failed"];
+    const LABELS: [&'static str; 9] = [
+        "accepted",
+        "duplicate",
+        "forged",
+        "expired",
+        "malformed",
+        "price_out_of_bounds",
+        "ledger_full",
+        "log_failed",
+        "contradicts",
+    ];
 
     fn index(&self) -> usize {
         match self {
@@ -155,6 +167,7 @@ impl Verdict {
             Verdict::PriceOutOfBounds => 5,
             Verdict::LedgerFull => 6,
             Verdict::LogFailed => 7,
+            Verdict::Contradicts(_) => 8,
         }
     }
 
@@ -357,6 +370,22 @@ impl Notices {
         let q = parse_query(query);
         let checked =
             if kind == Kind::Conv { self.check_conversion(&q, now_ms)? } else { self.check_bid_notice(kind, &q, now)? };
+        // A bid is won or lost, not both. (Two contradicting notices racing each other
+        // may both pass this look; an exchange does not send both at once.)
+        let contradiction = match kind {
+            Kind::Loss
+                if self.ledger.contains(Kind::Win, checked.bid) || self.ledger.contains(Kind::Bill, checked.bid) =>
+            {
+                Some("a win or billing notice was already accepted for this bid")
+            }
+            Kind::Win | Kind::Bill if self.ledger.contains(Kind::Loss, checked.bid) => {
+                Some("a loss notice was already accepted for this bid")
+            }
+            _ => None,
+        };
+        if let Some(why) = contradiction {
+            return Err(Verdict::Contradicts(why));
+        }
         match self.ledger.record(kind, checked.bid, checked.ledger_until) {
             Recorded::New => Ok(checked),
             Recorded::Duplicate => Err(Verdict::Duplicate),
@@ -375,15 +404,22 @@ impl Notices {
         if now > until {
             return Err(Verdict::Expired);
         }
-        // Price: required for billing, optional for a win, unused otherwise.
+        // The macros each kind needs filled: the clearing price for a win and a billing
+        // notice, the loss reason for a loss. An exchange that fires the URL as we sent
+        // it (`${...}` still in it) has told us nothing, so nothing is recorded.
         let price = match (kind, filled(q.price.as_deref())) {
             (Kind::Win | Kind::Bill, Some(p)) => match p.trim().parse::<f64>() {
                 Ok(p) if p.is_finite() => Some(p),
                 _ => return Err(Verdict::Malformed("p (price) is not a number")),
             },
-            (Kind::Bill, None) => return Err(Verdict::Malformed("p (price): ${AUCTION_PRICE} was not filled in")),
+            (Kind::Win | Kind::Bill, None) => {
+                return Err(Verdict::Malformed("p (price): ${AUCTION_PRICE} was not filled in"))
+            }
             _ => None,
         };
+        if kind == Kind::Loss && filled(q.loss.as_deref()).is_none() {
+            return Err(Verdict::Malformed("r (loss reason): ${AUCTION_LOSS} was not filled in"));
+        }
         if let Some(p) = price {
             let max = terms.max_price_micros as f64 / 1e6;
             if p < 0.0 || p > max * (1.0 + 1e-9) + 1e-9 {

@@ -10,7 +10,7 @@
 //! either kind; the answer (and `/admin/status`) says how many CPA campaigns cannot bid
 //! with the model now serving, for want of one.
 
-use super::handler::text;
+use super::handler::{method_not_allowed, text};
 use super::AppState;
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -42,10 +42,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
             Err(denied) => denied,
             Ok(()) => reload(state, &req).await,
         },
-        (
-            _,
-            "/healthz" | "/readyz" | "/metrics" | "/admin/status" | "/admin/reload/catalog" | "/admin/reload/model",
-        ) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/status") => method_not_allowed("GET"),
+        (_, "/admin/reload/catalog" | "/admin/reload/model") => method_not_allowed("POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)
@@ -130,12 +128,21 @@ async fn reload(state: Arc<AppState>, req: &Request<Incoming>) -> Response<Full<
             message
         })
     });
+    // Every admin action goes to the log with its result, whoever holds the token.
+    let action = if is_model { "reload model" } else { "reload catalog" };
     match work.await {
-        Ok(Ok(message)) => text(StatusCode::OK, &message),
+        Ok(Ok(message)) => {
+            eprintln!("ctrbid: admin: {action}: {}", message.trim_end());
+            text(StatusCode::OK, &message)
+        }
         Ok(Err(e)) => {
+            eprintln!("ctrbid: admin: {action} failed, serving state unchanged: {e:#}");
             text(StatusCode::UNPROCESSABLE_ENTITY, &format!("reload failed, serving state unchanged: {e:#}\n"))
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("reload task failed: {e}\n")),
+        Err(e) => {
+            eprintln!("ctrbid: admin: {action}: the reload task failed: {e}");
+            text(StatusCode::INTERNAL_SERVER_ERROR, &format!("reload task failed: {e}\n"))
+        }
     }
 }
 

@@ -34,7 +34,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     let response = match (req.method(), req.uri().path(), notice_kind) {
         (&Method::POST, "/openrtb2/bid", _) => bid(&state, req, received).await,
         (&Method::GET | &Method::POST, _, Some(kind)) => notice(&state, kind, &req).await,
-        (_, "/openrtb2/bid", _) | (_, _, Some(_)) => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        (_, "/openrtb2/bid", _) => method_not_allowed("POST"),
+        (_, _, Some(_)) => method_not_allowed("GET, POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)
@@ -77,6 +78,7 @@ async fn notice(state: &AppState, kind: notice::Kind, req: &Request<Incoming>) -
         Verdict::LogFailed => {
             text(StatusCode::SERVICE_UNAVAILABLE, "the event log cannot record this now, retry later\n")
         }
+        Verdict::Contradicts(why) => text(StatusCode::CONFLICT, &format!("notice contradicts an earlier one: {why}\n")),
     }
 }
 
@@ -207,6 +209,13 @@ fn decode_error(e: DecodeError, limit: usize) -> Response<Full<Bytes>> {
 
 fn too_large(limit: usize) -> Response<Full<Bytes>> {
     text(StatusCode::PAYLOAD_TOO_LARGE, &format!("request body is larger than {limit} bytes\n"))
+}
+
+/// 405 with the `Allow` header that RFC 9110 (15.5.6) requires.
+pub(super) fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed: {allow} only\n"));
+    r.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 pub(super) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
