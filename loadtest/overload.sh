@@ -161,6 +161,7 @@ shed_row() { # from the server's counters, not loadgen's JSON
     row "4xx" '.counts["4xx"]'
     row "5xx" '.counts["5xx"]'
     row "connection errors" '.counts.errors'
+    row "connections refused" '.counts.refused'
     row "client timeouts" '.counts.timeouts'
     row "unsent (no connection free)" '.counts.unsent'
     row "200/204 within ${deadline_ms} ms" '.on_time_share' pct

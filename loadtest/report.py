@@ -145,7 +145,7 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     outcomes = {o: delta(f'ctrbid_requests_total{{outcome="{o}"}}') for o in ("bid", "no_bid", "shed", "invalid", "too_large")}
     served = sum(outcomes.values())
     c = lg["counts"]
-    failed = c["5xx"] + c["4xx"] + c["errors"] + c["timeouts"] + c["unsent"] + c["other_status"]
+    failed = c["5xx"] + c["4xx"] + c["errors"] + c.get("refused", 0) + c["timeouts"] + c["unsent"] + c["other_status"]
     q = lambda stage, p: after.get(f'ctrbid_stage_seconds{{stage="{stage}",quantile="{p}"}}', 0.0) * 1e3  # noqa: E731
     row = {
         "mode": mode,

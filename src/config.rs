@@ -51,8 +51,11 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to serve on; port 0 picks a free port. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// Tokio worker threads; 0 (the default) is one per CPU less one per inference
-    /// thread, at least one ([`Config::tokio_workers`]).
+    /// Tokio worker threads; 0 (the default) is one per CPU when the workers score
+    /// (`scoring.inline` true or `"auto"`, the default: on 2 CPUs, 2 workers beside
+    /// `scoring.threads` inference threads that take the batched overflow), and one per
+    /// CPU less one per inference thread, at least one, when every request is batched
+    /// ([`Config::tokio_workers`]).
     pub workers: usize,
     /// Largest request body accepted; larger gets 413. Default 262144 bytes.
     pub max_body_bytes: usize,

@@ -130,6 +130,15 @@ async fn draining_reports_not_ready_while_still_accepting() {
     .into_bytes();
     raw.extend_from_slice(&request());
     assert_eq!(raw_to(server.addr, &raw).await.status, 200);
+    // A client that asks to keep the connection is told it ends with this answer (and
+    // it does end: `raw_to` reads until the server closes).
+    let mut keep_alive =
+        format!("POST /openrtb2/bid HTTP/1.1\r\nhost: t\r\ncontent-length: {}\r\n\r\n", request().len()).into_bytes();
+    keep_alive.extend_from_slice(&request());
+    let answer = tokio::time::timeout(Duration::from_secs(5), raw_to(server.addr, &keep_alive))
+        .await
+        .expect("the server closes a keep-alive connection after its answer while draining");
+    assert_eq!((answer.status, answer.header("connection")), (200, Some("close")));
     // After the delay, and not before, the listener is closed.
     let addr = server.addr;
     common::wait_until("the listener closes after the drain delay", DRAIN_DELAY + Duration::from_secs(10), || async {

@@ -40,7 +40,12 @@ async fn a_low_fixed_rate_gets_every_request_answered() {
     assert_eq!(summary.requests, (RATE * DURATION_S) as u64, "every scheduled request is recorded");
     assert_eq!(c.ok + c.no_content, summary.requests, "every request answered 200 or 204: {c:?}");
     assert!(c.ok > 0, "simulator requests get bids: {c:?}");
-    assert_eq!((c.server_error, c.errors, c.timeouts, c.unsent), (0, 0, 0, 0), "{:?}", summary.first_error);
+    assert_eq!(
+        (c.server_error, c.errors, c.refused, c.timeouts, c.unsent),
+        (0, 0, 0, 0, 0),
+        "{:?}",
+        summary.first_error
+    );
     assert_eq!(summary.answered, summary.requests);
     assert!(summary.latency_ms.all.max > 0.0);
 }

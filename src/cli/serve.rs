@@ -241,22 +241,31 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     })
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// Completes on Ctrl-C or SIGTERM, saying which in the log.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
         let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
+            Err(e) => {
+                eprintln!("ctrbid: cannot watch for SIGTERM ({e}); Ctrl-C still stops the server");
+                let _ = ctrl_c.await;
+                eprintln!("ctrbid: Ctrl-C received, shutting down");
+                return;
+            }
         };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        let which = tokio::select! {
+            _ = ctrl_c => "Ctrl-C (SIGINT)",
+            _ = term.recv() => "SIGTERM",
+        };
+        eprintln!("ctrbid: {which} received, shutting down");
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = ctrl_c.await;
+        eprintln!("ctrbid: Ctrl-C received, shutting down");
+    }
 }
 
 /// `scoring.pin_threads`: plans the placement ([`crate::cpus::plan`]), pins this thread

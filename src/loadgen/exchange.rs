@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{timeout, timeout_at, Instant};
 
-/// How the request ended, and the error's text for `Outcome::Error`.
+/// How the request ended, and the error's text for `Outcome::Error` and
+/// `Outcome::Refused`.
 pub async fn exchange(
     pool: &Arc<Pool>,
     req: Request<Full<Bytes>>,
@@ -31,6 +32,7 @@ pub async fn exchange(
     };
     match timeout(limit, send(&mut lease, req)).await {
         Ok(Ok(status)) => (Outcome::of_status(status), None),
+        Ok(Err(err @ SendError::Connect(_))) => (Outcome::Refused, Some(err.to_string())),
         Ok(Err(err)) => (Outcome::Error, Some(err.to_string())),
         Err(_) => (Outcome::Timeout, None),
     }

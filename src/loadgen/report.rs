@@ -13,8 +13,8 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "status 200: {}, 204: {}, other 4xx: {}, 5xx: {}, other: {}; connection errors: {}, timeouts: {}, unsent: {}",
-            c.ok, c.no_content, c.client_error, c.server_error, c.other_status, c.errors, c.timeouts, c.unsent
+            "status 200: {}, 204: {}, other 4xx: {}, 5xx: {}, other: {}; connection errors: {}, refused: {}, timeouts: {}, unsent: {}",
+            c.ok, c.no_content, c.client_error, c.server_error, c.other_status, c.errors, c.refused, c.timeouts, c.unsent
         )?;
         write!(f, "answered 200/204 within {} ms: {}", self.deadline_ms, percent(self.on_time_share))?;
         for w in &self.within[1..] {

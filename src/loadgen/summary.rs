@@ -31,8 +31,12 @@ pub enum Outcome {
     ClientError,
     /// 5xx.
     ServerError,
-    /// Connect, handshake, I/O or protocol error.
+    /// Sent (or being sent) on a connection that then failed: I/O or protocol error.
+    /// A request lost mid-flight, which a client cannot safely retry.
     Error,
+    /// Never sent: the connection could not be opened (refused, reset during the
+    /// handshake), as when a server has closed its listener. Safe to retry elsewhere.
+    Refused,
     /// Sent, but no full answer within the client timeout of the send.
     Timeout,
     /// Never sent: no connection came free within the client timeout of the due time.
@@ -40,13 +44,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Ok,
         Outcome::NoContent,
         Outcome::OtherStatus,
         Outcome::ClientError,
         Outcome::ServerError,
         Outcome::Error,
+        Outcome::Refused,
         Outcome::Timeout,
         Outcome::Unsent,
     ];
@@ -140,6 +145,7 @@ impl Recorder {
                 client_error: self.count(Outcome::ClientError),
                 server_error: self.count(Outcome::ServerError),
                 errors: self.count(Outcome::Error),
+                refused: self.count(Outcome::Refused),
                 timeouts: self.count(Outcome::Timeout),
                 unsent: self.count(Outcome::Unsent),
             },
@@ -194,7 +200,10 @@ pub struct Counts {
     pub client_error: u64,
     #[serde(rename = "5xx")]
     pub server_error: u64,
+    /// Failed after the request was sent, or while sending it.
     pub errors: u64,
+    /// Failed to connect: never sent.
+    pub refused: u64,
     pub timeouts: u64,
     pub unsent: u64,
 }

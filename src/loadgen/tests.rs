@@ -23,7 +23,7 @@ fn statuses_map_to_outcomes() {
     check(503, Outcome::ServerError);
     assert!(Outcome::ALL
         .iter()
-        .all(|o| o.is_answer() || matches!(o, Outcome::Error | Outcome::Timeout | Outcome::Unsent)));
+        .all(|o| o.is_answer() || matches!(o, Outcome::Error | Outcome::Refused | Outcome::Timeout | Outcome::Unsent)));
     assert_eq!(Outcome::ALL.iter().filter(|o| o.is_success()).count(), 2);
 }
 
@@ -40,26 +40,27 @@ fn counts_shares_and_rates_follow_the_records() {
     r.record(Outcome::ServerError, ms(2.0), Duration::ZERO);
     r.record(Outcome::Timeout, ms(1000.0), ms(0.5));
     r.record(Outcome::Unsent, ms(1000.0), ms(0.5));
+    r.record(Outcome::Refused, ms(0.2), Duration::ZERO);
     let s = r.summarize(100.0, Duration::from_secs(2));
-    assert_eq!(s.requests, 12);
+    assert_eq!(s.requests, 13);
     assert_eq!(s.answered, 10);
     let c = &s.counts;
     assert_eq!(
-        (c.ok, c.no_content, c.other_status, c.client_error, c.server_error, c.errors, c.timeouts, c.unsent),
-        (6, 2, 0, 1, 1, 0, 1, 1)
+        (c.ok, c.no_content, c.other_status, c.client_error, c.server_error, c.errors, c.refused, c.timeouts, c.unsent),
+        (6, 2, 0, 1, 1, 0, 1, 1, 1)
     );
     assert_eq!(s.achieved_rate, 5.0);
     assert_eq!(s.offered_rate, 100.0);
     assert_eq!(s.deadline_ms, 30.0);
-    assert_eq!(s.on_time_share, 6.0 / 12.0);
+    assert_eq!(s.on_time_share, 6.0 / 13.0);
     let within: Vec<(f64, f64)> = s.within.iter().map(|w| (w.ms, w.share)).collect();
-    assert_eq!(within, [(30.0, 0.5), (10.0, 0.5), (100.0, 7.0 / 12.0), (1000.0, 8.0 / 12.0)]);
+    assert_eq!(within, [(30.0, 6.0 / 13.0), (10.0, 6.0 / 13.0), (100.0, 7.0 / 13.0), (1000.0, 8.0 / 13.0)]);
     // Percentiles to the histogram's 3 significant digits.
     let close = |got: f64, want: f64| assert!((got - want).abs() <= want * 1e-3 + 1e-3, "{got} vs {want}");
     close(s.latency_ms.ok.p50, 3.0);
     close(s.latency_ms.ok.max, 6.0);
     assert_eq!(s.latency_ms.ok.count, 6);
-    assert_eq!(s.latency_ms.all.count, 12);
+    assert_eq!(s.latency_ms.all.count, 13);
     close(s.latency_ms.all.max, 1000.0);
     close(s.latency_ms.all.p50, 4.0);
     close(s.start_lag_ms.max, 0.5);

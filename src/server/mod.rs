@@ -17,7 +17,14 @@
 //! connection is closed after as long) and its body within `body_read_timeout_ms`
 //! (else 408). Shutdown drains: readiness goes false at once while the listener keeps
 //! accepting for `drain_delay_ms` (so load balancers notice), then the listeners close,
-//! requests in flight finish, and after `grace_period_ms` whatever is left is dropped.
+//! requests in flight finish, idle connections are closed once those accepted just
+//! before the close have had [`CLOSE_LINGER`] to send their request, and after
+//! `grace_period_ms` whatever is left is dropped.
+//! From the start of the drain every answer carries `Connection: close`, so a client
+//! learns with its answer that the connection ends there, rather than by sending its
+//! next request on a connection the server is closing (a request lost mid-flight, which
+//! a client cannot safely retry). The drain's start, the listeners' close and its end
+//! are logged with the requests in flight and the connections open.
 
 mod admin;
 mod encoding;
@@ -34,7 +41,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -46,6 +53,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// True once serving; false again while shutting down.
     pub ready: AtomicBool,
+    /// True from the start of the drain: answers carry `Connection: close`.
+    pub draining: AtomicBool,
+    /// Requests being answered on either port (see [`InFlight`]).
+    pub in_flight: AtomicUsize,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
     /// Bearer token of the control endpoints; `None` disables them.
@@ -70,6 +81,10 @@ enum Port {
     Public,
     Admin,
 }
+
+/// After the listeners close, how long connections accepted just before get to deliver
+/// their request before idle connections are closed (part of the grace period).
+const CLOSE_LINGER: Duration = Duration::from_millis(100);
 
 /// Connections the admin port keeps open at most.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -112,6 +127,8 @@ impl Server {
             bidder,
             metrics,
             ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             max_body_bytes,
             body_read_timeout,
             admin_token,
@@ -147,12 +164,24 @@ impl Server {
             shutdown.await;
             // Not ready any more, but still accepting while load balancers catch up.
             state.ready.store(false, Ordering::Release);
+            state.draining.store(true, Ordering::Release);
+            eprintln!(
+                "ctrbid: draining: not ready, answering with Connection: close, listeners open for another {:?}; {} requests in flight",
+                limits.drain_delay,
+                state.in_flight.load(Ordering::Acquire)
+            );
             tokio::time::sleep(limits.drain_delay).await;
             let _ = closing_tx.send(true);
+            std::time::Instant::now()
         };
-        let ((), ()) = tokio::join!(drain, public);
+        let (closed_at, ()) = tokio::join!(drain, public);
         let _ = admin_task.await;
         housekeeping.abort();
+        eprintln!(
+            "ctrbid: drained {:?} after the listeners closed; {} requests in flight",
+            closed_at.elapsed(),
+            state.in_flight.load(Ordering::Acquire)
+        );
         Ok(())
     }
 }
@@ -172,15 +201,41 @@ async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) 
     }
 }
 
+/// Counts one request in [`AppState::in_flight`] for as long as it lives, so a request
+/// whose connection is dropped mid-answer is uncounted too.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn route(
     state: Arc<AppState>,
     port: Port,
     req: http::Request<hyper::body::Incoming>,
 ) -> Result<http::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
-    match port {
-        Port::Public => handler::handle(state, req).await,
-        Port::Admin => admin::handle(state, req).await,
+    let _counted = InFlight::enter(&state.in_flight);
+    let mut response = match port {
+        Port::Public => handler::handle(Arc::clone(&state), req).await,
+        Port::Admin => admin::handle(Arc::clone(&state), req).await,
+    };
+    // Read after the answer is made: a request that was in flight when the drain began
+    // is answered with `close` too.
+    if state.draining.load(Ordering::Acquire) {
+        if let Ok(r) = &mut response {
+            r.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
     }
+    response
 }
 
 /// Accepts connections on one port until `closing` turns true, then closes the
@@ -204,6 +259,16 @@ async fn accept_loop(
         }
     };
     tokio::pin!(closed);
+    let serve_connection = |stream: tokio::net::TcpStream, permit: Option<tokio::sync::OwnedSemaphorePermit>| {
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| route(Arc::clone(&state), port, req));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    };
     loop {
         // A permit per open connection: at the limit, stop accepting until one closes.
         let permit = tokio::select! {
@@ -222,17 +287,43 @@ async fn accept_loop(
             },
             () = &mut closed => break,
         };
-        let _ = stream.set_nodelay(true);
-        let state = Arc::clone(&state);
-        let service = service_fn(move |req| route(Arc::clone(&state), port, req));
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        serve_connection(stream, Some(permit));
     }
-    drop(listener);
-    if tokio::time::timeout(limits.grace_period, graceful.shutdown()).await.is_err() {
-        eprintln!("ctrbid: grace period of {:?} over, dropping the connections still open", limits.grace_period);
+    // Connections the kernel completed before the close wait in the backlog: answer them
+    // (with `close`) rather than reset them by dropping the listener, which their client
+    // would see as a request lost mid-flight. New ones can still land between this sweep
+    // and the close; that window is a few system calls wide.
+    let mut from_backlog = 0;
+    if let Ok(std_listener) = listener.into_std() {
+        while let Ok((stream, _peer)) = std_listener.accept() {
+            let permit = Arc::clone(&connections).try_acquire_owned().ok();
+            match stream.set_nonblocking(true).map(|()| tokio::net::TcpStream::from_std(stream)) {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, permit);
+                    from_backlog += 1;
+                }
+                _ => continue,
+            }
+        }
+    }
+    let open = limits.max_connections - connections.available_permits();
+    if port == Port::Public {
+        eprintln!(
+            "ctrbid: public listener closed ({from_backlog} connections taken from its backlog); {open} connections open, {} requests in flight, up to {:?} to finish",
+            state.in_flight.load(Ordering::Acquire),
+            limits.grace_period
+        );
+    }
+    // A connection accepted just before the close has its request on the way; hyper's
+    // shutdown would close it as idle and lose that request. Linger a moment so it is
+    // read (and answered with `close`); then idle connections are closed.
+    let linger = CLOSE_LINGER.min(limits.grace_period);
+    tokio::time::sleep(linger).await;
+    if tokio::time::timeout(limits.grace_period - linger, graceful.shutdown()).await.is_err() {
+        eprintln!(
+            "ctrbid: grace period of {:?} over on the {port:?} port, dropping {} connections still open",
+            limits.grace_period,
+            limits.max_connections - connections.available_permits()
+        );
     }
 }
