@@ -325,6 +325,45 @@ fn servable_catalog(path: &Path) -> anyhow::Result<Catalog> {
     Ok(catalog)
 }
 
+/// Takes the notices of the event log in `dir` back into `notices` (ledger and spend,
+/// see [`crate::events::restore`]) and stops the campaigns whose budget is spent today.
+fn restore_notices(
+    notices: &Notices,
+    dir: &std::path::Path,
+    clock: crate::clock::ClockMode,
+    selector: &Selector,
+) -> anyhow::Result<()> {
+    let clock = crate::clock::AuctionClock::new(clock);
+    let since = clock.now_ms().map(|_| std::time::SystemTime::now() - notices.restore_horizon());
+    let restored = crate::events::restore::notices(dir, since, |r| {
+        notices.restore(r);
+    })?;
+    match clock.now_unix() {
+        // Drops what has expired since and rolls spend to today before the flags are set.
+        Some(now) => notices.tick(now, selector),
+        // The simulation clock has no time before its first event.
+        None => notices.apply_spend(selector),
+    }
+    let stopped = selector.catalog().campaigns.iter().filter(|c| notices.spend_today(&c.id) >= c.daily_budget).count();
+    eprintln!(
+        "ctrbid: restored {} notices from the event log {} ({} records read in {:.2?}, {} old segments not read{}); \
+         {} in the notice ledger, spend today {:.6} USD, {stopped} campaigns at their daily budget",
+        restored.notices,
+        dir.display(),
+        restored.records,
+        restored.elapsed,
+        restored.segments_skipped,
+        if restored.unreadable > 0 {
+            format!(", {} of an unknown format skipped", restored.unreadable)
+        } else {
+            String::new()
+        },
+        notices.ledger_len(),
+        notices.spend_total(),
+    );
+    Ok(())
+}
+
 impl Bidder {
     /// Loads spec, catalog and model (one session per inference thread and, scoring
     /// inline, one per tokio worker: [`Config::scoring_sessions`]), warms every
@@ -401,6 +440,9 @@ impl Bidder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let events = EventSink::open(&cfg.events, cfg.server.clock)?;
+        if let Some(dir) = cfg.events.dir.as_deref().filter(|_| events.is_some()) {
+            restore_notices(&notices, dir, cfg.server.clock, &selector)?;
+        }
         let state = ServingState { extractor, selector: Arc::new(selector), model: info };
         state.warn_unpriceable();
         Ok(Bidder {

@@ -205,8 +205,9 @@ async fn a_stalled_writer_drops_bid_records_never_bids_and_holds_notices_until_d
     assert_eq!(events.iter().filter(|e| matches!(e, Event::Notice(n) if n.kind == NoticeKind::Bill)).count(), 1);
 }
 
-/// The bidder as its own process (so it can be killed), with the event log in `events`.
-fn spawn_server(events: &Path, config_file: &Path) -> (std::process::Child, String) {
+/// The bidder as its own process (so it can be killed), with the event log in `events`;
+/// its public and admin addresses.
+fn spawn_server(events: &Path, config_file: &Path) -> (std::process::Child, String, String) {
     std::fs::write(
         config_file,
         format!(
@@ -226,8 +227,9 @@ fn spawn_server(events: &Path, config_file: &Path) -> (std::process::Child, Stri
         .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split([' ', '(']).next()).unwrap().to_string();
-    (child, addr)
+    let address =
+        |nth| line.split("http://").nth(nth).and_then(|s| s.split([' ', '(', ';']).next()).unwrap().to_string();
+    (child, address(1), address(2))
 }
 
 /// One request on a new connection; `None` when the server is gone.
@@ -273,7 +275,7 @@ async fn every_acknowledged_billing_survives_kill_9() {
     let mut acked_total = Vec::new();
     // Killed twice during heavy writing; each restart recovers the log and carries on.
     for round in 0..2 {
-        let (mut child, addr) = spawn_server(&events, &config_file);
+        let (mut child, addr, _) = spawn_server(&events, &config_file);
         let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let tasks: Vec<_> = (0..4).map(|_| tokio::spawn(bid_and_bill(addr.clone(), acked.clone()))).collect();
         let wanted = 200 * (round + 1);
@@ -300,6 +302,58 @@ async fn every_acknowledged_billing_survives_kill_9() {
         assert_eq!(billed.get(id), Some(&1), "acknowledged billing of bid {id:x} is in the log once");
     }
     assert!(bids >= acked_total.len() * 9 / 10, "most bid records too: {bids} for {} billed", acked_total.len());
+}
+
+/// What was applied before a `kill -9` stays applied after the restart, from the event
+/// log: the billing notice replayed is a duplicate (200, nothing charged again), a loss
+/// for the won bid contradicts its win, and the campaign's spend today is what it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_and_spend_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events");
+    let config_file = dir.path().join("ctrbid.toml");
+    let get = |addr: &str, path: &str| {
+        let (addr, head) = (addr.to_string(), format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"));
+        async move { try_request(&addr, &head, b"").await.expect("the server answers") }
+    };
+    let (mut child, addr, _) = spawn_server(&events, &config_file);
+    let body = prebid();
+    let head = format!(
+        "POST /openrtb2/bid HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let (status, answer) = try_request(&addr, &head, &body).await.unwrap();
+    assert_eq!(status, 200);
+    let bid = serde_json::from_slice::<serde_json::Value>(&answer).unwrap()["seatbid"][0]["bid"][0].clone();
+    let price = bid["price"].as_f64().unwrap();
+    let (campaign, bill, win, loss) = (
+        bid["cid"].as_str().unwrap().to_string(),
+        filled(bid["burl"].as_str().unwrap(), price),
+        filled(bid["nurl"].as_str().unwrap(), price),
+        filled(bid["lurl"].as_str().unwrap(), price),
+    );
+    assert_eq!(get(&addr, &win).await, (200, b"ok\n".to_vec()));
+    assert_eq!(get(&addr, &bill).await, (200, b"ok\n".to_vec()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, addr, admin) = spawn_server(&events, &config_file);
+    assert_eq!(get(&addr, &bill).await, (200, b"already applied\n".to_vec()), "billed once across the restart");
+    assert_eq!(get(&addr, &win).await.0, 409, "the win was received before the restart");
+    assert_eq!(get(&addr, &loss).await.0, 409, "a loss contradicts the win from before the restart");
+    let (status, text) = get(&admin, "/admin/status").await;
+    assert_eq!(status, 200);
+    let status: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let listed = &status["spend"]["campaigns"][0];
+    assert_eq!(listed["id"].as_str(), Some(campaign.as_str()), "{status}");
+    let charged = listed["spend_today_usd"].as_f64().unwrap();
+    assert!((charged - price / 1000.0).abs() <= 1e-6, "spend {charged} after the restart, billed {}", price / 1000.0);
+    assert_eq!(status["spend"]["campaigns_with_spend"], 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let bills =
+        read_log(&events).into_iter().filter(|e| matches!(e, Event::Notice(n) if n.kind == NoticeKind::Bill)).count();
+    assert_eq!(bills, 1, "the replayed billing is not logged again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

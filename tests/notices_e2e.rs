@@ -158,8 +158,9 @@ fn with_test(flag: u8) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_daily_budget_stops_the_campaign_and_test_auctions_spend_nothing() {
-    // The campaign that wins this request gets a budget of one impression. One auction
-    // time for both servers, so that the second bids at the price the budget is set to.
+    // The campaign that wins this request, alone in the catalog, gets a budget of one
+    // impression. One auction time for both servers, so that the second bids at the
+    // price the budget is set to.
     let server = TestServer::start(at_fixed_time(cfg())).await;
     let b = bid(&server, &request()).await;
     let cid = b["cid"].as_str().unwrap().to_string();
@@ -169,11 +170,9 @@ async fn a_spent_daily_budget_stops_the_campaign_and_test_auctions_spend_nothing
     let dir = tempfile::tempdir().unwrap();
     let mut catalog: serde_json::Value =
         serde_json::from_slice(&std::fs::read(repo().join("models/default/catalog.json")).unwrap()).unwrap();
-    for c in catalog["campaigns"].as_array_mut().unwrap() {
-        if c["id"] == cid.as_str() {
-            c["daily_budget"] = serde_json::json!(price / 1000.0);
-        }
-    }
+    catalog["campaigns"].as_array_mut().unwrap().retain(|c| c["id"] == cid.as_str());
+    catalog["creatives"].as_array_mut().unwrap().retain(|c| c["campaign_id"] == cid.as_str());
+    catalog["campaigns"][0]["daily_budget"] = serde_json::json!(price / 1000.0);
     let path = dir.path().join("catalog.json");
     std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
     let mut c = at_fixed_time(cfg());
@@ -193,14 +192,25 @@ async fn a_spent_daily_budget_stops_the_campaign_and_test_auctions_spend_nothing
         (Some(cid.as_str()), Some(price)),
         "test billing spent the budget"
     );
+    let status = server.admin_get("/admin/status").await.json();
+    assert_eq!(status["spend"]["campaigns_at_budget"], 0, "{status}");
+    assert_eq!(server.admin_get("/readyz").await.status, 200);
     assert_eq!(server.get(&billed(&b)).await.status, 200);
-    // Spent: the next bid for the same request comes from another campaign, or none.
-    let r = server.post("/openrtb2/bid", &request()).await;
-    if r.status == 200 {
-        assert_ne!(r.json()["seatbid"][0]["bid"][0]["cid"], cid.as_str());
-    } else {
-        assert_eq!(r.status, 204);
-    }
+    // Spent: the campaign no longer bids, /admin/status says so with its spend, and
+    // with no other campaign the bidder is not ready (it could only answer 204).
+    assert_eq!(server.post("/openrtb2/bid", &request()).await.status, 204);
+    let status = server.admin_get("/admin/status").await.json();
+    let spend = &status["spend"];
+    assert_eq!((spend["campaigns_at_budget"].as_u64(), spend["campaigns_with_spend"].as_u64()), (Some(1), Some(1)));
+    let listed = &spend["campaigns"][0];
+    assert_eq!((listed["id"].as_str(), listed["at_budget"].as_bool()), (Some(cid.as_str()), Some(true)), "{status}");
+    let charged = listed["spend_today_usd"].as_f64().unwrap();
+    assert!((charged - price / 1000.0).abs() <= 1e-6, "{charged} vs {}", price / 1000.0);
+    assert_eq!(listed["daily_budget_usd"].as_f64(), Some(price / 1000.0));
+    let ready = server.admin_get("/readyz").await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.text().contains("every campaign has spent its daily budget"), "{}", ready.text());
+    assert_eq!(status["ready"], false);
     server.stop().await;
 }
 

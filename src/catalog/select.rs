@@ -307,14 +307,27 @@ impl Selector {
         &self.keys[creative as usize]
     }
 
-    /// Marks a campaign's budget spent (or not, on a new day).
-    pub fn set_exhausted(&self, campaign: u32, spent: bool) {
-        if let Some(flag) = self.exhausted.get(campaign as usize) {
-            flag.store(spent, Ordering::Relaxed);
-            if spent {
-                self.any_exhausted.store(true, Ordering::Relaxed);
-            }
+    /// Marks a campaign's budget spent (or not, on a new day); returns whether it was
+    /// marked spent before.
+    pub fn set_exhausted(&self, campaign: u32, spent: bool) -> bool {
+        let Some(flag) = self.exhausted.get(campaign as usize) else { return false };
+        if spent {
+            self.any_exhausted.store(true, Ordering::Relaxed);
         }
+        flag.swap(spent, Ordering::Relaxed)
+    }
+
+    /// Whether the campaign's budget is spent today.
+    pub fn is_exhausted(&self, campaign: u32) -> bool {
+        self.exhausted.get(campaign as usize).is_some_and(|f| f.load(Ordering::Relaxed))
+    }
+
+    /// Campaigns whose budget is spent today.
+    pub fn exhausted_count(&self) -> usize {
+        if !self.any_exhausted.load(Ordering::Relaxed) {
+            return 0;
+        }
+        self.exhausted.iter().filter(|f| f.load(Ordering::Relaxed)).count()
     }
 
     /// A new budget day: every campaign may bid again.

@@ -41,6 +41,7 @@ pub struct Reader {
     current: Option<Current>,
     torn: u64,
     vanished: u64,
+    skipped: usize,
     /// After an error the iteration is over.
     done: bool,
 }
@@ -60,7 +61,42 @@ impl Reader {
         let dir = dir.as_ref().to_path_buf();
         let found = segment::list(&dir).map_err(|source| ReadError::Io { file: dir.clone(), source })?;
         let newest = found.last().map(|f| f.seq);
-        Ok(Reader { dir, todo: found.into_iter(), newest, current: None, torn: 0, vanished: 0, done: false })
+        Ok(Reader {
+            dir,
+            todo: found.into_iter(),
+            newest,
+            current: None,
+            torn: 0,
+            vanished: 0,
+            skipped: 0,
+            done: false,
+        })
+    }
+
+    /// Like [`Reader::open`], but leaves out the segments whose files were all last
+    /// modified before `since`: no record in them was appended after it. (Compression
+    /// rewrites a segment later than its last record, so it may keep one more; never
+    /// fewer.)
+    pub fn open_since(dir: impl AsRef<Path>, since: std::time::SystemTime) -> Result<Reader, ReadError> {
+        let mut reader = Reader::open(dir)?;
+        let dir = reader.dir.clone();
+        let modified_since = |f: &Found| {
+            [(f.plain, false), (f.gz, true)].into_iter().filter(|&(present, _)| present).any(|(_, gz)| {
+                // Unreadable metadata keeps the segment: the read reports what is wrong.
+                std::fs::metadata(segment::path(&dir, f.seq, gz))
+                    .and_then(|m| m.modified())
+                    .map_or(true, |t| t >= since)
+            })
+        };
+        let kept: Vec<Found> = reader.todo.as_slice().iter().copied().filter(modified_since).collect();
+        reader.skipped = reader.todo.len() - kept.len();
+        reader.todo = kept.into_iter();
+        Ok(reader)
+    }
+
+    /// Segments [`Reader::open_since`] left out.
+    pub fn skipped(&self) -> usize {
+        self.skipped
     }
 
     /// Torn records skipped at the end of the newest segment (0 or 1).

@@ -8,6 +8,7 @@
 
 pub mod join;
 pub mod record;
+pub mod restore;
 pub mod sink;
 
 pub use record::{BidRecord, DecodeError, Event, NoticeKind, NoticeRecord};

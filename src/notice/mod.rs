@@ -520,8 +520,12 @@ impl Notices {
                 let today = self.spend.add(&c.campaign, usd, crate::clock::unix_s(now_ms));
                 if let Some(ci) = selector.campaign_index(&c.campaign) {
                     let budget = selector.catalog().campaigns[ci as usize].daily_budget;
-                    if today >= budget {
-                        selector.set_exhausted(ci, true);
+                    if today >= budget && !selector.set_exhausted(ci, true) {
+                        eprintln!(
+                            "ctrbid: campaign {} reached its daily budget ({today:.6} of {budget} USD spent): it stops \
+                             bidding until the next UTC day",
+                            c.campaign
+                        );
                     }
                 }
             }
@@ -549,6 +553,40 @@ impl Notices {
         let id = ClickId { bid: terms.bid, click_ms: now_ms, campaign: terms.campaign, creative: terms.creative };
         let landing = self.landing(selector, &id.campaign);
         Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)))
+    }
+
+    /// How far back the notices that still matter go: the longest a notice URL, a click
+    /// URL or a conversion's attribution window lives, or a day of spend, whichever is
+    /// longest (a minute more for clocks that disagree).
+    pub fn restore_horizon(&self) -> std::time::Duration {
+        let s = &self.settings;
+        let longest = [s.max_ttl_s, s.click_ttl_s, s.attribution_window_s].into_iter().max().unwrap_or(0);
+        std::time::Duration::from_secs(u64::from(longest).max(spend::SECONDS_PER_DAY as u64) + 60)
+    }
+
+    /// Takes back one notice record from the event log at start-up (see
+    /// [`crate::events::restore`]): its ledger place and, for billing, the spend. The
+    /// record does not carry its URL's expiry; it is taken as the latest it can be (the
+    /// URL was signed at most `max_ttl_s`, a click URL `click_ttl_s`, before it was
+    /// used), so the entry outlives the URL, never the other way round. A record the
+    /// ledger already holds (a logged notice whose answer failed, then retried) adds
+    /// nothing. Returns whether it was taken.
+    pub fn restore(&self, r: &NoticeRecord<'_>) -> bool {
+        let received = crate::clock::unix_s(r.ts_ms);
+        let until = match r.kind {
+            Kind::Conv => {
+                crate::clock::unix_s(r.click_ms.saturating_add(i64::from(self.settings.attribution_window_s) * 1000))
+            }
+            Kind::Click => received.saturating_add(i64::from(self.settings.click_ttl_s)),
+            Kind::Win | Kind::Bill | Kind::Loss => received.saturating_add(i64::from(self.settings.max_ttl_s)),
+        };
+        if self.ledger.record(r.kind, r.bid, until) == Recorded::Duplicate {
+            return false;
+        }
+        if r.kind == Kind::Bill && !r.test && r.usd.is_finite() && r.usd > 0.0 {
+            self.spend.add(r.campaign, r.usd, received);
+        }
+        true
     }
 
     /// Gives back the ledger place of a notice that was checked but could not be
@@ -585,9 +623,24 @@ impl Notices {
         }
     }
 
+    /// Every campaign with spend today: (campaign, USD), highest first.
+    pub fn spenders(&self) -> Vec<(String, f64)> {
+        self.spend.campaigns()
+    }
+
     /// Today's spend of a campaign, USD.
     pub fn spend_today(&self, campaign: &str) -> f64 {
         self.spend.today(campaign)
+    }
+
+    /// Today's spend of every campaign, USD.
+    pub fn spend_total(&self) -> f64 {
+        self.spend.total()
+    }
+
+    /// Notices held for replay protection.
+    pub fn ledger_len(&self) -> usize {
+        self.ledger.len()
     }
 
     pub fn count(&self, kind: Kind, verdict: &Verdict) -> u64 {

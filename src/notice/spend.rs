@@ -37,6 +37,22 @@ impl Spend {
         self.micro_usd.get(campaign).map_or(0.0, |v| v.load(Ordering::Relaxed) as f64 / 1e6)
     }
 
+    /// Every campaign with spend today and its spend, USD, highest first.
+    pub fn campaigns(&self) -> Vec<(String, f64)> {
+        let mut all: Vec<(String, f64)> = self
+            .micro_usd
+            .iter()
+            .map(|e| (e.key().to_string(), e.value().load(Ordering::Relaxed) as f64 / 1e6))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all
+    }
+
+    /// Every campaign's spend today, USD.
+    pub fn total(&self) -> f64 {
+        self.micro_usd.iter().map(|v| v.load(Ordering::Relaxed)).sum::<u64>() as f64 / 1e6
+    }
+
     /// Starts a new day when `now` is past the current one; true when it did.
     pub fn roll(&self, now: i64) -> bool {
         let day = now.div_euclid(SECONDS_PER_DAY);

@@ -236,3 +236,45 @@ fn percent_decoding() {
     assert_eq!(percent_decode("%zz%4"), "%zz%4");
     assert_eq!(percent_decode("%C3%A9"), "\u{e9}");
 }
+
+/// A billing record read back at start-up takes its ledger place and its spend once,
+/// however often the log holds it; a test auction's billing charges nothing.
+#[test]
+fn restored_records_take_the_ledger_and_spend_once() {
+    let n = notices();
+    let record = |kind, bid, usd, test| NoticeRecord {
+        kind,
+        ts_ms: NOW * 1000,
+        bid,
+        campaign: "cmp 1",
+        creative: "cr/1",
+        imp_id: "imp&1",
+        currency: "USD",
+        auction_id: "",
+        price: 2.0,
+        usd,
+        test,
+        loss_reason: -1,
+        min_to_win: f64::NAN,
+        click_ms: 0,
+    };
+    assert!(n.restore(&record(Kind::Bill, 7, 0.002, false)));
+    assert!(!n.restore(&record(Kind::Bill, 7, 0.002, false)), "a repeated record is a duplicate");
+    assert!(n.restore(&record(Kind::Bill, 8, 0.5, true)));
+    assert!(n.restore(&record(Kind::Win, 7, 0.0, false)));
+    assert_eq!(n.spend_today("cmp 1"), 0.002);
+    assert_eq!(n.ledger_len(), 3);
+    // The restored ledger answers as the live one did: the billing again is a duplicate,
+    // a loss for the won bid contradicts it.
+    let t = Terms { bid: 7, ..terms() };
+    let urls = n.urls(&t);
+    let query = |url: &str| fill(url, "2.0").split_once('?').unwrap().1.to_string();
+    assert_eq!(n.check(Kind::Bill, &query(&urls.burl), NOW * 1000).unwrap_err(), Verdict::Duplicate);
+    let loss = urls.lurl.replace("${AUCTION_LOSS}", "102").replace("${AUCTION_MIN_TO_WIN}", "1");
+    assert!(matches!(n.check(Kind::Loss, &query(&loss), NOW * 1000), Err(Verdict::Contradicts(_))));
+    // Entries live until the latest their URL could: swept an hour (max_ttl_s) later.
+    n.tick(NOW + 3600, &selector());
+    assert_eq!(n.ledger_len(), 3);
+    n.tick(NOW + 3601, &selector());
+    assert_eq!(n.ledger_len(), 0);
+}

@@ -9,6 +9,11 @@
 //! serving state does not change. A model with or without a conversion head may replace
 //! either kind; the answer (and `/admin/status`) says how many CPA campaigns cannot bid
 //! with the model now serving, for want of one.
+//!
+//! `/readyz` is 503 with the reason while starting, while draining, and while no
+//! campaign can bid (every one has spent its daily budget). `/admin/status` shows what
+//! is served, readiness, and spend: today's total and per campaign (the highest
+//! [`STATUS_MAX_CAMPAIGNS`] spenders), with budgets and which are at theirs.
 
 use super::handler::{method_not_allowed, text};
 use super::AppState;
@@ -25,13 +30,10 @@ use std::sync::Arc;
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/readyz") => {
-            if state.ready.load(Ordering::Acquire) {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
-        }
+        (&Method::GET, "/readyz") => match not_ready(&state) {
+            None => text(StatusCode::OK, "ready\n"),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+        },
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(Full::new(Bytes::from(state.bidder.render_metrics())));
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -49,10 +51,47 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     Ok(response)
 }
 
+/// Why the bidder should get no traffic now, if it should not: starting or draining,
+/// or no campaign can bid (every one has spent its daily budget: every answer would be
+/// 204 until the next UTC day, so the traffic is better sent to an instance that bids).
+fn not_ready(state: &AppState) -> Option<&'static str> {
+    if state.draining.load(Ordering::Acquire) {
+        return Some("draining");
+    }
+    if !state.ready.load(Ordering::Acquire) {
+        return Some("starting");
+    }
+    let serving = state.bidder.state();
+    let campaigns = serving.selector.catalog().campaigns.len();
+    (serving.selector.exhausted_count() >= campaigns)
+        .then_some("every campaign has spent its daily budget; bidding resumes at the next UTC day")
+}
+
+/// Campaigns listed by name in `/admin/status` at most (the highest spenders).
+const STATUS_MAX_CAMPAIGNS: usize = 100;
+
 fn status(state: &AppState) -> Response<Full<Bytes>> {
     let serving = state.bidder.state();
+    let notices = state.bidder.notices();
+    let selector = &serving.selector;
+    let spenders = notices.spenders();
+    let campaigns: Vec<serde_json::Value> = spenders
+        .iter()
+        .take(STATUS_MAX_CAMPAIGNS)
+        .map(|(id, usd)| {
+            let index = selector.campaign_index(id);
+            serde_json::json!({
+                "id": id,
+                "spend_today_usd": usd,
+                // A campaign billed today but no longer in the catalog has no budget.
+                "daily_budget_usd": index.map(|ci| selector.catalog().campaigns[ci as usize].daily_budget),
+                "at_budget": index.is_some_and(|ci| selector.is_exhausted(ci)),
+            })
+        })
+        .collect();
     let body = serde_json::json!({
-        "ready": state.ready.load(Ordering::Acquire),
+        "ready": not_ready(state).is_none(),
+        "not_ready_because": not_ready(state),
         "model": {
             "path": serving.model.path.display().to_string(),
             "kind": serving.model.kind,
@@ -65,6 +104,13 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
             "campaigns": serving.selector.catalog().campaigns.len(),
             "creatives": serving.selector.catalog().creatives.len(),
             "cpa_campaigns_without_conversion_head": serving.unpriceable_cpa_campaigns(),
+        },
+        "spend": {
+            "today_usd": notices.spend_total(),
+            "campaigns_with_spend": spenders.len(),
+            "campaigns_at_budget": selector.exhausted_count(),
+            "notice_ledger_entries": notices.ledger_len(),
+            "campaigns": campaigns,
         },
     });
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));

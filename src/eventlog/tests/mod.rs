@@ -123,6 +123,32 @@ fn segments_rotate_by_size() {
 }
 
 #[test]
+fn open_since_leaves_out_segments_last_written_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(EventLogConfig { segment_bytes: 1024, ..config(dir.path()) }).unwrap();
+    let want: Vec<Vec<u8>> = (0..30).map(|i| numbered(i, 100)).collect();
+    for r in &want {
+        assert!(log.append(r.clone()));
+    }
+    log.close().unwrap();
+    // 9 records a segment: 4 segments. The first two were last written a day ago.
+    let segments = files(dir.path(), ".log");
+    assert_eq!(segments.len(), 4);
+    let day_ago = std::time::SystemTime::now() - Duration::from_secs(86_400);
+    for s in &segments[..2] {
+        std::fs::File::options().write(true).open(s).unwrap().set_modified(day_ago).unwrap();
+    }
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let mut reader = Reader::open_since(dir.path(), hour_ago).unwrap();
+    let read: Vec<Vec<u8>> = reader.by_ref().map(|r| r.unwrap().data).collect();
+    assert_eq!(read, want[18..]);
+    assert_eq!(reader.skipped(), 2);
+    // A horizon before every write reads everything.
+    let all = Reader::open_since(dir.path(), day_ago - Duration::from_secs(1)).unwrap();
+    assert_eq!(all.map(|r| r.unwrap().data).collect::<Vec<_>>(), want);
+}
+
+#[test]
 fn segments_rotate_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = EventLogConfig { segment_max_age: Duration::from_millis(30), ..config(dir.path()) };
