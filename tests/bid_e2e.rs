@@ -46,7 +46,12 @@ async fn malformed_json_gets_400_with_a_reason() {
     let server = TestServer::start(config()).await;
     let cases: &[(&[u8], &str)] = &[
         (b"{", "malformed JSON"),
-        (b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{}}", "malformed JSON"),
+        (
+            b"{\"id\":\"x\",\"imp\":[{\"id\":\"1\",\"banner\":{}}",
+            "malformed JSON: the body ends at byte 39 with 2 objects or arrays still open: truncated?",
+        ),
+        // Cut short: reported where it ends, not where the parser gave up.
+        (b"{\"id\": \"x\"", "malformed JSON: the body ends at byte 10 with 1 object or array still open: truncated?"),
         (b"{\"id\": tru}", "malformed JSON"),
         (b"not json at all", "must be a JSON object"),
         (b"[\"x\",[{\"id\":\"1\",\"banner\":{}}]]", "must be a JSON object"),

@@ -43,6 +43,22 @@ async fn a_model_built_for_another_feature_spec_is_refused() {
     assert!(err.contains("was built for feature spec") && err.contains(&other.display().to_string()), "{err}");
 }
 
+/// A model whose inputs are another spec's width names both specs and their field
+/// counts, not the ONNX tensor types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_of_another_width_names_both_specs_and_their_fields() {
+    let mut cfg = config();
+    cfg.model.spec = common::repo().join("models/specs/default_without_crosses.json");
+    let err = start_error(cfg).await;
+    for said in [
+        "was built for feature spec \"ctrbid-default\" (25 categorical and 3 numeric fields)",
+        "default_without_crosses.json (\"ctrbid-default-without-crosses\", 19 categorical and 3 numeric fields)",
+    ] {
+        assert!(err.contains(said), "{said:?} in {err}");
+    }
+    assert!(!err.contains("Tensor"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_config_value_names_the_field() {
     let mut cfg = config();

@@ -8,6 +8,7 @@ pub mod features;
 pub mod ort_alone;
 pub mod score;
 pub mod serve;
+pub mod sources;
 
 #[derive(Debug, Parser)]
 #[command(name = "ctrbid", version, about = "A real-time bidding engine with ONNX CTR models")]
@@ -36,9 +37,24 @@ enum Command {
     Exchange(crate::exchange::Opts),
 }
 
-/// Runs the command line; errors are printed with their causes and give exit code 1.
+/// Runs the command line; errors are printed with their causes (and, for a value an
+/// environment variable set, which one: [`sources`]) and give exit code 1, or 2 for
+/// a command line clap cannot parse.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.render().to_string();
+            let _ = e.print();
+            for note in sources::parse_error_notes(&text, &args) {
+                eprintln!("{note}");
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve(_));
     let result = match cli.command {
         Command::Serve(opts) => serve::run(*opts),
         Command::Simulate(opts) => crate::simulate::run(opts),
@@ -52,7 +68,13 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            let text = format!("{err:#}");
+            eprintln!("error: {text}");
+            if serving {
+                for note in sources::serve_error_notes(&text, &args) {
+                    eprintln!("{note}");
+                }
+            }
             ExitCode::FAILURE
         }
     }

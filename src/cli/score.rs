@@ -7,7 +7,7 @@ use crate::features::FeatureSpec;
 use crate::npy::{self, NpyWriter};
 use crate::scoring::model::ModelSource;
 use crate::scoring::{runtime, Device, Model};
-use anyhow::ensure;
+use anyhow::{ensure, Context as _};
 use std::path::PathBuf;
 
 /// Rows per ORT call.
@@ -54,8 +54,17 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         library: &library,
         device: Device::Cpu,
     })?;
-    let (cat, cat_shape) = npy::read::<i64>(&opts.features.join("cat.npy"))?;
-    let (num, num_shape) = npy::read::<f32>(&opts.features.join("num.npy"))?;
+    let features = &opts.features;
+    let unreadable = |path: &std::path::Path, e: std::io::Error| {
+        anyhow::anyhow!(
+            "--features {}: cannot read {} ({e}); `ctrbid features` writes cat.npy and num.npy there",
+            features.display(),
+            path.display()
+        )
+    };
+    let (cat_path, num_path) = (features.join("cat.npy"), features.join("num.npy"));
+    let (cat, cat_shape) = npy::read::<i64>(&cat_path).map_err(|e| unreadable(&cat_path, e))?;
+    let (num, num_shape) = npy::read::<f32>(&num_path).map_err(|e| unreadable(&num_path, e))?;
     let (f, d) = (model.info.cat_width, model.info.num_width);
     ensure!(cat_shape.len() == 2 && cat_shape[1] == f, "cat.npy has shape {cat_shape:?}, the model wants [N, {f}]");
     ensure!(num_shape.len() == 2 && num_shape[1] == d, "num.npy has shape {num_shape:?}, the model wants [N, {d}]");
@@ -81,11 +90,12 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         start += n;
     }
     let out = if opts.output == Output::Pctr { pctr } else { pcvr };
-    let mut w = NpyWriter::<f32>::create(&opts.out, None)?;
+    let cannot_write = || format!("--out {}: cannot write the scores", opts.out.display());
+    let mut w = NpyWriter::<f32>::create(&opts.out, None).with_context(cannot_write)?;
     for p in &out {
-        w.push(&[*p])?;
+        w.push(&[*p]).with_context(cannot_write)?;
     }
-    w.finish()?;
+    w.finish().with_context(cannot_write)?;
     eprintln!("score: {rows} rows -> {}", opts.out.display());
     Ok(())
 }

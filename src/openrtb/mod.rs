@@ -88,12 +88,23 @@ fn pre_parse(body: &[u8]) -> Result<scan::Scan, ParseError> {
 /// serde_json; `tests/fixtures/fuzz-regressions/parse_request-float-*` are the
 /// fuzzer's input and the same number as a floor.
 pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
-    if pre_parse(body)?.number_id {
+    let scan = pre_parse(body)?;
+    if scan.number_id {
         return parse_serde_json(body);
     }
+    let len = body.len();
     PARSE_BUFFERS
         .with_borrow_mut(|buffers| simd_json::serde::from_slice_with_buffers(body, buffers))
-        .map_err(|e| ParseError::Json(e.to_string()))
+        .map_err(|e| json_error(&scan, len, e))
+}
+
+/// The parser's error, or where the body ends when it ends with something still open
+/// (the parser's own position for a cut body is wherever it gave up).
+fn json_error(scan: &scan::Scan, len: usize, parser: impl std::fmt::Display) -> ParseError {
+    match scan.unclosed() {
+        Some(open) => ParseError::Json(format!("the body ends at byte {len} {open}: truncated? ({parser})")),
+        None => ParseError::Json(parser.to_string()),
+    }
 }
 
 /// Parses with serde_json instead of simd-json: the same structs, with floats read
@@ -102,7 +113,7 @@ pub fn parse(body: &mut [u8]) -> Result<BidRequest<'_>, ParseError> {
 pub fn parse_serde_json(body: &[u8]) -> Result<BidRequest<'_>, ParseError> {
     let scan = pre_parse(body)?;
     let json = |e: serde_json::Error| ParseError::Json(e.to_string());
-    let mut req = serde_json::from_slice(body).map_err(json)?;
+    let mut req = serde_json::from_slice(body).map_err(|e| json_error(&scan, body.len(), e))?;
     if scan.number_id {
         ids::restore_number_ids(body, &mut req).map_err(json)?;
     }

@@ -15,6 +15,23 @@ pub(super) struct Scan {
     /// would not give back its text (see [`exact_integer`]). A key with an escape in it
     /// counts as `"id"`, since it may unescape to it.
     pub number_id: bool,
+    /// Arrays and objects still open where the body ends (0 when it closes them all).
+    pub open_at_end: usize,
+    /// The body ends inside a string.
+    pub in_string_at_end: bool,
+}
+
+impl Scan {
+    /// What is still open where the body ends, in words: a body cut short (a request
+    /// truncated in transit) is reported at its end, not where a parser gave up.
+    pub fn unclosed(&self) -> Option<String> {
+        match (self.in_string_at_end, self.open_at_end) {
+            (true, _) => Some("inside a string".into()),
+            (false, 0) => None,
+            (false, 1) => Some("with 1 object or array still open".into()),
+            (false, n) => Some(format!("with {n} objects or arrays still open")),
+        }
+    }
 }
 
 /// Where the scan stands after a string closed: the `"id"` key -> `:` -> the value.
@@ -73,6 +90,7 @@ pub(super) fn scan(body: &[u8], depth_limit: usize) -> Scan {
         }
         after = AfterKey::None;
     }
+    (out.open_at_end, out.in_string_at_end) = (depth, in_string);
     out
 }
 
@@ -89,7 +107,18 @@ mod tests {
     use super::*;
 
     fn check(body: &str, too_deep: bool, number_id: bool) {
-        assert_eq!(scan(body.as_bytes(), 6), Scan { too_deep, number_id }, "{body}");
+        let got = scan(body.as_bytes(), 6);
+        assert_eq!((got.too_deep, got.number_id), (too_deep, number_id), "{body}");
+    }
+
+    #[test]
+    fn says_what_is_still_open_where_the_body_ends() {
+        let open = |body: &str| scan(body.as_bytes(), 64).unclosed();
+        assert_eq!(open(r#"{"id": "x""#), Some("with 1 object or array still open".into()));
+        assert_eq!(open(r#"{"imp": [{"id": "1""#), Some("with 3 objects or arrays still open".into()));
+        assert_eq!(open(r#"{"id": "x"#), Some("inside a string".into()));
+        assert_eq!(open(r#"{"id": "{["}"#), None, "brackets in strings count for nothing");
+        assert_eq!(open(r#"{"id": "x\"}"#), Some("inside a string".into()), "an escaped quote ends no string");
     }
 
     #[test]

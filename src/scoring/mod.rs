@@ -30,7 +30,7 @@ pub use runtime::Device;
 /// Start-up errors of the scoring stage; each names the file and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoringError {
-    #[error("ONNX Runtime library {path} not found: run `make setup-ort` (it installs the pinned onnxruntime wheel and copies libonnxruntime.so to .ort/), or point ORT_DYLIB_PATH / model.onnxruntime_library at libonnxruntime.so")]
+    #[error("ONNX Runtime library {path} not found: run `make setup-ort` (it installs the pinned onnxruntime wheel and copies libonnxruntime.so to .ort/), or point model.onnxruntime_library (--onnxruntime-library, CTRBID_ONNXRUNTIME_LIBRARY) or ORT_DYLIB_PATH at libonnxruntime.so")]
     LibraryMissing { path: String },
     #[error("cannot load ONNX Runtime library {path}: {reason}")]
     LibraryLoad { path: String, reason: String },
@@ -40,6 +40,15 @@ pub enum ScoringError {
     ModelLoad { path: String, reason: String },
     #[error("model {path} was built for feature spec {model_sha} but the configured spec {spec_path} is {spec_sha}: retrain the model with this spec or configure the spec it was built with")]
     SpecMismatch { path: String, model_sha: String, spec_path: String, spec_sha: String },
+    #[error("model {path} was built for feature spec {model_spec} ({model_fields}), but the server is configured with {spec_path} ({spec_name}, {spec_fields}): retrain the model with this spec (`ctrbid features --spec`, then the trainer) or set model.spec to the spec it was built with")]
+    SpecWidth {
+        path: String,
+        model_spec: String,
+        model_fields: String,
+        spec_path: String,
+        spec_name: String,
+        spec_fields: String,
+    },
     #[error("model {path} does not have the ctrbid signature: {reason}")]
     Signature { path: String, reason: String },
     #[error("execution provider: {0}")]

@@ -208,6 +208,32 @@ fn with_device(
 fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringError> {
     let path = src.path.display().to_string();
     let sig = |reason: String| ScoringError::Signature { path: path.clone(), reason };
+    let meta = session.metadata().map_err(|e| sig(e.to_string()))?;
+    let get = |key: &str| meta.custom(key).unwrap_or_default();
+    // A model of the right kind built for another spec: say so with both field counts.
+    let width = |name: &str| match session.inputs().iter().find(|o| o.name() == name).map(|o| o.dtype()) {
+        Some(ValueType::Tensor { shape, .. }) if shape.len() == 2 => Some(shape[1]),
+        _ => None,
+    };
+    if let (Some(cat), Some(num)) = (width("cat"), width("num")) {
+        let (want_cat, want_num) = (src.spec.cat.len() as i64, src.spec.num.len() as i64);
+        if cat != want_cat || num != want_num {
+            let name = get("ctrbid.spec_name");
+            let sha = get("ctrbid.spec_sha256");
+            return Err(ScoringError::SpecWidth {
+                path,
+                model_spec: match (name.is_empty(), sha.is_empty()) {
+                    (false, _) => format!("{name:?}"),
+                    (true, false) => format!("sha256 {sha}"),
+                    (true, true) => "(unnamed)".into(),
+                },
+                model_fields: format!("{cat} categorical and {num} numeric fields"),
+                spec_path: src.spec_path.display().to_string(),
+                spec_name: format!("{:?}", src.spec.name),
+                spec_fields: format!("{want_cat} categorical and {want_num} numeric fields"),
+            });
+        }
+    }
     let input = |name: &str, ty: TensorElementType, width: usize| -> Result<(), ScoringError> {
         let outlet = session
             .inputs()
@@ -238,8 +264,6 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
         return Err(sig("no output named \"pctr\"".into()));
     }
     let heads = if output("pcvr")? { Heads::PctrPcvr } else { Heads::Pctr };
-    let meta = session.metadata().map_err(|e| sig(e.to_string()))?;
-    let get = |key: &str| meta.custom(key).unwrap_or_default();
     let declared = get("ctrbid.heads");
     if !declared.is_empty() && declared.replace(' ', "") != heads.label() {
         return Err(sig(format!(
