@@ -40,15 +40,9 @@ pub enum ScoringError {
     ModelLoad { path: String, reason: String },
     #[error("model {path} was built for feature spec {model_sha} but the configured spec {spec_path} is {spec_sha}: retrain the model with this spec or configure the spec it was built with")]
     SpecMismatch { path: String, model_sha: String, spec_path: String, spec_sha: String },
-    #[error("model {path} was built for feature spec {model_spec} ({model_fields}), but the server is configured with {spec_path} ({spec_name}, {spec_fields}): retrain the model with this spec (`ctrbid features --spec`, then the trainer) or set model.spec to the spec it was built with")]
-    SpecWidth {
-        path: String,
-        model_spec: String,
-        model_fields: String,
-        spec_path: String,
-        spec_name: String,
-        spec_fields: String,
-    },
+    /// `built_for`: the model's spec and its field counts; `configured`: the server's.
+    #[error("model {path} was built for feature spec {built_for}, but the server is configured with {configured}: retrain the model with this spec (`ctrbid features --spec`, then the trainer) or set model.spec to the spec it was built with")]
+    SpecWidth { path: String, built_for: String, configured: String },
     #[error("model {path} does not have the ctrbid signature: {reason}")]
     Signature { path: String, reason: String },
     #[error("execution provider: {0}")]

@@ -220,17 +220,19 @@ fn check(session: &Session, src: &ModelSource<'_>) -> Result<ModelInfo, ScoringE
         if cat != want_cat || num != want_num {
             let name = get("ctrbid.spec_name");
             let sha = get("ctrbid.spec_sha256");
+            let model_spec = match (name.is_empty(), sha.is_empty()) {
+                (false, _) => format!("{name:?}"),
+                (true, false) => format!("sha256 {sha}"),
+                (true, true) => "(unnamed)".into(),
+            };
             return Err(ScoringError::SpecWidth {
                 path,
-                model_spec: match (name.is_empty(), sha.is_empty()) {
-                    (false, _) => format!("{name:?}"),
-                    (true, false) => format!("sha256 {sha}"),
-                    (true, true) => "(unnamed)".into(),
-                },
-                model_fields: format!("{cat} categorical and {num} numeric fields"),
-                spec_path: src.spec_path.display().to_string(),
-                spec_name: format!("{:?}", src.spec.name),
-                spec_fields: format!("{want_cat} categorical and {want_num} numeric fields"),
+                built_for: format!("{model_spec} ({cat} categorical and {num} numeric fields)"),
+                configured: format!(
+                    "{} ({:?}, {want_cat} categorical and {want_num} numeric fields)",
+                    src.spec_path.display(),
+                    src.spec.name
+                ),
             });
         }
     }
