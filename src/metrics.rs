@@ -207,7 +207,8 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# TYPE ctrbid_metrics_dropped_total counter\nctrbid_metrics_dropped_total {}",
+            "# HELP ctrbid_metrics_dropped_total Latency samples the recorder could not take (its queue was full).\n\
+             # TYPE ctrbid_metrics_dropped_total counter\nctrbid_metrics_dropped_total {}",
             self.dropped.load(Ordering::Relaxed)
         );
         let hist = self.hist.lock().unwrap_or_else(|p| p.into_inner());

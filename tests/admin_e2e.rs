@@ -204,3 +204,34 @@ async fn the_example_catalog_reloads_and_bids_in_every_format() {
     }
     server.stop().await;
 }
+
+/// Every metric family in `/metrics` has its `# HELP` and `# TYPE` lines, and every
+/// sample belongs to a family so declared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_is_described() {
+    // With every optional part on: the event log and the score cache.
+    let events = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.events.dir = Some(events.path().to_path_buf());
+    cfg.scoring.cache_entries = 1000;
+    let server = TestServer::start(cfg).await;
+    assert_eq!(server.post("/openrtb2/bid", &request()).await.status, 200);
+    let text = server.admin_get("/metrics").await.text();
+    let declared = |prefix: &str| -> Vec<String> {
+        text.lines().filter_map(|l| l.strip_prefix(prefix)).map(|l| l.split(' ').next().unwrap().to_string()).collect()
+    };
+    let (helped, typed) = (declared("# HELP "), declared("# TYPE "));
+    assert!(typed.len() > 10, "{text}");
+    for optional in ["ctrbid_events_bids_total", "ctrbid_eventlog_queue_depth", "ctrbid_score_cache_lookups_total"] {
+        assert!(typed.iter().any(|t| t == optional), "{optional} is listed with its part on");
+    }
+    for name in &typed {
+        assert!(helped.contains(name), "{name} has no # HELP line");
+    }
+    for sample in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = sample.split(['{', ' ']).next().unwrap();
+        let family = ["_sum", "_count", "_bucket"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+        assert!(typed.iter().any(|t| t == name || t == family), "{sample}: no # TYPE for {name}");
+    }
+    server.stop().await;
+}

@@ -659,12 +659,20 @@ impl Notices {
         }
         let _ = writeln!(
             out,
-            "# TYPE ctrbid_billed_usd_total counter\nctrbid_billed_usd_total {:.6}",
+            "# HELP ctrbid_billed_usd_total Clearing prices of the billing notices this process applied, USD.\n\
+             # TYPE ctrbid_billed_usd_total counter\nctrbid_billed_usd_total {:.6}",
             self.billed_micro_usd.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(
             out,
-            "# TYPE ctrbid_notice_ledger_entries gauge\nctrbid_notice_ledger_entries {}",
+            "# HELP ctrbid_spend_today_usd Spend of every campaign for the current UTC day, USD (restored from the event log at start-up).\n\
+             # TYPE ctrbid_spend_today_usd gauge\nctrbid_spend_today_usd {:.6}",
+            self.spend.total()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ctrbid_notice_ledger_entries Notices remembered for replay protection.\n\
+             # TYPE ctrbid_notice_ledger_entries gauge\nctrbid_notice_ledger_entries {}",
             self.ledger.len()
         );
     }
