@@ -837,7 +837,7 @@ impl Bidder {
         let adm = with_click_url(adm, &urls.click);
         let size = cr.format.size();
         Bid {
-            id: format!("{bid_id:x}"),
+            id: openrtb::response::HexId(bid_id),
             impid,
             price,
             adm,
@@ -933,11 +933,20 @@ pub const CLICK_URL_MACRO: &str = "${CTRBID_CLICK_URL}";
 /// `adm` with [`CLICK_URL_MACRO`] replaced by `click`; markup without it is left as is
 /// (its clicks are then not tracked by ctrbid).
 fn with_click_url<'a>(adm: Cow<'a, str>, click: &str) -> Cow<'a, str> {
-    if adm.contains(CLICK_URL_MACRO) {
-        Cow::Owned(adm.replace(CLICK_URL_MACRO, click))
-    } else {
-        adm
+    let macros = adm.matches(CLICK_URL_MACRO).count();
+    if macros == 0 {
+        return adm;
     }
+    // One allocation of the final size (`str::replace` grows its string as it goes).
+    let mut out = String::with_capacity(adm.len() - macros * CLICK_URL_MACRO.len() + macros * click.len());
+    let mut rest: &str = &adm;
+    while let Some(at) = rest.find(CLICK_URL_MACRO) {
+        out.push_str(&rest[..at]);
+        out.push_str(click);
+        rest = &rest[at + CLICK_URL_MACRO.len()..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 /// The floor that applies to a candidate, in USD (already converted in `ImpTerms`) and

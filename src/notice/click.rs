@@ -46,7 +46,7 @@ impl ClickId<'_> {
         out.push('.');
         push_hex(&mut out, self.creative.as_bytes());
         out.push('.');
-        out.push_str(&signer.sign_hex(&self.message()));
+        signer.push_sign_hex(&self.message(), &mut out);
         out
     }
 

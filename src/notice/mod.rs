@@ -305,31 +305,37 @@ impl Notices {
 
     /// Signed win, billing, loss and click URLs for one bid: one query and one tag, four paths.
     pub fn urls(&self, t: &Terms<'_>) -> NoticeUrls {
-        let mut q = String::with_capacity(240);
-        let _ = write!(q, "?b={:x}&i=", t.bid);
-        push_query_value(&mut q, &t.imp);
-        q.push_str("&c=");
-        push_query_value(&mut q, &t.campaign);
-        q.push_str("&cr=");
-        push_query_value(&mut q, &t.creative);
-        if !t.deal.is_empty() {
-            q.push_str("&d=");
-            push_query_value(&mut q, &t.deal);
-        }
-        q.push_str("&cur=");
-        push_query_value(&mut q, &t.currency);
-        let _ = write!(q, "&hi={}&x={}&cx={}", t.max_price_micros, t.expires, t.click_expires);
-        if t.test {
-            q.push_str("&t=1");
-        }
-        q.push_str("&s=");
-        q.push_str(&self.settings.signer.sign_hex(&t.message()));
         let base = &self.settings.base_url;
+        // The click URL is built first and the query written into it; the other three
+        // copy the query from there (four allocations for four URLs).
+        let mut click = String::with_capacity(base.len() + Kind::Click.path().len() + 240);
+        click.push_str(base);
+        click.push_str(Kind::Click.path());
+        let query_at = click.len();
+        let _ = write!(click, "?b={:x}&i=", t.bid);
+        push_query_value(&mut click, &t.imp);
+        click.push_str("&c=");
+        push_query_value(&mut click, &t.campaign);
+        click.push_str("&cr=");
+        push_query_value(&mut click, &t.creative);
+        if !t.deal.is_empty() {
+            click.push_str("&d=");
+            push_query_value(&mut click, &t.deal);
+        }
+        click.push_str("&cur=");
+        push_query_value(&mut click, &t.currency);
+        let _ = write!(click, "&hi={}&x={}&cx={}", t.max_price_micros, t.expires, t.click_expires);
+        if t.test {
+            click.push_str("&t=1");
+        }
+        click.push_str("&s=");
+        self.settings.signer.push_sign_hex(&t.message(), &mut click);
+        let q = &click[query_at..];
         let url = |kind: Kind, macros: &str| {
             let mut u = String::with_capacity(base.len() + kind.path().len() + q.len() + macros.len());
             u.push_str(base);
             u.push_str(kind.path());
-            u.push_str(&q);
+            u.push_str(q);
             u.push_str(macros);
             u
         };
@@ -338,7 +344,7 @@ impl Notices {
             nurl: url(Kind::Win, PRICE),
             burl: url(Kind::Bill, PRICE),
             lurl: url(Kind::Loss, "&a=${AUCTION_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
-            click: url(Kind::Click, ""),
+            click,
         }
     }
 

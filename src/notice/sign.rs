@@ -8,6 +8,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use smallvec::SmallVec;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -30,11 +31,15 @@ impl std::fmt::Debug for Signer {
 
 /// Accumulates the MAC input of one term set.
 #[derive(Debug, Default)]
-pub struct Message(Vec<u8>);
+pub struct Message(SmallVec<[u8; MESSAGE_INLINE_BYTES]>);
+
+/// A message up to this long is built on the stack: the terms of a bid with ids of
+/// ordinary length are about 130 bytes.
+const MESSAGE_INLINE_BYTES: usize = 256;
 
 impl Message {
     pub fn with_capacity(n: usize) -> Message {
-        Message(Vec::with_capacity(n))
+        Message(SmallVec::with_capacity(n))
     }
 
     /// Appends one field: length, then bytes.
@@ -58,15 +63,21 @@ impl Signer {
 
     /// The tag of `msg`, as lowercase hex.
     pub fn sign_hex(&self, msg: &Message) -> String {
+        let mut out = String::with_capacity(TAG_BYTES * 2);
+        self.push_sign_hex(msg, &mut out);
+        out
+    }
+
+    /// Appends the tag of `msg`, in hex, to `out` (no allocation when `out` has room).
+    pub fn push_sign_hex(&self, msg: &Message, out: &mut String) {
         let mut mac = self.key.clone();
         mac.update(&msg.0);
         let tag = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(TAG_BYTES * 2);
+        out.reserve(TAG_BYTES * 2);
         for b in &tag[..TAG_BYTES] {
             out.push(char::from(HEX[usize::from(b >> 4)]));
             out.push(char::from(HEX[usize::from(b & 15)]));
         }
-        out
     }
 
     /// True when `tag_hex` is the tag of `msg` under the current or the previous key.

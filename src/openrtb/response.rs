@@ -22,9 +22,26 @@ pub struct SeatBid<'a> {
     pub seat: &'a str,
 }
 
+/// A bid id: a `u64` written as lowercase hex (what the notice URLs carry as `b`),
+/// serialised without a heap string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HexId(pub u64);
+
+impl Serialize for HexId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 16];
+        let digits = (16 - self.0.leading_zeros() as usize / 4).max(1);
+        for (i, slot) in buf[..digits].iter_mut().enumerate() {
+            *slot = HEX[((self.0 >> (4 * (digits - 1 - i))) & 15) as usize];
+        }
+        s.serialize_str(std::str::from_utf8(&buf[..digits]).expect("hex digits are ASCII"))
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct Bid<'a> {
-    pub id: String,
+    pub id: HexId,
     /// Names an `imp.id` of the request, byte for byte as `id` above.
     pub impid: &'a str,
     /// CPM in `BidResponse::cur`; never below the floor that applies (the deal's, else the imp's).
@@ -116,6 +133,13 @@ mod tests {
     }
 
     #[test]
+    fn bid_ids_are_lowercase_hex_as_format_writes_them() {
+        for id in [0u64, 1, 0xf, 0x10, 0xabc, 0xdead_beef_0000, u64::MAX] {
+            assert_eq!(serde_json::to_string(&HexId(id)).unwrap(), format!("\"{id:x}\""));
+        }
+    }
+
+    #[test]
     fn response_serialises_the_fields_exchanges_read() {
         let r = BidResponse {
             id: "req-1",
@@ -123,7 +147,7 @@ mod tests {
             seatbid: vec![SeatBid {
                 seat: "ctrbid",
                 bid: vec![Bid {
-                    id: "b1".into(),
+                    id: HexId(0xb1),
                     impid: "1",
                     price: 1.5,
                     adm: "<a></a>".into(),
@@ -143,6 +167,7 @@ mod tests {
         };
         let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
         assert_eq!(v["id"], "req-1");
+        assert_eq!(v["seatbid"][0]["bid"][0]["id"], "b1");
         assert_eq!(v["seatbid"][0]["bid"][0]["price"], 1.5);
         assert_eq!(v["seatbid"][0]["bid"][0]["nurl"], "http://x/win?price=${AUCTION_PRICE}");
         assert_eq!(v["seatbid"][0]["bid"][0]["adomain"][0], "brand.example");

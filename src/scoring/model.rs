@@ -74,6 +74,9 @@ impl ModelInfo {
 pub struct Model {
     session: Session,
     pub info: ModelInfo,
+    /// The graph lists `cat` before `num`: inputs are passed by position, in an array
+    /// on the stack (by name they would go in a `Vec` per run).
+    cat_first: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -112,7 +115,8 @@ impl Model {
         builder = with_device(builder, src.device)?;
         let session = builder.commit_from_file(src.path).map_err(|e| load(e.to_string()))?;
         let info = check(&session, src)?;
-        Ok(Model { session, info })
+        let cat_first = session.inputs().first().is_some_and(|input| input.name() == "cat");
+        Ok(Model { session, info, cat_first })
     }
 
     /// Scores `rows` rows: `cat` is `rows * cat_width` long, `num` `rows * num_width`.
@@ -160,7 +164,12 @@ impl Model {
         let fail = |e: ort::Error| ScoringError::Inference(e.to_string());
         let cat_t = TensorRef::from_array_view(([rows, f], cat)).map_err(fail)?;
         let num_t = TensorRef::from_array_view(([rows, d], num)).map_err(fail)?;
-        let outputs = self.session.run(ort::inputs!["cat" => cat_t, "num" => num_t]).map_err(fail)?;
+        let outputs = if self.cat_first {
+            self.session.run(ort::inputs![cat_t, num_t])
+        } else {
+            self.session.run(ort::inputs![num_t, cat_t])
+        }
+        .map_err(fail)?;
         let checked = |name: &str| -> Result<&[f32], ScoringError> {
             let (_, values) = outputs[name].try_extract_tensor::<f32>().map_err(fail)?;
             if values.len() != rows {
