@@ -10,7 +10,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ctrbid::openrtb::response::{BidDebug, BidExt};
+use ctrbid::openrtb::response::{BidDebug, BidExt, HexId};
 use ctrbid::openrtb::{Bid, BidResponse, SeatBid};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -24,7 +24,7 @@ struct Input {
 
 #[derive(Arbitrary, Debug)]
 struct BidIn {
-    id: String,
+    id: u64,
     impid: String,
     price: f64,
     adm: String,
@@ -43,7 +43,7 @@ struct BidIn {
 
 fn make_bid(b: &BidIn) -> Bid<'_> {
     Bid {
-        id: b.id.clone(),
+        id: HexId(b.id),
         impid: &b.impid,
         price: b.price,
         adm: b.adm.as_str().into(),
@@ -63,7 +63,7 @@ fn make_bid(b: &BidIn) -> Bid<'_> {
 
 fn check_bid(b: &BidIn, v: &Value) {
     let mut keys = vec!["id", "impid", "price", "adm", "nurl", "burl", "lurl", "adomain", "cid", "crid", "cat"];
-    check_str(&v["id"], &b.id);
+    check_str(&v["id"], &format!("{:x}", b.id));
     check_str(&v["impid"], &b.impid);
     check_f64(&v["price"], b.price);
     check_str(&v["adm"], &b.adm);
