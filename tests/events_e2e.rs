@@ -10,9 +10,9 @@ use ctrbid::config::Config;
 use ctrbid::eventlog::Reader;
 use ctrbid::events::{Event, NoticeKind};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -217,19 +217,7 @@ fn spawn_server(events: &Path, config_file: &Path) -> (std::process::Child, Stri
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctrbid"))
-        .args(["serve", "--config"])
-        .arg(config_file)
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address =
-        |nth| line.split("http://").nth(nth).and_then(|s| s.split([' ', '(', ';']).next()).unwrap().to_string();
-    (child, address(1), address(2))
+    common::spawn_serve(config_file, Stdio::null())
 }
 
 /// One request on a new connection; `None` when the server is gone.

@@ -9,10 +9,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::repo;
+
 use ctrbid::loadgen::{generate, target, Plan};
 use ctrbid::simulate::{simulate, SimConfig};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,17 +37,7 @@ async fn sigterm_under_load_loses_no_request_mid_flight() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctrbid"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .current_dir(repo())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).and_then(|s| s.split([' ', '(']).next()).expect(&line).to_string();
+    let (mut child, addr, _) = common::spawn_serve(&config, Stdio::piped());
     let mut stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut text = String::new();

@@ -75,6 +75,7 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
     let notices = state.bidder.notices();
     let selector = &serving.selector;
     let spenders = notices.spenders();
+    let not_ready_because = not_ready(state);
     let campaigns: Vec<serde_json::Value> = spenders
         .iter()
         .take(STATUS_MAX_CAMPAIGNS)
@@ -90,8 +91,8 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
         })
         .collect();
     let body = serde_json::json!({
-        "ready": not_ready(state).is_none(),
-        "not_ready_because": not_ready(state),
+        "ready": not_ready_because.is_none(),
+        "not_ready_because": not_ready_because,
         "model": {
             "path": serving.model.path.display().to_string(),
             "kind": serving.model.kind,

@@ -284,3 +284,23 @@ pub fn read_lines(path: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `ctrbid serve --config <config>` as its own process (so a test can signal or kill
+/// it), started in the repository; returns it with its public and admin addresses, read
+/// from the start-up line. Its stderr goes where `stderr` says.
+pub fn spawn_serve(config: &Path, stderr: std::process::Stdio) -> (std::process::Child, String, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ctrbid"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("ctrbid serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("start-up line");
+    let address =
+        |nth| line.split("http://").nth(nth).and_then(|s| s.split([' ', '(', ';']).next()).expect(&line).to_string();
+    (child, address(1), address(2))
+}
