@@ -178,9 +178,9 @@ fn replay(requests: &Path) {
             if !priced.is_empty() {
                 let seat = &cfg.server.seat;
                 let json = if warm {
-                    measured::response_unmeasured(req.id(), currency, priced, seat)
+                    measured::response_unmeasured(req.id(), currency, &priced, seat)
                 } else {
-                    measured::response(req.id(), currency, priced, seat)
+                    measured::response(req.id(), currency, &priced, seat)
                 };
                 assert!(!json.is_empty());
             }
@@ -318,18 +318,18 @@ mod measured {
         candidates: &[Candidate],
         scores: &Scores,
         currency: (&str, f64),
-    ) -> Vec<ctrbid::openrtb::Bid<'a>> {
+    ) -> ctrbid::openrtb::List<ctrbid::openrtb::Bid<'a>, 1> {
         bidder.price(state, req, terms, candidates, scores, currency, common::NOW_MS)
     }
 
     #[inline(never)]
-    pub fn response(id: &str, currency: &str, bids: Vec<ctrbid::openrtb::Bid<'_>>, seat: &str) -> Vec<u8> {
+    pub fn response(id: &str, currency: &str, bids: &[ctrbid::openrtb::Bid<'_>], seat: &str) -> Vec<u8> {
         response_unmeasured(id, currency, bids, seat)
     }
 
     #[inline(always)]
-    pub fn response_unmeasured(id: &str, currency: &str, bids: Vec<ctrbid::openrtb::Bid<'_>>, seat: &str) -> Vec<u8> {
-        ctrbid::openrtb::BidResponse { id, cur: currency, seatbid: vec![ctrbid::openrtb::SeatBid { bid: bids, seat }] }
+    pub fn response_unmeasured(id: &str, currency: &str, bids: &[ctrbid::openrtb::Bid<'_>], seat: &str) -> Vec<u8> {
+        ctrbid::openrtb::BidResponse { id, cur: currency, seatbid: &[ctrbid::openrtb::SeatBid { bid: bids, seat }] }
             .to_json()
     }
 }

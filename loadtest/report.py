@@ -51,9 +51,10 @@ def log(msg: str) -> None:
     print(f"[report] {msg}", file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU seconds the process has run so far: (user, system)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def metrics() -> dict:
@@ -136,9 +137,10 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
     server = Server(mode, workers, [*sc.get("server_flags", []), *extra], fifo=fifo, bin=bin)
     try:
         loadgen(warmup_corpus or corpus, rate, float(sc["warmup_s"]), float(sc["sustainable_p99_ms"]), loadgen_nice)
-        before, cpu0 = metrics(), cpu_seconds(server.proc.pid)
+        before, (user0, sys0) = metrics(), cpu_times(server.proc.pid)
         lg = loadgen(corpus, rate, seconds, float(sc["sustainable_p99_ms"]), loadgen_nice)
-        cpu1, after = cpu_seconds(server.proc.pid), metrics()
+        (user1, sys1), after = cpu_times(server.proc.pid), metrics()
+        cpu0, cpu1 = user0 + sys0, user1 + sys1
     finally:
         server.stop()
     delta = lambda key: after.get(key, 0.0) - before.get(key, 0.0)  # noqa: E731
@@ -163,6 +165,10 @@ def measure(mode: str, workers: int, rate: float, corpus: Path, sc: dict, second
         "batch_rows_p50": after.get('ctrbid_batch_rows{quantile="0.5"}', 0.0),
         "cpu_s": cpu1 - cpu0,
         "cpu_s_per_1000": 1000.0 * (cpu1 - cpu0) / max(served, 1.0),
+        # The same split in user and kernel time: instruction counts (callgrind) see
+        # the user part only.
+        "cpu_user_s_per_1000": 1000.0 * (user1 - user0) / max(served, 1.0),
+        "cpu_sys_s_per_1000": 1000.0 * (sys1 - sys0) / max(served, 1.0),
         "outcomes": outcomes,
         "bid_rate": outcomes["bid"] / max(served, 1.0),
         "shed_share": outcomes["shed"] / max(served, 1.0),
@@ -321,7 +327,9 @@ def main() -> None:
               f"| ONNX Runtime alone, batches of {batch} rows | – | {ort['requests_per_s']:,.0f} (1 thread, flat out) | – | – "
               f"| {ort['cpu_s_per_1000_requests']:.3f} | – | – |", "",
               f"- CPU per request, bidder / (ceiling + ORT alone): **{ratios['cpu_bidder_over_ceiling_plus_ort']:.2f}** "
-              f"({b['cpu_s_per_1000']:.3f} / ({cl['cpu_s_per_1000']:.3f} + {ort['cpu_s_per_1000_requests']:.3f})).",
+              f"({b['cpu_s_per_1000']:.3f} / ({cl['cpu_s_per_1000']:.3f} + {ort['cpu_s_per_1000_requests']:.3f})); "
+              f"user / kernel CPU s per 1,000 requests: bidder {b['cpu_user_s_per_1000']:.3f} / {b['cpu_sys_s_per_1000']:.3f}, "
+              f"ceiling {cl['cpu_user_s_per_1000']:.3f} / {cl['cpu_sys_s_per_1000']:.3f}.",
               "- Highest sustainable rate, bidder / ceiling: "
               + ("– (the ceiling sustained no step: the box was too busy for this sitting's figures to mean much)"
                  if ratios["capacity_bidder_over_ceiling"] is None else f"{ratios['capacity_bidder_over_ceiling']:.2f}")

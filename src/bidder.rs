@@ -34,6 +34,7 @@ use crate::events::{BidRecord, EventSink};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
+use crate::openrtb::list::List;
 use crate::openrtb::response::{BidDebug, BidExt};
 use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
 use crate::pricing::{auction_price, bid_cpm, Auction, Prediction};
@@ -99,7 +100,7 @@ impl ServingState {
         let (f, d) = (ex.cat_width(), ex.num_width());
         let n = candidates.len();
         // Filled by appending: zeroing the buffers first cost more than the rest.
-        let mut rows = Rows { cat: Vec::with_capacity(n * f), num: Vec::with_capacity(n * d), n };
+        let mut rows = Rows::with_capacity(n, f, d);
         let rc = ex.request(req, now_unix);
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             ex.append_imp_rows(
@@ -691,7 +692,7 @@ impl Bidder {
         }
 
         let state = self.state.load_full();
-        let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
+        let terms: List<ImpTerms, 1> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
         let candidates = match state.select(&req, &terms, s.max_candidates_per_imp) {
             Ok(c) => c,
             Err(reason) => return self.no_bid(reason, req.id()),
@@ -720,7 +721,7 @@ impl Bidder {
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
         }
-        let response = BidResponse { id: req.id(), cur: currency, seatbid: vec![SeatBid { bid: bids, seat: &s.seat }] };
+        let response = BidResponse { id: req.id(), cur: currency, seatbid: &[SeatBid { bid: &bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
     }
 
@@ -739,11 +740,11 @@ impl Bidder {
         scores: &Scores,
         (currency, usd_per_unit): (&str, f64),
         now_ms: i64,
-    ) -> Vec<Bid<'a>> {
+    ) -> List<Bid<'a>, 1> {
         let now_unix = unix_s(now_ms);
         // The best candidate per imp by value; candidates are grouped by imp.
         let s = &self.settings;
-        let mut bids = Vec::new();
+        let mut bids = List::new();
         let mut start = 0;
         // The request's feature context, rebuilt only when a bid of it is logged.
         let mut logged_context: Option<RequestContext> = None;
@@ -834,16 +835,14 @@ impl Bidder {
             }
             _ => Cow::Borrowed(cr.adm.as_str()),
         };
-        let adm = with_click_url(adm, &urls.click);
+        let adm = with_click_url(adm, urls.click());
         let size = cr.format.size();
         Bid {
             id: openrtb::response::HexId(bid_id),
             impid,
             price,
             adm,
-            nurl: urls.nurl,
-            burl: urls.burl,
-            lurl: urls.lurl,
+            notices: urls,
             adomain: [&campaign.adomain],
             cid: &campaign.id,
             crid: &cr.id,

@@ -10,6 +10,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use ctrbid::notice::NoticeUrls;
 use ctrbid::openrtb::response::{BidDebug, BidExt, HexId};
 use ctrbid::openrtb::{Bid, BidResponse, SeatBid};
 use libfuzzer_sys::fuzz_target;
@@ -28,9 +29,10 @@ struct BidIn {
     impid: String,
     price: f64,
     adm: String,
-    nurl: String,
-    burl: String,
-    lurl: String,
+    /// The notice URLs' base and their shared query: `nurl` is `{base}/win{query}` and
+    /// its macros, and so on.
+    notice_base: String,
+    notice_query: String,
     adomain: String,
     cid: String,
     crid: String,
@@ -47,9 +49,7 @@ fn make_bid(b: &BidIn) -> Bid<'_> {
         impid: &b.impid,
         price: b.price,
         adm: b.adm.as_str().into(),
-        nurl: b.nurl.clone(),
-        burl: b.burl.clone(),
-        lurl: b.lurl.clone(),
+        notices: NoticeUrls::from_parts(&b.notice_base, &b.notice_query),
         adomain: [&b.adomain],
         cid: &b.cid,
         crid: &b.crid,
@@ -67,9 +67,19 @@ fn check_bid(b: &BidIn, v: &Value) {
     check_str(&v["impid"], &b.impid);
     check_f64(&v["price"], b.price);
     check_str(&v["adm"], &b.adm);
-    check_str(&v["nurl"], &b.nurl);
-    check_str(&v["burl"], &b.burl);
-    check_str(&v["lurl"], &b.lurl);
+    let (base, query) = (&b.notice_base, &b.notice_query);
+    check_str(
+        &v["nurl"],
+        &format!("{base}/win{query}&a=${{AUCTION_ID}}&p=${{AUCTION_PRICE}}&pc=${{AUCTION_CURRENCY}}"),
+    );
+    check_str(
+        &v["burl"],
+        &format!("{base}/bill{query}&a=${{AUCTION_ID}}&p=${{AUCTION_PRICE}}&pc=${{AUCTION_CURRENCY}}"),
+    );
+    check_str(
+        &v["lurl"],
+        &format!("{base}/loss{query}&a=${{AUCTION_ID}}&r=${{AUCTION_LOSS}}&m=${{AUCTION_MIN_TO_WIN}}"),
+    );
     if let Some(dealid) = &b.dealid {
         check_str(&v["dealid"], dealid);
         keys.push("dealid");
@@ -121,15 +131,10 @@ fn keys_of(v: &Value) -> Vec<&str> {
 }
 
 fuzz_target!(|input: Input| {
-    let response = BidResponse {
-        id: &input.id,
-        cur: &input.cur,
-        seatbid: input
-            .seats
-            .iter()
-            .map(|(seat, bids)| SeatBid { seat, bid: bids.iter().map(make_bid).collect() })
-            .collect(),
-    };
+    let bids: Vec<Vec<Bid<'_>>> = input.seats.iter().map(|(_, bids)| bids.iter().map(make_bid).collect()).collect();
+    let seatbid: Vec<SeatBid<'_>> =
+        input.seats.iter().zip(&bids).map(|((seat, _), bids)| SeatBid { seat, bid: bids }).collect();
+    let response = BidResponse { id: &input.id, cur: &input.cur, seatbid: &seatbid };
     let json = response.to_json();
     let v: Value = serde_json::from_slice(&json).expect("to_json writes JSON");
     assert_eq!(keys_of(&v), ["cur", "id", "seatbid"]);

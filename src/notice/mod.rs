@@ -49,10 +49,11 @@ use click::ClickId;
 use ledger::{Ledger, Recorded};
 pub use query::percent_decode;
 use query::{filled, parse_query};
+use serde::Serialize;
 use sign::{Message, Signer};
 use spend::Spend;
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// What comes back about a bid: the notice kinds of the event log, each on its own path.
@@ -208,14 +209,98 @@ pub struct Notices {
     flags_day: AtomicI64,
 }
 
-/// The URLs of one bid.
+/// The notice URLs of one bid, held as one string: the click URL. The win, billing and
+/// loss URLs share its signed query and differ in path and macros, so they are written
+/// out from it where they are needed (serialised into the response as `nurl`, `burl`
+/// and `lurl`, see [`NoticeUrls::url`]): one allocation for four URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeUrls {
-    pub nurl: String,
-    pub burl: String,
-    pub lurl: String,
-    /// Where the creative's click goes (`${CTRBID_CLICK_URL}` in its markup).
-    pub click: String,
+    /// `{base}/click?{query}`: where the creative's click goes (`${CTRBID_CLICK_URL}`
+    /// in its markup).
+    click: String,
+    /// Where the base URL ends in `click`.
+    base_end: usize,
+    /// Where the query (its `?`) starts in `click`.
+    query_at: usize,
+}
+
+/// The win, billing and loss URLs' macros, after the shared query.
+const PRICE_MACROS: &str = "&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}";
+const LOSS_MACROS: &str = "&a=${AUCTION_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}";
+
+impl NoticeUrls {
+    /// The URLs for a `base` and a `query` (from its `?`) written elsewhere: for tests
+    /// and the fuzz targets; [`Notices::urls`] signs and writes the query in place.
+    pub fn from_parts(base: &str, query: &str) -> NoticeUrls {
+        let click = format!("{base}{}{query}", Kind::Click.path());
+        NoticeUrls { click, base_end: base.len(), query_at: base.len() + Kind::Click.path().len() }
+    }
+
+    /// Where the creative's click goes.
+    pub fn click(&self) -> &str {
+        &self.click
+    }
+
+    /// The notice URL of `kind` (win, billing or loss), written out when displayed.
+    pub fn url(&self, kind: Kind) -> NoticeUrl<'_> {
+        let macros = match kind {
+            Kind::Loss => LOSS_MACROS,
+            Kind::Click | Kind::Conv => "",
+            Kind::Win | Kind::Bill => PRICE_MACROS,
+        };
+        NoticeUrl { base: &self.click[..self.base_end], path: kind.path(), query: &self.click[self.query_at..], macros }
+    }
+
+    /// The win notice URL (`nurl`), as a string.
+    pub fn nurl(&self) -> String {
+        self.url(Kind::Win).to_string()
+    }
+
+    /// The billing notice URL (`burl`), as a string.
+    pub fn burl(&self) -> String {
+        self.url(Kind::Bill).to_string()
+    }
+
+    /// The loss notice URL (`lurl`), as a string.
+    pub fn lurl(&self) -> String {
+        self.url(Kind::Loss).to_string()
+    }
+}
+
+/// One notice URL in its parts: `{base}{path}{query}{macros}`.
+#[derive(Debug, Clone, Copy)]
+pub struct NoticeUrl<'u> {
+    base: &'u str,
+    path: &'static str,
+    query: &'u str,
+    macros: &'static str,
+}
+
+impl fmt::Display for NoticeUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.base)?;
+        f.write_str(self.path)?;
+        f.write_str(self.query)?;
+        f.write_str(self.macros)
+    }
+}
+
+impl Serialize for NoticeUrl<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// `nurl`, `burl` and `lurl`, as a bid's fields (flattened into it).
+impl Serialize for NoticeUrls {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("NoticeUrls", 3)?;
+        st.serialize_field("nurl", &self.url(Kind::Win))?;
+        st.serialize_field("burl", &self.url(Kind::Bill))?;
+        st.serialize_field("lurl", &self.url(Kind::Loss))?;
+        st.end()
+    }
 }
 
 /// A notice that passed every check and holds its (kind, bid) place in the ledger: it
@@ -303,11 +388,10 @@ impl Notices {
         self.settings.click_ttl_s
     }
 
-    /// Signed win, billing, loss and click URLs for one bid: one query and one tag, four paths.
+    /// Signed win, billing, loss and click URLs for one bid: one query and one tag, four
+    /// paths, in one string.
     pub fn urls(&self, t: &Terms<'_>) -> NoticeUrls {
         let base = &self.settings.base_url;
-        // The click URL is built first and the query written into it; the other three
-        // copy the query from there (four allocations for four URLs).
         let mut click = String::with_capacity(base.len() + Kind::Click.path().len() + 240);
         click.push_str(base);
         click.push_str(Kind::Click.path());
@@ -330,22 +414,7 @@ impl Notices {
         }
         click.push_str("&s=");
         self.settings.signer.push_sign_hex(&t.message(), &mut click);
-        let q = &click[query_at..];
-        let url = |kind: Kind, macros: &str| {
-            let mut u = String::with_capacity(base.len() + kind.path().len() + q.len() + macros.len());
-            u.push_str(base);
-            u.push_str(kind.path());
-            u.push_str(q);
-            u.push_str(macros);
-            u
-        };
-        const PRICE: &str = "&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}";
-        NoticeUrls {
-            nurl: url(Kind::Win, PRICE),
-            burl: url(Kind::Bill, PRICE),
-            lurl: url(Kind::Loss, "&a=${AUCTION_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"),
-            click,
-        }
+        NoticeUrls { click, base_end: base.len(), query_at }
     }
 
     /// Checks and applies one notice at `now_ms` (Unix ms), without an event log:

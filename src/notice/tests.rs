@@ -58,26 +58,26 @@ fn call(n: &Notices, s: &Selector, url: &str, now: i64) -> Verdict {
 fn urls_carry_terms_tag_and_the_exchange_macros() {
     let urls = notices().urls(&terms());
     assert!(urls
-        .nurl
+        .nurl()
         .starts_with("http://bidder.example/win?b=abc&i=imp%261&c=cmp%201&cr=cr%2F1&cur=USD&hi=2500000&x="));
-    assert!(urls.nurl.ends_with("&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}"), "{}", urls.nurl);
-    assert!(urls.click.starts_with("http://bidder.example/click?b=abc&"));
-    assert!(!urls.click.contains("${"), "nothing for the exchange to fill in a click URL: {}", urls.click);
-    assert!(urls.burl.starts_with("http://bidder.example/bill?"));
-    assert!(urls.lurl.contains("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"));
+    assert!(urls.nurl().ends_with("&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}"), "{}", urls.nurl());
+    assert!(urls.click().starts_with("http://bidder.example/click?b=abc&"));
+    assert!(!urls.click().contains("${"), "nothing for the exchange to fill in a click URL: {}", urls.click());
+    assert!(urls.burl().starts_with("http://bidder.example/bill?"));
+    assert!(urls.lurl().contains("&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}"));
     // One tag per bid; the ledger, not the tag, keeps a win and a billing notice apart.
     let tag = |u: &str| u.split("&s=").nth(1).unwrap()[..32].to_string();
-    assert_eq!(tag(&urls.nurl), tag(&urls.burl));
-    assert_eq!(tag(&urls.nurl), tag(&urls.lurl));
-    assert_eq!(tag(&urls.nurl), tag(&urls.click));
+    assert_eq!(tag(&urls.nurl()), tag(&urls.burl()));
+    assert_eq!(tag(&urls.nurl()), tag(&urls.lurl()));
+    assert_eq!(tag(&urls.nurl()), tag(urls.click()));
 }
 
 #[test]
 fn accepted_once_then_duplicate() {
     let (n, s) = (notices(), selector());
     let urls = n.urls(&terms());
-    assert_eq!(call(&n, &s, &fill(&urls.nurl, "1.20"), NOW), Verdict::Accepted);
-    assert_eq!(call(&n, &s, &fill(&urls.nurl, "1.20"), NOW), Verdict::Duplicate);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl(), "1.20"), NOW), Verdict::Accepted);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl(), "1.20"), NOW), Verdict::Duplicate);
     assert_eq!(n.count(Kind::Win, &Verdict::Accepted), 1);
     assert_eq!(n.count(Kind::Win, &Verdict::Duplicate), 1);
 }
@@ -87,7 +87,7 @@ fn billing_is_applied_once_and_spends_the_budget() {
     let (n, s) = (notices(), selector());
     let urls = n.urls(&terms());
     for _ in 0..5 {
-        let v = call(&n, &s, &fill(&urls.burl, "2.0"), NOW);
+        let v = call(&n, &s, &fill(&urls.burl(), "2.0"), NOW);
         assert!(matches!(v, Verdict::Accepted | Verdict::Duplicate));
     }
     assert_eq!(n.count(Kind::Bill, &Verdict::Accepted), 1);
@@ -103,7 +103,7 @@ fn billing_is_applied_once_and_spends_the_budget() {
 fn forged_expired_and_out_of_bounds_are_refused() {
     let (n, s) = (notices(), selector());
     let urls = n.urls(&terms());
-    let win = fill(&urls.nurl, "1.0");
+    let win = fill(&urls.nurl(), "1.0");
     // Raising the price bound breaks the tag.
     assert_eq!(call(&n, &s, &win.replace("hi=2500000", "hi=9500000"), NOW), Verdict::Forged);
     assert_eq!(call(&n, &s, &win.replace("c=cmp%201", "c=cmp%202"), NOW), Verdict::Forged);
@@ -112,16 +112,16 @@ fn forged_expired_and_out_of_bounds_are_refused() {
     flipped.replace_range(s_at..s_at + 1, if &win[s_at..s_at + 1] == "0" { "1" } else { "0" });
     assert_eq!(call(&n, &s, &flipped, NOW), Verdict::Forged);
     assert_eq!(call(&n, &s, &win, NOW + 601), Verdict::Expired);
-    assert_eq!(call(&n, &s, &fill(&urls.nurl, "2.51"), NOW), Verdict::PriceOutOfBounds);
-    assert_eq!(call(&n, &s, &fill(&urls.nurl, "-1"), NOW), Verdict::PriceOutOfBounds);
-    assert!(matches!(call(&n, &s, &fill(&urls.nurl, "abc"), NOW), Verdict::Malformed(_)));
+    assert_eq!(call(&n, &s, &fill(&urls.nurl(), "2.51"), NOW), Verdict::PriceOutOfBounds);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl(), "-1"), NOW), Verdict::PriceOutOfBounds);
+    assert!(matches!(call(&n, &s, &fill(&urls.nurl(), "abc"), NOW), Verdict::Malformed(_)));
     assert!(
-        matches!(call(&n, &s, &urls.burl.replace("http://bidder.example", ""), NOW), Verdict::Malformed(m) if m.contains("AUCTION_PRICE"))
+        matches!(call(&n, &s, &urls.burl().replace("http://bidder.example", ""), NOW), Verdict::Malformed(m) if m.contains("AUCTION_PRICE"))
     );
     assert!(matches!(call(&n, &s, "/win?b=1", NOW), Verdict::Malformed(_)));
     assert!(matches!(call(&n, &s, &win.replace("pc=USD", "pc=EUR"), NOW), Verdict::Malformed(_)));
     // None of them was applied: the genuine notice still goes through, at the bound exactly.
-    assert_eq!(call(&n, &s, &fill(&urls.nurl, "2.5"), NOW), Verdict::Accepted);
+    assert_eq!(call(&n, &s, &fill(&urls.nurl(), "2.5"), NOW), Verdict::Accepted);
     assert_eq!(n.count(Kind::Win, &Verdict::Forged), 3);
 }
 
@@ -131,7 +131,7 @@ fn a_spent_budget_stops_the_campaign_until_the_next_day() {
     // Budget 0.01 USD = 5 impressions at CPM 2.
     for bid in 0..5u64 {
         let t = Terms { bid, ..terms() };
-        assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0"), NOW), Verdict::Accepted);
+        assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl(), "2.0"), NOW), Verdict::Accepted);
     }
     let ci = s.campaign_index("cmp 1").unwrap();
     let rates = Rates::new(&Default::default()).unwrap();
@@ -161,10 +161,10 @@ fn a_spent_budget_stops_the_campaign_until_the_next_day() {
 fn test_auctions_are_never_charged() {
     let (n, s) = (notices(), selector());
     let t = Terms { test: true, ..terms() };
-    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0"), NOW), Verdict::Accepted);
+    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl(), "2.0"), NOW), Verdict::Accepted);
     assert_eq!(n.spend_today("cmp 1"), 0.0);
     // The test flag is signed: dropping it is a forgery.
-    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl, "2.0").replace("&t=1", ""), NOW), Verdict::Forged);
+    assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl(), "2.0").replace("&t=1", ""), NOW), Verdict::Forged);
 }
 
 /// A click: the user's request for the click URL, answered with where to go.
@@ -187,13 +187,13 @@ fn a_click_lands_once_and_its_conversion_counts_once_within_the_window() {
     let urls = n.urls(&terms());
     // Clicks come long after the notice URLs expired (600 s), within the click TTL.
     let at = (NOW + 3_600) * 1000;
-    let (v, location) = click(&n, &s, &urls.click, at);
+    let (v, location) = click(&n, &s, urls.click(), at);
     assert_eq!(v, Verdict::Accepted);
     let location = location.unwrap();
     assert!(location.starts_with("https://cmp 1.example/?ctrbid_click="), "{location}");
-    assert_eq!(click(&n, &s, &urls.click, at + 5).0, Verdict::Duplicate, "one click per bid");
-    assert_eq!(click(&n, &s, &urls.click, (NOW + 86_401) * 1000).0, Verdict::Expired);
-    let forged = urls.click.replace("c=cmp%201", "c=cmp%202");
+    assert_eq!(click(&n, &s, urls.click(), at + 5).0, Verdict::Duplicate, "one click per bid");
+    assert_eq!(click(&n, &s, urls.click(), (NOW + 86_401) * 1000).0, Verdict::Expired);
+    let forged = urls.click().replace("c=cmp%201", "c=cmp%202");
     assert_eq!(click(&n, &s, &forged, at).0, Verdict::Forged);
 
     let id = click_id(&location);
@@ -221,7 +221,7 @@ fn a_click_lands_once_and_its_conversion_counts_once_within_the_window() {
 #[test]
 fn a_notice_released_after_a_failed_log_is_checked_again() {
     let n = notices();
-    let burl = fill(&n.urls(&terms()).burl, "2.0");
+    let burl = fill(&n.urls(&terms()).burl(), "2.0");
     let query = burl.split_once('?').unwrap().1;
     let checked = n.check(Kind::Bill, query, NOW * 1000).unwrap();
     assert_eq!(n.check(Kind::Bill, query, NOW * 1000), Err(Verdict::Duplicate));
@@ -269,8 +269,8 @@ fn restored_records_take_the_ledger_and_spend_once() {
     let t = Terms { bid: 7, ..terms() };
     let urls = n.urls(&t);
     let query = |url: &str| fill(url, "2.0").split_once('?').unwrap().1.to_string();
-    assert_eq!(n.check(Kind::Bill, &query(&urls.burl), NOW * 1000).unwrap_err(), Verdict::Duplicate);
-    let loss = urls.lurl.replace("${AUCTION_LOSS}", "102").replace("${AUCTION_MIN_TO_WIN}", "1");
+    assert_eq!(n.check(Kind::Bill, &query(&urls.burl()), NOW * 1000).unwrap_err(), Verdict::Duplicate);
+    let loss = urls.lurl().replace("${AUCTION_LOSS}", "102").replace("${AUCTION_MIN_TO_WIN}", "1");
     assert!(matches!(n.check(Kind::Loss, &query(&loss), NOW * 1000), Err(Verdict::Contradicts(_))));
     // Entries live until the latest their URL could: swept an hour (max_ttl_s) later.
     n.tick(NOW + 3600, &selector());

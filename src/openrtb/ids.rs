@@ -17,6 +17,7 @@
 //! rare) is read by serde_json, and then [`restore_number_ids`] reads the ids a second
 //! time, as raw JSON text, and puts each number's text in place.
 
+use super::list::List;
 use super::{lenient, BidRequest};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -29,7 +30,7 @@ struct RequestIds<'a> {
     #[serde(default, borrow, deserialize_with = "number_text")]
     id: Option<&'a str>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    imp: Vec<ImpIds<'a>>,
+    imp: List<ImpIds<'a>, 1>,
 }
 
 #[derive(Deserialize)]
@@ -43,7 +44,7 @@ struct ImpIds<'a> {
 #[derive(Deserialize)]
 struct PmpIds<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    deals: Vec<DealIds<'a>>,
+    deals: List<DealIds<'a>, 1>,
 }
 
 #[derive(Deserialize)]
@@ -68,10 +69,10 @@ pub(super) fn restore_number_ids<'a>(body: &'a [u8], req: &mut BidRequest<'a>) -
         }
     };
     put(&mut req.id, ids.id);
-    for (imp, ids) in req.imp.iter_mut().zip(ids.imp) {
+    for (imp, ids) in req.imp.iter_mut().zip(&ids.imp) {
         put(&mut imp.id, ids.id);
-        if let (Some(pmp), Some(ids)) = (imp.pmp.as_mut(), ids.pmp) {
-            for (deal, ids) in pmp.deals.iter_mut().zip(ids.deals) {
+        if let (Some(pmp), Some(ids)) = (imp.pmp.as_mut(), ids.pmp.as_ref()) {
+            for (deal, ids) in pmp.deals.iter_mut().zip(&ids.deals) {
                 put(&mut deal.id, ids.id);
             }
         }

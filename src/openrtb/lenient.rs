@@ -6,6 +6,7 @@
 //! quirky field costs the field, not the request. Objects and arrays in scalar
 //! positions are consumed and dropped.
 
+use super::list::List;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -174,15 +175,15 @@ pub fn opt_int<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Optio
 
 /// A list of strings. A lone string reads as a one-element list; elements that are
 /// not strings or numbers are dropped; anything else reads as empty.
-pub fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cow<'de, str>>, D::Error> {
-    struct ListVisitor;
-    impl<'de> Visitor<'de> for ListVisitor {
-        type Value = Vec<Cow<'de, str>>;
+pub fn str_list<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<List<Cow<'de, str>, N>, D::Error> {
+    struct ListVisitor<const N: usize>;
+    impl<'de, const N: usize> Visitor<'de> for ListVisitor<N> {
+        type Value = List<Cow<'de, str>, N>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a list of strings")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            let mut out = List::with_capacity(seq.size_hint().unwrap_or(0).min(64));
             while let Some(item) = seq.next_element_seed(ScalarSeed)? {
                 if let Some(s) = item.into_str() {
                     out.push(s);
@@ -191,14 +192,14 @@ pub fn str_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cow<'de, str>>, D
             Ok(out)
         }
         fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(vec![Cow::Borrowed(v)])
+            Ok(std::iter::once(Cow::Borrowed(v)).collect())
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(vec![Cow::Owned(v.to_owned())])
+            Ok(std::iter::once(Cow::Owned(v.to_owned())).collect())
         }
-        not_taken!('de, Vec::new(); map i64 u64 f64 bool unit);
+        not_taken!('de, List::new(); map i64 u64 f64 bool unit);
     }
-    d.deserialize_any(ListVisitor)
+    d.deserialize_any(ListVisitor::<N>)
 }
 
 struct ScalarSeed;
@@ -230,15 +231,15 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Erro
 
 /// A list of integers that fit `T`; numeric strings accepted, other elements dropped.
 /// A lone number reads as a one-element list; anything else as empty.
-pub fn int_list<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Vec<T>, D::Error> {
-    struct ListVisitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: TryFrom<i64>> Visitor<'de> for ListVisitor<T> {
-        type Value = Vec<T>;
+pub fn int_list<'de, D: Deserializer<'de>, T: TryFrom<i64>, const N: usize>(d: D) -> Result<List<T, N>, D::Error> {
+    struct ListVisitor<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: TryFrom<i64>, const N: usize> Visitor<'de> for ListVisitor<T, N> {
+        type Value = List<T, N>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a list of integers")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            let mut out = List::with_capacity(seq.size_hint().unwrap_or(0).min(64));
             while let Some(item) = seq.next_element_seed(ScalarSeed)? {
                 if let Some(v) = item.as_i64().and_then(|i| T::try_from(i).ok()) {
                     out.push(v);
@@ -255,22 +256,24 @@ pub fn int_list<'de, D: Deserializer<'de>, T: TryFrom<i64>>(d: D) -> Result<Vec<
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
             Ok(whole(v).and_then(|v| T::try_from(v).ok()).into_iter().collect())
         }
-        not_taken!('de, Vec::new(); map str bool unit);
+        not_taken!('de, List::new(); map str bool unit);
     }
-    d.deserialize_any(ListVisitor(std::marker::PhantomData))
+    d.deserialize_any(ListVisitor::<T, N>(std::marker::PhantomData))
 }
 
 /// A list of objects; a value that is not a list (or `null`) reads as empty, and an
 /// element that is not an object is dropped, so one bad entry costs that entry.
-pub fn obj_list<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    struct ListVisitor<T>(std::marker::PhantomData<T>);
-    impl<'de, T: de::Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
-        type Value = Vec<T>;
+pub fn obj_list<'de, D: Deserializer<'de>, T: de::Deserialize<'de>, const N: usize>(
+    d: D,
+) -> Result<List<T, N>, D::Error> {
+    struct ListVisitor<T, const N: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: de::Deserialize<'de>, const N: usize> Visitor<'de> for ListVisitor<T, N> {
+        type Value = List<T, N>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a list of objects")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            let mut out = List::with_capacity(seq.size_hint().unwrap_or(0).min(64));
             while let Some(item) = seq.next_element::<Lax<T>>()? {
                 if let Lax(Some(v)) = item {
                     out.push(v);
@@ -278,9 +281,9 @@ pub fn obj_list<'de, D: Deserializer<'de>, T: de::Deserialize<'de>>(d: D) -> Res
             }
             Ok(out)
         }
-        not_taken!('de, Vec::new(); map str i64 u64 f64 bool unit);
+        not_taken!('de, List::new(); map str i64 u64 f64 bool unit);
     }
-    d.deserialize_any(ListVisitor(std::marker::PhantomData))
+    d.deserialize_any(ListVisitor::<T, N>(std::marker::PhantomData))
 }
 
 /// An object field: a value of another type (a string, a number, a list) reads as

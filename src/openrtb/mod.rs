@@ -10,12 +10,14 @@
 
 mod ids;
 mod lenient;
+pub mod list;
 pub mod native;
 pub mod request;
 pub mod response;
 mod scan;
 mod validate;
 
+pub use list::List;
 pub use request::*;
 pub use response::{Bid, BidResponse, SeatBid};
 pub use validate::{check, check_scanning_up_to, validate, ValidRequest, ValidationError, MAX_IMPS};

@@ -14,6 +14,7 @@
 //! into the response, the rest are left out.
 
 use super::lenient::{self, not_taken};
+use super::list::List;
 use crate::catalog::{NativeAssets, NativeImage};
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -89,16 +90,16 @@ struct Document {
     #[serde(default, deserialize_with = "lenient::opt_obj")]
     native: Option<Body>,
     #[serde(default, deserialize_with = "lenient::obj_list")]
-    assets: Vec<RawAsset>,
+    assets: List<RawAsset, 8>,
 }
 
 #[derive(Deserialize)]
 struct Body {
     #[serde(default, deserialize_with = "lenient::obj_list")]
-    assets: Vec<RawAsset>,
+    assets: List<RawAsset, 8>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 struct RawAsset {
     #[serde(default, deserialize_with = "lenient::opt_int")]
     id: Option<u32>,
@@ -112,13 +113,13 @@ struct RawAsset {
     data: Option<RawData>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 struct RawTitle {
     #[serde(default, deserialize_with = "lenient::opt_int")]
     len: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 struct RawImage {
     #[serde(default, rename = "type", deserialize_with = "lenient::opt_int")]
     image_type: Option<u8>,
@@ -132,7 +133,7 @@ struct RawImage {
     hmin: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Copy)]
 struct RawData {
     #[serde(default, rename = "type", deserialize_with = "lenient::opt_int")]
     data_type: Option<u8>,
@@ -147,8 +148,8 @@ impl Document {
             None => (false, self.assets),
         };
         let assets = raw
-            .into_iter()
-            .filter_map(|a| {
+            .iter()
+            .filter_map(|&a| {
                 let kind = match (a.title, a.img, a.data) {
                     (Some(t), _, _) => AssetKind::Title { len: t.len },
                     (None, Some(i), _) => {

@@ -4,11 +4,20 @@
 //! serde (unknown fields are ignored, spec §2.6). Scalars go through [`super::lenient`]
 //! so `"bidfloor":"0.5"` or `"devicetype":"4"` read as numbers and a wrong-typed scalar
 //! reads as absent. Required fields are `Option` here: [`super::validate`] decides.
+//! Lists are [`List`]s holding their usual length inline (one imp, two formats, two
+//! strings, eight codes), so a request allocates only for its longer lists.
 
 use super::lenient;
+use super::list::List;
 use serde::Deserialize;
 use simd_json::prelude::*;
 use std::borrow::Cow;
+
+/// A list of strings, two of them inline (currencies, categories, blocked domains, ...).
+pub type StrList<'a> = List<Cow<'a, str>, 2>;
+
+/// A list of small codes (protocols, APIs, blocked attributes), eight of them inline.
+pub type Codes<T> = List<T, 8>;
 
 /// How the exchange prices the winning bid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +45,7 @@ pub struct BidRequest<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub id: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub imp: Vec<Imp<'a>>,
+    pub imp: List<Imp<'a>, 1>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
     pub site: Option<Site<'a>>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
@@ -60,29 +69,29 @@ pub struct BidRequest<'a> {
     pub at: Option<u8>,
     /// Currencies allowed for bids (ISO-4217); empty means the exchange's default (USD).
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub cur: Vec<Cow<'a, str>>,
+    pub cur: StrList<'a>,
     /// Blocked advertiser categories, in the `cattax` taxonomy.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub bcat: Vec<Cow<'a, str>>,
+    pub bcat: StrList<'a>,
     /// Taxonomy of `bcat` and of the categories in the request: 1 IAB Content 1.0 (the
     /// default), 2 IAB Content 2.0, ...
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub cattax: Option<u16>,
     /// Blocked advertiser domains.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub badv: Vec<Cow<'a, str>>,
+    pub badv: StrList<'a>,
     /// Blocked advertiser apps (bundles or store ids).
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub bapp: Vec<Cow<'a, str>>,
+    pub bapp: StrList<'a>,
     /// Buyer seats allowed to bid; empty means any.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub wseat: Vec<Cow<'a, str>>,
+    pub wseat: StrList<'a>,
     /// Buyer seats blocked from bidding.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub bseat: Vec<Cow<'a, str>>,
+    pub bseat: StrList<'a>,
     /// Allowed creative languages (ISO-639-1).
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub wlang: Vec<Cow<'a, str>>,
+    pub wlang: StrList<'a>,
     /// 1 when the auction is a test and no one is billed.
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub test: Option<bool>,
@@ -137,21 +146,21 @@ pub struct Banner<'a> {
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub h: Option<u32>,
     #[serde(default, deserialize_with = "lenient::obj_list")]
-    pub format: Vec<FormatSize>,
+    pub format: List<FormatSize, 2>,
     /// Blocked banner types (1 XHTML text, 2 XHTML banner, 3 JavaScript, 4 iframe).
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub btype: Vec<u8>,
+    pub btype: Codes<u8>,
     /// Blocked creative attributes (OpenRTB / AdCOM creative attribute codes).
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub battr: Vec<u16>,
+    pub battr: Codes<u16>,
     /// Ad position on screen (0 unknown, 1 above the fold, 3 below, ...).
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub pos: Option<u8>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub mimes: Vec<Cow<'a, str>>,
+    pub mimes: StrList<'a>,
     /// Supported API frameworks (MRAID, OMID, ...).
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub api: Vec<u16>,
+    pub api: Codes<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,7 +175,7 @@ pub struct FormatSize {
 pub struct Video<'a> {
     /// Content MIME types the player accepts; empty means unknown (any).
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub mimes: Vec<Cow<'a, str>>,
+    pub mimes: StrList<'a>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub w: Option<u32>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
@@ -179,7 +188,7 @@ pub struct Video<'a> {
     pub maxduration: Option<u32>,
     /// Supported video protocols (2 VAST 2.0, 3 VAST 3.0, 7 VAST 4.0, ...); empty means unknown (any).
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub protocols: Vec<u16>,
+    pub protocols: Codes<u16>,
     /// 2.5 placement type (1 in-stream, ...); superseded by `plcmt`.
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub placement: Option<u8>,
@@ -194,23 +203,23 @@ pub struct Video<'a> {
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub startdelay: Option<i32>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub battr: Vec<u16>,
+    pub battr: Codes<u16>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub api: Vec<u16>,
+    pub api: Codes<u16>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Audio<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub mimes: Vec<Cow<'a, str>>,
+    pub mimes: StrList<'a>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub minduration: Option<u32>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub maxduration: Option<u32>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub protocols: Vec<u16>,
+    pub protocols: Codes<u16>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub battr: Vec<u16>,
+    pub battr: Codes<u16>,
     /// 1 music service, 2 FM/AM broadcast, 3 podcast.
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub feed: Option<u8>,
@@ -225,9 +234,9 @@ pub struct Native<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub ver: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub battr: Vec<u16>,
+    pub battr: Codes<u16>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub api: Vec<u16>,
+    pub api: Codes<u16>,
 }
 
 /// Private marketplace: the deals an imp may be bought through.
@@ -238,7 +247,7 @@ pub struct Pmp<'a> {
     #[serde(default, deserialize_with = "lenient::opt_bool")]
     pub private_auction: Option<bool>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub deals: Vec<Deal<'a>>,
+    pub deals: List<Deal<'a>, 1>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -255,10 +264,10 @@ pub struct Deal<'a> {
     pub at: Option<u8>,
     /// Seats allowed to bid on the deal; empty means any.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub wseat: Vec<Cow<'a, str>>,
+    pub wseat: StrList<'a>,
     /// Advertiser domains allowed on the deal; empty means any.
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub wadomain: Vec<Cow<'a, str>>,
+    pub wadomain: StrList<'a>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -268,7 +277,7 @@ pub struct Publisher<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub name: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub cat: Vec<Cow<'a, str>>,
+    pub cat: StrList<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub domain: Option<Cow<'a, str>>,
 }
@@ -281,7 +290,7 @@ pub struct Content<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub title: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub cat: Vec<Cow<'a, str>>,
+    pub cat: StrList<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub language: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient::opt_bool")]
@@ -301,7 +310,7 @@ pub struct Site<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str", rename = "ref")]
     pub referrer: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub cat: Vec<Cow<'a, str>>,
+    pub cat: StrList<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
     pub publisher: Option<Publisher<'a>>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
@@ -323,7 +332,7 @@ pub struct App<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub ver: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub cat: Vec<Cow<'a, str>>,
+    pub cat: StrList<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
     pub publisher: Option<Publisher<'a>>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
@@ -340,7 +349,7 @@ pub struct Dooh<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub name: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::str_list")]
-    pub venuetype: Vec<Cow<'a, str>>,
+    pub venuetype: StrList<'a>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub domain: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::opt_obj")]
@@ -415,10 +424,10 @@ pub struct User<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub buyeruid: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub data: Vec<Data<'a>>,
+    pub data: List<Data<'a>, 1>,
     /// Extended identifiers (2.6; 2.5 carried them in `user.ext.eids`).
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub eids: Vec<Eid<'a>>,
+    pub eids: List<Eid<'a>, 2>,
     /// The GDPR consent string (2.6; 2.5 carried it in `user.ext.consent`).
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub consent: Option<Cow<'a, str>>,
@@ -431,7 +440,7 @@ pub struct Eid<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub source: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub uids: Vec<Uid<'a>>,
+    pub uids: List<Uid<'a>, 1>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -447,7 +456,7 @@ pub struct Data<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub id: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub segment: Vec<Segment<'a>>,
+    pub segment: List<Segment<'a>, 2>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -471,7 +480,7 @@ pub struct Regs<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub gpp: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "lenient::int_list")]
-    pub gpp_sid: Vec<u16>,
+    pub gpp_sid: Codes<u16>,
     #[serde(default, borrow, deserialize_with = "lenient::ext")]
     pub ext: Option<Ext<'a>>,
 }
@@ -502,7 +511,7 @@ pub struct SupplyChain<'a> {
     #[serde(default, borrow, deserialize_with = "lenient::opt_str")]
     pub ver: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "lenient::obj_list")]
-    pub nodes: Vec<SupplyChainNode<'a>>,
+    pub nodes: List<SupplyChainNode<'a>, 2>,
 }
 
 #[derive(Debug, Default, Deserialize)]

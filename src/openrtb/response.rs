@@ -4,6 +4,7 @@
 //! notice URLs (`nurl`, `burl`, `lurl`, see [`crate::notice`]) keep the OpenRTB macros
 //! for the exchange to fill in; so does `adm` when the creative's markup uses them.
 
+use crate::notice::NoticeUrls;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -11,14 +12,14 @@ use std::borrow::Cow;
 pub struct BidResponse<'a> {
     /// Echoes `request.id` byte for byte; a number id as a string of its text (`openrtb::ids`).
     pub id: &'a str,
-    pub seatbid: Vec<SeatBid<'a>>,
+    pub seatbid: &'a [SeatBid<'a>],
     /// Currency of every price in this response.
     pub cur: &'a str,
 }
 
 #[derive(Debug, Serialize)]
 pub struct SeatBid<'a> {
-    pub bid: Vec<Bid<'a>>,
+    pub bid: &'a [Bid<'a>],
     pub seat: &'a str,
 }
 
@@ -47,12 +48,12 @@ pub struct Bid<'a> {
     /// CPM in `BidResponse::cur`; never below the floor that applies (the deal's, else the imp's).
     pub price: f64,
     pub adm: Cow<'a, str>,
-    /// Win notice; the exchange fills in `${AUCTION_PRICE}` and the other macros.
-    pub nurl: String,
-    /// Billing notice, called when the impression is billable.
-    pub burl: String,
-    /// Loss notice, with `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}`.
-    pub lurl: String,
+    /// `nurl` (the win notice: the exchange fills in `${AUCTION_PRICE}` and the other
+    /// macros), `burl` (billing, called when the impression is billable) and `lurl`
+    /// (loss, with `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}`), written out from
+    /// the one string they share.
+    #[serde(flatten)]
+    pub notices: NoticeUrls,
     pub adomain: [&'a str; 1],
     pub cid: &'a str,
     pub crid: &'a str,
@@ -101,8 +102,10 @@ impl BidResponse<'_> {
     /// rather than grown from serde_json's 128 bytes by doubling.
     fn size_hint(&self) -> usize {
         const PER_BID: usize = 384;
-        let bids = self.seatbid.iter().flat_map(|s| &s.bid);
-        let strings: usize = bids.map(|b| PER_BID + b.adm.len() + b.nurl.len() + b.burl.len() + b.lurl.len()).sum();
+        // The three notice URLs are the click URL's length each, give or take their macros.
+        const PER_NOTICES: usize = 3 * 64;
+        let bids = self.seatbid.iter().flat_map(|s| s.bid);
+        let strings: usize = bids.map(|b| PER_BID + PER_NOTICES + b.adm.len() + 3 * b.notices.click().len()).sum();
         64 + self.id.len() + strings
     }
 }
@@ -144,16 +147,14 @@ mod tests {
         let r = BidResponse {
             id: "req-1",
             cur: "USD",
-            seatbid: vec![SeatBid {
+            seatbid: &[SeatBid {
                 seat: "ctrbid",
-                bid: vec![Bid {
+                bid: &[Bid {
                     id: HexId(0xb1),
                     impid: "1",
                     price: 1.5,
                     adm: "<a></a>".into(),
-                    nurl: "http://x/win?price=${AUCTION_PRICE}".into(),
-                    burl: "http://x/bill?price=${AUCTION_PRICE}".into(),
-                    lurl: "http://x/loss?r=${AUCTION_LOSS}".into(),
+                    notices: NoticeUrls::from_parts("http://x", "?b=b1&s=00"),
                     adomain: ["brand.example"],
                     cid: "cmp-1",
                     crid: "cr-1",
@@ -165,11 +166,19 @@ mod tests {
                 }],
             }],
         };
-        let v: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+        let json = String::from_utf8(r.to_json()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["id"], "req-1");
         assert_eq!(v["seatbid"][0]["bid"][0]["id"], "b1");
         assert_eq!(v["seatbid"][0]["bid"][0]["price"], 1.5);
-        assert_eq!(v["seatbid"][0]["bid"][0]["nurl"], "http://x/win?price=${AUCTION_PRICE}");
+        let bid = &v["seatbid"][0]["bid"][0];
+        assert_eq!(bid["nurl"], "http://x/win?b=b1&s=00&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}");
+        assert_eq!(bid["burl"], "http://x/bill?b=b1&s=00&a=${AUCTION_ID}&p=${AUCTION_PRICE}&pc=${AUCTION_CURRENCY}");
+        assert_eq!(bid["lurl"], "http://x/loss?b=b1&s=00&a=${AUCTION_ID}&r=${AUCTION_LOSS}&m=${AUCTION_MIN_TO_WIN}");
+        // The bid's fields in their order, the notice URLs where they always stood.
+        let keys = ["id", "impid", "price", "adm", "nurl", "burl", "lurl", "adomain", "cid", "crid", "cat", "w", "h"];
+        let at: Vec<usize> = keys.iter().map(|k| json.rfind(&format!(r#""{k}":"#)).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
         assert_eq!(v["seatbid"][0]["bid"][0]["adomain"][0], "brand.example");
         assert!(v["seatbid"][0]["bid"][0].get("ext").is_none());
     }

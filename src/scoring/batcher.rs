@@ -37,7 +37,7 @@
 use super::busy::WorkerBusy;
 use super::model::Heads;
 use super::realtime::{Change, Governor};
-use super::Model;
+use super::{spare, Model};
 use crate::metrics::{Metrics, Sample};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -64,12 +64,28 @@ pub struct BatcherConfig {
 }
 
 /// Feature rows of one request, row-major. Invariant: `cat.len() == n * F`,
-/// `num.len() == n * D` for the model's widths.
+/// `num.len() == n * D` for the model's widths. Dropped, they give their buffers to
+/// [`spare`] for the next request's rows ([`Rows::with_capacity`]).
 #[derive(Debug, Default)]
 pub struct Rows {
     pub cat: Vec<i64>,
     pub num: Vec<f32>,
     pub n: usize,
+}
+
+impl Rows {
+    /// No rows yet, room for `n` rows of `f` categorical and `d` numeric values, in
+    /// spare buffers when there are any.
+    pub fn with_capacity(n: usize, f: usize, d: usize) -> Rows {
+        Rows { cat: spare::cat().take(n * f), num: spare::num().take(n * d), n }
+    }
+}
+
+impl Drop for Rows {
+    fn drop(&mut self) {
+        spare::cat().give(std::mem::take(&mut self.cat));
+        spare::num().give(std::mem::take(&mut self.num));
+    }
 }
 
 /// The model's outputs for one job's rows.
@@ -87,6 +103,13 @@ pub struct Scores {
     path: Option<ScoringPath>,
 }
 
+/// Dropped, the values' buffer goes to [`spare`] for the next request's scores.
+impl Drop for Scores {
+    fn drop(&mut self) {
+        spare::scores().give(std::mem::take(&mut self.values));
+    }
+}
+
 /// Equal when the same model generation gave the same probabilities, wherever they
 /// were computed (`path` is not compared).
 impl PartialEq for Scores {
@@ -97,13 +120,17 @@ impl PartialEq for Scores {
 
 impl Scores {
     /// Interleaves per-row heads of a model with `heads`: `pcvr` is as long as `pctr`
-    /// for [`Heads::PctrPcvr`] and ignored for [`Heads::Pctr`]. One allocation.
+    /// for [`Heads::PctrPcvr`] and ignored for [`Heads::Pctr`]. In a spare buffer when
+    /// there is one, else one allocation.
     pub fn new(heads: Heads, pctr: &[f32], pcvr: &[f32]) -> Scores {
+        let mut values = spare::scores().take(heads.count() * pctr.len());
         match heads {
-            Heads::Pctr => Scores { values: pctr.to_vec(), heads, generation: 0, path: None },
+            Heads::Pctr => {
+                values.extend_from_slice(pctr);
+                Scores { values, heads, generation: 0, path: None }
+            }
             Heads::PctrPcvr => {
                 assert_eq!(pctr.len(), pcvr.len(), "one pCVR per pCTR");
-                let mut values = Vec::with_capacity(2 * pctr.len());
                 for (&ctr, &cvr) in pctr.iter().zip(pcvr) {
                     values.extend_from_slice(&[ctr, cvr]);
                 }
@@ -114,7 +141,7 @@ impl Scores {
 
     /// Room for `rows` rows of a model with `heads`, filled by [`Scores::push`].
     pub fn with_capacity(heads: Heads, rows: usize, generation: u32) -> Scores {
-        Scores { values: Vec::with_capacity(rows * heads.count()), heads, generation, path: None }
+        Scores { values: spare::scores().take(rows * heads.count()), heads, generation, path: None }
     }
 
     /// Appends one row; `pcvr` is ignored for [`Heads::Pctr`].

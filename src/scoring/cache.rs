@@ -233,7 +233,7 @@ impl ScoreCache {
         }
 
         let misses = n - hits;
-        let mut missing = Rows { cat: Vec::with_capacity(misses * f), num: Vec::with_capacity(misses * d), n: misses };
+        let mut missing = Rows::with_capacity(misses, f, d);
         for (r, _) in found.iter().enumerate().filter(|(_, e)| e.is_none()) {
             missing.cat.extend_from_slice(&rows.cat[r * f..(r + 1) * f]);
             missing.num.extend_from_slice(&rows.num[r * d..(r + 1) * d]);

@@ -9,7 +9,8 @@
 //! tells auto scoring when the workers have time for that); [`cache`] remembers rows'
 //! scores for repeated impressions (off by default). A model has one head (`pctr`) or
 //! two (`pctr`, `pcvr`: see [`Heads`]); answers carry what the model that scored them
-//! computed ([`Scores`]).
+//! computed ([`Scores`]). Rows' buffers are reused from one request to the next
+//! ([`spare`]).
 
 pub mod batcher;
 pub mod busy;
@@ -17,6 +18,7 @@ pub mod cache;
 pub mod model;
 pub mod realtime;
 pub mod runtime;
+mod spare;
 
 #[cfg(test)]
 mod tests;
