@@ -20,7 +20,7 @@ use std::ops::{Deref, DerefMut};
 pub enum List<T, const N: usize> {
     /// At most `N` elements, no heap.
     Inline(ArrayVec<T, N>),
-    /// Grown past `N` (or made from a `Vec`).
+    /// Grown past `N`.
     Heap(Vec<T>),
 }
 
@@ -93,21 +93,6 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for List<T, N> {
     }
 }
 
-impl<T: Clone, const N: usize> Clone for List<T, N> {
-    fn clone(&self) -> Self {
-        match self {
-            List::Inline(a) => List::Inline(a.clone()),
-            List::Heap(v) => List::Heap(v.clone()),
-        }
-    }
-}
-
-impl<T: PartialEq, const N: usize> PartialEq for List<T, N> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
 impl<T, const N: usize> FromIterator<T> for List<T, N> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         let iter = iter.into_iter();
@@ -116,12 +101,6 @@ impl<T, const N: usize> FromIterator<T> for List<T, N> {
             list.push(v);
         }
         list
-    }
-}
-
-impl<T, const N: usize> From<Vec<T>> for List<T, N> {
-    fn from(v: Vec<T>) -> Self {
-        List::Heap(v)
     }
 }
 
