@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
+.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -76,6 +76,12 @@ setup-cargo-fuzz:
 ## bidder and its batcher knobs; report in target/loadtest/report/.
 loadtest: setup-ort setup-py build
 	$(VPY) loadtest/report.py sim-mix
+
+## Campaign economics judged by `ctrbid exchange`'s ledger (about 45 min, 5 GB): budget
+## pacing, frequency caps, first-price shading and what they cost, 19 simulated days of
+## 200,000 requests at 2,000/s; report in target/economics/ (loadtest/economics.py).
+economics: setup-ort setup-py build
+	$(VPY) loadtest/economics.py --out target/economics
 
 ## The score cache under load (about 5 min): the bidder with and without it, on streams
 ## with and without repeated impressions; report in target/loadtest/cache/.

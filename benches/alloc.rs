@@ -85,7 +85,7 @@ fn main() {
         requests += 1;
         let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, &cfg.server.seat, &rates)).collect();
         let r = Region::new(GLOBAL);
-        let selected = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp);
+        let selected = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp, &ctrbid::catalog::AdmitAll);
         tallies[2].add(&r);
         if let Ok(c) = &selected {
             candidates += c.len();

@@ -171,7 +171,7 @@ fn replay(requests: &Path) {
             }
             let scores = Scores::new(heads, &pctr, &pcvr);
             let priced = if warm {
-                bidder.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), common::NOW_MS)
+                bidder.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), common::NOW_MS, None)
             } else {
                 measured::pricing(&bidder, &state, &req, &terms, &candidates, &scores, (currency, usd_per_unit))
             };
@@ -295,7 +295,7 @@ mod measured {
         req: &ValidRequest<'_>,
     ) -> Selected {
         let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, &cfg.server.seat, rates)).collect();
-        let candidates = state.select(req, &terms, cfg.bidding.max_candidates_per_imp);
+        let candidates = state.select(req, &terms, cfg.bidding.max_candidates_per_imp, &ctrbid::catalog::AdmitAll);
         (terms, candidates)
     }
 
@@ -319,7 +319,7 @@ mod measured {
         scores: &Scores,
         currency: (&str, f64),
     ) -> ctrbid::openrtb::List<ctrbid::openrtb::Bid<'a>, 1> {
-        bidder.price(state, req, terms, candidates, scores, currency, common::NOW_MS)
+        bidder.price(state, req, terms, candidates, scores, currency, common::NOW_MS, None)
     }
 
     #[inline(never)]

@@ -46,7 +46,7 @@ fn pricing(c: &mut Criterion) {
     let bids: usize = requests
         .iter()
         .map(|(req, terms, candidates, scores, (cur, rate))| {
-            bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms).len()
+            bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms, None).len()
         })
         .sum();
     assert!(bids * 2 > requests.len(), "only {bids} bids for {} requests", requests.len());
@@ -71,7 +71,7 @@ fn pricing(c: &mut Criterion) {
     g.bench_function("served", |b| {
         b.iter(|| {
             for (req, terms, candidates, scores, (cur, rate)) in &requests {
-                std::hint::black_box(bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms));
+                std::hint::black_box(bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms, None));
             }
         })
     });

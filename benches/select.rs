@@ -38,7 +38,7 @@ fn select(c: &mut Criterion) {
             .collect();
         let mut out = Vec::with_capacity(1024);
         // The bid path's: the default cap per imp, a model with a conversion head.
-        let limits = Limits { per_imp: ctrbid::config::DEFAULT_MAX_CANDIDATES_PER_IMP, pcvr: true };
+        let limits = Limits { per_imp: ctrbid::config::DEFAULT_MAX_CANDIDATES_PER_IMP, pcvr: true, ..Limits::ALL };
         for (name, linear) in [("indexed", false), ("linear", true)] {
             let mut next = 0;
             g.bench_with_input(BenchmarkId::new(name, campaigns), &campaigns, |b, _| {

@@ -26,10 +26,11 @@
 //! [`NoBidReason::NoConversionHead`]. Start-up and every model or catalog reload log how
 //! many CPA campaigns cannot bid for that reason.
 
-use crate::catalog::{Candidate, Catalog, ImpTerms, Limits, Selector};
+use crate::catalog::{Admit, Candidate, Catalog, ImpTerms, Limits, Selector};
 use crate::clock::{unix_s, AuctionClock};
 use crate::config::{Config, InlineScoring};
 use crate::currency::{Rates, BASE};
+use crate::economics::{self, Accounts, Economics};
 use crate::events::{BidRecord, EventSink};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
@@ -57,6 +58,8 @@ pub struct ServingState {
     pub extractor: Extractor,
     /// Shared, so a model reload keeps the catalog index (and its budget flags) as is.
     pub selector: Arc<Selector>,
+    /// The catalog's campaigns' budgets and pacing, in catalog order (with the selector).
+    pub accounts: Arc<Accounts>,
     pub model: ModelInfo,
 }
 
@@ -79,10 +82,11 @@ impl ServingState {
         req: &openrtb::BidRequest<'_>,
         terms: &[ImpTerms],
         max_per_imp: usize,
+        admit: &dyn Admit,
     ) -> Result<Vec<Candidate>, NoBidReason> {
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
         // Without a conversion head, CPA campaigns cannot be valued: not candidates.
-        let limits = Limits { per_imp: max_per_imp, pcvr: self.model.has_pcvr() };
+        let limits = Limits { per_imp: max_per_imp, pcvr: self.model.has_pcvr(), admit };
         let mut cpa_dropped = false;
         for (i, imp) in req.imp.iter().enumerate() {
             cpa_dropped |= self.selector.select_imp(req, i as u16, imp, &terms[i], limits, &mut candidates).cpa_dropped;
@@ -280,6 +284,12 @@ pub struct Bidder {
     next_bid: AtomicU64,
     /// The time of day and date for everything but deadlines (`server.clock`).
     clock: AuctionClock,
+    /// Budgets in flight, pacing (and their saved state, `pacing.state_file`).
+    economics: Economics,
+    state_file: Option<PathBuf>,
+    /// Wall time of the last save of `state_file`, and how often to save.
+    last_save: std::sync::Mutex<Instant>,
+    save_interval: Duration,
 }
 
 /// Paths and options needed to open a model again (admin reload).
@@ -444,7 +454,26 @@ impl Bidder {
         if let Some(dir) = cfg.events.dir.as_deref().filter(|_| events.is_some()) {
             restore_notices(&notices, dir, cfg.server.clock, &selector)?;
         }
-        let state = ServingState { extractor, selector: Arc::new(selector), model: info };
+        let clock = AuctionClock::new(cfg.server.clock);
+        let economics = Economics::new(cfg);
+        let accounts = economics.attach(selector.catalog(), |id| notices.spend_today(id), clock.now_unix());
+        let state_file = cfg
+            .pacing
+            .state_file
+            .clone()
+            .or_else(|| cfg.events.dir.as_ref().filter(|_| events.is_some()).map(|d| d.join("economics.json")));
+        if let Some(path) = &state_file {
+            if let Some(saved) = economics::save::load(path)? {
+                let r = economics.restore_state(saved);
+                eprintln!(
+                    "ctrbid: economics state {}: {} campaigns' pacing and {} bids in flight taken back",
+                    path.display(),
+                    r.campaigns,
+                    r.bids
+                );
+            }
+        }
+        let state = ServingState { extractor, selector: Arc::new(selector), accounts: Arc::new(accounts), model: info };
         state.warn_unpriceable();
         Ok(Bidder {
             state: ArcSwap::from_pointee(state),
@@ -457,7 +486,11 @@ impl Bidder {
             model_source,
             reloading: std::sync::Mutex::new(()),
             next_bid: AtomicU64::new(seed << 16),
-            clock: AuctionClock::new(cfg.server.clock),
+            clock,
+            economics,
+            state_file,
+            last_save: std::sync::Mutex::new(Instant::now()),
+            save_interval: Duration::from_secs(cfg.pacing.save_interval_s),
         })
     }
 
@@ -490,9 +523,15 @@ impl Bidder {
         let n = catalog.campaigns.len();
         let selector = Arc::new(Selector::new(catalog, &self.state.load().extractor));
         self.notices.apply_spend(&selector);
+        let accounts = Arc::new(self.economics.attach(
+            selector.catalog(),
+            |id| self.notices.spend_today(id),
+            self.clock.now_unix(),
+        ));
         self.state.rcu(|cur| ServingState {
             extractor: cur.extractor.clone(),
             selector: Arc::clone(&selector),
+            accounts: Arc::clone(&accounts),
             model: cur.model.clone(),
         });
         self.state.load().warn_unpriceable();
@@ -511,6 +550,7 @@ impl Bidder {
         self.state.rcu(|cur| ServingState {
             extractor: cur.extractor.clone(),
             selector: Arc::clone(&cur.selector),
+            accounts: Arc::clone(&cur.accounts),
             model: info.clone(),
         });
         self.state.load().warn_unpriceable();
@@ -544,6 +584,8 @@ impl Bidder {
             }
         }
         let applied = self.notices.apply(&checked, now_ms, &state.selector, &self.settings.rates);
+        let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
+        self.economics.on_notice(&checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
         self.notices.count_verdict(kind, &notice::Verdict::Accepted);
         (notice::Verdict::Accepted, applied.location)
     }
@@ -562,6 +604,7 @@ impl Bidder {
             );
         }
         self.notices.render(&mut out);
+        self.economics.render(&self.state.load().accounts, &mut out);
         if let Some(events) = &self.events {
             events.render(&mut out);
         }
@@ -581,8 +624,30 @@ impl Bidder {
     /// nothing to do before a simulated clock has seen its first event).
     pub fn tick(&self) {
         if let Some(now) = self.clock.now_unix() {
-            self.notices.tick(now, &self.state.load().selector);
+            let state = self.state.load();
+            self.notices.tick(now, &state.selector);
+            self.economics.tick(&state.accounts, now);
         }
+        let due = self.last_save.lock().map(|last| last.elapsed() >= self.save_interval).unwrap_or(false);
+        if due {
+            self.save_economics();
+        }
+    }
+
+    /// Writes the economics state file now (housekeeping does every
+    /// `pacing.save_interval_s`, and the server once more after draining).
+    pub fn save_economics(&self) {
+        let Some(path) = &self.state_file else { return };
+        if let Ok(mut last) = self.last_save.lock() {
+            *last = Instant::now();
+        }
+        if let Err(e) = self.economics.save_to(path, self.clock.now_unix()) {
+            eprintln!("ctrbid: saving the economics state: {e:#}");
+        }
+    }
+
+    pub fn economics(&self) -> &Economics {
+        &self.economics
     }
 
     /// Scores through the score cache when there is one: repeated rows skip inference.
@@ -692,8 +757,14 @@ impl Bidder {
         }
 
         let state = self.state.load_full();
+        self.economics.control(&state.accounts, now_unix);
         let terms: List<ImpTerms, 1> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
-        let candidates = match state.select(&req, &terms, s.max_candidates_per_imp) {
+        // The gate holds the user's frequency-cap entry: dropped once selection is done.
+        let gate = self.economics.gate(&state.accounts, &req, now_unix);
+        let selected = state.select(&req, &terms, s.max_candidates_per_imp, &gate);
+        let user = gate.user();
+        drop(gate);
+        let candidates = match selected {
             Ok(c) => c,
             Err(reason) => return self.no_bid(reason, req.id()),
         };
@@ -716,7 +787,7 @@ impl Bidder {
         };
         *path = scores.path();
         clock = Instant::now();
-        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_ms);
+        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_ms, user);
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
@@ -740,6 +811,7 @@ impl Bidder {
         scores: &Scores,
         (currency, usd_per_unit): (&str, f64),
         now_ms: i64,
+        user: Option<u64>,
     ) -> List<Bid<'a>, 1> {
         let now_unix = unix_s(now_ms);
         // The best candidate per imp by value; candidates are grouped by imp.
@@ -781,7 +853,23 @@ impl Bidder {
                 None if req.auction_type() == AuctionType::FirstPrice => Auction::First,
                 None => Auction::Second,
             };
-            let price_usd = auction_price(value_usd, floor.usd, auction, s.first_price_shading);
+            // First price: shaded (`[shading]`); the bid remembers where, for the feedback.
+            let (price_usd, shading) = match auction {
+                Auction::First => {
+                    let format = state.selector.creative(c.creative).format.kind();
+                    let fp = self.economics.first_price(req.publisher_id(), format, value_usd, floor.usd);
+                    (fp.price, Some(fp.context))
+                }
+                _ => (auction_price(value_usd, floor.usd, auction, s.first_price_shading), None),
+            };
+            // The price is held against the budget until the bid's outcome; no bid when
+            // spend plus the bids in flight could not pay it.
+            let campaign = state.selector.campaign_index_of(c.creative);
+            let test = req.test == Some(true);
+            let who = (c.creative, user);
+            if !self.economics.hold(&state.accounts, campaign, bid_id, price_usd, now_unix, test, shading, who) {
+                continue;
+            }
             let mut price = price_usd / usd_per_unit;
             if floor.native.1.eq_ignore_ascii_case(currency) {
                 price = price.max(floor.native.0);

@@ -44,6 +44,9 @@ pub struct Config {
     pub admin: AdminConfig,
     pub notices: NoticesConfig,
     pub events: EventsConfig,
+    pub pacing: crate::economics::PacingConfig,
+    pub frequency_caps: crate::economics::config::FrequencyCapsConfig,
+    pub shading: crate::economics::config::ShadingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -497,6 +500,9 @@ impl Config {
             }
         };
         check(self.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")?;
+        self.pacing.validate()?;
+        self.frequency_caps.validate()?;
+        self.shading.validate()?;
         check(!self.server.seat.is_empty(), "server.seat", "must not be empty")?;
         check(self.server.max_connections >= 1, "server.max_connections", "must be at least 1")?;
         check(self.server.header_read_timeout_ms >= 1, "server.header_read_timeout_ms", "must be at least 1")?;

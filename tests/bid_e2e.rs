@@ -207,7 +207,7 @@ fn ort_alone_scores_the_rows_the_bidder_would() {
         let mut body = line.into_bytes();
         let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(&mut body).unwrap()).unwrap();
         let terms: Vec<ImpTerms> = req.imp.iter().map(|i| ImpTerms::of(i, "ctrbid", &rates)).collect();
-        if let Ok(c) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp) {
+        if let Ok(c) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp, &ctrbid::catalog::AdmitAll) {
             scored += 1;
             rows += c.len() as u64;
             if open_rows == 0 || open_rows + c.len() > 100 {

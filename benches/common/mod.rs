@@ -118,6 +118,6 @@ pub fn selected<'b>(
 ) -> Option<(ctrbid::openrtb::ValidRequest<'b>, Vec<ctrbid::catalog::ImpTerms>, Vec<ctrbid::catalog::Candidate>)> {
     let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(body).expect("parses")).expect("valid");
     let terms: Vec<_> = req.imp.iter().map(|i| ctrbid::catalog::ImpTerms::of(i, &cfg.server.seat, rates)).collect();
-    let candidates = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp).ok()?;
+    let candidates = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp, &ctrbid::catalog::AdmitAll).ok()?;
     Some((req, terms, candidates))
 }

@@ -112,7 +112,11 @@ pub fn validate_and_extract(
     for (i, imp) in req.imp.iter().enumerate().take(usize::from(u16::MAX)) {
         candidates.clear();
         let terms = ctrbid::catalog::ImpTerms::of(imp, "ctrbid", &s.rates);
-        let limits = ctrbid::catalog::Limits { per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP, pcvr: true };
+        let limits = ctrbid::catalog::Limits {
+            per_imp: DEFAULT_MAX_CANDIDATES_PER_IMP,
+            pcvr: true,
+            ..ctrbid::catalog::Limits::ALL
+        };
         s.selector.select_imp(&req, i as u16, imp, &terms, limits, &mut candidates);
         assert!(candidates.len() <= DEFAULT_MAX_CANDIDATES_PER_IMP, "the cap per imp holds");
         for c in &candidates {

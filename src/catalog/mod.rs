@@ -17,7 +17,7 @@
 mod reach;
 mod select;
 
-pub use select::{Candidate, Candidates, ImpTerms, Limits, Selected, Selector};
+pub use select::{Admit, AdmitAll, Candidate, Candidates, ImpTerms, Limits, Selected, Selector};
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -69,6 +69,10 @@ pub struct Campaign {
     /// a `ctrbid_click` id). Default: `https://<adomain>/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub landing_url: Option<String>,
+    /// At most this many impressions of the campaign's creatives per user in a window,
+    /// e.g. `{"impressions": 3, "window_s": 86400}` ([`crate::freqcap`]). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_cap: Option<crate::freqcap::FrequencyCap>,
 }
 
 /// What a campaign pays for, in USD.
@@ -162,6 +166,9 @@ pub struct Creative {
     /// Native: the assets a native response is built from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub native: Option<NativeAssets>,
+    /// A cap of this creative's own, besides its campaign's. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_cap: Option<crate::freqcap::FrequencyCap>,
 }
 
 /// A native creative's assets (Native Ads 1.2).
@@ -312,6 +319,9 @@ impl Catalog {
                     ));
                 }
             }
+            if let Some(cap) = &c.frequency_cap {
+                cap.check().map_err(|e| format!("campaign {:?} has a frequency_cap whose {e}", c.id))?;
+            }
         }
         let mut crids = std::collections::HashSet::new();
         for cr in &self.creatives {
@@ -320,6 +330,9 @@ impl Catalog {
             }
             if !ids.contains(cr.campaign_id.as_str()) {
                 return Err(format!("creative {:?} names unknown campaign {:?}", cr.id, cr.campaign_id));
+            }
+            if let Some(cap) = &cr.frequency_cap {
+                cap.check().map_err(|e| format!("creative {:?} has a frequency_cap whose {e}", cr.id))?;
             }
         }
         Ok(())
@@ -352,6 +365,7 @@ pub(crate) mod fixtures {
             deals: Vec::new(),
             bundle: None,
             landing_url: None,
+            frequency_cap: None,
         }
     }
 
@@ -367,6 +381,7 @@ pub(crate) mod fixtures {
             mime: None,
             protocol: None,
             native: None,
+            frequency_cap: None,
         }
     }
 }

@@ -298,6 +298,11 @@ impl Selector {
         &self.catalog.campaigns[self.campaign_of[creative as usize] as usize]
     }
 
+    /// Index (in `catalog.campaigns`) of a creative's campaign.
+    pub fn campaign_index_of(&self, creative: u32) -> u32 {
+        self.campaign_of[creative as usize]
+    }
+
     /// Index of the campaign with this id.
     pub fn campaign_index(&self, id: &str) -> Option<u32> {
         self.campaign_by_id.get(id).copied()
@@ -351,7 +356,7 @@ impl Selector {
         imp_index: u16,
         imp: &Imp<'_>,
         terms: &ImpTerms,
-        limits: Limits,
+        limits: Limits<'_>,
         out: &mut Candidates,
     ) -> Selected {
         let Some(mut scan) = Scan::new(self, req, imp_index, imp, terms, limits, out.len()) else {
@@ -443,7 +448,7 @@ impl Selector {
         imp_index: u16,
         imp: &Imp<'_>,
         terms: &ImpTerms,
-        limits: Limits,
+        limits: Limits<'_>,
         out: &mut Candidates,
     ) -> Selected {
         let Some(mut scan) = Scan::new(self, req, imp_index, imp, terms, limits, out.len()) else {
@@ -490,18 +495,44 @@ impl Selector {
 }
 
 /// How far selection goes for one imp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+#[derive(Clone, Copy)]
+pub struct Limits<'a> {
     /// Candidates per imp at most: the highest-ranked that pass every rule.
     pub per_imp: usize,
     /// Whether the model can value a CPA campaign (it has a conversion head); when not,
     /// CPA creatives are not candidates.
     pub pcvr: bool,
+    /// The request's say over a creative that passed every catalog rule: budget
+    /// pacing and frequency caps ([`crate::economics::Gate`]).
+    pub admit: &'a dyn Admit,
 }
 
-impl Limits {
+impl Limits<'static> {
     /// Every candidate, CPA campaigns included.
-    pub const ALL: Limits = Limits { per_imp: usize::MAX, pcvr: true };
+    pub const ALL: Limits<'static> = Limits { per_imp: usize::MAX, pcvr: true, admit: &AdmitAll };
+}
+
+impl std::fmt::Debug for Limits<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits").field("per_imp", &self.per_imp).field("pcvr", &self.pcvr).finish_non_exhaustive()
+    }
+}
+
+/// What the state outside the catalog says about one creative of one request, once the
+/// catalog's own rules let it bid: the last check of selection, so what it counts (a
+/// campaign's opportunities) are real ones. Called at most once per (imp, creative).
+pub trait Admit {
+    fn admits(&self, campaign: u32, creative: u32) -> bool;
+}
+
+/// Admits everything: selection by the catalog's rules alone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdmitAll;
+
+impl Admit for AdmitAll {
+    fn admits(&self, _campaign: u32, _creative: u32) -> bool {
+        true
+    }
 }
 
 /// What selection of one imp left out that the bid path reports.
@@ -574,7 +605,7 @@ struct Scan<'s, 'r> {
     reach: RequestReach<'s>,
     secure_only: bool,
     open_floor: f64,
-    limits: Limits,
+    limits: Limits<'s>,
     /// `out.len()` before this imp: its candidates are the ones after.
     start: usize,
     cpa_dropped: bool,
@@ -589,7 +620,7 @@ impl<'s, 'r> Scan<'s, 'r> {
         imp_index: u16,
         imp: &'s Imp<'r>,
         terms: &'s ImpTerms,
-        limits: Limits,
+        limits: Limits<'s>,
         start: usize,
     ) -> Option<Scan<'s, 'r>> {
         if terms.private && terms.deals.is_empty() {
@@ -660,6 +691,9 @@ impl<'s, 'r> Scan<'s, 'r> {
         }
         if !self.limits.pcvr && campaign.goal().needs_pcvr() {
             self.cpa_dropped = true;
+            return;
+        }
+        if !self.limits.admit.admits(ci as u32, creative) {
             return;
         }
         out.push(Candidate { imp: self.imp_index, creative, deal });
@@ -783,7 +817,7 @@ mod tests {
         for entry in std::fs::read_dir(root.join("tests/fixtures/openrtb/prebid")).unwrap() {
             let mut body = std::fs::read(entry.unwrap().path()).unwrap();
             let Ok(req) = crate::openrtb::parse(&mut body) else { continue };
-            for limits in [Limits::ALL, Limits { per_imp: 7, pcvr: false }] {
+            for limits in [Limits::ALL, Limits { per_imp: 7, pcvr: false, ..Limits::ALL }] {
                 let (mut out, mut linear) = (Vec::new(), Vec::new());
                 for (i, imp) in req.imp.iter().enumerate() {
                     let terms = ImpTerms::of(imp, "ctrbid", &rates);
@@ -835,7 +869,7 @@ mod tests {
         for line in std::fs::read_to_string(dir.path().join("requests.jsonl")).unwrap().lines() {
             let mut body = line.as_bytes().to_vec();
             let req = crate::openrtb::parse(&mut body).unwrap();
-            for limits in [Limits::ALL, Limits { per_imp: 20, pcvr: true }] {
+            for limits in [Limits::ALL, Limits { per_imp: 20, pcvr: true, ..Limits::ALL }] {
                 let (mut out, mut linear) = (Vec::new(), Vec::new());
                 for (i, imp) in req.imp.iter().enumerate() {
                     let terms = ImpTerms::of(imp, "ctrbid", &rates);

@@ -80,7 +80,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     })?;
     let extractor = Extractor::new(spec);
     let selector = Selector::new(Catalog::load(&cfg.model.catalog)?, &extractor);
-    let state = ServingState { extractor, selector: Arc::new(selector), model: model.info.clone() };
+    let accounts = Arc::new(crate::economics::Accounts::default());
+    let state = ServingState { extractor, selector: Arc::new(selector), accounts, model: model.info.clone() };
     let rates = Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?;
 
     let text = std::fs::read(&opts.corpus).with_context(|| format!("cannot read {}", opts.corpus.display()))?;
@@ -93,7 +94,9 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         let Ok(req) = openrtb::parse(&mut body) else { continue };
         let Ok(req) = openrtb::validate(req) else { continue };
         let terms: Vec<ImpTerms> = req.imp.iter().map(|imp| ImpTerms::of(imp, &cfg.server.seat, &rates)).collect();
-        if let Ok(candidates) = state.select(&req, &terms, cfg.bidding.max_candidates_per_imp) {
+        if let Ok(candidates) =
+            state.select(&req, &terms, cfg.bidding.max_candidates_per_imp, &crate::catalog::AdmitAll)
+        {
             requests.push(state.feature_rows(&req, &candidates, now_unix));
         }
     }

@@ -96,6 +96,24 @@ pub struct Opts {
     /// Share of bids that go to a random candidate reaching its floor (exploration), 0 to 0.5.
     #[arg(long, env = "CTRBID_EXPLORE_SHARE")]
     explore_share: Option<f64>,
+    /// Budget pacing on or off (`pacing.enabled`).
+    #[arg(long, env = "CTRBID_PACING")]
+    pacing: Option<bool>,
+    /// Apply the catalog's frequency caps (`frequency_caps.enabled`).
+    #[arg(long, env = "CTRBID_FREQUENCY_CAPS")]
+    frequency_caps: Option<bool>,
+    /// First-price pricing: fixed, learnt or oracle (`shading.mode`).
+    #[arg(long, env = "CTRBID_SHADING", value_enum)]
+    shading: Option<crate::economics::config::ShadingMode>,
+    /// The fixed shading factor, 0 to 1 (`bidding.first_price_shading`; 1 bids the value).
+    #[arg(long, env = "CTRBID_SHADING_FACTOR")]
+    shading_factor: Option<f64>,
+    /// Oracle shading: the `ctrbid exchange --seed` whose landscape to read (`shading.oracle_seed`).
+    #[arg(long, env = "CTRBID_SHADING_ORACLE_SEED")]
+    shading_oracle_seed: Option<u64>,
+    /// The economics state file (`pacing.state_file`).
+    #[arg(long, env = "CTRBID_STATE_FILE")]
+    state_file: Option<PathBuf>,
 }
 
 impl Opts {
@@ -179,6 +197,24 @@ impl Opts {
         }
         if let Some(v) = self.events_bid_sample {
             c.events.bid_sample = Some(v);
+        }
+        if let Some(v) = self.pacing {
+            c.pacing.enabled = v;
+        }
+        if let Some(v) = self.frequency_caps {
+            c.frequency_caps.enabled = v;
+        }
+        if let Some(v) = self.shading {
+            c.shading.mode = v;
+        }
+        if let Some(v) = self.shading_factor {
+            c.bidding.first_price_shading = v;
+        }
+        if let Some(v) = self.shading_oracle_seed {
+            c.shading.oracle_seed = Some(v);
+        }
+        if let Some(v) = &self.state_file {
+            c.pacing.state_file = Some(v.clone());
         }
         if let Some(v) = self.explore_share {
             c.bidding.explore_share = v;

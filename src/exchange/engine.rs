@@ -83,6 +83,7 @@ pub async fn play(
             id: offer.id.to_string(),
             ts_ms: offer.ts_ms,
             publisher: offer.publisher,
+            user: offer.user,
             tmax_ms: offer.tmax_ms,
             first_price: offer.first_price,
             imps: offer.imps,

@@ -99,6 +99,24 @@ impl Landscape {
         &self.params
     }
 
+    /// The distribution of the competing bid over the imp's floor reference (its
+    /// floor, or [`NO_FLOOR_REF`] without one) on publisher `publisher` for a `kind`
+    /// imp: `ln(competing / floor_ref)` is normal with this mean and sd. `None` with
+    /// `--no-competition`. What an oracle bidder knows ([`crate::shading`]'s benchmark).
+    pub fn log_ratio(&self, publisher: u32, kind: MediaKind) -> Option<(f64, f64)> {
+        let p = &self.params;
+        if !p.enabled {
+            return None;
+        }
+        let mu_fmt = match kind {
+            MediaKind::Banner => p.banner_mu,
+            MediaKind::Video => p.video_mu,
+            MediaKind::Native => p.native_mu,
+        };
+        let mu_pub = self.publisher_mu.get(publisher as usize).copied().unwrap_or(0.0);
+        Some((p.median.ln() + mu_pub + mu_fmt, p.sigma))
+    }
+
     /// The competing bid on imp `imp` (0-based) of request `seq`, USD CPM (rounded to
     /// 1e-6), or `None` with `--no-competition`.
     pub fn competing(&self, seq: u64, imp: usize, floor: f64, publisher: u32, kind: MediaKind) -> Option<f64> {
@@ -145,6 +163,23 @@ mod tests {
         assert!((0..50).any(|seq| draw(&a, seq) != draw(&c, seq)));
         // Another imp of the same request draws its own bid.
         assert_ne!(a.competing(3, 0, 0.8, 5, MediaKind::Banner), a.competing(3, 1, 0.8, 5, MediaKind::Banner));
+    }
+
+    #[test]
+    fn the_oracles_parameters_are_the_draws_mean_and_sd() {
+        let l = Landscape::new(7, LandscapeParams::default(), 50);
+        for (publisher, kind) in [(3, MediaKind::Banner), (17, MediaKind::Video), (40, MediaKind::Native)] {
+            let (mu, sigma) = l.log_ratio(publisher, kind).unwrap();
+            let logs: Vec<f64> =
+                (0..20_000).map(|seq| (l.competing(seq, 0, 1.5, publisher, kind).unwrap() / 1.5).ln()).collect();
+            let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+            let sd = (logs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
+            // Standard errors: 0.8 / sqrt(20000) = 0.006 for the mean.
+            assert!((mean - mu).abs() < 0.025, "publisher {publisher}: mean {mean} vs {mu}");
+            assert!((sd - sigma).abs() < 0.02, "publisher {publisher}: sd {sd} vs {sigma}");
+        }
+        let off = Landscape::new(7, LandscapeParams { enabled: false, ..LandscapeParams::default() }, 50);
+        assert_eq!(off.log_ratio(3, MediaKind::Banner), None);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct RequestLine {
     pub request_id: String,
     pub ts_ms: i64,
     pub publisher: String,
+    /// The request's `user.id` (frequency caps are judged by it); empty in ledgers
+    /// written before it was recorded.
+    #[serde(default)]
+    pub user: String,
     /// 1 first price, 2 second price.
     pub at: u8,
     pub tmax_ms: u16,

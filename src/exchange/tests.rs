@@ -69,6 +69,7 @@ fn request(seq: u64, ts_ms: i64, status: u16) -> Record {
         request_id: format!("r{seq}"),
         ts_ms,
         publisher: "pub-1".into(),
+        user: "u1".into(),
         at: 2,
         tmax_ms: 100,
         imps: 1,

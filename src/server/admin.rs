@@ -14,6 +14,9 @@
 //! campaign can bid (every one has spent its daily budget). `/admin/status` shows what
 //! is served, readiness, and spend: today's total and per campaign (the highest
 //! [`STATUS_MAX_CAMPAIGNS`] spenders), with budgets and which are at theirs.
+//! `/admin/pacing` shows every campaign of the catalog: budget, spend, bids in flight,
+//! pacing rate, throttled and refused opportunities, and today's plan and spend by
+//! UTC hour ([`crate::economics::Economics::status`]).
 
 use super::handler::{method_not_allowed, text};
 use super::AppState;
@@ -40,11 +43,18 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
             r
         }
         (&Method::GET, "/admin/status") => status(&state),
+        (&Method::GET, "/admin/pacing") => {
+            let serving = state.bidder.state();
+            let body = serde_json::json!({ "campaigns": state.bidder.economics().status(&serving.accounts) });
+            let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
         (&Method::POST, "/admin/reload/catalog" | "/admin/reload/model") => match authorize(&state, &req) {
             Err(denied) => denied,
             Ok(()) => reload(state, &req).await,
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/status") => method_not_allowed("GET"),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/status" | "/admin/pacing") => method_not_allowed("GET"),
         (_, "/admin/reload/catalog" | "/admin/reload/model") => method_not_allowed("POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };

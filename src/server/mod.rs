@@ -177,6 +177,7 @@ impl Server {
         let (closed_at, ()) = tokio::join!(drain, public);
         let _ = admin_task.await;
         housekeeping.abort();
+        state.bidder.save_economics();
         eprintln!(
             "ctrbid: drained {:?} after the listeners closed; {} requests in flight",
             closed_at.elapsed(),

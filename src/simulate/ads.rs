@@ -172,6 +172,7 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
             deals: Vec::new(),
             bundle: None,
             landing_url: None,
+            frequency_cap: None,
         });
     }
     // One creative each, the rest spread unevenly (some campaigns rotate many).
@@ -208,6 +209,7 @@ pub fn generate<R: Rng>(rng: &mut R, campaigns: usize, creatives: usize) -> Ads 
                 mime,
                 protocol,
                 native,
+                frequency_cap: None,
             });
         }
     }

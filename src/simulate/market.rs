@@ -60,6 +60,8 @@ pub struct Offer<'a> {
     pub json: &'a [u8],
     /// Publisher index (see [`Oracle::publisher_id`]).
     pub publisher: u32,
+    /// User index (see [`Oracle::user_id`]).
+    pub user: u32,
     pub tmax_ms: u16,
     /// `"at":1` in the JSON, else `"at":2`.
     pub first_price: bool,
@@ -101,6 +103,11 @@ impl Oracle {
 
     pub fn publisher_id(&self, publisher: u32) -> &str {
         &self.world.publishers[publisher as usize].id
+    }
+
+    /// The `user.id` the requests of user `user` carry.
+    pub fn user_id(&self, user: u32) -> &str {
+        &self.world.users[user as usize].id
     }
 
     /// The true click and conversion probability of creative `creative` (an index from
@@ -188,6 +195,7 @@ impl Market {
             id: &self.req.id,
             json: &self.json,
             publisher: self.req.publisher,
+            user: self.req.user,
             tmax_ms: self.req.tmax,
             first_price: self.req.first_price,
             imps,
