@@ -67,6 +67,9 @@ PARTS = ("pacing", "caps", "shading", "ab")
 # Part 1: the budgets, and what the judgement counts.
 BUDGET_SHARE = 0.4  # of the calibration day's spend
 UNBOUNDED = 1000.0  # budgets x this never bind
+# Judged campaigns spent at least this on the calibration day (about 250 impressions at
+# 20 USD CPM): below it a day holds too few impressions to pace, or to judge by the hour.
+MIN_JUDGED_SPEND = 5.0
 WITHIN_BUDGET = 0.01  # |spend / budget - 1| <= this: "within 1 %"
 EMPTY_SHARE = 0.99  # an unpaced campaign is empty once it has spent this share of its budget
 HOUR_TOLERANCE = 0.10  # an hour's spend within 10 % of its plan
@@ -302,14 +305,14 @@ def requests_share_by_hour(requests_by_hour: Counter, day: int) -> list[float]:
 
 def calibrated_budgets(campaigns: list[dict], spend_usd: dict[str, float]) -> tuple[list[dict], list[str]]:
     """The campaigns with the budgets of part 1, and the ids of those judged: a campaign
-    that spent S > 0 on the calibration day gets max(1, round(0.4 S, 2)); one that spent
-    nothing keeps 1000 x its budget (never binding) and is not judged."""
+    that spent S >= MIN_JUDGED_SPEND on the calibration day gets round(0.4 S, 2); one
+    that spent less keeps 1000 x its budget (never binding) and is not judged."""
     out, judged = [], []
     for c in campaigns:
         c = dict(c)
         s = spend_usd.get(c["id"], 0.0)
-        if s > 0:
-            c["daily_budget"] = max(1.0, round(BUDGET_SHARE * s, 2))
+        if s >= MIN_JUDGED_SPEND:
+            c["daily_budget"] = round(BUDGET_SHARE * s, 2)
             judged.append(c["id"])
         else:
             c["daily_budget"] = c["daily_budget"] * UNBOUNDED
@@ -836,10 +839,11 @@ def pacing_md(r: dict) -> list[str]:
     u, h, hb = r["unpaced"], r["hourly"], r["hourly_at_least_100_imps"]
     lines = [
         "## 1. Budget pacing (second price)", "",
-        f"Budgets: 0.4 x each campaign's spend on the calibration day (unpaced, budgets x {UNBOUNDED:g}), at least 1 "
-        f"USD: {r['campaigns_judged']} campaigns judged, total budget {r['budget_total']:,.2f} USD (calibration "
-        f"spend {r['calibration_spend_total']:,.2f} USD); {r['campaigns_not_judged']} spent nothing and kept budgets "
-        f"x {UNBOUNDED:g} (not judged). Runs `unpaced` and `paced`, 2 days each: **day 1 is the learning day** (the "
+        f"Budgets: 0.4 x each campaign's spend on the calibration day (unpaced, budgets x {UNBOUNDED:g}), for the "
+        f"campaigns that spent at least {MIN_JUDGED_SPEND:g} USD that day: {r['campaigns_judged']} campaigns judged, "
+        f"total budget {r['budget_total']:,.2f} USD (calibration spend of all {r['calibration_spend_total']:,.2f} "
+        f"USD); the other {r['campaigns_not_judged']} (too few impressions a day to pace or judge by the hour) kept "
+        f"budgets x {UNBOUNDED:g} (not judged). Runs `unpaced` and `paced`, 2 days each: **day 1 is the learning day** (the "
         f"bidder's hourly traffic profile is flat before it), **day {r['judged_day']} is judged**, from the ledger "
         f"only. Plan per hour: {r['plan_source']}.", "",
         *targets_md(r["targets"]), "",

@@ -78,8 +78,8 @@ def test_micro_usd_rounds_as_the_bidder_does():
 def test_calibrated_budgets():
     campaigns = [{"id": "a", "daily_budget": 500.0}, {"id": "b", "daily_budget": 300.0},
                  {"id": "c", "daily_budget": 200.0}, {"id": "d", "daily_budget": 100.0}]
-    out, judged = e.calibrated_budgets(campaigns, {"a": 123.456, "b": 1.2, "d": 0.0})
-    assert [c["daily_budget"] for c in out] == [49.38, 1.0, 200_000.0, 100_000.0]
+    out, judged = e.calibrated_budgets(campaigns, {"a": 123.456, "b": 5.0, "c": 4.99, "d": 0.0})
+    assert [c["daily_budget"] for c in out] == [49.38, 2.0, 200_000.0, 100_000.0]
     assert judged == ["a", "b"]
     assert campaigns[0]["daily_budget"] == 500.0  # the input is not changed
 

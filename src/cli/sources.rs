@@ -37,6 +37,12 @@ pub const SERVE_KEYS: &[(&str, &str)] = &[
     ("events-dir", "events.dir"),
     ("events-bid-sample", "events.bid_sample"),
     ("explore-share", "bidding.explore_share"),
+    ("pacing", "pacing.enabled"),
+    ("state-file", "pacing.state_file"),
+    ("frequency-caps", "frequency_caps.enabled"),
+    ("shading", "shading.mode"),
+    ("shading-factor", "bidding.first_price_shading"),
+    ("shading-oracle-seed", "shading.oracle_seed"),
 ];
 
 /// A flag of some subcommand that can also be set by an environment variable.

@@ -167,7 +167,7 @@ impl Economics {
             paces: &accounts.paces,
             seed,
             throttle: self.config.enabled,
-            count: seed % OPPORTUNITY_SAMPLE == 0,
+            count: seed.is_multiple_of(OPPORTUNITY_SAMPLE),
             user: None,
             caps: None,
             now,
@@ -326,7 +326,8 @@ impl Economics {
     /// Prometheus text: per campaign of the serving catalog, its budget, spend today,
     /// bids in flight, pacing rate, and throttled and refused opportunities.
     pub fn render(&self, accounts: &Accounts, out: &mut String) {
-        let gauges: [(&str, &str, &str, fn(&CampaignPace) -> f64); 6] = [
+        type Gauge = (&'static str, &'static str, &'static str, fn(&CampaignPace) -> f64);
+        let gauges: [Gauge; 6] = [
             ("ctrbid_campaign_budget_usd", "gauge", "Daily budget, USD.", |p| p.budget_micros() as f64 / 1e6),
             ("ctrbid_campaign_spend_usd", "gauge", "Spend today (billed), USD.", |p| p.spent_micros() as f64 / 1e6),
             ("ctrbid_campaign_in_flight_usd", "gauge", "Held by bids in flight, USD.", |p| {

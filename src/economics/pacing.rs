@@ -19,7 +19,9 @@
 //! averaged spend to exponentially averaged opportunities bid on (robust to a campaign
 //! that wins a few times an hour). The rate for the next step is
 //! `need / (u × expected opportunities)`, clamped to `[min_rate, 1]`, where `need` is
-//! the next step's planned spend plus the gap to the plan, spread over `catch_up_s`.
+//! the next step's planned spend plus the gap to the plan, spread over `catch_up_s` (or
+//! what is left of the day, so the day ends on its budget), and the expected
+//! opportunities follow the profile's shape.
 //!
 //! **No overspend** is not the controller's job: every bid reserves its price against
 //! the budget until its outcome ([`CampaignPace::reserve`]), and a bid that would take
@@ -33,6 +35,10 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// The rate as a `u32` share: `u32::MAX` is 1.
 const RATE_ONE: u32 = u32::MAX;
+
+/// The least density an hour of the profile is taken to have, so an hour the profile
+/// says is empty does not divide by zero or promise nothing.
+const MIN_DENSITY: f64 = 0.05;
 
 /// A campaign's budget state shared by the bid path (lock-free reads and reservations),
 /// the notice path (spend, released reservations) and the controller.
@@ -70,7 +76,9 @@ pub struct Controlled {
     /// they were met at. Their ratio is `u`.
     pub avg_spend: f64,
     pub avg_taken: f64,
-    /// Exponential average of opportunities per step.
+    /// Exponential average of opportunities per step, each step's count divided by
+    /// the profile's density in its hour (24 x the hour's share: 1 when flat), so the
+    /// next step's expectation follows the profile rather than lagging the day's curve.
     pub avg_opportunities: f64,
     /// `spent` at the last step.
     pub spent_at_step: u64,
@@ -264,7 +272,9 @@ impl Controller {
             let rate = c.rate();
             g.avg_spend = fade * g.avg_spend + step_spend as f64;
             g.avg_taken = fade * g.avg_taken + rate * seen as f64;
-            g.avg_opportunities = fade * g.avg_opportunities + (1.0 - fade) * seen as f64;
+            let shares = g.profile.shares;
+            let density = |h: usize| (shares[h] * HOURS as f64).max(MIN_DENSITY);
+            g.avg_opportunities = fade * g.avg_opportunities + (1.0 - fade) * seen as f64 / density(hour);
             if !s.enabled {
                 continue;
             }
@@ -272,9 +282,11 @@ impl Controller {
             let planned = |t: i64| budget * g.profile.cumulative(t);
             let committed = (spent + c.reserved_micros()) as f64;
             let gap = planned(second) - committed;
-            let need =
-                (planned(second + s.step_s) - planned(second)) + gap * (s.step_s as f64 / s.catch_up_s as f64).min(1.0);
-            c.set_rate(next_rate(need, g.avg_spend, g.avg_taken, g.avg_opportunities, s.min_rate));
+            // The gap closes over `catch_up_s`, or what is left of the day if less.
+            let window = s.catch_up_s.min(86_400 - second).max(s.step_s);
+            let need = (planned(second + s.step_s) - planned(second)) + gap * (s.step_s as f64 / window as f64);
+            let expected = g.avg_opportunities * density(hour_of(now));
+            c.set_rate(next_rate(need, g.avg_spend, g.avg_taken, expected, s.min_rate));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! of bids in flight, in two short inline lists.
 //!
 //! A user with up to [`INLINE_SHOWN`] impressions (e.g. 2 items x 3) and one bid in
-//! flight lives entirely in the map entry (96 bytes on 64-bit targets, checked by a
+//! flight lives entirely in the map entry (104 bytes on 64-bit targets, checked by a
 //! test); longer lists spill to the heap, and [`UserCaps::sweep`] moves them back
 //! inline once they are short again. Every method runs under the user's shard lock, so
 //! none of them needs to think about concurrency.
@@ -41,11 +41,21 @@ pub(super) enum Refusal {
 
 /// Invariants: `shown` is sorted by (item, at) and holds at most [`MAX_IMPRESSIONS`]
 /// impressions per item, the newest; `held` holds at most one reservation per (item,
-/// bid), in no particular order; `shown.len() + held.len() <= MAX_EVENTS`.
+/// bid), in no particular order; `shown.len() + held.len() <= MAX_EVENTS`; `mask` has
+/// the [`bit`] of every item in either list set (and perhaps of items gone since: it is
+/// exact again after [`UserCaps::sweep`]).
 #[derive(Debug, Default, Clone)]
 pub(super) struct UserCaps {
+    /// A one-word filter: most candidates' items are not the user's, and one AND tells.
+    mask: u64,
     shown: SmallVec<[Shown; INLINE_SHOWN]>,
     held: SmallVec<[Hold; INLINE_HELD]>,
+}
+
+/// An item's bit in [`UserCaps::mask`] (items are hashes: their low bits are uniform).
+#[inline]
+fn bit(item: u32) -> u64 {
+    1 << (item % 64)
 }
 
 /// A Unix second as stored: clamped to `u32` (1970 to 2106).
@@ -57,13 +67,18 @@ impl UserCaps {
     /// Impressions of `item` within `(now - window_s, ...]` plus its reservations live at
     /// `now`. An impression stamped after `now` (a notice handled ahead of a request
     /// timed earlier) counts too: erring towards the cap.
+    #[inline]
     pub fn used(&self, item: u32, cap: FrequencyCap, now: i64) -> u32 {
+        if self.mask & bit(item) == 0 {
+            return 0;
+        }
         let after = now - i64::from(cap.window_s);
         let shown = self.shown.iter().filter(|s| s.item == item && i64::from(s.at) > after).count();
         let held = self.held.iter().filter(|h| h.item == item && i64::from(h.expires) >= now).count();
         (shown + held) as u32
     }
 
+    #[inline]
     pub fn allows(&self, item: u32, cap: FrequencyCap, now: i64) -> bool {
         self.used(item, cap, now) < cap.impressions
     }
@@ -83,6 +98,7 @@ impl UserCaps {
             return Err(Refusal::UserFull);
         }
         self.held.push(Hold { bid, item, expires: secs(expires) });
+        self.mask |= bit(item);
         Ok(())
     }
 
@@ -103,6 +119,7 @@ impl UserCaps {
         let new = Shown { item, at: secs(ts) };
         let at = self.shown.partition_point(|s| *s <= new);
         self.shown.insert(at, new);
+        self.mask |= bit(item);
         let first = self.shown.partition_point(|s| s.item < item);
         let end = self.shown.partition_point(|s| s.item <= item);
         if end - first > MAX_IMPRESSIONS as usize {
@@ -123,6 +140,8 @@ impl UserCaps {
     pub fn sweep(&mut self, now: i64, after: i64) {
         self.held.retain(|h| i64::from(h.expires) >= now);
         self.shown.retain(|s| i64::from(s.at) > after);
+        self.mask =
+            self.shown.iter().map(|s| bit(s.item)).chain(self.held.iter().map(|h| bit(h.item))).fold(0, |m, b| m | b);
         if self.held.spilled() && self.held.len() <= INLINE_HELD {
             self.held.shrink_to_fit();
         }
@@ -182,6 +201,7 @@ impl UserCaps {
         for h in held {
             if u.held.len() < MAX_EVENTS && !u.held.iter().any(|e| e.item == h.item && e.bid == h.bid) {
                 u.held.push(h);
+                u.mask |= bit(h.item);
             }
         }
         let mut shown: Vec<Shown> = shown.into_iter().collect();
@@ -191,6 +211,7 @@ impl UserCaps {
             if u.len() < MAX_EVENTS && per_item < MAX_IMPRESSIONS as usize {
                 let at = u.shown.partition_point(|e| *e <= s);
                 u.shown.insert(at, s);
+                u.mask |= bit(s.item);
             }
         }
         u
