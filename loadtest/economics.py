@@ -303,16 +303,18 @@ def requests_share_by_hour(requests_by_hour: Counter, day: int) -> list[float]:
     return [c / total if total else 0.0 for c in counts]
 
 
-def calibrated_budgets(campaigns: list[dict], spend_usd: dict[str, float]) -> tuple[list[dict], list[str]]:
+def calibrated_budgets(campaigns: list[dict], spend_usd: dict[str, float],
+                       min_spend: float = MIN_JUDGED_SPEND) -> tuple[list[dict], list[str]]:
     """The campaigns with the budgets of part 1, and the ids of those judged: a campaign
-    that spent S >= MIN_JUDGED_SPEND on the calibration day gets round(0.4 S, 2); one
-    that spent less keeps 1000 x its budget (never binding) and is not judged."""
+    that spent S >= ``min_spend`` (and more than 0) on the calibration day gets
+    max(0.01, round(0.4 S, 2)); one that spent less keeps 1000 x its budget (never
+    binding) and is not judged."""
     out, judged = [], []
     for c in campaigns:
         c = dict(c)
         s = spend_usd.get(c["id"], 0.0)
-        if s >= MIN_JUDGED_SPEND:
-            c["daily_budget"] = round(BUDGET_SHARE * s, 2)
+        if s >= min_spend and s > 0:
+            c["daily_budget"] = max(0.01, round(BUDGET_SHARE * s, 2))
             judged.append(c["id"])
         else:
             c["daily_budget"] = c["daily_budget"] * UNBOUNDED
@@ -562,6 +564,17 @@ def calibrate(a) -> tuple[Path, list[str], dict[str, float]]:
     return path, judged, spend
 
 
+def every_budget_binding(a) -> Path:
+    """``OUT/catalog-budgets-all.json``: every campaign that bought anything on the
+    calibration day gets 0.4 x that day's spend, so every strategy of part 3 spends about
+    the same money and is judged by what it buys with it."""
+    budgets_catalog(a)
+    spend = json.loads((Path(a.out) / "calibration.json").read_text())["calibration_spend"]
+    base = load_catalog(a.catalog)
+    campaigns, _ = calibrated_budgets(base["campaigns"], spend, min_spend=0.0)
+    return write_catalog(base, campaigns, Path(a.out) / "catalog-budgets-all.json")
+
+
 def calibration_key(a) -> dict:
     """What the budgets depend on: a calibration of other traffic is made again."""
     return {"seed": a.seed, "requests_per_day": a.requests_per_day, "catalog": str(a.catalog)}
@@ -690,7 +703,7 @@ def part_caps(a) -> dict:
 
 
 def part_shading(a) -> dict:
-    path = budgets_catalog(a)
+    path = every_budget_binding(a)
     campaigns = load_catalog(path)["campaigns"]
     goals = goals_of(campaigns)
     day, out = 1, {"judged_day": 2, "strategies": {}}
@@ -919,8 +932,10 @@ def caps_md(r: dict) -> list[str]:
 def shading_md(r: dict) -> list[str]:
     lines = [
         "## 3. First-price shading", "",
-        "The budgets of part 1 (binding: each strategy spends about its budgets, so the comparison is the value "
-        f"bought for the money), every auction first price, paced, 2 days; day {r['judged_day']} judged.", "",
+        "Every campaign that bought anything on the calibration day given 0.4 x that day's spend (binding for all, "
+        "so every strategy has the same money and is judged by what it buys with it), every auction first price, "
+        f"paced, 2 days; day {r['judged_day']} judged. Value: the goal price x the true probabilities of the "
+        "impressions bought; surplus: value - spend.", "",
         *targets_md(r["targets"]), "",
         "| strategy | bids | wins | win rate | spend | value | surplus | surplus per USD |",
         "|---|---|---|---|---|---|---|---|",

@@ -759,7 +759,6 @@ impl Bidder {
         let state = self.state.load_full();
         self.economics.control(&state.accounts, now_unix);
         let terms: List<ImpTerms, 1> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
-        // The gate holds the user's frequency-cap entry: dropped once selection is done.
         let gate = self.economics.gate(&state.accounts, &req, now_unix);
         let selected = state.select(&req, &terms, s.max_candidates_per_imp, &gate);
         let user = gate.user();

@@ -58,6 +58,9 @@ pub struct Economics {
     requests_without_user: std::sync::atomic::AtomicU64,
     /// Opportunities (imp, creative) a frequency cap refused.
     capped: std::sync::atomic::AtomicU64,
+    /// Win and loss notices whose bid was no longer in flight (its hold had lapsed):
+    /// what they would have settled (a cap's count, the shading feedback) is lost.
+    late_outcomes: std::sync::atomic::AtomicU64,
 }
 
 /// The paces of one catalog's campaigns, in catalog order: built with the selector,
@@ -70,8 +73,8 @@ pub struct Accounts {
 
 /// One request's say over each campaign selection finds (see [`Admit`]).
 ///
-/// It holds the user's frequency-cap entry read-locked: drop it before
-/// [`Economics::hold`] (which reserves under the same lock).
+/// It holds a copy of the user's frequency-cap entry (no lock), so a bid's hold
+/// ([`Economics::hold`]) checks the cap again under the entry's lock.
 pub struct Gate<'a> {
     paces: &'a [Arc<CampaignPace>],
     seed: u64,
@@ -79,7 +82,7 @@ pub struct Gate<'a> {
     count: bool,
     /// The request's user, when caps apply to it.
     user: Option<u64>,
-    caps: Option<(&'a CapTable, UserView<'a>, &'a std::sync::atomic::AtomicU64)>,
+    caps: Option<(&'a CapTable, UserView, &'a std::sync::atomic::AtomicU64)>,
     now: i64,
 }
 
@@ -134,6 +137,7 @@ impl Economics {
             caps_enabled: cfg.frequency_caps.enabled,
             requests_without_user: Default::default(),
             capped: Default::default(),
+            late_outcomes: Default::default(),
         }
     }
 
@@ -270,7 +274,7 @@ impl Economics {
             }
             Kind::Win => {
                 let keep = now + self.config.in_flight_s;
-                self.bids.update(c.bid, |e| {
+                let found = self.bids.update(c.bid, |e| {
                     // What the win will bill is known now: hold that, until the bill.
                     if let Some(price) = price_usd {
                         let cleared = per_impression_micros(price);
@@ -285,9 +289,16 @@ impl Economics {
                     e.won = true;
                     e.until = e.until.max(keep);
                 });
+                if found.is_none() && !c.test {
+                    self.late_outcomes.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Kind::Loss => {
-                if let Some(e) = self.bids.settle(c.bid) {
+                let settled = self.bids.settle(c.bid);
+                if settled.is_none() && !c.test {
+                    self.late_outcomes.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(e) = settled {
                     for h in &e.caps {
                         self.caps.lost(h.user, h.item, c.bid);
                     }
@@ -388,6 +399,12 @@ impl Economics {
              ctrbid_shading_contexts{{state=\"tracked\"}} {}\n\
              ctrbid_shading_contexts{{state=\"learnt\"}} {}",
             sh.won, sh.lost_exact, sh.lost_censored, sh.contexts, sh.learnt_contexts
+        );
+        let _ = writeln!(
+            out,
+            "# HELP ctrbid_late_outcomes_total Win and loss notices whose bid's hold had lapsed (pacing.in_flight_s).\n\
+             # TYPE ctrbid_late_outcomes_total counter\nctrbid_late_outcomes_total {}",
+            self.late_outcomes.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

@@ -3,9 +3,8 @@
 //! Concurrency contract: every call locks one shard of the map for the few
 //! microseconds it takes to read or change one user (a read lock for [`CapStore::user`]
 //! and [`CapStore::allows`], a write lock otherwise); [`CapStore::sweep`] and
-//! [`CapStore::snapshot`] visit the shards one after the other. Shard locks are not
-//! reentrant: a thread holding a [`UserView`] must drop it before it calls the store
-//! again, or it may deadlock on its own shard.
+//! [`CapStore::snapshot`] visit the shards one after the other. No lock outlives its
+//! call: a [`UserView`] is a copy of the user's entry.
 //!
 //! Capacity: at most `max_users` users. A new user beyond that is not tracked: its
 //! reservations are refused (no bid of a capped item to a user the store cannot count,
@@ -16,7 +15,7 @@
 use super::user::{Refusal, UserCaps};
 use super::FrequencyCap;
 use dashmap::mapref::entry::Entry;
-use dashmap::mapref::one::{Ref, RefMut};
+use dashmap::mapref::one::RefMut;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -63,14 +62,18 @@ pub struct CapStats {
     pub bytes_per_user: usize,
 }
 
-/// One user's entry, read-locked: the bid path checks all its candidates against one
-/// lookup. An unknown user allows everything. Hold it briefly, and drop it before any
-/// other call on the store from the same thread (shard locks are not reentrant).
-pub struct UserView<'a> {
-    caps: Option<Ref<'a, u64, UserCaps>>,
+/// One user's entry: the bid path checks all its candidates against one lookup. An
+/// unknown user allows everything.
+///
+/// It is a copy of the entry, taken under the shard's read lock and released at once:
+/// selection runs for tens of microseconds, and a lock held that long would stall the
+/// notice handlers writing to the same shard. A typical user's entry is inline (no
+/// allocation); a heavy user's spilled lists are copied.
+pub struct UserView {
+    caps: Option<UserCaps>,
 }
 
-impl UserView<'_> {
+impl UserView {
     /// Whether `item` may be shown at `now` under `cap`: as [`CapStore::allows`].
     #[inline]
     pub fn allows(&self, item: u32, cap: FrequencyCap, now: i64) -> bool {
@@ -98,8 +101,8 @@ impl CapStore {
     }
 
     /// One lookup per request: the user's entry, to check every candidate against.
-    pub fn user(&self, user: u64) -> UserView<'_> {
-        UserView { caps: self.users.get(&user) }
+    pub fn user(&self, user: u64) -> UserView {
+        UserView { caps: self.users.get(&user).map(|u| u.clone()) }
     }
 
     /// Whether `item` may be shown to `user` at `now` (Unix s) under `cap`: impressions

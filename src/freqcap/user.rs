@@ -73,7 +73,12 @@ impl UserCaps {
             return 0;
         }
         let after = now - i64::from(cap.window_s);
-        let shown = self.shown.iter().filter(|s| s.item == item && i64::from(s.at) > after).count();
+        // `shown` is sorted by (item, at): the item's impressions are one run, found by
+        // binary search (a heavy user holds hundreds; the bid path asks per candidate).
+        let first = self.shown.partition_point(|s| s.item < item);
+        let run = &self.shown[first..];
+        let run = &run[..run.partition_point(|s| s.item == item)];
+        let shown = run.iter().filter(|s| i64::from(s.at) > after).count();
         let held = self.held.iter().filter(|h| h.item == item && i64::from(h.expires) >= now).count();
         (shown + held) as u32
     }
