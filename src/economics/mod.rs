@@ -9,9 +9,10 @@
 //! the bid held and feeds the shading model. A tick sweeps lapsed bids; the pacing
 //! controller steps on the auction clock from the bid path ([`Economics::control`]).
 //!
-//! State that must survive a restart (pacing profiles and controllers, bids in
-//! flight) is saved to `pacing.state_file` and read back at start ([`save`]); today's
-//! spend comes back from the event log as before.
+//! State that must survive a restart (pacing profiles and controllers, bids in flight
+//! and their holds, frequency-cap counts, the learnt landscapes) is saved to
+//! `pacing.state_file` and read back at start ([`save`]); today's spend comes back from
+//! the event log as before.
 
 mod caps;
 pub mod config;
