@@ -585,7 +585,7 @@ impl Bidder {
         }
         let applied = self.notices.apply(&checked, now_ms, &state.selector, &self.settings.rates);
         let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
-        self.economics.on_notice(&checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
+        self.economics.on_notice(&state.accounts, &checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
         self.notices.count_verdict(kind, &notice::Verdict::Accepted);
         (notice::Verdict::Accepted, applied.location)
     }
@@ -866,9 +866,11 @@ impl Bidder {
             let campaign = state.selector.campaign_index_of(c.creative);
             let test = req.test == Some(true);
             let who = (c.creative, user);
-            if !self.economics.hold(&state.accounts, campaign, bid_id, price_usd, now_unix, test, shading, who) {
+            let Some(held) =
+                self.economics.hold(&state.accounts, campaign, bid_id, price_usd, now_unix, test, shading, who)
+            else {
                 continue;
-            }
+            };
             let mut price = price_usd / usd_per_unit;
             if floor.native.1.eq_ignore_ascii_case(currency) {
                 price = price.max(floor.native.0);
@@ -878,7 +880,8 @@ impl Bidder {
                 let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction, propensity };
                 events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged));
             }
-            bids.push(self.make_bid(state, req, imp, c, deal, p, bid_id, price, currency, now_unix, group.len()));
+            let signed = Signed { bid: bid_id, price, currency, capped_user: held.capped_user };
+            bids.push(self.make_bid(state, req, imp, c, deal, p, &signed, now_unix, group.len()));
         }
         bids
     }
@@ -892,12 +895,11 @@ impl Bidder {
         candidate: &Candidate,
         deal: Option<&'a openrtb::Deal<'a>>,
         prediction: Prediction,
-        bid_id: u64,
-        price: f64,
-        currency: &str,
+        signed: &Signed<'_>,
         now_unix: i64,
         candidates: usize,
     ) -> Bid<'a> {
+        let &Signed { bid: bid_id, price, currency, capped_user } = signed;
         let cr = state.selector.creative(candidate.creative);
         let campaign = state.selector.campaign_of(candidate.creative);
         let impid = imp.id.as_deref().unwrap_or_default();
@@ -913,6 +915,7 @@ impl Bidder {
             expires: now_unix + i64::from(self.notices.ttl_s(imp.exp)),
             click_expires: now_unix + i64::from(self.notices.click_ttl_s()),
             test: req.test == Some(true),
+            user: capped_user,
         });
         // A native creative answers with the assets the request asked for, under its ids.
         let native_request = imp.native.as_ref().and_then(|n| n.request.as_ref());
@@ -942,6 +945,16 @@ impl Bidder {
             }),
         }
     }
+}
+
+/// What a bid's notice URLs sign, besides its imp, campaign and creative.
+struct Signed<'c> {
+    bid: u64,
+    /// The bid, CPM in `currency`: the highest price a notice may report.
+    price: f64,
+    currency: &'c str,
+    /// The user's frequency-cap key when the bid is capped.
+    capped_user: Option<u64>,
 }
 
 /// What pricing decided for a logged bid, besides the candidate and its prediction.

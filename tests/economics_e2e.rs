@@ -221,6 +221,51 @@ async fn a_frequency_cap_counts_wins_and_bids_in_flight_per_user() {
     server.stop().await;
 }
 
+/// A win whose notice comes after its bid's hold lapsed (`pacing.in_flight_s`) still
+/// counts under the cap, once with its bill: the notice URL carries the user's cap key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_win_after_its_hold_lapsed_still_counts_under_the_cap() {
+    let (cid, _) = winner(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = catalog_of(dir.path(), &cid, 1000.0);
+    let mut catalog: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    catalog["campaigns"][0]["frequency_cap"] = json!({ "impressions": 3, "window_s": 3600 });
+    std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    let mut c = cfg();
+    c.pacing.enabled = false;
+    c.pacing.in_flight_s = 1;
+    c.model.catalog = path;
+    let server = TestServer::start(c).await;
+    // Bids ten seconds after the server's fixed time.
+    let later = (common::FIXED_TIME_MS + 10_000).to_string();
+    let bid_later = |body: Vec<u8>| {
+        let (server, later) = (&server, &later);
+        async move {
+            let r = server.post_with("/openrtb2/bid", &[(ctrbid::clock::TIME_HEADER, later)], &body).await;
+            (r.status == 200).then(|| r.json()["seatbid"][0]["bid"][0].clone())
+        }
+    };
+    let b1 = bid(&server, &request(2, "u1")).await.expect("u1's first bid");
+    assert!(b1["nurl"].as_str().unwrap().contains("&u="), "a capped bid's URLs carry the user key: {}", b1["nurl"]);
+    // A test auction (it holds nothing) moves the clock on; b1's hold lapses.
+    let mut test_request: Value = serde_json::from_slice(&request(2, "u2")).unwrap();
+    test_request["test"] = json!(1);
+    bid_later(serde_json::to_vec(&test_request).unwrap()).await;
+    common::wait_until("b1's hold lapses", std::time::Duration::from_secs(10), || async {
+        metric(&server.admin_get("/metrics").await.text(), "ctrbid_bids_in_flight") == 0.0
+    })
+    .await;
+    notice(&server, &b1, "nurl", 1.0, 0, 0.0).await;
+    notice(&server, &b1, "burl", 1.0, 0, 0.0).await;
+    assert_eq!(metric(&server.admin_get("/metrics").await.text(), "ctrbid_late_outcomes_total"), 1.0);
+    // One impression (the win and its bill together): two more bids to u1 fit the cap
+    // of 3, a third does not.
+    assert!(bid_later(request(2, "u1")).await.is_some(), "the cap's second place");
+    assert!(bid_later(request(2, "u1")).await.is_some(), "the cap's third place");
+    assert!(bid_later(request(2, "u1")).await.is_none(), "the late impression and two bids in flight fill the cap");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_caps_and_pacing_survive_a_restart() {
     let (cid, p) = winner(2).await;

@@ -20,6 +20,8 @@ pub struct CapTable {
     pub any: bool,
     /// The longest window of any cap, seconds (how long the store keeps impressions).
     pub max_window_s: u32,
+    /// Every capped item, sorted: what a notice's campaign and creative ids count under.
+    capped_items: Vec<u32>,
 }
 
 impl CapTable {
@@ -30,7 +32,18 @@ impl CapTable {
             catalog.creatives.iter().map(|c| c.frequency_cap.map(|cap| (freqcap::creative_item(&c.id), cap))).collect();
         let windows = campaigns.iter().chain(&creatives).flatten().map(|(_, cap)| cap.window_s);
         let max_window_s = windows.max().unwrap_or(0);
-        CapTable { any: max_window_s > 0, campaigns, creatives, max_window_s }
+        let mut capped_items: Vec<u32> = campaigns.iter().chain(&creatives).flatten().map(|(item, _)| *item).collect();
+        capped_items.sort_unstable();
+        capped_items.dedup();
+        CapTable { any: max_window_s > 0, campaigns, creatives, max_window_s, capped_items }
+    }
+
+    /// The capped items an impression of (campaign id, creative id) counts under: a
+    /// notice names its bid by ids, not by this catalog's indices.
+    pub fn items_of_ids(&self, campaign: &str, creative: &str) -> impl Iterator<Item = u32> + '_ {
+        [freqcap::campaign_item(campaign), freqcap::creative_item(creative)]
+            .into_iter()
+            .filter(|item| self.capped_items.binary_search(item).is_ok())
     }
 
     /// The caps a candidate (campaign index, creative index) is held to: at most two.

@@ -60,7 +60,8 @@ pub struct Economics {
     /// Opportunities (imp, creative) a frequency cap refused.
     capped: std::sync::atomic::AtomicU64,
     /// Win and loss notices whose bid was no longer in flight (its hold had lapsed):
-    /// what they would have settled (a cap's count, the shading feedback) is lost.
+    /// the shading feedback they carried is lost; a win still counts under its caps
+    /// from the user key in its URL.
     late_outcomes: std::sync::atomic::AtomicU64,
 }
 
@@ -70,6 +71,14 @@ pub struct Economics {
 pub struct Accounts {
     pub paces: Vec<Arc<CampaignPace>>,
     caps: CapTable,
+}
+
+/// A bid [`Economics::hold`] let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The user's cap key when the bid holds places under frequency caps: its notice
+    /// URLs carry it, so that a win arriving after the hold lapsed still counts.
+    pub capped_user: Option<u64>,
 }
 
 /// One request's say over each campaign selection finds (see [`Admit`]).
@@ -212,9 +221,10 @@ impl Economics {
     }
 
     /// Holds a bid of `price_usd` CPM for campaign `campaign` (catalog index) against
-    /// its budget until its outcome, or `pacing.in_flight_s`; false (nothing held, no
-    /// bid) when spend plus bids in flight could not pay it. A first-price bid's
-    /// `shading` context waits with it for the outcome. Test auctions hold nothing.
+    /// its budget until its outcome, or `pacing.in_flight_s`; `None` (nothing held, no
+    /// bid) when spend plus bids in flight could not pay it, or the user's last place
+    /// under a cap went to another bid since selection. A first-price bid's `shading`
+    /// context waits with it for the outcome. Test auctions hold nothing.
     #[allow(clippy::too_many_arguments)]
     pub fn hold(
         &self,
@@ -226,14 +236,15 @@ impl Economics {
         test: bool,
         shading: Option<inflight::ShadingContext>,
         (creative, user): (u32, Option<u64>),
-    ) -> bool {
-        let Some(pace) = accounts.paces.get(campaign as usize) else { return true };
+    ) -> Option<Held> {
+        let unheld = Held { capped_user: None };
+        let Some(pace) = accounts.paces.get(campaign as usize) else { return Some(unheld) };
         if test {
-            return true;
+            return Some(unheld);
         }
         let amount = per_impression_micros(price_usd);
         if !pace.reserve(amount) {
-            return false;
+            return None;
         }
         let until = now + self.config.in_flight_s;
         // A place under each cap; none left (another bid to this user took the last
@@ -247,19 +258,21 @@ impl Economics {
                     }
                     pace.release(amount);
                     self.capped.fetch_add(1, Ordering::Relaxed);
-                    return false;
+                    return None;
                 }
                 caps.push(CapHold { user, item });
             }
         }
+        let held = Held { capped_user: caps.first().map(|h| h.user) };
         let entry = InFlight { pace: Arc::clone(pace), reserved: amount, until, caps, shading, won: false };
         self.bids.insert(bid, entry);
-        true
+        Some(held)
     }
 
     /// An accepted notice at `now` (Unix s): `charged_usd` is what billing added to the
-    /// spend; `usd_per_unit` converts the notice's prices (the bid's currency) to USD.
-    pub fn on_notice(&self, c: &Checked, charged_usd: f64, usd_per_unit: Option<f64>, now: i64) {
+    /// spend; `usd_per_unit` converts the notice's prices (the bid's currency) to USD;
+    /// `accounts` are the serving catalog's (what a late impression counts under).
+    pub fn on_notice(&self, accounts: &Accounts, c: &Checked, charged_usd: f64, usd_per_unit: Option<f64>, now: i64) {
         let price_usd = c.price.zip(usd_per_unit).map(|(p, r)| p * r);
         match c.kind {
             Kind::Bill => {
@@ -269,8 +282,10 @@ impl Economics {
                     }
                 }
                 // A bill without a win notice before it is the impression.
-                if let Some(e) = self.bids.settle(c.bid).filter(|e| !e.won) {
-                    self.won(c.bid, &e, now);
+                match self.bids.settle(c.bid) {
+                    Some(e) if !e.won => self.won(c.bid, &e, now),
+                    Some(_) => {}
+                    None => self.won_late(accounts, c, now),
                 }
             }
             Kind::Win => {
@@ -290,8 +305,9 @@ impl Economics {
                     e.won = true;
                     e.until = e.until.max(keep);
                 });
-                if found.is_none() && !c.test {
+                if found.is_none() && c.first_of_impression && !c.test {
                     self.late_outcomes.fetch_add(1, Ordering::Relaxed);
+                    self.won_late(accounts, c, now);
                 }
             }
             Kind::Loss => {
@@ -321,6 +337,17 @@ impl Economics {
         }
         if let Some(s) = &e.shading {
             self.pricer.won(s);
+        }
+    }
+
+    /// A win or bill for a bid no longer in flight (its hold lapsed first): when it is
+    /// the impression's first word and its URL carries the user's cap key, the
+    /// impression counts under the caps its campaign and creative have now. What the
+    /// shading model would have learnt from it is lost.
+    fn won_late(&self, accounts: &Accounts, c: &Checked, now: i64) {
+        let Some(user) = c.user.filter(|_| c.first_of_impression && !c.test) else { return };
+        for item in accounts.caps.items_of_ids(&c.campaign, &c.creative) {
+            self.caps.won(user, item, c.bid, now);
         }
     }
 

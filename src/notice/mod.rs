@@ -5,7 +5,7 @@
 //! Every notice URL carries its terms in the query (bid id, imp id, campaign, creative,
 //! deal, currency, the highest price the exchange may report — our bid —, the Unix
 //! second the notice URLs expire and the one the click URL expires, whether the auction
-//! was a test) and an HMAC-SHA256 tag over them ([`sign`]), one tag per bid for its four
+//! was a test, and for a frequency-capped bid the user's cap key) and an HMAC-SHA256 tag over them ([`sign`]), one tag per bid for its four
 //! URLs. The exchange fills in the OpenRTB macros we leave in the URL:
 //! `${AUCTION_PRICE}` and `${AUCTION_CURRENCY}` in win and billing notices,
 //! `${AUCTION_LOSS}` and `${AUCTION_MIN_TO_WIN}` in loss notices, `${AUCTION_ID}` in all.
@@ -97,6 +97,10 @@ pub struct Terms<'a> {
     /// Unix second after which the click URL is refused.
     pub click_expires: i64,
     pub test: bool,
+    /// The frequency-cap key of the bid's user ([`crate::freqcap::user_key`], a hash,
+    /// never the id itself) when the bid is capped: a win that comes after the bid's
+    /// hold lapsed still counts under its caps.
+    pub user: Option<u64>,
 }
 
 impl Terms<'_> {
@@ -116,6 +120,11 @@ impl Terms<'_> {
             .field(&self.expires.to_le_bytes())
             .field(&self.click_expires.to_le_bytes())
             .field(&[u8::from(self.test)]);
+        // Only URLs with a user key sign one more field, so URLs signed before keys
+        // were carried still verify; adding or removing `u` breaks the tag either way.
+        if let Some(user) = self.user {
+            m.field(&user.to_le_bytes());
+        }
         m
     }
 }
@@ -325,6 +334,12 @@ pub struct Checked {
     /// Conversion: its click's time (Unix ms) and its value (USD) when given.
     pub click_ms: Option<i64>,
     pub value: Option<f64>,
+    /// Win, billing, loss, click: the capped user's key the URL carries.
+    pub user: Option<u64>,
+    /// Win, billing: no notice of the other kind was accepted for the bid before this
+    /// one, so this is the first word of its impression (a win and its bill are one
+    /// impression; they may arrive in either order, or alone).
+    pub first_of_impression: bool,
     /// Until when the ledger keeps the entry, Unix seconds.
     ledger_until: i64,
 }
@@ -412,6 +427,9 @@ impl Notices {
         if t.test {
             click.push_str("&t=1");
         }
+        if let Some(user) = t.user {
+            let _ = write!(click, "&u={user:x}");
+        }
         click.push_str("&s=");
         self.settings.signer.push_sign_hex(&t.message(), &mut click);
         NoticeUrls { click, base_end: base.len(), query_at }
@@ -461,6 +479,12 @@ impl Notices {
         if let Some(why) = contradiction {
             return Err(Verdict::Contradicts(why));
         }
+        let mut checked = checked;
+        checked.first_of_impression = match kind {
+            Kind::Win => !self.ledger.contains(Kind::Bill, checked.bid),
+            Kind::Bill => !self.ledger.contains(Kind::Win, checked.bid),
+            _ => false,
+        };
         match self.ledger.record(kind, checked.bid, checked.ledger_until) {
             Recorded::New => Ok(checked),
             Recorded::Duplicate => Err(Verdict::Duplicate),
@@ -528,6 +552,8 @@ impl Notices {
             min_to_win,
             click_ms: None,
             value: None,
+            user: terms.user,
+            first_of_impression: false,
             ledger_until: until,
         })
     }
@@ -570,6 +596,8 @@ impl Notices {
             min_to_win: None,
             click_ms: Some(id.click_ms),
             value,
+            user: None,
+            first_of_impression: false,
             ledger_until: crate::clock::unix_s(id.click_ms.saturating_add(window_ms)),
         })
     }

@@ -18,6 +18,8 @@ pub(super) struct Query<'q> {
     pub expires: Option<Cow<'q, str>>,
     pub click_expires: Option<Cow<'q, str>>,
     pub test: Option<Cow<'q, str>>,
+    /// The capped user's key, hex.
+    pub user: Option<Cow<'q, str>>,
     pub tag: Option<Cow<'q, str>>,
     /// `${AUCTION_PRICE}` (win, billing).
     pub price: Option<Cow<'q, str>>,
@@ -51,6 +53,7 @@ pub(super) fn parse_query(query: &str) -> Query<'_> {
             "x" => &mut q.expires,
             "cx" => &mut q.click_expires,
             "t" => &mut q.test,
+            "u" => &mut q.user,
             "s" => &mut q.tag,
             "p" => &mut q.price,
             "pc" => &mut q.price_currency,
@@ -84,6 +87,10 @@ impl<'q> Query<'q> {
         let click_expires = need(&self.click_expires, "cx (click expiry) is missing")?
             .parse::<i64>()
             .map_err(|_| "cx (click expiry) is not a number")?;
+        let user = match self.user.as_deref() {
+            None => None,
+            Some(u) => Some(u64::from_str_radix(u, 16).map_err(|_| "u (user key) is not hex")?),
+        };
         Ok(Terms {
             bid,
             imp: need(&self.imp, "i (imp id) is missing")?,
@@ -95,6 +102,7 @@ impl<'q> Query<'q> {
             expires,
             click_expires,
             test: self.test.as_deref() == Some("1"),
+            user,
         })
     }
 }

@@ -40,6 +40,7 @@ fn terms() -> Terms<'static> {
         expires: NOW + 600,
         click_expires: NOW + 86_400,
         test: false,
+        user: None,
     }
 }
 
@@ -165,6 +166,36 @@ fn test_auctions_are_never_charged() {
     assert_eq!(n.spend_today("cmp 1"), 0.0);
     // The test flag is signed: dropping it is a forgery.
     assert_eq!(call(&n, &s, &fill(&n.urls(&t).burl(), "2.0").replace("&t=1", ""), NOW), Verdict::Forged);
+}
+
+#[test]
+fn a_capped_bids_user_key_is_signed_and_marks_the_first_word_of_its_impression() {
+    let n = notices();
+    let t = Terms { user: Some(0xfeed_beef), ..terms() };
+    let urls = n.urls(&t);
+    assert!(urls.click().contains("&u=feedbeef&s="), "{}", urls.click());
+    let query = |url: &str| fill(url, "2.0").split_once('?').unwrap().1.to_string();
+    // Dropping or changing the key is a forgery; so is adding one to an unkeyed URL.
+    let bill = query(&urls.burl());
+    assert_eq!(n.check(Kind::Bill, &bill.replace("&u=feedbeef", ""), NOW * 1000).unwrap_err(), Verdict::Forged);
+    assert_eq!(
+        n.check(Kind::Bill, &bill.replace("u=feedbeef", "u=feedbeee"), NOW * 1000).unwrap_err(),
+        Verdict::Forged
+    );
+    let unkeyed = query(&n.urls(&terms()).burl()).replace("&s=", "&u=feedbeef&s=");
+    assert_eq!(n.check(Kind::Bill, &unkeyed, NOW * 1000).unwrap_err(), Verdict::Forged);
+    assert_eq!(
+        n.check(Kind::Bill, &bill.replace("u=feedbeef", "u=zz"), NOW * 1000).unwrap_err(),
+        Verdict::Malformed("u (user key) is not hex")
+    );
+    // The billing notice comes first: it is the impression's first word, the win after it is not.
+    let billed = n.check(Kind::Bill, &bill, NOW * 1000).unwrap();
+    assert_eq!((billed.user, billed.first_of_impression), (Some(0xfeed_beef), true));
+    let won = n.check(Kind::Win, &query(&urls.nurl()), NOW * 1000).unwrap();
+    assert_eq!((won.user, won.first_of_impression), (Some(0xfeed_beef), false));
+    // Unkeyed URLs (every URL signed before keys were carried) verify as before.
+    let plain = n.check(Kind::Win, &query(&n.urls(&Terms { bid: 0xabd, ..terms() }).nurl()), NOW * 1000).unwrap();
+    assert_eq!((plain.user, plain.first_of_impression), (None, true));
 }
 
 /// A click: the user's request for the click URL, answered with where to go.
