@@ -8,7 +8,8 @@ Every run starts one bidder (``ctrbid serve`` on the simulation clock, on free p
 own event log), plays ``ctrbid exchange --seed 7`` against it, fetches ``/admin/pacing``
 (``pacing.json``) and ``/metrics`` (``metrics.txt``) once the exchange is done, stops the
 bidder with SIGTERM and keeps ``OUT/<run>/``: ``exchange/`` (ledger, report), ``events/``,
-``bidder.log``, ``exchange.log``, ``run.json`` (commands, wall and CPU seconds).
+``bidder.log``, ``exchange.log``, ``run.json`` (commands, wall and CPU seconds). Every
+bidder holds a bid in flight for 2 s of wall time (``--in-flight-s``, :func:`in_flight_s`).
 
 1. **Pacing** (second price). ``calibrate``: the default catalog with every budget x 1000,
    unpaced, 1 day: each campaign's spend S. Budgets B = max(1, 0.4 S) for the campaigns
@@ -38,18 +39,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +53,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "models"))
+from ctrbid_train.bidder import Bidder  # noqa: E402
+
 NOTICE_KEY = "economics-notice-key-0123456789abcdef-0123"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 BIDDER = 0  # the bidder's index in the ledger: one bidder per run
@@ -107,59 +105,6 @@ def log(msg: str) -> None:
 # Running: one bidder, the exchange against it.
 
 
-class Bidder:
-    """``ctrbid serve`` on the simulation clock, on free ports, until ``stop``; its stderr
-    (and any stdout after the first line) in ``log_path``."""
-
-    def __init__(self, binary: str, config: str, catalog: Path, events: Path, log_path: Path, flags: list[str]):
-        self.cmd = [binary, "serve", "--config", config, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-                    "--clock", "simulation", "--events-dir", str(events), "--catalog", str(catalog), *flags]
-        log(shlex.join(self.cmd))
-        self.log = open(log_path, "ab")
-        env = {**os.environ, "CTRBID_NOTICE_KEY": NOTICE_KEY}
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, env=env)
-        line = self.proc.stdout.readline().decode(errors="replace")
-        m = re.search(r"listening on (http://\S+).*\(admin (http://[^;\s)]+)", line)
-        if not m:
-            self.proc.kill()
-            self.proc.wait()
-            self.log.close()
-            raise RuntimeError(f"the bidder did not start ({line.strip()!r}): see {log_path}")
-        self.url, self.admin = m.group(1), m.group(2)
-        self.log.write(line.encode())
-        self.log.flush()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for line in self.proc.stdout:
-            self.log.write(line)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the process has run so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-    def get(self, path: str) -> tuple[int, str]:
-        """(status, body) of a GET on the admin port; (0, error) when none came."""
-        try:
-            with urllib.request.urlopen(self.admin + path, timeout=10) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode(errors="replace")
-        except OSError as e:
-            return 0, str(e)
-
-    def stop(self) -> None:
-        """SIGTERM: the bidder drains and closes its event log."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 def serve_flags_of(binary: str) -> set[str]:
     """The long flags ``ctrbid serve --help`` lists."""
     text = subprocess.run([binary, "serve", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
@@ -170,16 +115,30 @@ def missing_flags(available: set[str], flags: list[str]) -> list[str]:
     return sorted({f for f in flags if f.startswith("--") and f not in available})
 
 
+# A bid's hold (its price against the budget, its slot under the caps) must outlive the
+# wall time its win notice takes: 2 s of wall time, in the auction clock's seconds.
+HOLD_WALL_S = 2.0
+
+
+def in_flight_s(a) -> int:
+    """``pacing.in_flight_s`` for these runs: the production default (120 s) or 2 s of wall
+    time, whichever is longer. A day compressed 1,300-fold turns 120 s of auction time into
+    0.09 s of wall time, less than a loaded box takes to deliver a win notice; a hold that
+    lapses first frees the bid's cap slot for a second bid to the same user."""
+    return max(120, math.ceil(HOLD_WALL_S * 86_400 * a.rate / a.requests_per_day))
+
+
 def play(a, name: str, catalog: Path, flags: list[str], days: int, exchange_flags: list[str] = ()) -> Path:
     """One fresh bidder with ``flags`` against ``days`` of the exchange; returns the run's
     directory (removed first: a bidder restores today's spend from its event log)."""
+    flags = ["--in-flight-s", str(in_flight_s(a)), *flags]
     out = Path(a.out) / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     requests = a.requests_per_day * days
     xcmd = [a.bin, "exchange", "--out", str(out / "exchange"), "--seed", str(a.seed), "--requests", str(requests),
             "--days", str(days), "--rate", str(a.rate), *exchange_flags]
-    bidder = Bidder(a.bin, a.config, catalog, out / "events", out / "bidder.log", flags)
+    bidder = Bidder(a.bin, out / "events", out / "bidder.log", ["--catalog", catalog, *flags], NOTICE_KEY, a.config)
     meta = {"name": name, "serve": bidder.cmd, "exchange": None, "days": days, "requests": requests}
     try:
         xcmd[2:2] = ["--bidder", bidder.url]
@@ -691,7 +650,8 @@ def part_caps(a) -> dict:
             "bids": sum(led.bids.values()), "wins": sum(led.wins.values()),
             **value_and_spend(imps, goals),
             "requests_with_user": sum(1 for u in led.users.values() if u),
-            "freqcap_metrics": [x for x in metrics.splitlines() if x.startswith("ctrbid_freqcap")],
+            "freqcap_metrics": [x for x in metrics.splitlines()
+                                if x.startswith(("ctrbid_freqcap", "ctrbid_late_outcomes_total"))],
             "run": run_meta(run_dir),
         }
     on, off = out["runs"]["caps-on"], out["runs"]["caps-off"]
@@ -923,7 +883,8 @@ def caps_md(r: dict) -> list[str]:
     lines += [f"| {label} | " + " | ".join(fmt(get(x), 3 if "per" in label else 2) for x in r["runs"].values()) + " |"
               for label, get in rows]
     lines += ["", f"The caps prevented {r['prevented']:,} impressions over the cap (caps-off's count).", "",
-              "The bidder's `ctrbid_freqcap` metrics (caps-on):", "", "```"]
+              "The bidder's `ctrbid_freqcap` metrics and its count of win and loss notices that came after their "
+              "bid's hold lapsed (caps-on):", "", "```"]
     lines += r["runs"]["caps-on"]["freqcap_metrics"] or ["(none)"]
     lines += ["```", ""]
     return lines
@@ -991,10 +952,10 @@ def markdown(report: dict) -> str:
 
 # Serve flags each part passes; a binary without one of them cannot run the part.
 PART_FLAGS = {
-    "pacing": ["--pacing"],
-    "caps": ["--pacing", "--frequency-caps"],
-    "shading": ["--pacing", *{f for flags in STRATEGIES.values() for f in flags if f.startswith("--")}],
-    "ab": sorted({f for flags in AB_ARMS.values() for f in flags if f.startswith("--")}),
+    "pacing": ["--pacing", "--in-flight-s"],
+    "caps": ["--pacing", "--frequency-caps", "--in-flight-s"],
+    "shading": ["--pacing", "--in-flight-s", *{f for flags in STRATEGIES.values() for f in flags if f.startswith("--")}],
+    "ab": sorted({"--in-flight-s", *(f for flags in AB_ARMS.values() for f in flags if f.startswith("--"))}),
 }
 PART_FUNCS = {"pacing": part_pacing, "caps": part_caps, "shading": part_shading, "ab": part_ab}
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
+from .bidder import Bidder
 from .data import load_features
 from .predict import predict_rows
 
@@ -54,38 +54,11 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run([str(c) for c in cmd], check=True, cwd=REPO, **kw)
 
 
-class Bidder:
-    """``ctrbid serve`` on the simulation clock, on free ports, until stopped."""
-
-    def __init__(self, binary: Path, model: Path, events: Path, explore: float, extra: list[str]):
-        cmd = [
-            binary, "serve", "--config", "deploy/ctrbid.toml", "--listen", "127.0.0.1:0", "--admin-listen",
-            "127.0.0.1:0", "--clock", "simulation", "--events-dir", events, "--model", model,
-            "--explore-share", str(explore), *extra,
-        ]
-        log(" ".join(str(c) for c in cmd))
-        env = {**os.environ, "CTRBID_NOTICE_KEY": NOTICE_KEY}
-        self.proc = subprocess.Popen([str(c) for c in cmd], cwd=REPO, stdout=subprocess.PIPE, env=env, text=True)
-        line = self.proc.stdout.readline()
-        if "listening on http://" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"the bidder did not start: {line!r}")
-        self.url = "http://" + line.split("http://")[1].split()[0]
-
-    def stop(self) -> None:
-        """SIGTERM: the bidder drains and closes its event log."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-
 def play(args, name: str, model: Path, start_ts: int, days: int, requests: int, explore: float) -> Path:
     """One bidder with ``model`` against the exchange; returns the run's directory."""
     out = Path(args.out) / name
-    bidder = Bidder(Path(args.bin), model, out / "events", explore, args.serve_flag or [])
+    flags = ["--model", model, "--explore-share", explore, *(args.serve_flag or [])]
+    bidder = Bidder(args.bin, out / "events", out / "bidder.log", flags, NOTICE_KEY)
     try:
         run([
             args.bin, "exchange", "--bidder", bidder.url, "--out", out / "exchange", "--seed", args.seed,

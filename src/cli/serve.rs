@@ -102,6 +102,10 @@ pub struct Opts {
     /// Apply the catalog's frequency caps (`frequency_caps.enabled`).
     #[arg(long, env = "CTRBID_FREQUENCY_CAPS")]
     frequency_caps: Option<bool>,
+    /// Seconds of the auction clock a bid holds its price (and its cap slot) until its
+    /// outcome (`pacing.in_flight_s`); on a compressed simulation clock, scale it up.
+    #[arg(long, env = "CTRBID_IN_FLIGHT_S")]
+    in_flight_s: Option<i64>,
     /// First-price pricing: fixed, learnt or oracle (`shading.mode`).
     #[arg(long, env = "CTRBID_SHADING", value_enum)]
     shading: Option<crate::economics::config::ShadingMode>,
@@ -203,6 +207,9 @@ impl Opts {
         }
         if let Some(v) = self.frequency_caps {
             c.frequency_caps.enabled = v;
+        }
+        if let Some(v) = self.in_flight_s {
+            c.pacing.in_flight_s = v;
         }
         if let Some(v) = self.shading {
             c.shading.mode = v;

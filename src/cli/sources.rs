@@ -40,6 +40,7 @@ pub const SERVE_KEYS: &[(&str, &str)] = &[
     ("pacing", "pacing.enabled"),
     ("state-file", "pacing.state_file"),
     ("frequency-caps", "frequency_caps.enabled"),
+    ("in-flight-s", "pacing.in_flight_s"),
     ("shading", "shading.mode"),
     ("shading-factor", "bidding.first_price_shading"),
     ("shading-oracle-seed", "shading.oracle_seed"),

@@ -1,6 +1,7 @@
 //! `[pacing]`, `[frequency_caps]` and `[shading]`: the campaign economics' settings.
 
 use super::plan::Learning;
+use crate::shading::ShadingSettings;
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -133,7 +134,9 @@ pub struct ShadingConfig {
     pub reservoir: usize,
     /// A context refits every this many new observations. Default 16.
     pub refit_every: u32,
-    /// Contexts tracked at most. Default 100,000.
+    /// Contexts tracked at most. Default 100,000; 0 learns only the global level.
+    ///
+    /// (These five are [`ShadingSettings`]' fields, with its defaults and checks.)
     pub max_contexts: usize,
     /// Oracle mode: the `ctrbid exchange --seed` whose landscape to read, with its
     /// `--publishers`, `--landscape-median` and `--landscape-sigma` (defaults: the exchange's).
@@ -145,13 +148,14 @@ pub struct ShadingConfig {
 
 impl Default for ShadingConfig {
     fn default() -> Self {
+        let learning = ShadingSettings::default();
         ShadingConfig {
             mode: ShadingMode::Learnt,
-            min_observations: 50,
-            prior_weight: 50.0,
-            reservoir: 256,
-            refit_every: 16,
-            max_contexts: 100_000,
+            min_observations: learning.min_observations,
+            prior_weight: learning.prior_weight,
+            reservoir: learning.reservoir,
+            refit_every: learning.refit_every,
+            max_contexts: learning.max_contexts,
             oracle_seed: None,
             oracle_publishers: crate::simulate::SimConfig::default().publishers,
             oracle_median: crate::exchange::landscape::DEFAULT_MEDIAN,
@@ -161,16 +165,26 @@ impl Default for ShadingConfig {
 }
 
 impl ShadingConfig {
+    /// The shader's settings: these, with `bidding.first_price_shading` as the factor
+    /// bid before a context is trusted.
+    pub fn learning(&self, fixed_factor: f64) -> ShadingSettings {
+        ShadingSettings {
+            fixed_factor,
+            min_observations: self.min_observations,
+            prior_weight: self.prior_weight,
+            reservoir: self.reservoir,
+            refit_every: self.refit_every,
+            max_contexts: self.max_contexts,
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         let check = |ok: bool, field: &str, why: &str| -> anyhow::Result<()> {
             anyhow::ensure!(ok, "config: shading.{field} {why}");
             Ok(())
         };
-        check(self.min_observations >= 1, "min_observations", "must be at least 1")?;
-        check(self.prior_weight >= 0.0, "prior_weight", "must be at least 0")?;
-        check((8..=4096).contains(&self.reservoir), "reservoir", "must be between 8 and 4096")?;
-        check(self.refit_every >= 1, "refit_every", "must be at least 1")?;
-        check(self.max_contexts >= 1, "max_contexts", "must be at least 1")?;
+        // The factor is `bidding.first_price_shading`'s, checked there.
+        self.learning(1.0).validate().map_err(|e| anyhow::anyhow!("config: {e}"))?;
         check(
             self.mode != ShadingMode::Oracle || self.oracle_seed.is_some(),
             "oracle_seed",

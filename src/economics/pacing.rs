@@ -47,7 +47,10 @@ pub struct CampaignPace {
     pub id: Box<str>,
     /// Today's budget, micro-USD (from the catalog; a reload updates it).
     budget: AtomicU64,
-    /// Billed today, micro-USD: mirrors `notice::spend` for this campaign.
+    /// Billed today, micro-USD: a copy of `notice::Spend`'s amount for this campaign,
+    /// kept beside `reserved` so that the bid path's budget check reads two atomics of
+    /// one struct instead of a map keyed by campaign id. Both are fed by the same billing
+    /// notice and restored from the same event log, in the same micro-USD rounding.
     spent: AtomicU64,
     /// Bids in flight, micro-USD: their prices, until each is won, lost or lapses.
     reserved: AtomicU64,

@@ -14,7 +14,7 @@
 use super::config::{ShadingConfig, ShadingMode};
 use super::inflight::ShadingContext;
 use crate::exchange::landscape::{Landscape, LandscapeParams, NO_FLOOR_REF};
-use crate::shading::{self, Feedback, Observation, Shader, ShadingSettings};
+use crate::shading::{self, Feedback, Observation, Shader};
 use crate::simulate::market::MediaKind;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -46,14 +46,7 @@ pub struct FirstPrice {
 
 impl Pricer {
     pub fn new(cfg: &ShadingConfig, fixed_factor: f64) -> Pricer {
-        let settings = ShadingSettings {
-            fixed_factor,
-            min_observations: cfg.min_observations,
-            prior_weight: cfg.prior_weight,
-            reservoir: cfg.reservoir,
-            refit_every: cfg.refit_every,
-            max_contexts: cfg.max_contexts,
-        };
+        let settings = cfg.learning(fixed_factor);
         let oracle = match (cfg.mode, cfg.oracle_seed) {
             (ShadingMode::Oracle, Some(seed)) => {
                 let params = LandscapeParams {

@@ -285,24 +285,28 @@ fn view_sees_what_the_store_sees() {
     assert!(unknown.allows(7, c, T) && unknown.allows(7, cap(0, 60), T), "an unknown user allows everything");
 }
 
+/// Eight threads released together, thread `t` reserving for `user(t)`; how many got a slot.
+fn race_to_reserve(s: &CapStore, user: impl Fn(u64) -> u64 + Sync) -> usize {
+    let barrier = Barrier::new(8);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (barrier, user) = (&barrier, &user);
+                scope.spawn(move || {
+                    barrier.wait();
+                    usize::from(s.reserve(user(t), 7, cap(3, DAY), t, T + 60, T))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
 #[test]
 fn concurrent_reserves_stop_at_the_cap() {
     for round in 0..50u64 {
         let s = CapStore::new(10);
-        let barrier = Barrier::new(8);
-        let successes: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8u64)
-                .map(|t| {
-                    let (s, barrier) = (&s, &barrier);
-                    scope.spawn(move || {
-                        barrier.wait();
-                        usize::from(s.reserve(U, 7, cap(3, DAY), t, T + 60, T))
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        assert_eq!(successes, 3, "round {round}");
+        assert_eq!(race_to_reserve(&s, |_| U), 3, "round {round}");
         assert_eq!(used(&s, U, 7, DAY, T), 3);
         assert_eq!(s.stats().users, 1, "one entry, whoever inserted it");
     }
@@ -312,19 +316,7 @@ fn concurrent_reserves_stop_at_the_cap() {
 fn concurrent_new_users_stop_at_max_users() {
     for round in 0..50u64 {
         let s = CapStore::new(5);
-        let barrier = Barrier::new(8);
-        let successes: usize = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8u64)
-                .map(|t| {
-                    let (s, barrier) = (&s, &barrier);
-                    scope.spawn(move || {
-                        barrier.wait();
-                        usize::from(s.reserve(100 + t, 7, cap(3, DAY), t, T + 60, T))
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
+        let successes = race_to_reserve(&s, |t| 100 + t);
         let st = s.stats();
         assert_eq!((successes, st.users, st.refused), (5, 5, 3), "round {round}");
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::optimize::DEFAULT_FIXED_FACTOR;
 
 pub const DEFAULT_MIN_OBSERVATIONS: u32 = 50;
-pub const DEFAULT_PRIOR_WEIGHT: f64 = 20.0;
+pub const DEFAULT_PRIOR_WEIGHT: f64 = 50.0;
 pub const DEFAULT_RESERVOIR: usize = 256;
 pub const DEFAULT_REFIT_EVERY: u32 = 16;
 pub const DEFAULT_MAX_CONTEXTS: usize = 100_000;
@@ -22,13 +22,14 @@ pub struct ShadingSettings {
     pub fixed_factor: f64,
     /// Observations (exact or censored) a level needs before it is trusted. Default 50.
     pub min_observations: u32,
-    /// The weight, in observations, of the parent's estimate in a level's. Default 20.
+    /// The weight, in observations, of the parent's estimate in a level's. Default 50.
     pub prior_weight: f64,
     /// Most recent observations kept per level: the window each fit uses. Default 256.
     pub reservoir: usize,
     /// A trusted level refits every this many new observations. Default 16.
     pub refit_every: u32,
-    /// Contexts tracked at most, and parents at most. Default 100000.
+    /// Contexts tracked at most, and parents at most. Default 100000; 0 learns only
+    /// the global level.
     pub max_contexts: usize,
 }
 
