@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -113,6 +114,23 @@ def test_error_summary():
 def test_expected_impressions():
     assert e.expected_impressions(2.0, 20.0) == 100.0  # 2 USD at 0.02 USD an impression
     assert e.expected_impressions(2.0, None) is None
+
+
+def test_poisson_within_sums_the_pmf_inside_the_band():
+    # Poisson(10): 9, 10, 11 are within 10 %; their pmf by hand.
+    pmf = [math.exp(-10) * 10 ** k / math.factorial(k) for k in (9, 10, 11)]
+    assert e.poisson_within(10) == pytest.approx(sum(pmf), rel=1e-12)
+    assert e.poisson_within(100) == pytest.approx(0.70652, abs=1e-5)  # P(90 <= X <= 110)
+    assert e.poisson_within(0) == 0.0
+    assert e.poisson_within(10_000) > 0.9999
+
+
+def test_perfect_pacer_worst_hour_is_the_worst_of_the_day():
+    big = e.perfect_pacer_worst_hour([1e6] * 24)  # sd 0.1 %: every hour within 10 %
+    assert big["days_every_hour_within_10pct"] == 1.0 and big["median_worst"] < 0.01
+    small = e.perfect_pacer_worst_hour([10] * 24)  # sd 32 %: some hour misses on nearly every day
+    assert small["days_every_hour_within_10pct"] < 0.01 and small["median_worst"] > 0.4
+    assert e.perfect_pacer_worst_hour([0.0] * 24)["median_worst"] is None
 
 
 def test_empty_at_is_the_bill_that_crosses_99_percent():
