@@ -11,6 +11,7 @@
 //! the simulator played as a live exchange against running bidders, judged by its own
 //! ledger.
 
+pub mod aggregates;
 pub mod bidder;
 pub mod catalog;
 pub mod cli;
