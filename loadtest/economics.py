@@ -2,7 +2,8 @@
 judged on `ctrbid exchange` runs against the bidder, the exchange's ledger the judge.
 
     .venv/bin/python loadtest/economics.py --out target/economics      (or `make economics`)
-        [--requests-per-day 200000] [--rate 2000] [--hold-wall-s 0.5] [--parts pacing,caps,shading,ab] [--rejudge]
+        [--requests-per-day 200000] [--rate 2000] [--hold-wall-s 0.5] [--ab-pairs 3]
+        [--parts pacing,caps,shading,ab] [--rejudge]
 
 Every run starts one bidder (``ctrbid serve`` on the simulation clock, on free ports, its
 own event log), plays ``ctrbid exchange --seed 7`` against it, fetches ``/admin/pacing``
@@ -24,8 +25,9 @@ bidder holds a bid in flight for 0.5 s of wall time (``--in-flight-s``, :func:`i
    surplus.
 4. **A/B cost**: everything off against everything on, on the same day of traffic and
    the catalog of part 2 (budgets that never bind: both arms bid in the same auctions),
-   in the order off, on, off, on: the bidder's CPU per 1,000 requests, its in-process
-   p99 and the exchange's answer latency p99.
+   in the order off, on, off, on, off, on (``--ab-pairs``): the bidder's CPU per 1,000
+   requests, its in-process p99 and the exchange's answer latency p99, the median of each
+   arm's runs compared.
 
 Spend is the ledger's: billing notices answered 200 (``price`` / 1000, each rounded to the
 micro-dollar as the bidder and the exchange's report round it), in the UTC hour of the
@@ -92,7 +94,7 @@ AB_ARMS = {
     "all-off": ["--pacing", "false", "--frequency-caps", "false", "--shading", "fixed"],
     "all-on": ["--pacing", "true", "--frequency-caps", "true", "--shading", "learnt"],
 }
-AB_ORDER = ("all-off", "all-on", "all-off", "all-on")
+AB_PAIRS = 3  # off, on; off, on; ...: the median of three runs per arm outlasts one slow hour
 AB_MAX_RATIO = 1.10  # all on against all off: CPU per request and p99 within 10 %
 # The bidder's in-process latency of a whole request (src/metrics.rs): a Prometheus
 # histogram's buckets when it has them, else its summary's 0.99 quantile.
@@ -732,7 +734,7 @@ def part_ab(a) -> dict:
     base = load_catalog(a.catalog)
     path = write_catalog(base, with_caps(with_budgets_x(base["campaigns"], UNBOUNDED)), Path(a.out) / "catalog-caps.json")
     runs = []
-    for i, arm in enumerate(AB_ORDER):
+    for i, arm in enumerate(ab_order(a.ab_pairs)):
         name = f"ab-{i + 1}-{arm}"
         run_dir = run_or_reuse(a, name, path, AB_ARMS[arm], 1, ["--first-price-share", "0.5", "--users",
                                                                   str(CAPS_USERS)])
@@ -747,11 +749,20 @@ def part_ab(a) -> dict:
                      "exchange_p99_ms": percentile(led.latencies_ms, 99) if led.latencies_ms else None,
                      "wall_s": meta.get("wall_s")})
     keys = ("cpu_s_per_1000", "in_process_p99_ms", "exchange_p99_ms")
-    mean = {arm: {k: mean_of([r[k] for r in runs if r["arm"] == arm]) for k in keys} for arm in AB_ARMS}
-    on_over_off = {k: ratio(mean["all-on"][k], mean["all-off"][k]) for k in keys}
-    return {"runs": runs, "mean": mean, "on_over_off": on_over_off,
+    median = {arm: {k: median_of([r[k] for r in runs if r["arm"] == arm]) for k in keys} for arm in AB_ARMS}
+    on_over_off = {k: ratio(median["all-on"][k], median["all-off"][k]) for k in keys}
+    return {"runs": runs, "median": median, "on_over_off": on_over_off,
             "targets": {"CPU per request, on / off": target(on_over_off["cpu_s_per_1000"], "<=", AB_MAX_RATIO),
                         "in-process p99, on / off": target(on_over_off["in_process_p99_ms"], "<=", AB_MAX_RATIO)}}
+
+
+def ab_order(pairs: int) -> list[str]:
+    return ["all-off", "all-on"] * pairs
+
+
+def median_of(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def mean_of(values: list) -> float | None:
@@ -963,7 +974,7 @@ def ab_md(r: dict) -> list[str]:
         "## 4. What it costs: everything off against everything on", "",
         f"The same day of traffic (`--first-price-share 0.5 --users {CAPS_USERS}`, the catalog of part 2: budgets that "
         "never bind, so both arms bid in the same auctions, and every campaign capped), in the order "
-        f"{', '.join(AB_ORDER)}. `all-off`: `{' '.join(AB_ARMS['all-off'])}`; `all-on`: "
+        f"{', '.join(ab_order(len(r['runs']) // 2))}; the arms compared by their medians. `all-off`: `{' '.join(AB_ARMS['all-off'])}`; `all-on`: "
         f"`{' '.join(AB_ARMS['all-on'])}`. CPU: the bidder's user + system seconds over the exchange's run; in-process "
         f"p99 from `/metrics` ({r['runs'][0]['in_process_source'] if r['runs'] else '–'}); exchange p99 from the "
         "ledger's `request.answers[].latency_ms`. **Wall-clock figures on this shared 2-core box swing by the hour**: "
@@ -976,8 +987,8 @@ def ab_md(r: dict) -> list[str]:
         lines.append(f"| {x['run']} | {x['arm']} | {x['requests']:,} | {x.get('bids', 0):,} | {x.get('wins', 0):,} | "
                      f"{fmt(x['cpu_s_per_1000'], 3)} | {fmt(x['in_process_p99_ms'], 3)} | "
                      f"{fmt(x['exchange_p99_ms'], 3)} |")
-    for arm, m in r["mean"].items():
-        lines.append(f"| mean | {arm} | | | | {fmt(m['cpu_s_per_1000'], 3)} | {fmt(m['in_process_p99_ms'], 3)} | "
+    for arm, m in r["median"].items():
+        lines.append(f"| median | {arm} | | | | {fmt(m['cpu_s_per_1000'], 3)} | {fmt(m['in_process_p99_ms'], 3)} | "
                      f"{fmt(m['exchange_p99_ms'], 3)} |")
     o = r["on_over_off"]
     lines += [f"| on / off | | | | | {fmt(o['cpu_s_per_1000'], 3)} | {fmt(o['in_process_p99_ms'], 3)} | "
@@ -1027,6 +1038,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=2000.0, help="requests per second of wall time")
     p.add_argument("--hold-wall-s", type=float, default=HOLD_WALL_S,
                    help="how long, in wall seconds, a bid stays held (budget, cap slot) awaiting its outcome")
+    p.add_argument("--ab-pairs", type=int, default=AB_PAIRS, help="part 4's runs: this many all-off, all-on pairs")
     p.add_argument("--parts", default=",".join(PARTS), help=f"a subset of {','.join(PARTS)}")
     p.add_argument("--rejudge", action="store_true", help="judge the runs already in --out, without playing them")
     a = p.parse_args(argv)
