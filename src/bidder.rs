@@ -381,6 +381,7 @@ impl Bidder {
     /// session with one batch, and starts the batcher. Errors name the file at fault.
     pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bidder> {
         let spec = FeatureSpec::load(&cfg.model.spec)?;
+        spec.refuse_aggregates().map_err(|e| anyhow::anyhow!("feature spec {}: {e}", cfg.model.spec.display()))?;
         let catalog = servable_catalog(&cfg.model.catalog)?;
         let extractor = Extractor::new(spec);
         let model_source = ModelPaths {

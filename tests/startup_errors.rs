@@ -43,6 +43,23 @@ async fn a_model_built_for_another_feature_spec_is_refused() {
     assert!(err.contains("was built for feature spec") && err.contains(&other.display().to_string()), "{err}");
 }
 
+/// A spec that reads the aggregates is refused until the bid path computes them, not
+/// served with those fields at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_with_aggregate_fields_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    let spec = std::fs::read_to_string(&cfg.model.spec).unwrap().replace(
+        r#""numeric": ["#,
+        r#""numeric": [{"name": "user_ctr_7d", "source": "agg.user.ctr.7d", "prior": {"mean": 0.01, "strength": 50}},"#,
+    );
+    let with_aggregates = dir.path().join("aggregates_spec.json");
+    std::fs::write(&with_aggregates, spec).unwrap();
+    cfg.model.spec = with_aggregates.clone();
+    let err = start_error(cfg).await;
+    assert!(err.contains(&with_aggregates.display().to_string()) && err.contains(r#"["user_ctr_7d"]"#), "{err}");
+}
+
 /// A model whose inputs are another spec's width names both specs and their field
 /// counts, not the ONNX tensor types.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

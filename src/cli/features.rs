@@ -111,6 +111,7 @@ struct Writers {
 /// Writes the arrays; returns the number of rows.
 pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize> {
     let spec = FeatureSpec::load(spec_path)?;
+    spec.refuse_aggregates().map_err(|e| anyhow::anyhow!("feature spec {}: {e}", spec_path.display()))?;
     let extractor = Extractor::new(spec);
     let selector = Selector::new(Catalog::load(&sim.join("catalog.json"))?, &extractor);
     let creative_index: HashMap<&str, u32> =

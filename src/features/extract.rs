@@ -279,6 +279,9 @@ impl Extractor {
                 NumSource::LocalHourSin => angle.sin(),
                 NumSource::LocalHourCos => angle.cos(),
                 NumSource::ImpBidfloor => imp.bidfloor.unwrap_or(0.0),
+                // Not computed yet: `FeatureSpec::refuse_aggregates` keeps such specs
+                // from the bidder and from `ctrbid features`.
+                NumSource::Aggregate(_) => 0.0,
             };
             *slot = f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32;
         }

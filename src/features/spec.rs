@@ -13,6 +13,7 @@
 //! and [`FeatureSpec::load`] refuses it.
 
 use super::hash;
+use crate::aggregates::{AggFeature, Prior};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
@@ -94,7 +95,7 @@ impl Source {
 }
 
 /// Where a numeric value comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum NumSource {
     /// sin and cos of the local time of day as an angle (a full turn a day), in whole
     /// minutes: rows stay the same within a minute (`features::extract`).
@@ -102,16 +103,32 @@ pub enum NumSource {
     LocalHourCos,
     /// The imp's floor in its own currency; 0 without one.
     ImpBidfloor,
+    /// What the bidder's aggregates say of the candidate's user, ad or publisher
+    /// (`agg.<family>.<stat>[.<half-life>]`, [`crate::aggregates`]); rates carry their
+    /// prior from the spec's `prior`.
+    Aggregate(AggFeature),
 }
 
 impl NumSource {
-    fn parse(name: &str) -> Option<NumSource> {
-        Some(match name {
+    fn parse(name: &str, prior: Option<Prior>) -> Result<NumSource, String> {
+        if name.starts_with("agg.") {
+            return AggFeature::parse(name, prior).map(NumSource::Aggregate);
+        }
+        let source = match name {
             "time.local_hour_sin" => NumSource::LocalHourSin,
             "time.local_hour_cos" => NumSource::LocalHourCos,
             "imp.bidfloor" => NumSource::ImpBidfloor,
-            _ => return None,
-        })
+            _ => return Err(format!("unknown source {name:?}")),
+        };
+        match prior {
+            Some(_) => Err(format!("{name:?} takes no prior (only agg. rates do)")),
+            None => Ok(source),
+        }
+    }
+
+    /// True for the aggregate sources.
+    pub fn is_aggregate(&self) -> bool {
+        matches!(self, NumSource::Aggregate(_))
     }
 }
 
@@ -220,7 +237,8 @@ pub(super) trait Sources {
     /// True for table specs: every source has the form `kind:COLUMN`.
     const TABLE: bool;
     fn cat(&mut self, source: &str) -> Result<Self::Cat, String>;
-    fn num(&mut self, source: &str) -> Result<Self::Num, String>;
+    /// `prior`: the field's `prior`, which only some sources take.
+    fn num(&mut self, source: &str, prior: Option<Prior>) -> Result<Self::Num, String>;
 }
 
 /// A table source has a colon; an OpenRTB source never does.
@@ -248,8 +266,8 @@ impl Sources for Served {
     fn cat(&mut self, source: &str) -> Result<Source, String> {
         Source::parse(source).ok_or_else(|| format!("unknown source {source:?}"))
     }
-    fn num(&mut self, source: &str) -> Result<NumSource, String> {
-        NumSource::parse(source).ok_or_else(|| format!("unknown source {source:?}"))
+    fn num(&mut self, source: &str, prior: Option<Prior>) -> Result<NumSource, String> {
+        NumSource::parse(source, prior)
     }
 }
 
@@ -281,6 +299,16 @@ struct NumFieldFile {
     source: String,
     #[serde(default)]
     transform: Vec<Transform>,
+    /// A rate's prior (`agg.*.ctr.*`, `agg.*.cvr.*`).
+    #[serde(default)]
+    prior: Option<PriorFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriorFile {
+    mean: f64,
+    strength: f64,
 }
 
 impl FeatureSpec {
@@ -292,6 +320,17 @@ impl FeatureSpec {
     /// Parses and checks a spec from the bytes of its file.
     pub fn from_bytes(bytes: &[u8]) -> Result<FeatureSpec, SpecError> {
         parse(bytes, &mut Served).map(FeatureSpec::from_parsed)
+    }
+
+    /// An error naming the aggregate sources, if the spec has any: the bid path and
+    /// `ctrbid features` do not compute them yet, and a row with them left at 0 would
+    /// score silently wrong.
+    pub fn refuse_aggregates(&self) -> Result<(), String> {
+        let names: Vec<&str> = self.num.iter().filter(|f| f.source.is_aggregate()).map(|f| f.name.as_str()).collect();
+        match names.is_empty() {
+            true => Ok(()),
+            false => Err(format!("numeric fields {names:?} read the aggregates (agg.*), which this build does not compute yet")),
+        }
     }
 
     fn from_parsed(p: Parsed<Source, NumSource>) -> FeatureSpec {
@@ -359,8 +398,10 @@ pub(super) fn parse<R: Sources>(bytes: &[u8], sources: &mut R) -> Result<Parsed<
     }
     let mut num = Vec::with_capacity(file.numeric.len());
     for f in file.numeric {
-        let source =
-            sources.num(&f.source).map_err(|reason| invalid(format!("numeric field {:?}: {reason}", f.name)))?;
+        let prior = f.prior.map(|p| Prior { mean: p.mean, strength: p.strength });
+        let source = sources
+            .num(&f.source, prior)
+            .map_err(|reason| invalid(format!("numeric field {:?}: {reason}", f.name)))?;
         for t in &f.transform {
             if let Transform::Standardise { std, .. } = t {
                 if !(std.is_finite() && *std > 0.0) {
@@ -425,6 +466,38 @@ mod tests {
         check_invalid(
             &format!(r#"{head}[{{"name":"a","source":"column:C1","buckets":64}}]}}"#),
             "is a table spec (column: sources) and cannot be served",
+        );
+    }
+
+    fn with_numeric(numeric: &str) -> String {
+        format!(
+            r#"{{"name":"t","version":1,"hash_seed":1,"categorical":[{{"name":"a","source":"device.os","buckets":64}}],"numeric":[{numeric}]}}"#
+        )
+    }
+
+    #[test]
+    fn aggregate_sources_parse_with_their_priors() {
+        let spec = FeatureSpec::from_bytes(
+            with_numeric(
+                r#"{"name":"u","source":"agg.user.ctr.7d","prior":{"mean":0.01,"strength":50},"transform":[{"op":"log1p"}]},
+                   {"name":"s","source":"agg.creative.since_click"}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let NumSource::Aggregate(f) = spec.num[0].source else { panic!("{:?}", spec.num[0].source) };
+        assert_eq!(f.prior, Some(Prior { mean: 0.01, strength: 50.0 }));
+        assert!(spec.num[1].source.is_aggregate() && !matches!(spec.num[1].source, NumSource::ImpBidfloor));
+        let err = spec.refuse_aggregates().unwrap_err();
+        assert!(err.contains(r#"["u", "s"]"#), "{err}");
+        check_invalid(&with_numeric(r#"{"name":"u","source":"agg.user.ctr.7d"}"#), "needs a prior");
+        check_invalid(
+            &with_numeric(r#"{"name":"f","source":"imp.bidfloor","prior":{"mean":0.1,"strength":1}}"#),
+            "takes no prior",
+        );
+        check_invalid(
+            &with_numeric(r#"{"name":"u","source":"agg.user.ctr.7d","prior":{"mean":0.1,"strength":1,"x":2}}"#),
+            "unknown field",
         );
     }
 }

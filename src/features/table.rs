@@ -116,8 +116,11 @@ impl spec::Sources for Columns {
     fn cat(&mut self, source: &str) -> Result<Column, String> {
         self.resolve(source)
     }
-    fn num(&mut self, source: &str) -> Result<Column, String> {
-        self.resolve(source)
+    fn num(&mut self, source: &str, prior: Option<crate::aggregates::Prior>) -> Result<Column, String> {
+        match prior {
+            Some(_) => Err(format!("{source:?}: a table column takes no prior")),
+            None => self.resolve(source),
+        }
     }
 }
 
