@@ -111,6 +111,7 @@ impl ServingState {
                 &rc,
                 &req.imp[usize::from(group[0].imp)],
                 group.iter().map(|c| self.selector.keys(c.creative)),
+                None,
                 &mut rows.cat,
                 &mut rows.num,
             );
@@ -988,7 +989,7 @@ fn bid_record<'a>(
 ) -> BidRecord<'a> {
     let ex = &state.extractor;
     let (mut cat, mut num) = (Vec::with_capacity(ex.cat_width()), Vec::with_capacity(ex.num_width()));
-    ex.append_imp_rows(rc, imp, std::iter::once(state.selector.keys(candidate.creative)), &mut cat, &mut num);
+    ex.append_imp_rows(rc, imp, std::iter::once(state.selector.keys(candidate.creative)), None, &mut cat, &mut num);
     let campaign = state.selector.campaign_of(candidate.creative);
     BidRecord {
         ts_ms: now_ms,

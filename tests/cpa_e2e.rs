@@ -108,7 +108,7 @@ fn row(cfg: &Config, catalog: &Path, body: &[u8], creative: &str, ts: i64) -> (V
     let req = ctrbid::openrtb::validate(ctrbid::openrtb::parse(&mut body).unwrap()).unwrap();
     let ic = extractor.imp(&extractor.request(&req, ts), &req.imp[0]);
     let (mut cat, mut num) = (vec![0; extractor.cat_width()], vec![0.0; extractor.num_width()]);
-    extractor.write_row(&ic, selector.keys(index), &mut cat, &mut num);
+    extractor.write_row(&ic, selector.keys(index), None, &mut cat, &mut num);
     (cat, num)
 }
 

@@ -127,7 +127,7 @@ pub fn validate_and_extract(
         let ic = ex.imp(&rc, imp);
         let stand_in = candidates.is_empty().then_some(0);
         for creative in candidates.iter().map(|c| c.creative).chain(stand_in) {
-            ex.write_row(&ic, s.selector.keys(creative), &mut cat, &mut num);
+            ex.write_row(&ic, s.selector.keys(creative), None, &mut cat, &mut num);
             for (v, f) in cat.iter().zip(&spec.cat) {
                 let range = f.offset as i64..(f.offset + f.buckets) as i64;
                 assert!(range.contains(v), "field {} index {v} outside {range:?}", f.name);

@@ -170,7 +170,7 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
                 bail!("impression names unknown creative {:?}", imp.crid);
             };
             let ic = extractor.imp(&rc, spot);
-            extractor.write_row(&ic, selector.keys(creative), &mut cat, &mut num);
+            extractor.write_row(&ic, selector.keys(creative), None, &mut cat, &mut num);
             w.cat.push(&cat)?;
             w.num.push(&num)?;
             w.click.push(&[f32::from(imp.click)])?;

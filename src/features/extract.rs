@@ -7,10 +7,13 @@
 //! once per catalog load ([`Extractor::candidate_keys`]): its values' hashes and the
 //! indices of the fields made of creative values only (`campaign`, `creative`, ...).
 //! Per row there remain the match fields (a table lookup: their value is 0, 1 or 2)
-//! and the crosses of a creative value with a request value, hashed per row.
+//! and the crosses of a creative value with a request value, hashed per row, and the
+//! aggregate numeric fields (`agg.*`), read per row from the store's [`Snapshot`] the
+//! caller passes (none: every entity reads as never seen).
 
 use super::hash::{bucket, bucket_cross, value_hash, value_hash_int, value_hash_lower};
 use super::spec::{CatKind, FeatureSpec, NumSource, Source};
+use crate::aggregates::{id_hash, AggFeature, EntityKeys, Snapshot};
 use crate::catalog::{Campaign, Creative, Format};
 use crate::openrtb::{BidRequest, Imp};
 
@@ -38,6 +41,9 @@ pub struct CandidateKeys {
     vh: [u64; CANDIDATE_SOURCES],
     /// The global index of each of the extractor's `creative_fields`, in that order.
     indices: [i64; MAX_CREATIVE_FIELDS],
+    /// [`id_hash`]es of the campaign id, the creative id and the campaign's category:
+    /// the creative's part of its aggregates' keys.
+    agg: [u64; 3],
 }
 
 /// Value hashes of the tier-1 IAB codes a request carries, for the match sources;
@@ -56,6 +62,11 @@ pub struct RequestContext {
     /// Seconds since local midnight, `0..86400`, in whole minutes
     /// ([`TIME_OF_DAY_RESOLUTION_S`]).
     local_seconds: i64,
+    /// The auction time, Unix seconds: what the aggregates decay to.
+    now_unix: i64,
+    /// [`id_hash`]es of the personal user id and of the publisher id, for the aggregates.
+    agg_user: Option<u64>,
+    agg_publisher: Option<u64>,
 }
 
 /// Request- and imp-level value hashes: what the candidate fields of one imp's rows
@@ -64,6 +75,9 @@ pub struct RequestContext {
 struct ImpKeys {
     vh: [u64; Source::COUNT],
     tier1: Tier1,
+    now_unix: i64,
+    agg_user: Option<u64>,
+    agg_publisher: Option<u64>,
 }
 
 /// The part of a row shared by every candidate of one imp.
@@ -95,6 +109,8 @@ pub struct Extractor {
     row_fields: Vec<usize>,
     /// Value hashes of the match values 0, 1 and 2.
     match_hashes: [u64; 3],
+    /// Numeric fields read from the aggregates, per row: index into `spec.num`.
+    agg_fields: Vec<(usize, AggFeature)>,
 }
 
 impl Extractor {
@@ -125,7 +141,13 @@ impl Extractor {
                 _ => row_fields.push(i),
             }
         }
-        Extractor { spec, creative_fields, match_fields, row_fields, match_hashes }
+        let agg_fields = (spec.num.iter().enumerate())
+            .filter_map(|(i, f)| match f.source {
+                NumSource::Aggregate(a) => Some((i, a)),
+                _ => None,
+            })
+            .collect();
+        Extractor { spec, creative_fields, match_fields, row_fields, match_hashes, agg_fields }
     }
 
     pub fn spec(&self) -> &FeatureSpec {
@@ -165,7 +187,8 @@ impl Extractor {
             let f = &self.spec.cat[i];
             *slot = index(f.offset, f.seed, f.kind, f.buckets, &vh);
         }
-        CandidateKeys { vh: keys, indices }
+        let agg = [id_hash(&campaign.id), id_hash(&creative.id), id_hash(&campaign.category)];
+        CandidateKeys { vh: keys, indices, agg }
     }
 
     /// Hashes the request-level values; `now_unix` is the auction time in Unix seconds.
@@ -207,7 +230,14 @@ impl Extractor {
             segments: [tier1_hash(segment0), tier1_hash(segment1)],
             content: tier1_hash(req.inventory_cats().first().map(|c| c.as_ref())),
         };
-        RequestContext { vh, tier1, local_seconds }
+        RequestContext {
+            vh,
+            tier1,
+            local_seconds,
+            now_unix,
+            agg_user: req.personal_user_id().map(id_hash),
+            agg_publisher: req.publisher_id().map(id_hash),
+        }
     }
 
     /// Fills the imp-level values and the candidate-independent part of the row.
@@ -219,10 +249,18 @@ impl Extractor {
     }
 
     /// Writes one candidate's row. `cat` and `num` are exactly the row widths.
-    pub fn write_row(&self, ic: &ImpContext, keys: &CandidateKeys, cat: &mut [i64], num: &mut [f32]) {
+    pub fn write_row(
+        &self,
+        ic: &ImpContext,
+        keys: &CandidateKeys,
+        agg: Option<&Snapshot<'_>>,
+        cat: &mut [i64],
+        num: &mut [f32],
+    ) {
         cat.copy_from_slice(&ic.cat);
         num.copy_from_slice(&ic.num);
         self.candidate_fields(&ic.keys, keys, cat);
+        self.aggregate_fields(&ic.keys, keys, agg, num);
     }
 
     /// Appends the rows of all of one imp's candidates (`keys`, in order) to `cat` and
@@ -234,7 +272,8 @@ impl Extractor {
         &self,
         rc: &RequestContext,
         imp: &Imp<'_>,
-        keys: impl ExactSizeIterator<Item = &'k CandidateKeys>,
+        keys: impl ExactSizeIterator<Item = &'k CandidateKeys> + Clone,
+        agg: Option<&Snapshot<'_>>,
         cat: &mut Vec<i64>,
         num: &mut Vec<f32>,
     ) {
@@ -252,6 +291,11 @@ impl Extractor {
         for _ in 1..rows {
             cat.extend_from_within(c0..c0 + f);
             num.extend_from_within(n0..n0 + d);
+        }
+        if !self.agg_fields.is_empty() {
+            for (row, k) in num[n0..].chunks_exact_mut(d).zip(keys.clone()) {
+                self.aggregate_fields(&ik, k, agg, row);
+            }
         }
         for (row, k) in cat[c0..].chunks_exact_mut(f).zip(keys) {
             self.candidate_fields(&ik, k, row);
@@ -279,13 +323,25 @@ impl Extractor {
                 NumSource::LocalHourSin => angle.sin(),
                 NumSource::LocalHourCos => angle.cos(),
                 NumSource::ImpBidfloor => imp.bidfloor.unwrap_or(0.0),
-                // Not computed yet: `FeatureSpec::refuse_aggregates` keeps such specs
-                // from the bidder and from `ctrbid features`.
+                // Per candidate: `aggregate_fields`.
                 NumSource::Aggregate(_) => 0.0,
             };
             *slot = f.transforms.iter().fold(raw, |v, t| t.apply(v)) as f32;
         }
-        ImpKeys { vh, tier1: rc.tier1 }
+        ImpKeys { vh, tier1: rc.tier1, now_unix: rc.now_unix, agg_user: rc.agg_user, agg_publisher: rc.agg_publisher }
+    }
+
+    /// Writes a row's aggregate numeric fields from `agg` (none: as if the store were
+    /// empty), each decayed to the auction and transformed as the spec says.
+    fn aggregate_fields(&self, ik: &ImpKeys, keys: &CandidateKeys, agg: Option<&Snapshot<'_>>, num: &mut [f32]) {
+        let [campaign, creative, ad_category] = keys.agg;
+        let entity =
+            EntityKeys { user: ik.agg_user, publisher: ik.agg_publisher, campaign, creative, ad_category };
+        for &(i, feature) in &self.agg_fields {
+            let counts = agg.zip(entity.key(feature.family)).and_then(|(s, key)| s.counts(key));
+            let raw = feature.value(counts.as_ref(), ik.now_unix);
+            num[i] = self.spec.num[i].transforms.iter().fold(raw, |v, t| t.apply(v)) as f32;
+        }
     }
 
     /// Writes the candidate-dependent fields of one row: the creative's own indices, the
@@ -377,7 +433,7 @@ mod tests {
         let keys = ex.candidate_keys(cmp, cr);
         let mut cat = vec![0; ex.cat_width()];
         let mut num = vec![0.0; ex.num_width()];
-        ex.write_row(&ic, &keys, &mut cat, &mut num);
+        ex.write_row(&ic, &keys, None, &mut cat, &mut num);
         (cat, num)
     }
 
@@ -395,14 +451,14 @@ mod tests {
         let (f, d) = (ex.cat_width(), ex.num_width());
         // Appended after what the buffers already hold, which stays as it was.
         let (mut cat, mut num) = (vec![-1; f], vec![-1.0; d]);
-        ex.append_imp_rows(&rc, &req.imp[0], candidates.iter(), &mut cat, &mut num);
+        ex.append_imp_rows(&rc, &req.imp[0], candidates.iter(), None, &mut cat, &mut num);
         assert_eq!((cat.len(), num.len()), (4 * f, 4 * d));
         assert!(cat[..f].iter().all(|&v| v == -1) && num[..d].iter().all(|&v| v == -1.0));
         let (cat, num) = (&cat[f..], &num[d..]);
         let ic = ex.imp(&rc, &req.imp[0]);
         for (r, keys) in candidates.iter().enumerate() {
             let (mut c, mut n) = (vec![0; f], vec![0.0; d]);
-            ex.write_row(&ic, keys, &mut c, &mut n);
+            ex.write_row(&ic, keys, None, &mut c, &mut n);
             assert_eq!((&cat[r * f..(r + 1) * f], &num[r * d..(r + 1) * d]), (&c[..], &n[..]), "row {r}");
         }
         assert_ne!(cat[..f], cat[f..2 * f], "the candidates differ");
@@ -412,6 +468,69 @@ mod tests {
         "site":{"domain":"news.example","cat":["IAB12"],"publisher":{"id":"p1"}},
         "device":{"devicetype":4,"os":"iOS","geo":{"country":"USA","utcoffset":-300}},
         "user":{"id":"u1","data":[{"segment":[{"id":"seg-IAB2"},{"id":"seg-IAB7"}]}]}}"#;
+
+    /// The default spec with three aggregate fields appended to its numeric ones.
+    fn extractor_with_aggregates() -> Extractor {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/models/feature_spec.json"));
+        let json = std::fs::read_to_string(path).unwrap().replace(
+            r#""numeric": ["#,
+            r#""numeric": [
+                {"name": "user_ctr", "source": "agg.user.ctr.1d", "prior": {"mean": 0.01, "strength": 100}},
+                {"name": "pub_cmp_imps", "source": "agg.publisher_campaign.impressions.1h", "transform": [{"op": "log1p"}]},
+                {"name": "creative_since_click", "source": "agg.creative.since_click"},"#,
+        );
+        Extractor::new(FeatureSpec::from_bytes(json.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn aggregate_fields_read_the_snapshot_for_each_candidate() {
+        use crate::aggregates::{AggEvent, AggregateStore, Outcome};
+        let ex = extractor_with_aggregates();
+        let now = 1_767_600_000;
+        let mut buf = BODY.as_bytes().to_vec();
+        let req = crate::openrtb::parse(&mut buf).unwrap();
+        let rc = ex.request(&req, now);
+        let (shown, other) = (creative(300), creative(728));
+        let keys = [ex.candidate_keys(&campaign(), &shown), ex.candidate_keys(&campaign(), &other)];
+        // u1 saw cmp-1's cr-300 on p1 four times an hour ago and clicked once, 90 s ago.
+        let store = AggregateStore::new(1 << 10);
+        let seen = EntityKeys {
+            user: Some(id_hash("u1")),
+            publisher: Some(id_hash("p1")),
+            campaign: id_hash("cmp-1"),
+            creative: id_hash("cr-300"),
+            ad_category: id_hash("IAB2"),
+        };
+        for _ in 0..4 {
+            store.apply(&AggEvent { ts_s: now - 3_600, outcome: Outcome::Impression, keys: seen });
+        }
+        store.apply(&AggEvent { ts_s: now - 90, outcome: Outcome::Click, keys: seen });
+        let (f, d) = (ex.cat_width(), ex.num_width());
+        let (mut cat, mut num) = (Vec::new(), Vec::new());
+        store.read(|snap| {
+            cat.clear();
+            num.clear();
+            ex.append_imp_rows(&rc, &req.imp[0], keys.iter(), Some(snap), &mut cat, &mut num);
+        });
+        assert_eq!((cat.len(), num.len()), (2 * f, 2 * d));
+        // At the 1 d half-life: the click 90 s old, the impressions an hour old.
+        let user_ctr_1d = (2f64.powf(-90.0 / 86_400.0) + 100.0 * 0.01) / (4.0 * 2f64.powf(-1.0 / 24.0) + 100.0);
+        let pub_cmp = (4.0f64 * 0.5 + 0.0).ln_1p(); // 4 impressions an hour old at a 1 h half-life
+        assert!((f64::from(num[0]) - user_ctr_1d).abs() < 1e-7, "{} vs {user_ctr_1d}", num[0]);
+        assert!((f64::from(num[1]) - pub_cmp).abs() < 1e-6, "{}", num[1]);
+        assert_eq!(num[2], 90.0, "the creative was clicked 90 s ago");
+        // The other creative shares user, publisher and campaign but was never clicked.
+        assert_eq!((num[d], num[d + 1]), (num[0], num[1]));
+        assert_eq!(f64::from(num[d + 2]), crate::aggregates::SINCE_CLICK_CAP_S);
+        // The per-row path writes the same row; without a snapshot, the never-seen values.
+        let ic = ex.imp(&rc, &req.imp[0]);
+        let (mut c, mut n) = (vec![0; f], vec![0.0; d]);
+        store.read(|snap| ex.write_row(&ic, &keys[0], Some(snap), &mut c, &mut n));
+        assert_eq!((&c[..], &n[..]), (&cat[..f], &num[..d]));
+        ex.write_row(&ic, &keys[0], None, &mut c, &mut n);
+        assert_eq!((n[0], n[1], f64::from(n[2])), (0.01, 0.0, crate::aggregates::SINCE_CLICK_CAP_S));
+        assert_eq!(n[3..], num[3..d], "the other numeric fields do not depend on the store");
+    }
 
     #[test]
     fn indices_fall_inside_their_fields() {
@@ -542,7 +661,7 @@ mod tests {
         let keys: Vec<CandidateKeys> =
             cases.iter().map(|&(category, ..)| ex.candidate_keys(&campaign_in(category), &creative(300))).collect();
         let (mut cat, mut num) = (Vec::new(), Vec::new());
-        ex.append_imp_rows(&rc, &req.imp[0], keys.iter(), &mut cat, &mut num);
+        ex.append_imp_rows(&rc, &req.imp[0], keys.iter(), None, &mut cat, &mut num);
         let ic = ex.imp(&rc, &req.imp[0]);
         for (((category, segment_match, content_match), keys), row) in
             cases.iter().zip(&keys).zip(cat.chunks_exact(ex.cat_width()))
