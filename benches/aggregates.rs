@@ -3,9 +3,9 @@
 //! ([`AggregateStore`]) against a `DashMap<u64, Counts>` holding the same entities.
 //!
 //! The store holds 200,000 users with 3 ad categories each, 1,000 campaigns, 3,000
-//! creatives, 500 publishers and 20,000 publisher x campaign pairs (about 1 M entities,
-//! a 2^21-slot table); the measured request's user and publisher change every iteration,
-//! so the lookups are not all cache-hot.
+//! creatives, 500 publishers and the publisher x campaign pairs they make (about 600,000
+//! entities in a 2^21-way table); the measured request's user and publisher change every
+//! iteration, so the lookups are not all cache-hot.
 //!
 //! - `aggregates/read_request/{table,dashmap}`: the request's user and publisher and, for
 //!   each of 50 candidates, its campaign, creative, publisher x campaign and user x ad
@@ -137,7 +137,7 @@ fn main() {
     }
     let map_heap = region.change().bytes_allocated as f64 - region.change().bytes_deallocated as f64;
     println!(
-        "aggregates: {} entities; table {} slots x 64 B = {:.1} MB, {:.1} B per entity ({} evicted); \
+        "aggregates: {} entities; table {} ways x 64 B = {:.1} MB, {:.1} B per entity ({} evicted); \
          DashMap {} entities, {:.1} B per entity of heap",
         stats.entries,
         stats.capacity,

@@ -1,24 +1,24 @@
-//! The aggregate store: a fixed table of 64-byte slots in sets of [`WAYS`], written by one
-//! event at a time and read without locks.
+//! The aggregate store: a fixed table of sets of [`WAYS`] entities (64 bytes each), written
+//! by one event at a time and read without locks.
 //!
 //! Invariants:
 //! - `seq` is twice the number of events applied, plus one while one is being applied
-//!   (a sequence lock over the whole table). Every slot write happens while it is odd,
+//!   (a sequence lock over the whole table). Every write happens while it is odd,
 //!   under `writer`; a read that saw it odd, or saw it change, is retried, so a read sees
 //!   the table after exactly `applied` events, never part of one.
 //! - A key lives only in the set its low bits pick; a key the set does not hold takes an
-//!   empty slot, else the slot with the fewest impressions at the longest half-life (the
+//!   empty way, else the way with the fewest impressions at the longest half-life (the
 //!   entity least seen lately; ties: the one updated longest ago). Reads never move or
 //!   refresh anything, so the table is a function of the events and their order.
-//! - A slot's key is 0 when empty; its counters are all 0 and its times 0 then.
+//! - A way's key is 0 when empty; its counters are all 0 and its times 0 then.
 
 use super::{AggEvent, Family, Outcome, HALF_LIVES_S};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Slots per set: a key can live in one of four neighbouring 64-byte slots.
+/// Ways per set: a key can live in any of its set's four.
 const WAYS: usize = 4;
-/// Counters per slot: impressions, clicks, conversions at each half-life.
+/// Counters per entity: impressions, clicks, conversions at each half-life.
 const H: usize = HALF_LIVES_S.len();
 /// Reads retried this many times while events are applied before one waits for the
 /// writer instead (each event takes well under a microsecond to apply).
@@ -104,22 +104,30 @@ impl Counts {
     }
 }
 
-/// Counter words per slot: two `f32` each.
+/// Counter words per entity: two `f32` each.
 const WORDS: usize = (3 * H).div_ceil(2);
 
+/// Four ways of entities. The ways' keys and times share the first cache line, so a
+/// lookup reads one line to find its way (or learn the key is absent) and then that
+/// way's counters; 256 bytes, 64 per entity.
 #[derive(Default)]
-struct Slot {
-    key: AtomicU64,
+#[repr(C, align(64))]
+struct Set {
+    keys: [AtomicU64; WAYS],
     /// `updated_s` in the low half, `last_click_s` in the high half.
-    times: AtomicU64,
-    counters: [AtomicU64; WORDS],
+    times: [AtomicU64; WAYS],
+    counters: [[AtomicU64; WORDS]; WAYS],
 }
 
-impl Slot {
-    fn load(&self) -> Counts {
-        let times = self.times.load(Ordering::Relaxed);
+impl Set {
+    fn find(&self, key: u64) -> Option<usize> {
+        self.keys.iter().position(|k| k.load(Ordering::Relaxed) == key)
+    }
+
+    fn load(&self, way: usize) -> Counts {
+        let times = self.times[way].load(Ordering::Relaxed);
         let mut v = [0.0f32; 3 * H];
-        for (j, w) in self.counters.iter().enumerate() {
+        for (j, w) in self.counters[way].iter().enumerate() {
             let bits = w.load(Ordering::Relaxed);
             v[2 * j] = f32::from_bits(bits as u32);
             if 2 * j + 1 < v.len() {
@@ -130,28 +138,13 @@ impl Slot {
     }
 
     /// Writer only, while `seq` is odd.
-    fn store(&self, c: &Counts) {
-        self.times.store(u64::from(c.updated_s) | u64::from(c.last_click_s) << 32, Ordering::Relaxed);
+    fn store(&self, way: usize, c: &Counts) {
+        self.times[way].store(u64::from(c.updated_s) | u64::from(c.last_click_s) << 32, Ordering::Relaxed);
         let v = c.values();
-        for (j, w) in self.counters.iter().enumerate() {
+        for (j, w) in self.counters[way].iter().enumerate() {
             let hi = v.get(2 * j + 1).map_or(0, |x| x.to_bits());
             w.store(u64::from(v[2 * j].to_bits()) | u64::from(hi) << 32, Ordering::Relaxed);
         }
-    }
-}
-
-#[derive(Default)]
-#[repr(C, align(64))]
-struct Padded(Slot);
-
-#[derive(Default)]
-struct Set {
-    slots: [Padded; WAYS],
-}
-
-impl Set {
-    fn find(&self, key: u64) -> Option<&Slot> {
-        self.slots.iter().map(|p| &p.0).find(|s| s.key.load(Ordering::Relaxed) == key)
     }
 }
 
@@ -200,7 +193,8 @@ impl Snapshot<'_> {
     /// torn while an event is applied; [`AggregateStore::read`] then discards the
     /// closure's result and runs it again.
     pub fn counts(&self, key: u64) -> Option<Counts> {
-        self.store.set_of(key).find(key).map(Slot::load)
+        let set = self.store.set_of(key);
+        set.find(key).map(|way| set.load(way))
     }
 }
 
@@ -222,7 +216,7 @@ impl AggregateStore {
         self.sets.len() * WAYS
     }
 
-    /// Bytes the table holds (its slots).
+    /// Bytes the table holds (its sets).
     pub fn bytes(&self) -> usize {
         std::mem::size_of_val(&*self.sets)
     }
@@ -256,36 +250,34 @@ impl AggregateStore {
 
     fn update(&self, w: &mut Writer, key: u64, ts_s: i64, outcome: Outcome) {
         let set = self.set_of(key);
-        let slot = match set.find(key) {
-            Some(slot) => slot,
+        let way = match set.find(key) {
+            Some(way) => way,
             None => {
-                let slot = self.claim(w, set, ts_s);
-                slot.store(&Counts::default());
-                slot.key.store(key, Ordering::Relaxed);
-                slot
+                let way = self.claim(w, set, ts_s);
+                set.store(way, &Counts::default());
+                set.keys[way].store(key, Ordering::Relaxed);
+                way
             }
         };
-        let mut c = slot.load();
+        let mut c = set.load(way);
         c.add(ts_s, outcome);
-        slot.store(&c);
+        set.store(way, &c);
     }
 
-    /// The slot a new key takes in `set`: an empty one, else the least seen lately.
-    fn claim<'s>(&self, w: &mut Writer, set: &'s Set, ts_s: i64) -> &'s Slot {
-        if let Some(empty) = set.slots.iter().map(|p| &p.0).find(|s| s.key.load(Ordering::Relaxed) == 0) {
+    /// The way a new key takes in `set`: an empty one, else the least seen lately.
+    fn claim(&self, w: &mut Writer, set: &Set, ts_s: i64) -> usize {
+        if let Some(empty) = set.find(0) {
             w.entries += 1;
             return empty;
         }
         w.evicted += 1;
-        let weight = |s: &Slot| {
-            let c = s.load();
+        let weight = |way: usize| {
+            let c = set.load(way);
             (c.at(ts_s).impressions[H - 1], c.updated_s)
         };
-        set.slots
-            .iter()
-            .map(|p| &p.0)
-            .min_by(|a, b| weight(a).partial_cmp(&weight(b)).unwrap_or(std::cmp::Ordering::Equal))
-            .expect("a set has WAYS slots")
+        (0..WAYS)
+            .min_by(|&a, &b| weight(a).partial_cmp(&weight(b)).unwrap_or(std::cmp::Ordering::Equal))
+            .expect("a set has WAYS ways")
     }
 
     /// Runs `f` on the table after some whole number of events and returns what it
