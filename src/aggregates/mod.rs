@@ -13,9 +13,11 @@
 //! bid. The store is a pure function of the sequence of [`AggEvent`]s applied to it
 //! (and of its size): reads change nothing, events are applied one at a time in the
 //! order of their sequence number ([`AggregateStore::apply`] hands it out), and a read
-//! returns the number of events it saw ([`Snapshot::applied`]), which the bid's record
-//! keeps. Replaying the logged events in sequence order through the same code, and
+//! returns the number of events it saw ([`Snapshot::applied`]), for the bid's record to
+//! keep. Replaying the logged events in sequence order through the same code, and
 //! building a bid's row after its `applied` events, gives the bid's row bit for bit.
+//! (Not wired yet: the bidder refuses specs with `agg.*` fields until its notices feed
+//! the store and its records carry the sequence numbers.)
 //!
 //! - **Keys** are xxh3 hashes of the family and the entity's ids ([`EntityKeys`]); 0 is
 //!   never a key (it marks an empty slot). Two entities whose 64-bit keys collide share
