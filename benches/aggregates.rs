@@ -54,7 +54,11 @@ fn events() -> Vec<AggEvent> {
             let campaign = (user * 7 + k * 13) % CAMPAIGNS;
             let publisher = (user + k * 101) % PUBLISHERS;
             let outcome = if (user + k) % 50 == 0 { Outcome::Click } else { Outcome::Impression };
-            out.push(AggEvent { ts_s: T - 3_600 + (user % 3_600) as i64, outcome, keys: keys_of(user, publisher, campaign) });
+            out.push(AggEvent {
+                ts_s: T - 3_600 + (user % 3_600) as i64,
+                outcome,
+                keys: keys_of(user, publisher, campaign),
+            });
         }
     }
     out
@@ -80,7 +84,11 @@ fn requests(n: u64) -> Vec<Request> {
                     (k.campaign, k.creative, k.ad_category)
                 })
                 .collect();
-            Request { user: id_hash(&format!("user-{user}")), publisher: id_hash(&format!("pub-{publisher}")), candidates }
+            Request {
+                user: id_hash(&format!("user-{user}")),
+                publisher: id_hash(&format!("pub-{publisher}")),
+                candidates,
+            }
         })
         .collect()
 }

@@ -32,7 +32,13 @@ fn per_candidate(state: &ServingState, req: &ValidRequest<'_>, candidates: &[Can
     for (k, c) in candidates.iter().enumerate() {
         let rc = ex.request(req, now);
         let ic = ex.imp(&rc, &req.imp[usize::from(c.imp)]);
-        ex.write_row(&ic, state.selector.keys(c.creative), None, &mut cat[k * f..(k + 1) * f], &mut num[k * d..(k + 1) * d]);
+        ex.write_row(
+            &ic,
+            state.selector.keys(c.creative),
+            None,
+            &mut cat[k * f..(k + 1) * f],
+            &mut num[k * d..(k + 1) * d],
+        );
     }
     cat
 }

@@ -91,10 +91,9 @@ impl AggFeature {
             let names: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
             format!("unknown aggregate family {:?} (one of {})", parts[0], names.join(", "))
         })?;
-        let stat = parts
-            .get(1)
-            .and_then(|s| Stat::parse(s))
-            .ok_or_else(|| format!("{source:?}: the stat must be one of impressions, clicks, conversions, ctr, cvr, since_click"))?;
+        let stat = parts.get(1).and_then(|s| Stat::parse(s)).ok_or_else(|| {
+            format!("{source:?}: the stat must be one of impressions, clicks, conversions, ctr, cvr, since_click")
+        })?;
         let half_life = match (stat, parts.get(2)) {
             (Stat::SinceClick, None) => 0,
             (Stat::SinceClick, Some(_)) => return Err(format!("{source:?}: since_click takes no half-life")),
@@ -182,7 +181,8 @@ mod tests {
         // Seen a great deal: nearly its own 5 %.
         assert!((ctr.value(Some(&counts(1e6, 5e4, 0.0, 0)), T) - 0.05).abs() < 1e-4);
         let cvr = AggFeature::parse("agg.campaign.cvr.1d", Some(Prior { mean: 0.1, strength: 10.0 })).unwrap();
-        assert!((cvr.value(Some(&counts(100.0, 10.0, 3.0, 0)), T) - 0.2).abs() < 1e-12); // (3 + 1) / 20
+        assert!((cvr.value(Some(&counts(100.0, 10.0, 3.0, 0)), T) - 0.2).abs() < 1e-12);
+        // (3 + 1) / 20
     }
 
     #[test]

@@ -134,9 +134,8 @@ fn store_one(store: &AggregateStore, key: u64) {
 fn a_read_sees_whole_events_and_counts_them() {
     let store = AggregateStore::new(1 << 10);
     let k = full();
-    let events: Vec<AggEvent> = (0..50)
-        .map(|i| event(T0 + i * 60, if i % 7 == 3 { Outcome::Click } else { Outcome::Impression }, k))
-        .collect();
+    let events: Vec<AggEvent> =
+        (0..50).map(|i| event(T0 + i * 60, if i % 7 == 3 { Outcome::Click } else { Outcome::Impression }, k)).collect();
     for (i, e) in events.iter().enumerate() {
         assert_eq!(store.apply(e), i as u64, "sequence numbers count the events before");
         // A fresh store fed the first i + 1 events reads the same, bit for bit.
@@ -167,7 +166,11 @@ fn concurrent_reads_never_see_part_of_an_event() {
                 let mut reads = 0u64;
                 while !done.load(Ordering::Relaxed) {
                     let (u, c, applied) = store.read(|s| {
-                        (s.counts(k.key(Family::User).unwrap()), s.counts(k.key(Family::Campaign).unwrap()), s.applied())
+                        (
+                            s.counts(k.key(Family::User).unwrap()),
+                            s.counts(k.key(Family::Campaign).unwrap()),
+                            s.applied(),
+                        )
                     });
                     let (u, c) = (u.map(|x| x.impressions), c.map(|x| x.impressions));
                     assert_eq!(u, c, "after {applied} events");

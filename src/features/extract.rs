@@ -335,8 +335,7 @@ impl Extractor {
     /// empty), each decayed to the auction and transformed as the spec says.
     fn aggregate_fields(&self, ik: &ImpKeys, keys: &CandidateKeys, agg: Option<&Snapshot<'_>>, num: &mut [f32]) {
         let [campaign, creative, ad_category] = keys.agg;
-        let entity =
-            EntityKeys { user: ik.agg_user, publisher: ik.agg_publisher, campaign, creative, ad_category };
+        let entity = EntityKeys { user: ik.agg_user, publisher: ik.agg_publisher, campaign, creative, ad_category };
         for &(i, feature) in &self.agg_fields {
             let counts = agg.zip(entity.key(feature.family)).and_then(|(s, key)| s.counts(key));
             let raw = feature.value(counts.as_ref(), ik.now_unix);

@@ -329,7 +329,9 @@ impl FeatureSpec {
         let names: Vec<&str> = self.num.iter().filter(|f| f.source.is_aggregate()).map(|f| f.name.as_str()).collect();
         match names.is_empty() {
             true => Ok(()),
-            false => Err(format!("numeric fields {names:?} read the aggregates (agg.*), which this build does not compute yet")),
+            false => Err(format!(
+                "numeric fields {names:?} read the aggregates (agg.*), which this build does not compute yet"
+            )),
         }
     }
 
@@ -399,9 +401,8 @@ pub(super) fn parse<R: Sources>(bytes: &[u8], sources: &mut R) -> Result<Parsed<
     let mut num = Vec::with_capacity(file.numeric.len());
     for f in file.numeric {
         let prior = f.prior.map(|p| Prior { mean: p.mean, strength: p.strength });
-        let source = sources
-            .num(&f.source, prior)
-            .map_err(|reason| invalid(format!("numeric field {:?}: {reason}", f.name)))?;
+        let source =
+            sources.num(&f.source, prior).map_err(|reason| invalid(format!("numeric field {:?}: {reason}", f.name)))?;
         for t in &f.transform {
             if let Transform::Standardise { std, .. } = t {
                 if !(std.is_finite() && *std > 0.0) {
