@@ -1007,7 +1007,7 @@ def markdown(report: dict) -> str:
              f"Command: `{report['command']}`; {a['requests_per_day']:,} requests per simulated day at {a['rate']:g} "
              f"requests/s, `--seed {a['seed']}`, the default world; bidder `{a['bin']}` with `{a['config']}`, a bid held "
              f"awaiting its outcome for {a.get('hold_wall_s', HOLD_WALL_S):g} s of wall time (`--in-flight-s "
-             f"{in_flight_s(argparse.Namespace(**{'hold_wall_s': HOLD_WALL_S, **a}))}`). "
+             f"{report.get('in_flight_s', '?')}`). "
              f"Took {report['minutes']:.1f} min.", ""]
     for part, r in report["parts"].items():
         if "error" in r or "skipped" in r:
@@ -1078,7 +1078,7 @@ def main(argv: list[str]) -> int:
             parts[part] = {"error": f"{type(e).__name__}: {e}"}
             log(f"{part}: failed, {parts[part]['error']}")
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": display_command(argv),
-              "args": vars(a), "minutes": (time.time() - started) / 60, "parts": parts}
+              "args": vars(a), "in_flight_s": in_flight_s(a), "minutes": (time.time() - started) / 60, "parts": parts}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report) + "\n")
     log(f"report: {out / 'report.md'}")

@@ -114,17 +114,19 @@ impl AggFeature {
 
     /// The feature's value for an entity's counts at the auction time `ts_s` (`None`: the
     /// store does not hold the entity, or the request lacks its id).
+    /// Only the feature's own half-life is decayed (one `exp2`; a ratio needs none).
     pub fn value(&self, counts: Option<&Counts>, ts_s: i64) -> f64 {
         let h = self.half_life;
-        let c = counts.map(|c| c.at(ts_s)).unwrap_or_default();
+        let c = counts.copied().unwrap_or_default();
+        let decayed = |x: f32| f64::from(x) * c.decay_to(ts_s, h);
         let smoothed = |hits: f32, trials: f32| {
             let p = self.prior.expect("rates are parsed with a prior");
-            (f64::from(hits) + p.strength * p.mean) / (f64::from(trials) + p.strength)
+            (decayed(hits) + p.strength * p.mean) / (decayed(trials) + p.strength)
         };
         match self.stat {
-            Stat::Impressions => f64::from(c.impressions[h]),
-            Stat::Clicks => f64::from(c.clicks[h]),
-            Stat::Conversions => f64::from(c.conversions[h]),
+            Stat::Impressions => decayed(c.impressions[h]),
+            Stat::Clicks => decayed(c.clicks[h]),
+            Stat::Conversions => decayed(c.conversions[h]),
             Stat::Ctr => smoothed(c.clicks[h], c.impressions[h]),
             Stat::Cvr => smoothed(c.conversions[h], c.clicks[h]),
             Stat::SinceClick if c.last_click_s == 0 => SINCE_CLICK_CAP_S,

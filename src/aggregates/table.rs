@@ -46,6 +46,16 @@ fn clamp_s(ts_s: i64) -> u32 {
 }
 
 impl Counts {
+    /// The share of the counters at half-life index `h` left at `ts_s`: 1 at or before
+    /// `updated_s` (and for counts never updated).
+    pub fn decay_to(&self, ts_s: i64, h: usize) -> f64 {
+        let t = clamp_s(ts_s);
+        match t > self.updated_s && self.updated_s != 0 {
+            true => decay(t - self.updated_s, HALF_LIVES_S[h]),
+            false => 1.0,
+        }
+    }
+
     /// The counters as they read at `ts_s` (unchanged for a time at or before `updated_s`).
     pub fn at(&self, ts_s: i64) -> Counts {
         let t = clamp_s(ts_s);

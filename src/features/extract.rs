@@ -13,7 +13,7 @@
 
 use super::hash::{bucket, bucket_cross, value_hash, value_hash_int, value_hash_lower};
 use super::spec::{CatKind, FeatureSpec, NumSource, Source};
-use crate::aggregates::{id_hash, AggFeature, EntityKeys, Snapshot};
+use crate::aggregates::{id_hash, AggFeature, Counts, EntityKeys, Family, Snapshot};
 use crate::catalog::{Campaign, Creative, Format};
 use crate::openrtb::{BidRequest, Imp};
 
@@ -336,8 +336,12 @@ impl Extractor {
     fn aggregate_fields(&self, ik: &ImpKeys, keys: &CandidateKeys, agg: Option<&Snapshot<'_>>, num: &mut [f32]) {
         let [campaign, creative, ad_category] = keys.agg;
         let entity = EntityKeys { user: ik.agg_user, publisher: ik.agg_publisher, campaign, creative, ad_category };
+        // Each family's entity is hashed and looked up once per row, however many of its
+        // features the spec reads.
+        let mut looked_up: [Option<Option<Counts>>; Family::ALL.len()] = [None; Family::ALL.len()];
         for &(i, feature) in &self.agg_fields {
-            let counts = agg.zip(entity.key(feature.family)).and_then(|(s, key)| s.counts(key));
+            let counts = *looked_up[feature.family as usize]
+                .get_or_insert_with(|| agg.zip(entity.key(feature.family)).and_then(|(s, key)| s.counts(key)));
             let raw = feature.value(counts.as_ref(), ik.now_unix);
             num[i] = self.spec.num[i].transforms.iter().fold(raw, |v, t| t.apply(v)) as f32;
         }
