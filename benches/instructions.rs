@@ -36,7 +36,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use ctrbid::bidder::{Answer, Bidder};
+use ctrbid::bidder::{AggSeen, Answer, Bidder};
 use ctrbid::config::{Config, InlineScoring, ServeMode};
 use ctrbid::currency::Rates;
 use ctrbid::metrics::Metrics;
@@ -171,7 +171,17 @@ fn replay(requests: &Path) {
             }
             let scores = Scores::new(heads, &pctr, &pcvr);
             let priced = if warm {
-                bidder.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), common::NOW_MS, None)
+                bidder.price(
+                    &state,
+                    &req,
+                    &terms,
+                    &candidates,
+                    &scores,
+                    &AggSeen::default(),
+                    (currency, usd_per_unit),
+                    common::NOW_MS,
+                    None,
+                )
             } else {
                 measured::pricing(&bidder, &state, &req, &terms, &candidates, &scores, (currency, usd_per_unit))
             };
@@ -319,7 +329,7 @@ mod measured {
         scores: &Scores,
         currency: (&str, f64),
     ) -> ctrbid::openrtb::List<ctrbid::openrtb::Bid<'a>, 1> {
-        bidder.price(state, req, terms, candidates, scores, currency, common::NOW_MS, None)
+        bidder.price(state, req, terms, candidates, scores, &AggSeen::default(), currency, common::NOW_MS, None)
     }
 
     #[inline(never)]

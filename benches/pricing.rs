@@ -15,7 +15,7 @@
 mod common;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ctrbid::bidder::Bidder;
+use ctrbid::bidder::{AggSeen, Bidder};
 use ctrbid::catalog::{Candidate, ImpTerms};
 use ctrbid::config::ServeMode;
 use ctrbid::currency::Rates;
@@ -46,7 +46,7 @@ fn pricing(c: &mut Criterion) {
     let bids: usize = requests
         .iter()
         .map(|(req, terms, candidates, scores, (cur, rate))| {
-            bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms, None).len()
+            bidder.price(&state, req, terms, candidates, scores, &AggSeen::default(), (cur, *rate), now_ms, None).len()
         })
         .sum();
     assert!(bids * 2 > requests.len(), "only {bids} bids for {} requests", requests.len());
@@ -71,7 +71,17 @@ fn pricing(c: &mut Criterion) {
     g.bench_function("served", |b| {
         b.iter(|| {
             for (req, terms, candidates, scores, (cur, rate)) in &requests {
-                std::hint::black_box(bidder.price(&state, req, terms, candidates, scores, (cur, *rate), now_ms, None));
+                std::hint::black_box(bidder.price(
+                    &state,
+                    req,
+                    terms,
+                    candidates,
+                    scores,
+                    &AggSeen::default(),
+                    (cur, *rate),
+                    now_ms,
+                    None,
+                ));
             }
         })
     });

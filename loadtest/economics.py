@@ -43,6 +43,7 @@ import argparse
 import json
 import math
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -94,7 +95,12 @@ AB_ARMS = {
     "all-off": ["--pacing", "false", "--frequency-caps", "false", "--shading", "fixed"],
     "all-on": ["--pacing", "true", "--frequency-caps", "true", "--shading", "learnt"],
 }
-AB_PAIRS = 3  # off, on; off, on; ...: the median of three runs per arm outlasts one slow hour
+# off, on; off, on; ...: the median of five runs per arm outlasts a slow quarter hour of
+# the box's neighbours (in one sitting a run's p99 went from 1.1 to 4 ms and back between
+# runs of the same arm). Each run one simulated day of AB_REQUESTS requests, shorter than
+# the other parts' days so that five pairs fit.
+AB_PAIRS = 5
+AB_REQUESTS = 100_000
 AB_MAX_RATIO = 1.10  # all on against all off: CPU per request and p99 within 10 %
 # The bidder's in-process latency of a whole request (src/metrics.rs): a Prometheus
 # histogram's buckets when it has them, else its summary's 0.99 quantile.
@@ -152,9 +158,13 @@ def play(a, name: str, catalog: Path, flags: list[str], days: int, exchange_flag
         meta["exchange"] = xcmd
         log(shlex.join(xcmd))
         cpu0, t0 = bidder.cpu_seconds(), time.monotonic()
+        children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         with open(out / "exchange.log", "wb") as xlog:
             subprocess.run(xcmd, cwd=ROOT, stdout=xlog, stderr=subprocess.STDOUT, check=True)
         meta["wall_s"], meta["cpu_s"] = time.monotonic() - t0, bidder.cpu_seconds() - cpu0
+        # The only child reaped meanwhile is the exchange: what it took of the same cores.
+        children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        meta["exchange_cpu_s"] = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
         status, body = bidder.get("/admin/pacing")
         meta["pacing_status"] = status
         if status == 200:
@@ -733,11 +743,14 @@ def part_ab(a) -> dict:
     capped arm sends a few bids fewer)."""
     base = load_catalog(a.catalog)
     path = write_catalog(base, with_caps(with_budgets_x(base["campaigns"], UNBOUNDED)), Path(a.out) / "catalog-caps.json")
+    # Its own day (and rate, when given): `load` in each run says how many of the box's
+    # cores the bidder and the exchange kept busy together.
+    ab = argparse.Namespace(**{**vars(a), "rate": a.ab_rate or a.rate, "requests_per_day": a.ab_requests})
     runs = []
     for i, arm in enumerate(ab_order(a.ab_pairs)):
         name = f"ab-{i + 1}-{arm}"
-        run_dir = run_or_reuse(a, name, path, AB_ARMS[arm], 1, ["--first-price-share", "0.5", "--users",
-                                                                  str(CAPS_USERS)])
+        run_dir = run_or_reuse(ab, name, path, AB_ARMS[arm], 1, ["--first-price-share", "0.5", "--users",
+                                                                   str(CAPS_USERS)])
         led = read_ledger(run_dir / "exchange" / "ledger.jsonl", latencies=True)
         meta = run_meta(run_dir)
         metrics = (run_dir / "metrics.txt").read_text() if (run_dir / "metrics.txt").is_file() else ""
@@ -747,13 +760,21 @@ def part_ab(a) -> dict:
                      "cpu_s_per_1000": ratio(1000 * meta["cpu_s"], led.requests) if meta.get("cpu_s") else None,
                      "in_process_p99_ms": p99_s * 1e3 if p99_s is not None else None, "in_process_source": source,
                      "exchange_p99_ms": percentile(led.latencies_ms, 99) if led.latencies_ms else None,
-                     "wall_s": meta.get("wall_s")})
+                     "wall_s": meta.get("wall_s"), "load": box_load(meta)})
     keys = ("cpu_s_per_1000", "in_process_p99_ms", "exchange_p99_ms")
     median = {arm: {k: median_of([r[k] for r in runs if r["arm"] == arm]) for k in keys} for arm in AB_ARMS}
     on_over_off = {k: ratio(median["all-on"][k], median["all-off"][k]) for k in keys}
     return {"runs": runs, "median": median, "on_over_off": on_over_off,
             "targets": {"CPU per request, on / off": target(on_over_off["cpu_s_per_1000"], "<=", AB_MAX_RATIO),
                         "in-process p99, on / off": target(on_over_off["in_process_p99_ms"], "<=", AB_MAX_RATIO)}}
+
+
+def box_load(meta: dict) -> float | None:
+    """The bidder's and the exchange's CPU seconds per wall second: how many of the box's
+    cores the run kept busy."""
+    if meta.get("cpu_s") is None or meta.get("exchange_cpu_s") is None or not meta.get("wall_s"):
+        return None
+    return (meta["cpu_s"] + meta["exchange_cpu_s"]) / meta["wall_s"]
 
 
 def ab_order(pairs: int) -> list[str]:
@@ -1039,6 +1060,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--hold-wall-s", type=float, default=HOLD_WALL_S,
                    help="how long, in wall seconds, a bid stays held (budget, cap slot) awaiting its outcome")
     p.add_argument("--ab-pairs", type=int, default=AB_PAIRS, help="part 4's runs: this many all-off, all-on pairs")
+    p.add_argument("--ab-rate", type=float, help="part 4's requests per second of wall time (default: --rate)")
+    p.add_argument("--ab-requests", type=int, default=AB_REQUESTS, help="part 4's requests per run (one simulated day)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"a subset of {','.join(PARTS)}")
     p.add_argument("--rejudge", action="store_true", help="judge the runs already in --out, without playing them")
     a = p.parse_args(argv)

@@ -26,12 +26,13 @@
 //! [`NoBidReason::NoConversionHead`]. Start-up and every model or catalog reload log how
 //! many CPA campaigns cannot bid for that reason.
 
+use crate::aggregates::{self, AggEvent, AggregateStore, Audience, EntityKeys, Snapshot};
 use crate::catalog::{Admit, Candidate, Catalog, ImpTerms, Limits, Selector};
 use crate::clock::{unix_s, AuctionClock};
 use crate::config::{Config, InlineScoring};
 use crate::currency::{Rates, BASE};
 use crate::economics::{self, Accounts, Economics};
-use crate::events::{BidRecord, EventSink};
+use crate::events::{AggStamp, BidRecord, EventSink};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
@@ -98,26 +99,69 @@ impl ServingState {
     }
 
     /// The model's input rows for `candidates` (grouped by imp, as [`ServingState::select`]
-    /// returns them): the request-level fields once, the imp-level once per imp.
+    /// returns them): the request-level fields once, the imp-level once per imp. A spec
+    /// with aggregate fields reads them as an empty store would have them (benches,
+    /// `ctrbid ort-alone`); the bid path reads the bidder's ([`Self::scored_rows`]).
     pub fn feature_rows(&self, req: &openrtb::BidRequest<'_>, candidates: &[Candidate], now_unix: i64) -> Rows {
-        let ex = &self.extractor;
-        let (f, d) = (ex.cat_width(), ex.num_width());
-        let n = candidates.len();
+        let mut rows = self.empty_rows(candidates.len());
+        self.append_rows(req, candidates, now_unix, None, &mut rows);
+        rows
+    }
+
+    /// [`Self::feature_rows`] with the aggregate fields read from `store`, all rows at one
+    /// point of its event sequence, and what they saw there (for the bids' records).
+    pub fn scored_rows(
+        &self,
+        req: &openrtb::BidRequest<'_>,
+        candidates: &[Candidate],
+        now_unix: i64,
+        store: &AggregateStore,
+    ) -> (Rows, AggSeen) {
+        let mut rows = self.empty_rows(candidates.len());
+        if !self.extractor.reads_aggregates() {
+            self.append_rows(req, candidates, now_unix, None, &mut rows);
+            return (rows, AggSeen { applied: store.next_seq(), values: Vec::new() });
+        }
+        // The closure runs again when an event overlapped it: it starts from empty rows.
+        let applied = store.read(|snap| {
+            rows.cat.clear();
+            rows.num.clear();
+            self.append_rows(req, candidates, now_unix, Some(snap), &mut rows);
+            snap.applied()
+        });
+        let d = self.extractor.num_width();
+        let columns = self.extractor.aggregate_columns();
+        let values = rows.num.chunks_exact(d).flat_map(|row| columns.iter().map(|&j| row[j])).collect();
+        (rows, AggSeen { applied, values })
+    }
+
+    fn empty_rows(&self, n: usize) -> Rows {
         // Filled by appending: zeroing the buffers first cost more than the rest.
-        let mut rows = Rows::with_capacity(n, f, d);
+        Rows::with_capacity(n, self.extractor.cat_width(), self.extractor.num_width())
+    }
+
+    fn append_rows(
+        &self,
+        req: &openrtb::BidRequest<'_>,
+        candidates: &[Candidate],
+        now_unix: i64,
+        agg: Option<&Snapshot<'_>>,
+        rows: &mut Rows,
+    ) {
+        let ex = &self.extractor;
         let rc = ex.request(req, now_unix);
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             ex.append_imp_rows(
                 &rc,
                 &req.imp[usize::from(group[0].imp)],
                 group.iter().map(|c| self.selector.keys(c.creative)),
-                None,
+                agg,
                 &mut rows.cat,
                 &mut rows.num,
             );
         }
+        let (n, f, d) = (candidates.len(), ex.cat_width(), ex.num_width());
         debug_assert_eq!((rows.cat.len(), rows.num.len()), (n * f, n * d), "a row per candidate");
-        rows
     }
 
     /// The valuation of one imp's candidates (`group`, scored from row `first` of
@@ -161,6 +205,16 @@ impl ServingState {
             );
         }
     }
+}
+
+/// What a request's rows saw of the aggregates: where in their event sequence
+/// ([`Snapshot::applied`]) and, when the spec reads them, the aggregate fields' values of
+/// each row as scored (row-major, [`Extractor::aggregate_columns`] per row), so that a
+/// bid's logged row is the scored one even when events arrived since.
+#[derive(Debug, Clone, Default)]
+pub struct AggSeen {
+    pub applied: u64,
+    pub values: Vec<f32>,
 }
 
 /// Why a valid request got no bid. Each is one metric label and one OpenRTB `nbr`.
@@ -287,6 +341,9 @@ pub struct Bidder {
     clock: AuctionClock,
     /// Budgets in flight, pacing (and their saved state, `pacing.state_file`).
     economics: Economics,
+    /// What the bidder has seen of each user, ad and publisher ([`crate::aggregates`]),
+    /// fed by its notices.
+    aggregates: AggregateStore,
     state_file: Option<PathBuf>,
     /// Wall time of the last save of `state_file`, and how often to save.
     last_save: std::sync::Mutex<Instant>,
@@ -376,13 +433,35 @@ fn restore_notices(
     Ok(())
 }
 
+/// Rebuilds the aggregates from the event log in `dir` ([`crate::events::restore::aggregates`]).
+fn rebuild_aggregates(store: &AggregateStore, dir: &std::path::Path) -> anyhow::Result<()> {
+    let r = crate::events::restore::aggregates(dir, store)?;
+    let stats = store.stats();
+    eprintln!(
+        "ctrbid: rebuilt the aggregates from the event log {} in {:.2?}: {} events of {} records, {} entities \
+         ({} evicted){}{}",
+        dir.display(),
+        r.elapsed,
+        r.events,
+        r.records,
+        stats.entries,
+        stats.evicted,
+        if r.gaps > 0 { format!(", {} sequence numbers missing", r.gaps) } else { String::new() },
+        if r.unreadable > 0 {
+            format!(", {} records of an unknown format skipped", r.unreadable)
+        } else {
+            String::new()
+        },
+    );
+    Ok(())
+}
+
 impl Bidder {
     /// Loads spec, catalog and model (one session per inference thread and, scoring
     /// inline, one per tokio worker: [`Config::scoring_sessions`]), warms every
     /// session with one batch, and starts the batcher. Errors name the file at fault.
     pub fn load(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Bidder> {
         let spec = FeatureSpec::load(&cfg.model.spec)?;
-        spec.refuse_aggregates().map_err(|e| anyhow::anyhow!("feature spec {}: {e}", cfg.model.spec.display()))?;
         let catalog = servable_catalog(&cfg.model.catalog)?;
         let extractor = Extractor::new(spec);
         let model_source = ModelPaths {
@@ -453,8 +532,10 @@ impl Bidder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let events = EventSink::open(&cfg.events, cfg.server.clock)?;
+        let aggregates = AggregateStore::new(cfg.aggregates.max_entries);
         if let Some(dir) = cfg.events.dir.as_deref().filter(|_| events.is_some()) {
             restore_notices(&notices, dir, cfg.server.clock, &selector)?;
+            rebuild_aggregates(&aggregates, dir)?;
         }
         let clock = AuctionClock::new(cfg.server.clock);
         let economics = Economics::new(cfg);
@@ -490,6 +571,7 @@ impl Bidder {
             next_bid: AtomicU64::new(seed << 16),
             clock,
             economics,
+            aggregates,
             state_file,
             last_save: std::sync::Mutex::new(Instant::now()),
             save_interval: Duration::from_secs(cfg.pacing.save_interval_s),
@@ -575,10 +657,14 @@ impl Bidder {
             }
         };
         // The charge is what applying will add; it is known before, so the record is
-        // durable before anything is applied.
+        // durable before anything is applied. The aggregates are the exception: the
+        // record carries the event's sequence number, which only applying gives (a
+        // record that then fails to be written leaves a gap in the log's sequence,
+        // which a rebuild counts).
         let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
+        let stamp = self.count_in_aggregates(&checked, &state.selector, now_ms);
         if let Some(events) = &self.events {
-            if let Err(e) = events.notice(checked.record(now_ms, charged_usd)).await {
+            if let Err(e) = events.notice(checked.record(now_ms, charged_usd, stamp)).await {
                 eprintln!("ctrbid: event log: {e}: {} notice for bid {:x} refused with 503", kind.label(), checked.bid);
                 self.notices.release(&checked);
                 self.notices.count_verdict(kind, &notice::Verdict::LogFailed);
@@ -590,6 +676,38 @@ impl Bidder {
         self.economics.on_notice(&state.accounts, &checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
         self.notices.count_verdict(kind, &notice::Verdict::Accepted);
         (notice::Verdict::Accepted, applied.location)
+    }
+
+    /// Applies what a checked notice says to the aggregates: the first word of an
+    /// impression (its win or its bill, whichever came first), its click, its
+    /// conversion; nothing for a loss or a test auction. Returns the stamp for its record.
+    fn count_in_aggregates(&self, c: &notice::Checked, selector: &Selector, now_ms: i64) -> Option<AggStamp> {
+        let outcome = match c.kind {
+            _ if c.test => return None,
+            notice::Kind::Win | notice::Kind::Bill if c.first_of_impression => aggregates::Outcome::Impression,
+            notice::Kind::Click => aggregates::Outcome::Click,
+            notice::Kind::Conv => aggregates::Outcome::Conversion,
+            _ => return None,
+        };
+        // The campaign's ad category as the catalog has it now; one a reload removed
+        // counts under the empty category.
+        let category =
+            selector.campaign_index(&c.campaign).map_or("", |i| &selector.catalog().campaigns[i as usize].category);
+        let category = aggregates::id_hash(category);
+        let keys = EntityKeys {
+            user: c.audience.user,
+            publisher: c.audience.publisher,
+            campaign: aggregates::id_hash(&c.campaign),
+            creative: aggregates::id_hash(&c.creative),
+            ad_category: category,
+        };
+        let seq = self.aggregates.apply(&AggEvent { ts_s: unix_s(now_ms), outcome, keys });
+        Some(AggStamp { seq, user: c.audience.user, publisher: c.audience.publisher, category })
+    }
+
+    /// The aggregates' store (its counters; tests).
+    pub fn aggregates(&self) -> &AggregateStore {
+        &self.aggregates
     }
 
     /// Prometheus text: request outcomes and stage latencies, no-bid reasons, notices.
@@ -607,6 +725,7 @@ impl Bidder {
         }
         self.notices.render(&mut out);
         self.economics.render(&self.state.load().accounts, &mut out);
+        render_aggregates(&self.aggregates.stats(), &mut out);
         if let Some(events) = &self.events {
             events.render(&mut out);
         }
@@ -770,7 +889,7 @@ impl Bidder {
             Err(reason) => return self.no_bid(reason, req.id()),
         };
         lap(Stage::Select, ns);
-        let rows = state.feature_rows(&req, &candidates, now_unix);
+        let (rows, seen) = state.scored_rows(&req, &candidates, now_unix, &self.aggregates);
         lap(Stage::Features, ns);
         // Work stops once the deadline has passed: a late request is not scored.
         if Instant::now() >= deadline {
@@ -788,7 +907,8 @@ impl Bidder {
         };
         *path = scores.path();
         clock = Instant::now();
-        let bids = self.price(&state, &req, &terms, &candidates, &scores, (currency, usd_per_unit), now_ms, user);
+        let bids =
+            self.price(&state, &req, &terms, &candidates, &scores, &seen, (currency, usd_per_unit), now_ms, user);
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
@@ -810,6 +930,7 @@ impl Bidder {
         terms: &[ImpTerms],
         candidates: &[Candidate],
         scores: &Scores,
+        seen: &AggSeen,
         (currency, usd_per_unit): (&str, f64),
         now_ms: i64,
         user: Option<u64>,
@@ -821,6 +942,11 @@ impl Bidder {
         let mut start = 0;
         // The request's feature context, rebuilt only when a bid of it is logged.
         let mut logged_context: Option<RequestContext> = None;
+        // Who sees the ads and where: what their notices count for in the aggregates.
+        let audience = Audience {
+            user: req.personal_user_id().map(aggregates::id_hash),
+            publisher: req.publisher_id().map(aggregates::id_hash),
+        };
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);
@@ -880,9 +1006,11 @@ impl Bidder {
             if let Some(events) = self.events.as_ref().filter(|e| e.sampled(bid_id)) {
                 let rc = logged_context.get_or_insert_with(|| state.extractor.request(req, now_unix));
                 let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction, propensity };
-                events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged));
+                // Its row among the request's: candidates are one slice, `c` one of them.
+                let row = first + group.iter().position(|g| std::ptr::eq(g, c)).unwrap_or(0);
+                events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged, (seen, row)));
             }
-            let signed = Signed { bid: bid_id, price, currency, capped_user: held.capped_user };
+            let signed = Signed { bid: bid_id, price, currency, capped_user: held.capped_user, audience };
             bids.push(self.make_bid(state, req, imp, c, deal, p, &signed, now_unix, group.len()));
         }
         bids
@@ -901,7 +1029,7 @@ impl Bidder {
         now_unix: i64,
         candidates: usize,
     ) -> Bid<'a> {
-        let &Signed { bid: bid_id, price, currency, capped_user } = signed;
+        let &Signed { bid: bid_id, price, currency, capped_user, audience } = signed;
         let cr = state.selector.creative(candidate.creative);
         let campaign = state.selector.campaign_of(candidate.creative);
         let impid = imp.id.as_deref().unwrap_or_default();
@@ -918,6 +1046,7 @@ impl Bidder {
             click_expires: now_unix + i64::from(self.notices.click_ttl_s()),
             test: req.test == Some(true),
             user: capped_user,
+            audience,
         });
         // A native creative answers with the assets the request asked for, under its ids.
         let native_request = imp.native.as_ref().and_then(|n| n.request.as_ref());
@@ -957,6 +1086,7 @@ struct Signed<'c> {
     currency: &'c str,
     /// The user's frequency-cap key when the bid is capped.
     capped_user: Option<u64>,
+    audience: Audience,
 }
 
 /// What pricing decided for a logged bid, besides the candidate and its prediction.
@@ -973,8 +1103,9 @@ struct Logged {
 
 /// The event log's record of a bid: the candidate's feature row rebuilt from the same
 /// request context, imp and candidate keys the scored rows were built from (the row is a
-/// pure function of them: [`ServingState::feature_rows`]), so it is the row the model
-/// scored.
+/// pure function of them and of the aggregates: [`ServingState::scored_rows`]), its
+/// aggregate fields the values row `row` of `seen` was scored with, so it is the row the
+/// model scored.
 #[allow(clippy::too_many_arguments)]
 fn bid_record<'a>(
     state: &'a ServingState,
@@ -986,10 +1117,17 @@ fn bid_record<'a>(
     now_ms: i64,
     rc: &RequestContext,
     logged: &Logged,
+    (seen, row): (&AggSeen, usize),
 ) -> BidRecord<'a> {
     let ex = &state.extractor;
     let (mut cat, mut num) = (Vec::with_capacity(ex.cat_width()), Vec::with_capacity(ex.num_width()));
     ex.append_imp_rows(rc, imp, std::iter::once(state.selector.keys(candidate.creative)), None, &mut cat, &mut num);
+    let columns = ex.aggregate_columns();
+    if let Some(values) = seen.values.get(row * columns.len()..(row + 1) * columns.len()) {
+        for (&j, &v) in columns.iter().zip(values) {
+            num[j] = v;
+        }
+    }
     let campaign = state.selector.campaign_of(candidate.creative);
     BidRecord {
         ts_ms: now_ms,
@@ -1016,7 +1154,27 @@ fn bid_record<'a>(
         propensity: logged.propensity as f32,
         cat: Cow::Owned(cat),
         num: Cow::Owned(num),
+        agg_applied: seen.applied,
     }
+}
+
+/// Prometheus text of the aggregates' store.
+fn render_aggregates(s: &crate::aggregates::StoreStats, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP ctrbid_aggregates_entities Entities (users, campaigns, creatives, publishers, pairs) the aggregates hold, and their room.\n\
+         # TYPE ctrbid_aggregates_entities gauge\n\
+         ctrbid_aggregates_entities{{state=\"held\"}} {}\n\
+         ctrbid_aggregates_entities{{state=\"capacity\"}} {}\n\
+         # HELP ctrbid_aggregates_events_total Impressions, clicks and conversions counted in the aggregates.\n\
+         # TYPE ctrbid_aggregates_events_total counter\nctrbid_aggregates_events_total {}\n\
+         # HELP ctrbid_aggregates_evicted_total Entities evicted to make room for others.\n\
+         # TYPE ctrbid_aggregates_evicted_total counter\nctrbid_aggregates_evicted_total {}\n\
+         # HELP ctrbid_aggregates_waited_reads_total Bid-path reads that waited for a writer instead of retrying.\n\
+         # TYPE ctrbid_aggregates_waited_reads_total counter\nctrbid_aggregates_waited_reads_total {}",
+        s.entries, s.capacity, s.applied, s.evicted, s.waited_reads
+    );
 }
 
 /// Whether bid `bid_id` explores (with probability `share`, a pure function of the id),

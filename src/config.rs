@@ -47,6 +47,24 @@ pub struct Config {
     pub pacing: crate::economics::PacingConfig,
     pub frequency_caps: crate::economics::config::FrequencyCapsConfig,
     pub shading: crate::economics::config::ShadingConfig,
+    pub aggregates: AggregatesConfig,
+}
+
+/// The aggregates (`crate::aggregates`): decayed impression, click and conversion
+/// counts per user, campaign, creative, publisher, publisher x campaign and user x ad
+/// category, which specs with `agg.*` fields read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregatesConfig {
+    /// Entities held at most (rounded up to a power of two; 64 bytes each, allocated at
+    /// start): beyond it the least seen lately make room. Default 1,048,576 (64 MiB).
+    pub max_entries: usize,
+}
+
+impl Default for AggregatesConfig {
+    fn default() -> Self {
+        AggregatesConfig { max_entries: 1 << 20 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -564,6 +582,11 @@ impl Config {
         check(n.ttl_s >= 1, "notices.ttl_s", "must be at least 1")?;
         check(n.min_ttl_s <= n.max_ttl_s, "notices.min_ttl_s", "must not exceed notices.max_ttl_s")?;
         check(n.max_entries >= 1, "notices.max_entries", "must be at least 1")?;
+        check(
+            (4..=1 << 30).contains(&self.aggregates.max_entries),
+            "aggregates.max_entries",
+            "must be from 4 to 1073741824",
+        )?;
         check(n.click_ttl_s >= 1, "notices.click_ttl_s", "must be at least 1")?;
         check(n.attribution_window_s >= 1, "notices.attribution_window_s", "must be at least 1")?;
         let e = &self.events;

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{config, repo, HttpResponse, TestServer};
+use common::{config, repo, TestServer};
 use ctrbid::clock::ClockMode;
 use ctrbid::config::Config;
 
@@ -24,13 +24,6 @@ fn cfg(clock: ClockMode) -> Config {
 
 fn request() -> Vec<u8> {
     std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap()
-}
-
-/// GET with the simulation clock's time header.
-async fn get_at(server: &TestServer, path: &str, ms: i64) -> HttpResponse {
-    let head =
-        format!("GET {path} HTTP/1.1\r\nhost: {}\r\nx-ctrbid-time: {ms}\r\nconnection: close\r\n\r\n", server.addr);
-    server.raw(head.as_bytes()).await
 }
 
 /// The click URL in a bid's markup, as path and query (what a browser would request).
@@ -128,17 +121,17 @@ async fn the_simulation_clock_expires_clicks_and_closes_the_attribution_window()
     let second = r.json()["seatbid"][0]["bid"][0].clone();
 
     // Clicks are valid for a day after the bid (notices.click_ttl_s), in auction time.
-    let late = get_at(&server, &click_path(&server, first["adm"].as_str().unwrap()), T0 + DAY_MS + 1000).await;
+    let late = server.get_at(&click_path(&server, first["adm"].as_str().unwrap()), T0 + DAY_MS + 1000).await;
     assert_eq!(late.status, 410, "{}", late.text());
-    let r = get_at(&server, &click_path(&server, second["adm"].as_str().unwrap()), T0 + 60_000).await;
+    let r = server.get_at(&click_path(&server, second["adm"].as_str().unwrap()), T0 + 60_000).await;
     assert_eq!(r.status, 302);
     let id = r.header("location").unwrap().split_once("ctrbid_click=").unwrap().1.to_string();
 
     // A conversion counts within seven days of its click (notices.attribution_window_s).
     let conv = format!("/conv?click={id}");
-    assert_eq!(get_at(&server, &conv, T0 + 60_000 + 7 * DAY_MS + 1).await.status, 410);
-    assert_eq!(get_at(&server, &conv, T0 + 59_000).await.status, 400, "before its click");
-    assert_eq!(get_at(&server, &conv, T0 + 60_000 + 7 * DAY_MS).await.status, 200);
+    assert_eq!(server.get_at(&conv, T0 + 60_000 + 7 * DAY_MS + 1).await.status, 410);
+    assert_eq!(server.get_at(&conv, T0 + 59_000).await.status, 400, "before its click");
+    assert_eq!(server.get_at(&conv, T0 + 60_000 + 7 * DAY_MS).await.status, 200);
     server.stop().await;
 }
 

@@ -55,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
         click_ms: 1_800_000_000_000,
         campaign: campaign.into(),
         creative: creative.into(),
+        audience: ctrbid::aggregates::Audience { user: Some(data.len() as u64 + 1), publisher: None },
     };
     let token = id.encode(&signer());
     assert_eq!(ClickId::decode(&token, &signer()).as_ref(), Ok(&id));

@@ -16,8 +16,10 @@
 //! returns the number of events it saw ([`Snapshot::applied`]), for the bid's record to
 //! keep. Replaying the logged events in sequence order through the same code, and
 //! building a bid's row after its `applied` events, gives the bid's row bit for bit.
-//! (Not wired yet: the bidder refuses specs with `agg.*` fields until its notices feed
-//! the store and its records carry the sequence numbers.)
+//! The bidder applies its notices as they are checked (`Bidder::count_in_aggregates`),
+//! logs each with its sequence number ([`crate::events::AggStamp`]), logs each bid with
+//! the number its row saw (`BidRecord::agg_applied`), and rebuilds the store from those
+//! stamps at start-up ([`crate::events::restore::aggregates`]).
 //!
 //! - **Keys** are xxh3 hashes of the family and the entity's ids ([`EntityKeys`]); 0 is
 //!   never a key (it marks an empty slot). Two entities whose 64-bit keys collide share
@@ -28,6 +30,7 @@
 //!   older than u (notices that raced) adds its decayed share without moving u.
 
 mod feature;
+pub mod replay;
 mod table;
 
 #[cfg(test)]
@@ -139,6 +142,63 @@ impl EntityKeys {
             Family::PublisherCampaign => family_key(family, self.publisher?, self.campaign),
             Family::UserAdCategory => family_key(family, self.user?, self.ad_category),
         })
+    }
+}
+
+/// Who saw an impression and where: the [`id_hash`]es of the request's personal user id
+/// and of its publisher id, each `None` where the request had none. A bid's notice and
+/// click URLs carry it (signed), so that its win, click and conversion count for the
+/// same user and publisher whichever instance, and however much later, they reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Audience {
+    pub user: Option<u64>,
+    pub publisher: Option<u64>,
+}
+
+impl Audience {
+    pub fn is_empty(&self) -> bool {
+        self.user.is_none() && self.publisher.is_none()
+    }
+
+    /// The URL form: `<user hex>.<publisher hex>`, an absent one empty (0 is never a
+    /// key, so it needs no other mark).
+    pub fn to_param(&self) -> String {
+        let mut out = String::with_capacity(33);
+        self.push_param(&mut out);
+        out
+    }
+
+    /// Appends [`Audience::to_param`]'s form to `out` (the bid path: no allocation of its own).
+    pub fn push_param(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        if let Some(k) = self.user {
+            let _ = write!(out, "{k:x}");
+        }
+        out.push('.');
+        if let Some(k) = self.publisher {
+            let _ = write!(out, "{k:x}");
+        }
+    }
+
+    /// Reads [`Audience::to_param`]'s form.
+    pub fn from_param(s: &str) -> Result<Audience, &'static str> {
+        let (user, publisher) = s.split_once('.').ok_or("g (audience) must be <user hex>.<publisher hex>")?;
+        let key = |k: &str| match k {
+            "" => Ok(None),
+            k => match u64::from_str_radix(k, 16) {
+                Ok(0) | Err(_) => Err("g (audience): a key is not non-zero hex"),
+                Ok(k) => Ok(Some(k)),
+            },
+        };
+        Ok(Audience { user: key(user)?, publisher: key(publisher)? })
+    }
+
+    /// The two keys as a signature covers them (0 for none).
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.user.unwrap_or(0).to_le_bytes());
+        b[8..].copy_from_slice(&self.publisher.unwrap_or(0).to_le_bytes());
+        b
     }
 }
 

@@ -194,7 +194,8 @@ pub struct Snapshot<'a> {
 }
 
 impl Snapshot<'_> {
-    /// How many events the table had applied: where in the event sequence this read sits.
+    /// The sequence number of the next event at this read: the table had applied every
+    /// event numbered below it and none above (where in the event sequence the read sits).
     pub fn applied(&self) -> u64 {
         self.applied
     }
@@ -288,6 +289,22 @@ impl AggregateStore {
         (0..WAYS)
             .min_by(|&a, &b| weight(a).partial_cmp(&weight(b)).unwrap_or(std::cmp::Ordering::Equal))
             .expect("a set has WAYS ways")
+    }
+
+    /// The sequence number the next event takes: the number of events applied, plus the
+    /// numbers [`Self::skip_to`] passed over.
+    pub fn next_seq(&self) -> u64 {
+        self.seq.load(Ordering::Acquire) / 2
+    }
+
+    /// Makes `seq` the next event's sequence number (a rebuild from the event log past a
+    /// number it has no event for); never goes back.
+    pub fn skip_to(&self, seq: u64) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let n = self.seq.load(Ordering::Relaxed);
+        if seq * 2 > n {
+            self.seq.store(seq * 2, Ordering::Release);
+        }
     }
 
     /// Runs `f` on the table after some whole number of events and returns what it

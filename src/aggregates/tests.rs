@@ -197,3 +197,19 @@ fn a_slot_is_one_cache_line() {
     let store = AggregateStore::new(1 << 10);
     assert_eq!(store.bytes(), store.capacity() * 64);
 }
+
+#[test]
+fn an_audience_reads_back_from_its_url_form() {
+    for a in [
+        Audience { user: Some(1), publisher: Some(u64::MAX) },
+        Audience { user: None, publisher: Some(0xabc) },
+        Audience { user: Some(0xabc), publisher: None },
+        Audience::default(),
+    ] {
+        assert_eq!(Audience::from_param(&a.to_param()), Ok(a), "{}", a.to_param());
+    }
+    assert_eq!(Audience { user: Some(0xab), publisher: None }.to_param(), "ab.");
+    for bad in ["", "ab", "0.1", "x.1", "1.10000000000000000"] {
+        assert!(Audience::from_param(bad).is_err(), "{bad}");
+    }
+}

@@ -22,6 +22,8 @@
 //! with `ts` the record's row number (the files are in time order) and `meta.json`
 //! saying `"format": "csv"` or `"criteo"`.
 
+use crate::aggregates::replay::{Replay, Visibility};
+use crate::aggregates::{id_hash, EntityKeys};
 use crate::catalog::{Catalog, Selector};
 use crate::features::{CatField, CatKind, Delimiter, Extractor, FeatureSpec, Format, NumField, TableReader, TableSpec};
 use crate::npy::NpyWriter;
@@ -67,6 +69,18 @@ pub struct Opts {
     /// Field separator of --csv or --criteo input: auto (tab if the first line has one), "," or tab.
     #[arg(long, default_value = "auto", conflicts_with = "sim")]
     delimiter: Delimiter,
+    /// With --sim and a spec that reads the aggregates: the mean delay of a click after
+    /// its impression, seconds (the exchange's `--click-delay-s`), before which the
+    /// replay does not let later rows see it.
+    #[arg(long, default_value_t = 30.0, requires = "sim")]
+    click_delay_s: f64,
+    /// ... and of a conversion after its click (the exchange's `--conv-delay-s`).
+    #[arg(long, default_value_t = 7200.0, requires = "sim")]
+    conv_delay_s: f64,
+    /// With --sim: entities the replay's aggregates hold, as the bidder's
+    /// `aggregates.max_entries` (which must be the same for its rows to be the same).
+    #[arg(long, default_value_t = crate::config::AggregatesConfig::default().max_entries, requires = "sim")]
+    aggregate_entries: usize,
     /// Output directory for the arrays.
     #[arg(long)]
     out: PathBuf,
@@ -82,7 +96,13 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         return Ok(());
     }
     let rows = match (&opts.sim, &opts.csv, &opts.criteo) {
-        (Some(sim), _, _) => extract(sim, &spec(crate::config::DEFAULT_SPEC), &opts.out)?,
+        (Some(sim), _, _) => {
+            let replay = SimReplay {
+                visibility: Visibility { click_delay_s: opts.click_delay_s, conv_delay_s: opts.conv_delay_s },
+                max_entries: opts.aggregate_entries,
+            };
+            extract_with(sim, &spec(crate::config::DEFAULT_SPEC), &opts.out, &replay)?
+        }
         (_, Some(csv), _) => {
             let format = Format::csv(&opts.label, opts.delimiter);
             let spec = opts.spec.as_deref().context("--csv needs --spec (a table spec)")?;
@@ -108,11 +128,35 @@ struct Writers {
     ts: NpyWriter<i64>,
 }
 
-/// Writes the arrays; returns the number of rows.
+/// How `--sim` replays the log through the aggregates, for a spec that reads them.
+#[derive(Debug, Clone)]
+pub struct SimReplay {
+    pub visibility: Visibility,
+    pub max_entries: usize,
+}
+
+impl Default for SimReplay {
+    fn default() -> Self {
+        SimReplay {
+            visibility: Visibility::default(),
+            max_entries: crate::config::AggregatesConfig::default().max_entries,
+        }
+    }
+}
+
+/// Writes the arrays; returns the number of rows. The default replay.
 pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize> {
+    extract_with(sim, spec_path, out, &SimReplay::default())
+}
+
+/// Writes the arrays; returns the number of rows. A spec that reads the aggregates gets
+/// them from the log replayed in time order ([`crate::aggregates::replay`]): each row
+/// sees the impressions of earlier auctions and the clicks and conversions due by its
+/// own.
+pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -> anyhow::Result<usize> {
     let spec = FeatureSpec::load(spec_path)?;
-    spec.refuse_aggregates().map_err(|e| anyhow::anyhow!("feature spec {}: {e}", spec_path.display()))?;
     let extractor = Extractor::new(spec);
+    let mut replay = extractor.reads_aggregates().then(|| Replay::new(how.max_entries, how.visibility));
     let selector = Selector::new(Catalog::load(&sim.join("catalog.json"))?, &extractor);
     let creative_index: HashMap<&str, u32> =
         selector.catalog().creatives.iter().enumerate().map(|(i, c)| (c.id.as_str(), i as u32)).collect();
@@ -162,6 +206,9 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
             crate::openrtb::parse(&mut request_line).with_context(|| format!("requests.jsonl line {}", target + 1))?;
         let req = crate::openrtb::validate(req).with_context(|| format!("requests.jsonl line {}", target + 1))?;
         let rc = extractor.request(&req, group[0].ts);
+        if let Some(r) = replay.as_mut() {
+            r.advance_to(group[0].ts);
+        }
         for imp in &group {
             let Some(spot) = req.imp.iter().find(|i| i.id.as_deref() == Some(imp.imp_id.as_str())) else {
                 bail!("request on line {} has no imp {:?}", target + 1, imp.imp_id);
@@ -170,7 +217,12 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
                 bail!("impression names unknown creative {:?}", imp.crid);
             };
             let ic = extractor.imp(&rc, spot);
-            extractor.write_row(&ic, selector.keys(creative), None, &mut cat, &mut num);
+            match &replay {
+                Some(r) => r
+                    .store()
+                    .read(|snap| extractor.write_row(&ic, selector.keys(creative), Some(snap), &mut cat, &mut num)),
+                None => extractor.write_row(&ic, selector.keys(creative), None, &mut cat, &mut num),
+            }
             w.cat.push(&cat)?;
             w.num.push(&num)?;
             w.click.push(&[f32::from(imp.click)])?;
@@ -179,6 +231,23 @@ pub fn extract(sim: &Path, spec_path: &Path, out: &Path) -> anyhow::Result<usize
             w.pcvr.push(&[imp.pcvr as f32])?;
             w.ts.push(&[imp.ts])?;
             rows += 1;
+        }
+        // The auction's impressions count only for later auctions.
+        if let Some(r) = replay.as_mut() {
+            let audience = (req.personal_user_id().map(id_hash), req.publisher_id().map(id_hash));
+            for imp in &group {
+                let creative = creative_index[imp.crid.as_str()];
+                let campaign = selector.campaign_of(creative);
+                let keys = EntityKeys {
+                    user: audience.0,
+                    publisher: audience.1,
+                    campaign: id_hash(&campaign.id),
+                    creative: id_hash(&imp.crid),
+                    ad_category: id_hash(&campaign.category),
+                };
+                let clicked = imp.click != 0;
+                r.impression(imp.ts, keys, (&imp.request_id, &imp.imp_id), clicked, clicked && imp.conv != 0);
+            }
         }
     }
     for n in [

@@ -246,6 +246,7 @@ mod tests {
             propensity: 1.0,
             cat: Cow::Owned(vec![id as i64, 7]),
             num: Cow::Owned(vec![0.5]),
+            agg_applied: 0,
         })
         .to_bytes()
     }
@@ -266,6 +267,7 @@ mod tests {
             loss_reason: -1,
             min_to_win: f64::NAN,
             click_ms: 0,
+            agg: None,
         })
         .to_bytes()
     }

@@ -11,5 +11,5 @@ pub mod record;
 pub mod restore;
 pub mod sink;
 
-pub use record::{BidRecord, DecodeError, Event, NoticeKind, NoticeRecord};
+pub use record::{AggStamp, BidRecord, DecodeError, Event, NoticeKind, NoticeRecord};
 pub use sink::EventSink;

@@ -14,7 +14,9 @@
 use std::borrow::Cow;
 
 /// Bumped when a record's layout changes; readers refuse versions they do not know.
-pub const FORMAT_VERSION: u8 = 1;
+/// Version 2 added [`BidRecord::agg_applied`] and [`NoticeRecord::agg`] at the end of
+/// their records; version 1 records still read (as 0 and `None`).
+pub const FORMAT_VERSION: u8 = 2;
 
 const TYPE_BID: u8 = 1;
 const TYPE_NOTICE: u8 = 2;
@@ -62,6 +64,22 @@ pub struct BidRecord<'a> {
     /// The scored row: categorical indices `[F]` and numeric features `[D]`.
     pub cat: Cow<'a, [i64]>,
     pub num: Cow<'a, [f32]>,
+    /// How many aggregate events the row's aggregate fields saw ([`AggStamp::seq`]
+    /// below this): where in the notices' sequence the bid stands.
+    pub agg_applied: u64,
+}
+
+/// What a notice added to the aggregates ([`crate::aggregates`]): its place in their
+/// sequence and the keys that, with the record's campaign and creative, name the
+/// entities it counted for. Replaying the stamped notices in `seq` order through
+/// [`crate::aggregates::AggregateStore::apply`] rebuilds the bidder's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggStamp {
+    pub seq: u64,
+    pub user: Option<u64>,
+    pub publisher: Option<u64>,
+    /// The [`crate::aggregates::id_hash`] of the campaign's ad category when applied.
+    pub category: u64,
 }
 
 /// What a notice reports; which fields mean something depends on `kind`.
@@ -120,6 +138,9 @@ pub struct NoticeRecord<'a> {
     pub min_to_win: f64,
     /// Conversion: the time of its click, Unix ms; else 0.
     pub click_ms: i64,
+    /// Set when the notice counted in the aggregates (the first word of an impression,
+    /// its click, its conversion; never a test auction's).
+    pub agg: Option<AggStamp>,
 }
 
 /// Why a record could not be read.
@@ -176,6 +197,7 @@ impl Event<'_> {
                 for &x in b.num.iter() {
                     e.f32(x);
                 }
+                e.u64(b.agg_applied);
             }
             Event::Notice(n) => {
                 e.u8(TYPE_NOTICE);
@@ -192,6 +214,15 @@ impl Event<'_> {
                 e.0.extend_from_slice(&n.loss_reason.to_le_bytes());
                 e.f64(n.min_to_win);
                 e.i64(n.click_ms);
+                match n.agg {
+                    None => e.u8(0),
+                    Some(a) => {
+                        e.u8(1);
+                        for k in [a.seq, a.user.unwrap_or(0), a.publisher.unwrap_or(0), a.category] {
+                            e.u64(k);
+                        }
+                    }
+                }
             }
         }
     }
@@ -211,7 +242,7 @@ impl Event<'_> {
             return Err(DecodeError::UnknownType(kind));
         }
         let version = d.u8()?;
-        if version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::Version(version));
         }
         let event = if kind == TYPE_BID {
@@ -229,6 +260,7 @@ impl Event<'_> {
             }?;
             let n = usize::from(d.u16()?);
             let num = (0..n).map(|_| d.f32()).collect::<Result<Vec<f32>, _>>()?;
+            let agg_applied = if version >= 2 { d.u64()? } else { 0 };
             Event::Bid(BidRecord {
                 ts_ms,
                 bid,
@@ -250,6 +282,7 @@ impl Event<'_> {
                 propensity,
                 cat: Cow::Owned(cat),
                 num: Cow::Owned(num),
+                agg_applied,
             })
         } else {
             let raw = d.u8()?;
@@ -259,6 +292,14 @@ impl Event<'_> {
             let (price, usd, test) = (d.f64()?, d.f64()?, d.u8()? != 0);
             let loss_reason = i32::from_le_bytes(arr(d.take(4)?));
             let (min_to_win, click_ms) = (d.f64()?, d.i64()?);
+            let agg = match if version >= 2 { d.u8()? } else { 0 } {
+                0 => None,
+                _ => {
+                    let (seq, user, publisher, category) = (d.u64()?, d.u64()?, d.u64()?, d.u64()?);
+                    let key = |k: u64| (k != 0).then_some(k);
+                    Some(AggStamp { seq, user: key(user), publisher: key(publisher), category })
+                }
+            };
             Event::Notice(NoticeRecord {
                 kind,
                 ts_ms,
@@ -274,6 +315,7 @@ impl Event<'_> {
                 loss_reason,
                 min_to_win,
                 click_ms,
+                agg,
             })
         };
         match bytes.len() - d.pos {
@@ -387,6 +429,7 @@ mod tests {
             propensity: 1.0,
             cat: Cow::Owned(vec![0, 7, 134_207, 65_536]),
             num: Cow::Owned(vec![0.5, -1.25, f32::MIN_POSITIVE]),
+            agg_applied: 1_234_567,
         }
     }
 
@@ -406,7 +449,28 @@ mod tests {
             loss_reason: if kind == NoticeKind::Loss { 102 } else { -1 },
             min_to_win: f64::NAN,
             click_ms: 77,
+            agg: (kind != NoticeKind::Loss).then_some(AggStamp {
+                seq: 99,
+                user: (kind != NoticeKind::Bill).then_some(0xfeed),
+                publisher: Some(u64::MAX),
+                category: 5,
+            }),
         }
+    }
+
+    #[test]
+    fn version_1_records_still_read() {
+        // Version 1 had neither `agg_applied` (8 bytes at the end of a bid) nor the
+        // stamp's flag (1 byte at the end of a notice).
+        let mut b = Event::Bid(bid()).to_bytes();
+        b.truncate(b.len() - 8);
+        b[1] = 1;
+        assert!(same(&Event::decode(&b).unwrap(), &Event::Bid(BidRecord { agg_applied: 0, ..bid() })));
+        let loss = notice(NoticeKind::Loss);
+        let mut n = Event::Notice(loss.clone()).to_bytes();
+        n.truncate(n.len() - 1);
+        n[1] = 1;
+        assert!(same(&Event::decode(&n).unwrap(), &Event::Notice(loss)));
     }
 
     /// Equal bit for bit (NaN == NaN) through the Debug text of the floats' bits.

@@ -111,6 +111,8 @@ pub struct Extractor {
     match_hashes: [u64; 3],
     /// Numeric fields read from the aggregates, per row: index into `spec.num`.
     agg_fields: Vec<(usize, AggFeature)>,
+    /// Their indices alone, in the same order.
+    agg_columns: Vec<usize>,
 }
 
 impl Extractor {
@@ -146,12 +148,23 @@ impl Extractor {
                 NumSource::Aggregate(a) => Some((i, a)),
                 _ => None,
             })
-            .collect();
-        Extractor { spec, creative_fields, match_fields, row_fields, match_hashes, agg_fields }
+            .collect::<Vec<_>>();
+        let agg_columns = agg_fields.iter().map(|&(i, _)| i).collect();
+        Extractor { spec, creative_fields, match_fields, row_fields, match_hashes, agg_fields, agg_columns }
     }
 
     pub fn spec(&self) -> &FeatureSpec {
         &self.spec
+    }
+
+    /// Whether the spec has aggregate fields (`agg.*`).
+    pub fn reads_aggregates(&self) -> bool {
+        !self.agg_fields.is_empty()
+    }
+
+    /// The numeric row's aggregate fields: their indices in a row of [`Self::num_width`].
+    pub fn aggregate_columns(&self) -> &[usize] {
+        &self.agg_columns
     }
 
     /// Width of the categorical row.

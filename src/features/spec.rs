@@ -322,19 +322,6 @@ impl FeatureSpec {
         parse(bytes, &mut Served).map(FeatureSpec::from_parsed)
     }
 
-    /// An error naming the aggregate sources, if the spec has any: the bid path and
-    /// `ctrbid features` do not compute them yet, and a row with them left at 0 would
-    /// score silently wrong.
-    pub fn refuse_aggregates(&self) -> Result<(), String> {
-        let names: Vec<&str> = self.num.iter().filter(|f| f.source.is_aggregate()).map(|f| f.name.as_str()).collect();
-        match names.is_empty() {
-            true => Ok(()),
-            false => Err(format!(
-                "numeric fields {names:?} read the aggregates (agg.*), which this build does not compute yet"
-            )),
-        }
-    }
-
     fn from_parsed(p: Parsed<Source, NumSource>) -> FeatureSpec {
         FeatureSpec {
             name: p.name,
@@ -489,8 +476,6 @@ mod tests {
         let NumSource::Aggregate(f) = spec.num[0].source else { panic!("{:?}", spec.num[0].source) };
         assert_eq!(f.prior, Some(Prior { mean: 0.01, strength: 50.0 }));
         assert!(spec.num[1].source.is_aggregate() && !matches!(spec.num[1].source, NumSource::ImpBidfloor));
-        let err = spec.refuse_aggregates().unwrap_err();
-        assert!(err.contains(r#"["u", "s"]"#), "{err}");
         check_invalid(&with_numeric(r#"{"name":"u","source":"agg.user.ctr.7d"}"#), "needs a prior");
         check_invalid(
             &with_numeric(r#"{"name":"f","source":"imp.bidfloor","prior":{"mean":0.1,"strength":1}}"#),

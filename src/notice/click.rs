@@ -6,11 +6,14 @@
 //! attributed to a click this bidder recorded, and it carries the click's time, so the
 //! attribution window is checked without any state: `{bid:x}.{click_ms:x}.{campaign
 //! hex}.{creative hex}.{tag}`, the ids hex-encoded so that no separator or escape can
-//! occur in them. The tag is an HMAC-SHA256 (truncated to 16 bytes, as the notice tags)
+//! occur in them. A click with an audience (the user and publisher keys of the
+//! aggregates, [`Audience`]) has one part more before the tag, `{user:x}-{publisher:x}`
+//! (an absent key empty), so that its conversion counts for them too. The tag is an HMAC-SHA256 (truncated to 16 bytes, as the notice tags)
 //! under the notice key, over a message of its own kind, so no notice tag can pass as a
 //! click id or the other way round.
 
 use super::sign::{Message, Signer};
+use crate::aggregates::Audience;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
@@ -25,6 +28,8 @@ pub struct ClickId<'a> {
     pub click_ms: i64,
     pub campaign: Cow<'a, str>,
     pub creative: Cow<'a, str>,
+    /// Who clicked and where; empty for ids without one.
+    pub audience: Audience,
 }
 
 impl ClickId<'_> {
@@ -35,6 +40,9 @@ impl ClickId<'_> {
             .field(&self.click_ms.to_le_bytes())
             .field(self.campaign.as_bytes())
             .field(self.creative.as_bytes());
+        if !self.audience.is_empty() {
+            m.field(b"g").field(&self.audience.to_bytes());
+        }
         m
     }
 
@@ -46,6 +54,10 @@ impl ClickId<'_> {
         out.push('.');
         push_hex(&mut out, self.creative.as_bytes());
         out.push('.');
+        if !self.audience.is_empty() {
+            out.push_str(&self.audience.to_param().replacen('.', "-", 1));
+            out.push('.');
+        }
         signer.push_sign_hex(&self.message(), &mut out);
         out
     }
@@ -54,8 +66,19 @@ impl ClickId<'_> {
     /// when it reads but its tag does not match (forged).
     pub fn decode(token: &str, signer: &Signer) -> Result<ClickId<'static>, Option<&'static str>> {
         let parts: Vec<&str> = token.split('.').collect();
-        let [bid, click_ms, campaign, creative, tag] = parts[..] else {
-            return Err(Some("click id must have five parts: bid.time.campaign.creative.tag"));
+        let (bid, click_ms, campaign, creative, audience, tag) = match parts[..] {
+            [bid, click_ms, campaign, creative, tag] => (bid, click_ms, campaign, creative, None, tag),
+            [bid, click_ms, campaign, creative, audience, tag] => {
+                (bid, click_ms, campaign, creative, Some(audience), tag)
+            }
+            _ => return Err(Some("click id must have five or six parts: bid.time.campaign.creative[.audience].tag")),
+        };
+        let audience = match audience {
+            None => Audience::default(),
+            Some(a) => Audience::from_param(&a.replacen('-', ".", 1))
+                .ok()
+                .filter(|a| !a.is_empty())
+                .ok_or(Some("click id: audience is not <user hex>-<publisher hex>"))?,
         };
         // The ids may be empty (their hex is then empty too); the rest may not.
         if bid.is_empty() || click_ms.is_empty() || tag.is_empty() {
@@ -66,6 +89,7 @@ impl ClickId<'_> {
             click_ms: i64::from_str_radix(click_ms, 16).map_err(|_| Some("click id: time is not hex"))?,
             campaign: Cow::Owned(from_hex(campaign).ok_or(Some("click id: campaign is not hex text"))?),
             creative: Cow::Owned(from_hex(creative).ok_or(Some("click id: creative is not hex text"))?),
+            audience,
         };
         if signer.verify_hex(&id.message(), tag) {
             Ok(id)
@@ -111,7 +135,35 @@ mod tests {
     }
 
     fn id() -> ClickId<'static> {
-        ClickId { bid: 0xabc, click_ms: 1_767_571_200_123, campaign: "cmp.1 é".into(), creative: "cr/1".into() }
+        ClickId {
+            bid: 0xabc,
+            click_ms: 1_767_571_200_123,
+            campaign: "cmp.1 é".into(),
+            creative: "cr/1".into(),
+            audience: Audience::default(),
+        }
+    }
+
+    #[test]
+    fn an_audience_round_trips_and_is_signed() {
+        for audience in [
+            Audience { user: Some(0x1234), publisher: Some(u64::MAX) },
+            Audience { user: None, publisher: Some(7) },
+            Audience { user: Some(7), publisher: None },
+        ] {
+            let with = ClickId { audience, ..id() };
+            let token = with.encode(&signer());
+            assert_eq!(token.split('.').count(), 6, "{token}");
+            assert_eq!(ClickId::decode(&token, &signer()), Ok(with.clone()));
+            // Dropping the audience, or changing it, breaks the tag.
+            let parts: Vec<&str> = token.split('.').collect();
+            let without = [&parts[..4], &parts[5..]].concat().join(".");
+            assert_eq!(ClickId::decode(&without, &signer()), Err(None));
+            let other = token.replacen(&format!(".{}.", parts[4]), ".9-9.", 1);
+            assert_eq!(ClickId::decode(&other, &signer()), Err(None));
+        }
+        assert!(matches!(ClickId::decode("1.2.00.00.-.00", &signer()), Err(Some(_))), "an empty audience part");
+        assert!(matches!(ClickId::decode("1.2.00.00.0-1.00", &signer()), Err(Some(_))), "a zero key");
     }
 
     #[test]
@@ -130,9 +182,16 @@ mod tests {
         assert_eq!(ClickId::decode(&later, &signer()), Err(None));
         let other_key = Signer::new(b"another key of at least thirty-two bytes".to_vec(), None);
         assert_eq!(ClickId::decode(&token, &other_key), Err(None));
-        for bad in
-            ["", "abc", "1.2.3.4", "zz.1.00.00.00", "1.2.3.4.5.6", "1.2.0g.00.00", "1..6162.6162.00", "1.2.6162.6162."]
-        {
+        for bad in [
+            "",
+            "abc",
+            "1.2.3.4",
+            "zz.1.00.00.00",
+            "1.2.3.4.5.6.7",
+            "1.2.0g.00.00",
+            "1..6162.6162.00",
+            "1.2.6162.6162.",
+        ] {
             assert!(matches!(ClickId::decode(bad, &signer()), Err(Some(_))), "{bad}");
         }
     }
@@ -140,7 +199,13 @@ mod tests {
     #[test]
     fn empty_ids_round_trip() {
         // Found by the notice_query fuzz target: an empty campaign and creative.
-        let id = ClickId { bid: 0, click_ms: 1_800_000_000_000, campaign: "".into(), creative: "".into() };
+        let id = ClickId {
+            bid: 0,
+            click_ms: 1_800_000_000_000,
+            campaign: "".into(),
+            creative: "".into(),
+            audience: Audience::default(),
+        };
         assert_eq!(ClickId::decode(&id.encode(&signer()), &signer()), Ok(id));
     }
 

@@ -41,9 +41,10 @@ mod query;
 pub mod sign;
 pub mod spend;
 
+use crate::aggregates::Audience;
 use crate::catalog::Selector;
 use crate::currency::Rates;
-use crate::events::{NoticeKind, NoticeRecord};
+use crate::events::{AggStamp, NoticeKind, NoticeRecord};
 use crate::openrtb::response::push_query_value;
 use click::ClickId;
 use ledger::{Ledger, Recorded};
@@ -101,6 +102,9 @@ pub struct Terms<'a> {
     /// never the id itself) when the bid is capped: a win that comes after the bid's
     /// hold lapsed still counts under its caps.
     pub user: Option<u64>,
+    /// Who saw the impression and where ([`Audience`]): what the bid's win, click and
+    /// conversion count for in the aggregates. Empty when the request named neither.
+    pub audience: Audience,
 }
 
 impl Terms<'_> {
@@ -124,6 +128,11 @@ impl Terms<'_> {
         // were carried still verify; adding or removing `u` breaks the tag either way.
         if let Some(user) = self.user {
             m.field(&user.to_le_bytes());
+        }
+        // The same for the audience, under a label of its own (a user key is 8 bytes,
+        // the label 1 and the audience 16: no field of one reads as the other's).
+        if !self.audience.is_empty() {
+            m.field(b"g").field(&self.audience.to_bytes());
         }
         m
     }
@@ -336,6 +345,8 @@ pub struct Checked {
     pub value: Option<f64>,
     /// Win, billing, loss, click: the capped user's key the URL carries.
     pub user: Option<u64>,
+    /// Who saw the impression and where: from the URL's terms, or a conversion's click id.
+    pub audience: Audience,
     /// Win, billing: no notice of the other kind was accepted for the bid before this
     /// one, so this is the first word of its impression (a win and its bill are one
     /// impression; they may arrive in either order, or alone).
@@ -346,8 +357,9 @@ pub struct Checked {
 
 impl Checked {
     /// What the event log records of this notice, received at `ts_ms`; `usd` is what
-    /// billing charged (see [`Applied::charged_usd`]).
-    pub fn record(&self, ts_ms: i64, charged_usd: f64) -> NoticeRecord<'_> {
+    /// billing charged (see [`Applied::charged_usd`]); `agg` what it added to the
+    /// aggregates.
+    pub fn record(&self, ts_ms: i64, charged_usd: f64, agg: Option<AggStamp>) -> NoticeRecord<'_> {
         NoticeRecord {
             kind: self.kind,
             ts_ms,
@@ -367,6 +379,7 @@ impl Checked {
             loss_reason: self.loss_reason.unwrap_or(-1),
             min_to_win: self.min_to_win.unwrap_or(f64::NAN),
             click_ms: self.click_ms.unwrap_or(0),
+            agg,
         }
     }
 }
@@ -407,7 +420,7 @@ impl Notices {
     /// paths, in one string.
     pub fn urls(&self, t: &Terms<'_>) -> NoticeUrls {
         let base = &self.settings.base_url;
-        let mut click = String::with_capacity(base.len() + Kind::Click.path().len() + 240);
+        let mut click = String::with_capacity(base.len() + Kind::Click.path().len() + 280);
         click.push_str(base);
         click.push_str(Kind::Click.path());
         let query_at = click.len();
@@ -429,6 +442,10 @@ impl Notices {
         }
         if let Some(user) = t.user {
             let _ = write!(click, "&u={user:x}");
+        }
+        if !t.audience.is_empty() {
+            click.push_str("&g=");
+            t.audience.push_param(&mut click);
         }
         click.push_str("&s=");
         self.settings.signer.push_sign_hex(&t.message(), &mut click);
@@ -553,6 +570,7 @@ impl Notices {
             click_ms: None,
             value: None,
             user: terms.user,
+            audience: terms.audience,
             first_of_impression: false,
             ledger_until: until,
         })
@@ -597,6 +615,7 @@ impl Notices {
             click_ms: Some(id.click_ms),
             value,
             user: None,
+            audience: id.audience,
             first_of_impression: false,
             ledger_until: crate::clock::unix_s(id.click_ms.saturating_add(window_ms)),
         })
@@ -638,6 +657,7 @@ impl Notices {
                     click_ms: now_ms,
                     campaign: Cow::Borrowed(&c.campaign),
                     creative: Cow::Borrowed(&c.creative),
+                    audience: c.audience,
                 };
                 let landing = self.landing(selector, &c.campaign);
                 applied.location = Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)));
@@ -653,7 +673,13 @@ impl Notices {
     /// a query [`Notices::check`] found a duplicate, so its signature has been verified.
     pub fn repeat_click_location(&self, query: &str, now_ms: i64, selector: &Selector) -> Option<String> {
         let terms = parse_query(query).terms().ok()?;
-        let id = ClickId { bid: terms.bid, click_ms: now_ms, campaign: terms.campaign, creative: terms.creative };
+        let id = ClickId {
+            bid: terms.bid,
+            click_ms: now_ms,
+            campaign: terms.campaign,
+            creative: terms.creative,
+            audience: terms.audience,
+        };
         let landing = self.landing(selector, &id.campaign);
         Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)))
     }

@@ -2,6 +2,7 @@
 //! the signed terms. Nothing here checks a signature; [`super::Notices`] does.
 
 use super::Terms;
+use crate::aggregates::Audience;
 use std::borrow::Cow;
 
 /// The query of a notice URL, decoded. Unknown keys are ignored; for a repeated key the
@@ -20,6 +21,8 @@ pub(super) struct Query<'q> {
     pub test: Option<Cow<'q, str>>,
     /// The capped user's key, hex.
     pub user: Option<Cow<'q, str>>,
+    /// The impression's audience (`Audience::to_param`).
+    pub audience: Option<Cow<'q, str>>,
     pub tag: Option<Cow<'q, str>>,
     /// `${AUCTION_PRICE}` (win, billing).
     pub price: Option<Cow<'q, str>>,
@@ -54,6 +57,7 @@ pub(super) fn parse_query(query: &str) -> Query<'_> {
             "cx" => &mut q.click_expires,
             "t" => &mut q.test,
             "u" => &mut q.user,
+            "g" => &mut q.audience,
             "s" => &mut q.tag,
             "p" => &mut q.price,
             "pc" => &mut q.price_currency,
@@ -91,6 +95,10 @@ impl<'q> Query<'q> {
             None => None,
             Some(u) => Some(u64::from_str_radix(u, 16).map_err(|_| "u (user key) is not hex")?),
         };
+        let audience = match self.audience.as_deref() {
+            None => Audience::default(),
+            Some(g) => Audience::from_param(g)?,
+        };
         Ok(Terms {
             bid,
             imp: need(&self.imp, "i (imp id) is missing")?,
@@ -103,6 +111,7 @@ impl<'q> Query<'q> {
             click_expires,
             test: self.test.as_deref() == Some("1"),
             user,
+            audience,
         })
     }
 }

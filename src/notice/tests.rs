@@ -41,6 +41,7 @@ fn terms() -> Terms<'static> {
         click_expires: NOW + 86_400,
         test: false,
         user: None,
+        audience: Audience::default(),
     }
 }
 
@@ -198,6 +199,29 @@ fn a_capped_bids_user_key_is_signed_and_marks_the_first_word_of_its_impression()
     assert_eq!((plain.user, plain.first_of_impression), (None, true));
 }
 
+#[test]
+fn the_audience_is_signed_and_follows_the_bid_to_its_click_and_conversion() {
+    let (n, s) = (notices(), selector());
+    let audience = Audience { user: Some(0xabc), publisher: Some(0x123) };
+    let urls = n.urls(&Terms { audience, ..terms() });
+    assert!(urls.click().contains("&g=abc.123&s="), "{}", urls.click());
+    let query = |url: &str| fill(url, "2.0").split_once('?').unwrap().1.to_string();
+    let win = query(&urls.nurl());
+    for forged in
+        [win.replace("&g=abc.123", ""), win.replace("g=abc.123", "g=abc.124"), win.replace("g=abc.123", "g=.123")]
+    {
+        assert_eq!(n.check(Kind::Win, &forged, NOW * 1000).unwrap_err(), Verdict::Forged, "{forged}");
+    }
+    assert!(matches!(n.check(Kind::Win, &win.replace("g=abc.123", "g=abc"), NOW * 1000), Err(Verdict::Malformed(_))));
+    assert_eq!(n.check(Kind::Win, &win, NOW * 1000).unwrap().audience, audience);
+    // The click carries it into the click id, and the conversion reads it back.
+    let (v, location) = click(&n, &s, urls.click(), (NOW + 60) * 1000);
+    assert_eq!(v, Verdict::Accepted);
+    let id = click_id(&location.unwrap());
+    let conv = n.check(Kind::Conv, &format!("click={id}"), (NOW + 120) * 1000).unwrap();
+    assert_eq!(conv.audience, audience);
+}
+
 /// A click: the user's request for the click URL, answered with where to go.
 fn click(n: &Notices, s: &Selector, url: &str, now_ms: i64) -> (Verdict, Option<String>) {
     let query = url.split_once('?').unwrap().1;
@@ -288,6 +312,7 @@ fn restored_records_take_the_ledger_and_spend_once() {
         loss_reason: -1,
         min_to_win: f64::NAN,
         click_ms: 0,
+        agg: None,
     };
     assert!(n.restore(&record(Kind::Bill, 7, 0.002, false)));
     assert!(!n.restore(&record(Kind::Bill, 7, 0.002, false)), "a repeated record is a duplicate");

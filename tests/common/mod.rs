@@ -114,6 +114,16 @@ impl TestServer {
         self.raw(head.as_bytes()).await
     }
 
+    /// GET stamped with its own event time (`x-ctrbid-time`, Unix ms) instead of the fixed one.
+    pub async fn get_at(&self, path: &str, ts_ms: i64) -> HttpResponse {
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n{}: {ts_ms}\r\n\r\n",
+            self.addr,
+            ctrbid::clock::TIME_HEADER
+        );
+        self.raw(head.as_bytes()).await
+    }
+
     /// GET on the admin port.
     pub async fn admin_get(&self, path: &str) -> HttpResponse {
         let head = format!("GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n", self.admin);
