@@ -79,7 +79,7 @@ loadtest: setup-ort setup-py build
 
 ## Campaign economics judged by `ctrbid exchange`'s ledger (about 50 min, 5 GB of ledgers and event logs):
 ## budget pacing, frequency caps, first-price shading and what they cost all on against
-## all off, 21 simulated days of 200,000 requests at 1,500/s; report in target/economics/
+## all off, 15 simulated days of 200,000 requests and ten of 100,000 at 1,500/s; report in target/economics/
 ## (loadtest/economics.py, loadtest/README.md#campaign-economics).
 economics: setup-ort setup-py build
 	$(VPY) loadtest/economics.py --out target/economics --requests-per-day 200000 --rate 1500

@@ -4,7 +4,10 @@
 //! `catalog.json` from the simulator's output, and for every impression parses its
 //! request with the server's parser, validates it, and writes the feature row of
 //! (request, imp, creative) at the impression's time: exactly the row the server would
-//! build for that candidate.
+//! build for that candidate. A spec that reads the aggregates (`agg.*`) gets them by
+//! replaying the log in time order through the bidder's aggregate code
+//! ([`crate::aggregates::replay`]): a row sees the impressions of earlier auctions and
+//! the clicks and conversions due by its own (`--click-delay-s`, `--conv-delay-s`).
 //! Output (`.npy`, row-aligned, in log order): `cat` i64 [N,F], `num` f32 [N,D],
 //! `click`, `conv`, `pctr_true`, `pcvr_true` f32 [N], `ts` i64 [N], and `meta.json`.
 //!
