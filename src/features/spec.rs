@@ -137,14 +137,27 @@ impl NumSource {
 #[serde(tag = "op", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Transform {
     Log1p,
-    Clip { min: f64, max: f64 },
-    Standardise { mean: f64, std: f64 },
+    /// `ln(v / (1 - v))`, `v` clamped into `[1e-6, 1 - 1e-6]`: a rate (`agg.*.ctr`, `cvr`)
+    /// on the scale a logistic model adds it on.
+    Logit,
+    Clip {
+        min: f64,
+        max: f64,
+    },
+    Standardise {
+        mean: f64,
+        std: f64,
+    },
 }
 
 impl Transform {
     pub fn apply(&self, v: f64) -> f64 {
         match *self {
             Transform::Log1p => v.max(0.0).ln_1p(),
+            Transform::Logit => {
+                let p = v.clamp(1e-6, 1.0 - 1e-6);
+                (p / (1.0 - p)).ln()
+            }
             Transform::Clip { min, max } => v.clamp(min, max),
             Transform::Standardise { mean, std } => (v - mean) / std,
         }
@@ -461,6 +474,25 @@ mod tests {
         format!(
             r#"{{"name":"t","version":1,"hash_seed":1,"categorical":[{{"name":"a","source":"device.os","buckets":64}}],"numeric":[{numeric}]}}"#
         )
+    }
+
+    #[test]
+    fn transforms_apply_in_order() {
+        let logit = Transform::Logit;
+        assert_eq!(logit.apply(0.5), 0.0);
+        assert!((logit.apply(0.018) - (0.018f64 / 0.982).ln()).abs() < 1e-12);
+        assert_eq!(logit.apply(0.0), logit.apply(1e-6), "clamped, never -inf");
+        assert!(logit.apply(1.0).is_finite());
+        let spec = FeatureSpec::from_bytes(
+            with_numeric(
+                r#"{"name":"u","source":"agg.user.ctr.7d","prior":{"mean":0.02,"strength":50},
+                    "transform":[{"op":"logit"},{"op":"standardise","mean":-4.0,"std":0.5}]}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let applied = spec.num[0].transforms.iter().fold(0.02f64, |v, t| t.apply(v));
+        assert!((applied - ((0.02f64 / 0.98).ln() + 4.0) / 0.5).abs() < 1e-12, "{applied}");
     }
 
     #[test]
