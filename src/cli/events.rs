@@ -49,7 +49,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                     "publisher": b.publisher, "model": b.model, "spec": format!("{:016x}", b.spec),
                     "pctr": b.pctr, "pcvr": finite(f64::from(b.pcvr)), "price": b.price, "currency": b.currency,
                     "value_usd": b.value_usd, "floor_usd": b.floor_usd, "auction": b.auction,
-                    "propensity": b.propensity,
+                    "propensity": b.propensity, "agg_applied": b.agg_applied,
                 });
                 if opts.rows {
                     line["cat"] = json!(b.cat);
@@ -70,6 +70,11 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                     NoticeKind::Conv => json!({"click_ms": n.click_ms, "value_usd": finite(n.usd)}),
                 };
                 line.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+                if let Some(a) = n.agg {
+                    let hex = |k: Option<u64>| k.map(|k| format!("{k:x}"));
+                    line["agg"] = json!({"seq": a.seq, "user": hex(a.user), "publisher": hex(a.publisher),
+                                         "category": format!("{:x}", a.category)});
+                }
                 (n.kind.label(), line)
             }
         };
