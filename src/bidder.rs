@@ -532,7 +532,12 @@ impl Bidder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let events = EventSink::open(&cfg.events, cfg.server.clock)?;
-        let aggregates = AggregateStore::new(cfg.aggregates.max_entries);
+        // A spec that reads no aggregates (the spec is fixed for the process) keeps a
+        // token store: notices still take sequence numbers, which the log keeps for a
+        // later bidder to rebuild from, but no 64 B per entity is spent on counts no
+        // row reads.
+        let entries = if extractor.reads_aggregates() { cfg.aggregates.max_entries } else { 4 };
+        let aggregates = AggregateStore::new(entries);
         if let Some(dir) = cfg.events.dir.as_deref().filter(|_| events.is_some()) {
             restore_notices(&notices, dir, cfg.server.clock, &selector)?;
             rebuild_aggregates(&aggregates, dir)?;
@@ -658,9 +663,9 @@ impl Bidder {
         };
         // The charge is what applying will add; it is known before, so the record is
         // durable before anything is applied. The aggregates are the exception: the
-        // record carries the event's sequence number, which only applying gives (a
-        // record that then fails to be written leaves a gap in the log's sequence,
-        // which a rebuild counts).
+        // record carries the event's sequence number, which only applying gives. A
+        // record that then fails to be written leaves a gap in the log's sequence (a
+        // rebuild counts it), and the exchange's retry counts the event again.
         let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
         let stamp = self.count_in_aggregates(&checked, &state.selector, now_ms);
         if let Some(events) = &self.events {

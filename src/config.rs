@@ -57,7 +57,8 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatesConfig {
     /// Entities held at most (rounded up to a power of two; 64 bytes each, allocated at
-    /// start): beyond it the least seen lately make room. Default 1,048,576 (64 MiB).
+    /// start when the served spec reads `agg.*` fields, not otherwise): beyond it the
+    /// least seen lately make room. Default 1,048,576 (64 MiB).
     pub max_entries: usize,
 }
 
