@@ -257,6 +257,8 @@ async fn served_rows_are_the_rows_features_replays_bit_for_bit_across_a_restart(
     let how = ctrbid::cli::features::SimReplay { visibility: Visibility::default(), max_entries: ENTRIES };
     let n = ctrbid::cli::features::extract_with(bought.path(), &spec, out.path(), &how).unwrap();
     assert_eq!(n, h.bids);
+    let meta: Value = serde_json::from_slice(&std::fs::read(out.path().join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["aggregates"]["max_entries"], ENTRIES, "the replay's settings are recorded with the rows");
     let (cat, cat_shape) = ctrbid::npy::read::<i64>(&out.path().join("cat.npy")).unwrap();
     let (num, num_shape) = ctrbid::npy::read::<f32>(&out.path().join("num.npy")).unwrap();
     let (f, d) = (cat_shape[1], num_shape[1]);

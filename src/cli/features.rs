@@ -268,6 +268,18 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
     let layout =
         Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
     write_meta(out, &layout, &spec.cat, &spec.num, rows, sim, None)?;
+    if replay.is_some() {
+        // What the rows' aggregates depend on besides the log: a bidder serving them
+        // must run with the same `aggregates.max_entries`, an exchange with these delays.
+        let path = out.join("meta.json");
+        let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        meta["aggregates"] = serde_json::json!({
+            "max_entries": how.max_entries,
+            "click_delay_s": how.visibility.click_delay_s,
+            "conv_delay_s": how.visibility.conv_delay_s,
+        });
+        std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)?;
+    }
     Ok(rows)
 }
 
