@@ -699,13 +699,7 @@ impl Bidder {
         let category =
             selector.campaign_index(&c.campaign).map_or("", |i| &selector.catalog().campaigns[i as usize].category);
         let category = aggregates::id_hash(category);
-        let keys = EntityKeys {
-            user: c.audience.user,
-            publisher: c.audience.publisher,
-            campaign: aggregates::id_hash(&c.campaign),
-            creative: aggregates::id_hash(&c.creative),
-            ad_category: category,
-        };
+        let keys = EntityKeys::of(c.audience, &c.campaign, &c.creative, category);
         let seq = self.aggregates.apply(&AggEvent { ts_s: unix_s(now_ms), outcome, keys });
         Some(AggStamp { seq, user: c.audience.user, publisher: c.audience.publisher, category })
     }
@@ -948,10 +942,7 @@ impl Bidder {
         // The request's feature context, rebuilt only when a bid of it is logged.
         let mut logged_context: Option<RequestContext> = None;
         // Who sees the ads and where: what their notices count for in the aggregates.
-        let audience = Audience {
-            user: req.personal_user_id().map(aggregates::id_hash),
-            publisher: req.publisher_id().map(aggregates::id_hash),
-        };
+        let audience = Audience::of(req);
         for group in candidates.chunk_by(|a, b| a.imp == b.imp) {
             let i = usize::from(group[0].imp);
             let (imp, terms) = (&req.imp[i], &terms[i]);

@@ -86,7 +86,7 @@ impl Family {
 }
 
 /// What happened to an impression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     Impression,
     Click,
@@ -99,7 +99,7 @@ const KEY_SEED: u64 = 0x6167_6772_6567_6174; // "aggregat"
 
 /// Hashes of the ids an impression is about; `None` where the request had none (no user
 /// id, or no publisher id): those families are neither updated nor read for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct EntityKeys {
     pub user: Option<u64>,
     pub publisher: Option<u64>,
@@ -132,6 +132,20 @@ pub fn family_key(family: Family, a: u64, b: u64) -> u64 {
 }
 
 impl EntityKeys {
+    /// The keys of an impression of `creative` of `campaign` (catalog ids) in the ad
+    /// category whose [`id_hash`] is `category`, seen by `audience`. The bidder's
+    /// notices, the rebuild from its log and `ctrbid features --sim` all make their keys
+    /// here, so that they name the same entities.
+    pub fn of(audience: Audience, campaign: &str, creative: &str, category: u64) -> EntityKeys {
+        EntityKeys {
+            user: audience.user,
+            publisher: audience.publisher,
+            campaign: id_hash(campaign),
+            creative: id_hash(creative),
+            ad_category: category,
+        }
+    }
+
     /// The key of `family` for this impression, `None` when its ids are missing.
     pub fn key(&self, family: Family) -> Option<u64> {
         Some(match family {
@@ -156,6 +170,12 @@ pub struct Audience {
 }
 
 impl Audience {
+    /// The audience of a request: its personal user id (`user.id`, else `buyeruid`, where
+    /// it allows personal data) and its publisher id, hashed.
+    pub fn of(req: &crate::openrtb::BidRequest<'_>) -> Audience {
+        Audience { user: req.personal_user_id().map(id_hash), publisher: req.publisher_id().map(id_hash) }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.user.is_none() && self.publisher.is_none()
     }

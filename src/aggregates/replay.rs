@@ -51,29 +51,21 @@ pub fn delay_s(request_id: &str, imp_id: &str, which: Delay, mean_s: f64) -> i64
     bytes.push(0xff);
     bytes.extend_from_slice(imp_id.as_bytes());
     bytes.push(which as u8);
-    let h = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, 0x6465_6c61_7973); // "delays"
-                                                                            // A uniform in (0, 1], never 0: -ln of it is finite.
+    // Seeded with "delays".
+    let h = xxhash_rust::xxh3::xxh3_64_with_seed(&bytes, 0x6465_6c61_7973);
+    // A uniform in (0, 1], never 0: -ln of it is finite.
     let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
     ((-u.ln() * mean_s).round() as i64).max(1)
 }
 
-/// An outcome waiting for its time.
+/// An outcome waiting for its time. Ordered by due time, then scheduling order (the
+/// fields after those never decide: `order` is unique).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Pending {
     due_s: i64,
-    /// Scheduling order: ties of `due_s` go first-scheduled first.
     order: u64,
-    outcome: u8,
-    keys: Keys,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Keys {
-    user: Option<u64>,
-    publisher: Option<u64>,
-    campaign: u64,
-    creative: u64,
-    ad_category: u64,
+    outcome: Outcome,
+    keys: EntityKeys,
 }
 
 /// The replay: a store and the outcomes not yet due.
@@ -93,8 +85,7 @@ impl Replay {
     pub fn advance_to(&mut self, t_s: i64) {
         while let Some(Reverse(p)) = self.pending.peek().copied().filter(|Reverse(p)| p.due_s <= t_s) {
             self.pending.pop();
-            let outcome = if p.outcome == 1 { Outcome::Click } else { Outcome::Conversion };
-            self.store.apply(&AggEvent { ts_s: p.due_s, outcome, keys: p.keys.into() });
+            self.store.apply(&AggEvent { ts_s: p.due_s, outcome: p.outcome, keys: p.keys });
         }
     }
 
@@ -107,38 +98,23 @@ impl Replay {
         }
         let v = self.visibility;
         let click_s = t_s + delay_s(ids.0, ids.1, Delay::Click, v.click_delay_s);
-        self.schedule(click_s, 1, keys);
+        self.schedule(click_s, Outcome::Click, keys);
         if converted {
-            self.schedule(click_s + delay_s(ids.0, ids.1, Delay::Conversion, v.conv_delay_s), 2, keys);
+            self.schedule(
+                click_s + delay_s(ids.0, ids.1, Delay::Conversion, v.conv_delay_s),
+                Outcome::Conversion,
+                keys,
+            );
         }
     }
 
-    fn schedule(&mut self, due_s: i64, outcome: u8, k: EntityKeys) {
+    fn schedule(&mut self, due_s: i64, outcome: Outcome, keys: EntityKeys) {
         self.scheduled += 1;
-        let keys = Keys {
-            user: k.user,
-            publisher: k.publisher,
-            campaign: k.campaign,
-            creative: k.creative,
-            ad_category: k.ad_category,
-        };
         self.pending.push(Reverse(Pending { due_s, order: self.scheduled, outcome, keys }));
     }
 
     pub fn store(&self) -> &AggregateStore {
         &self.store
-    }
-}
-
-impl From<Keys> for EntityKeys {
-    fn from(k: Keys) -> EntityKeys {
-        EntityKeys {
-            user: k.user,
-            publisher: k.publisher,
-            campaign: k.campaign,
-            creative: k.creative,
-            ad_category: k.ad_category,
-        }
     }
 }
 

@@ -26,7 +26,7 @@
 //! saying `"format": "csv"` or `"criteo"`.
 
 use crate::aggregates::replay::{Replay, Visibility};
-use crate::aggregates::{id_hash, EntityKeys};
+use crate::aggregates::{id_hash, Audience, EntityKeys};
 use crate::catalog::{Catalog, Selector};
 use crate::features::{CatField, CatKind, Delimiter, Extractor, FeatureSpec, Format, NumField, TableReader, TableSpec};
 use crate::npy::NpyWriter;
@@ -237,17 +237,10 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
         }
         // The auction's impressions count only for later auctions.
         if let Some(r) = replay.as_mut() {
-            let audience = (req.personal_user_id().map(id_hash), req.publisher_id().map(id_hash));
+            let audience = Audience::of(&req);
             for imp in &group {
-                let creative = creative_index[imp.crid.as_str()];
-                let campaign = selector.campaign_of(creative);
-                let keys = EntityKeys {
-                    user: audience.0,
-                    publisher: audience.1,
-                    campaign: id_hash(&campaign.id),
-                    creative: id_hash(&imp.crid),
-                    ad_category: id_hash(&campaign.category),
-                };
+                let campaign = selector.campaign_of(creative_index[imp.crid.as_str()]);
+                let keys = EntityKeys::of(audience, &campaign.id, &imp.crid, id_hash(&campaign.category));
                 let clicked = imp.click != 0;
                 r.impression(imp.ts, keys, (&imp.request_id, &imp.imp_id), clicked, clicked && imp.conv != 0);
             }

@@ -21,7 +21,7 @@
 //! applying them in that order gives back the store the bidder had.
 
 use super::{Event, NoticeKind, NoticeRecord};
-use crate::aggregates::{id_hash, AggEvent, AggregateStore, EntityKeys, Outcome};
+use crate::aggregates::{AggEvent, AggregateStore, Audience, EntityKeys, Outcome};
 use crate::eventlog::Reader;
 use anyhow::Context as _;
 use std::path::Path;
@@ -143,12 +143,7 @@ pub fn agg_event(n: &NoticeRecord<'_>) -> Option<(u64, AggEvent)> {
         NoticeKind::Conv => Outcome::Conversion,
         NoticeKind::Loss => return None,
     };
-    let keys = EntityKeys {
-        user: stamp.user,
-        publisher: stamp.publisher,
-        campaign: id_hash(n.campaign),
-        creative: id_hash(n.creative),
-        ad_category: stamp.category,
-    };
+    let audience = Audience { user: stamp.user, publisher: stamp.publisher };
+    let keys = EntityKeys::of(audience, n.campaign, n.creative, stamp.category);
     Some((stamp.seq, AggEvent { ts_s: crate::clock::unix_s(n.ts_ms), outcome, keys }))
 }

@@ -13,7 +13,7 @@
 
 use super::hash::{bucket, bucket_cross, value_hash, value_hash_int, value_hash_lower};
 use super::spec::{CatKind, FeatureSpec, NumSource, Source};
-use crate::aggregates::{id_hash, AggFeature, Counts, EntityKeys, Family, Snapshot};
+use crate::aggregates::{id_hash, AggFeature, Audience, Counts, EntityKeys, Family, Snapshot};
 use crate::catalog::{Campaign, Creative, Format};
 use crate::openrtb::{BidRequest, Imp};
 
@@ -243,13 +243,14 @@ impl Extractor {
             segments: [tier1_hash(segment0), tier1_hash(segment1)],
             content: tier1_hash(req.inventory_cats().first().map(|c| c.as_ref())),
         };
+        let audience = Audience::of(req);
         RequestContext {
             vh,
             tier1,
             local_seconds,
             now_unix,
-            agg_user: req.personal_user_id().map(id_hash),
-            agg_publisher: req.publisher_id().map(id_hash),
+            agg_user: audience.user,
+            agg_publisher: audience.publisher,
         }
     }
 

@@ -8,9 +8,10 @@
 //! hex}.{creative hex}.{tag}`, the ids hex-encoded so that no separator or escape can
 //! occur in them. A click with an audience (the user and publisher keys of the
 //! aggregates, [`Audience`]) has one part more before the tag, `{user:x}-{publisher:x}`
-//! (an absent key empty), so that its conversion counts for them too. The tag is an HMAC-SHA256 (truncated to 16 bytes, as the notice tags)
-//! under the notice key, over a message of its own kind, so no notice tag can pass as a
-//! click id or the other way round.
+//! (an absent key empty), so that its conversion counts for them too. The tag is an
+//! HMAC-SHA256 (truncated to 16 bytes, as the notice tags) under the notice key, over a
+//! message of its own kind, so no notice tag can pass as a click id or the other way
+//! round.
 
 use super::sign::{Message, Signer};
 use crate::aggregates::Audience;
