@@ -140,7 +140,7 @@ fn replay(requests: &Path) {
     let mut model = common::open_model(&common::model_path());
     let rates = Rates::new(&cfg.bidding.exchange_rates).expect("rates");
     let state = bidder.state();
-    let heads = state.model.heads;
+    let heads = state.model().heads;
     let (mut pctr, mut pcvr) = (Vec::new(), Vec::new());
     let mut bids = [0usize; 2];
 
@@ -173,6 +173,7 @@ fn replay(requests: &Path) {
             let priced = if warm {
                 bidder.price(
                     &state,
+                    state.variants.incumbent(),
                     &req,
                     &terms,
                     &candidates,
@@ -329,7 +330,18 @@ mod measured {
         scores: &Scores,
         currency: (&str, f64),
     ) -> ctrbid::openrtb::List<ctrbid::openrtb::Bid<'a>, 1> {
-        bidder.price(state, req, terms, candidates, scores, &AggSeen::default(), currency, common::NOW_MS, None)
+        bidder.price(
+            state,
+            state.variants.incumbent(),
+            req,
+            terms,
+            candidates,
+            scores,
+            &AggSeen::default(),
+            currency,
+            common::NOW_MS,
+            None,
+        )
     }
 
     #[inline(never)]

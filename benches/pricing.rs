@@ -46,7 +46,20 @@ fn pricing(c: &mut Criterion) {
     let bids: usize = requests
         .iter()
         .map(|(req, terms, candidates, scores, (cur, rate))| {
-            bidder.price(&state, req, terms, candidates, scores, &AggSeen::default(), (cur, *rate), now_ms, None).len()
+            bidder
+                .price(
+                    &state,
+                    state.variants.incumbent(),
+                    req,
+                    terms,
+                    candidates,
+                    scores,
+                    &AggSeen::default(),
+                    (cur, *rate),
+                    now_ms,
+                    None,
+                )
+                .len()
         })
         .sum();
     assert!(bids * 2 > requests.len(), "only {bids} bids for {} requests", requests.len());
@@ -73,6 +86,7 @@ fn pricing(c: &mut Criterion) {
             for (req, terms, candidates, scores, (cur, rate)) in &requests {
                 std::hint::black_box(bidder.price(
                     &state,
+                    state.variants.incumbent(),
                     req,
                     terms,
                     candidates,

@@ -35,7 +35,7 @@ use crate::economics::{self, Accounts, Economics};
 use crate::events::{AggStamp, BidRecord, EventSink};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
-use crate::notice::{self, sign::Signer, NoticeSettings, Notices};
+use crate::notice::{self, sign::Signer, ModelTag, NoticeSettings, Notices};
 use crate::openrtb::list::List;
 use crate::openrtb::response::{BidDebug, BidExt};
 use crate::openrtb::{self, native, AuctionType, Bid, BidResponse, SeatBid};
@@ -45,6 +45,7 @@ use crate::scoring::{
     runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, ScoringPath,
     WorkerBusy,
 };
+use crate::variants::{self, Variant, VariantBook, VariantSet};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use std::borrow::Cow;
@@ -61,14 +62,43 @@ pub struct ServingState {
     pub selector: Arc<Selector>,
     /// The catalog's campaigns' budgets and pacing, in catalog order (with the selector).
     pub accounts: Arc<Accounts>,
-    pub model: ModelInfo,
+    /// The models serving, each with its share of the traffic ([`crate::variants`]).
+    pub variants: Arc<VariantSet>,
 }
 
 impl ServingState {
+    /// A state for building rows only (`ctrbid ort-alone`): one variant with `model`'s
+    /// info and no sessions, so it cannot score.
+    pub fn for_rows(extractor: Extractor, selector: Selector, model: ModelInfo) -> ServingState {
+        let metrics = Metrics::start();
+        let book = VariantBook::default();
+        let variant = Variant {
+            name: variants::DEFAULT_NAME.to_string(),
+            role: variants::Role::Incumbent,
+            share: variants::FULL_SHARE,
+            model,
+            batcher: Arc::new(Batcher::start_inline(Vec::new(), metrics)),
+            cache: None,
+            counters: book.counters(variants::DEFAULT_NAME).expect("an empty book has room"),
+            since_unix: 0,
+        };
+        ServingState {
+            extractor,
+            selector: Arc::new(selector),
+            accounts: Arc::new(Accounts::default()),
+            variants: Arc::new(VariantSet::of(variant)),
+        }
+    }
+
+    /// The incumbent's model: what selection assumes of every variant (the same heads).
+    pub fn model(&self) -> &ModelInfo {
+        &self.variants.incumbent().model
+    }
+
     /// CPA campaigns that cannot bid because the model has no conversion head (0 when it
     /// has one).
     pub fn unpriceable_cpa_campaigns(&self) -> usize {
-        if self.model.has_pcvr() {
+        if self.model().has_pcvr() {
             return 0;
         }
         self.selector.catalog().campaigns.iter().filter(|c| c.goal().needs_pcvr()).count()
@@ -87,7 +117,7 @@ impl ServingState {
     ) -> Result<Vec<Candidate>, NoBidReason> {
         let mut candidates: Vec<Candidate> = Vec::with_capacity(64);
         // Without a conversion head, CPA campaigns cannot be valued: not candidates.
-        let limits = Limits { per_imp: max_per_imp, pcvr: self.model.has_pcvr(), admit };
+        let limits = Limits { per_imp: max_per_imp, pcvr: self.model().has_pcvr(), admit };
         let mut cpa_dropped = false;
         for (i, imp) in req.imp.iter().enumerate() {
             cpa_dropped |= self.selector.select_imp(req, i as u16, imp, &terms[i], limits, &mut candidates).cpa_dropped;
@@ -201,7 +231,7 @@ impl ServingState {
         if n > 0 {
             eprintln!(
                 "ctrbid: warning: {n} CPA campaigns (goal_cpa) cannot bid: model {} has no conversion head (pcvr output)",
-                self.model.path.display()
+                self.model().path.display()
             );
         }
     }
@@ -301,6 +331,8 @@ struct Trace {
     deadline: Option<Instant>,
     /// Where the request's rows were scored, once they were.
     path: Option<ScoringPath>,
+    /// The slot of the variant that scored them ([`crate::variants::VariantCounters::slot`]).
+    variant: Option<u8>,
 }
 
 #[derive(Debug, Clone)]
@@ -324,9 +356,12 @@ struct Settings {
 
 pub struct Bidder {
     state: ArcSwap<ServingState>,
-    batcher: Batcher,
-    /// `None` when `scoring.cache_entries = 0`.
-    score_cache: Option<ScoreCache>,
+    /// How every variant's batcher is started (a candidate gets one of its own).
+    scoring: ScoringSetup,
+    /// Every variant's results, by name ([`crate::variants`]).
+    book: VariantBook,
+    /// Changes to the variants, newest last (the admin API's log).
+    variant_log: std::sync::Mutex<std::collections::VecDeque<VariantChange>>,
     /// The event log; `None` when `events.dir` is unset.
     events: Option<EventSink>,
     metrics: Arc<Metrics>,
@@ -350,6 +385,57 @@ pub struct Bidder {
     save_interval: Duration,
 }
 
+/// How a variant's batcher and score cache are made: as at start-up, for every variant.
+struct ScoringSetup {
+    knobs: BatcherConfig,
+    mode: InlineScoring,
+    /// Auto inline scoring: the workers' busy share, one sampler for every variant.
+    busy: Option<Arc<WorkerBusy>>,
+    inference_threads: usize,
+    inline_max_busy: f64,
+    cache: Option<CacheConfig>,
+}
+
+impl ScoringSetup {
+    /// A batcher over `models` (one per session: [`Config::scoring_sessions`]).
+    fn batcher(&self, models: Vec<Model>, metrics: &Arc<Metrics>) -> Batcher {
+        match self.mode {
+            InlineScoring::Off => Batcher::start(models, self.knobs.clone(), Arc::clone(metrics)),
+            InlineScoring::On => Batcher::start_inline(models, Arc::clone(metrics)),
+            InlineScoring::Auto => {
+                let mut threads = models;
+                let inline = threads.split_off(self.inference_threads.min(threads.len()));
+                let busy = self.busy.clone().unwrap_or_else(WorkerBusy::unsampled);
+                Batcher::start_auto(
+                    threads,
+                    inline,
+                    self.knobs.clone(),
+                    busy,
+                    self.inline_max_busy,
+                    Arc::clone(metrics),
+                )
+            }
+        }
+    }
+
+    fn cache(&self) -> Option<Arc<ScoreCache>> {
+        self.cache.map(|c| Arc::new(ScoreCache::new(c)))
+    }
+}
+
+/// One change to the variants, for `/admin/status` and the log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VariantChange {
+    /// Unix seconds, wall clock.
+    pub at_unix: i64,
+    pub action: &'static str,
+    pub variant: String,
+    pub detail: String,
+}
+
+/// Changes the admin log keeps.
+const VARIANT_LOG: usize = 64;
+
 /// Paths and options needed to open a model again (admin reload).
 #[derive(Debug, Clone)]
 struct ModelPaths {
@@ -361,7 +447,7 @@ struct ModelPaths {
 
 impl std::fmt::Debug for Bidder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bidder").field("batcher", &self.batcher).finish_non_exhaustive()
+        f.debug_struct("Bidder").field("variants", &self.state.load().variants).finish_non_exhaustive()
     }
 }
 
@@ -481,26 +567,36 @@ impl Bidder {
             cpus: cfg.scoring.inference_cpus.clone(),
             realtime: cfg.scoring.realtime_inference.then_some(cfg.scoring.realtime_max_busy),
         };
-        let batcher = match cfg.inline_scoring() {
-            InlineScoring::Off => Batcher::start(models, knobs, Arc::clone(&metrics)),
-            InlineScoring::On => Batcher::start_inline(models, Arc::clone(&metrics)),
-            InlineScoring::Auto => {
-                // Outside a runtime (a benchmark calling the handler) nobody is busy.
-                let busy = match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => WorkerBusy::sampled(&runtime).context("starting the worker-busy sampler")?,
-                    Err(_) => WorkerBusy::unsampled(),
-                };
-                let mut threads = models;
-                let inline = threads.split_off(cfg.inference_threads());
-                Batcher::start_auto(threads, inline, knobs, busy, cfg.scoring.inline_max_busy, Arc::clone(&metrics))
+        let mode = cfg.inline_scoring();
+        let busy = match (mode, tokio::runtime::Handle::try_current()) {
+            (InlineScoring::Auto, Ok(runtime)) => {
+                Some(WorkerBusy::sampled(&runtime).context("starting the worker-busy sampler")?)
             }
+            // Outside a runtime (a benchmark calling the handler) nobody is busy.
+            _ => None,
         };
-        let score_cache = (cfg.scoring.cache_entries > 0).then(|| {
-            ScoreCache::new(CacheConfig {
+        let scoring = ScoringSetup {
+            knobs,
+            mode,
+            busy,
+            inference_threads: cfg.inference_threads(),
+            inline_max_busy: cfg.scoring.inline_max_busy,
+            cache: (cfg.scoring.cache_entries > 0).then(|| CacheConfig {
                 max_entries: cfg.scoring.cache_entries,
                 ttl: Duration::from_millis(cfg.scoring.cache_ttl_ms),
-            })
-        });
+            }),
+        };
+        let book = VariantBook::default();
+        let incumbent = Variant {
+            name: variants::DEFAULT_NAME.to_string(),
+            role: variants::Role::Incumbent,
+            share: variants::FULL_SHARE,
+            model: info,
+            batcher: Arc::new(scoring.batcher(models, &metrics)),
+            cache: scoring.cache(),
+            counters: book.counters(variants::DEFAULT_NAME).expect("an empty book has room"),
+            since_unix: 0,
+        };
         let notice_base_url =
             cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
         let notices = Notices::new(NoticeSettings {
@@ -561,12 +657,18 @@ impl Bidder {
                 );
             }
         }
-        let state = ServingState { extractor, selector: Arc::new(selector), accounts: Arc::new(accounts), model: info };
+        let state = ServingState {
+            extractor,
+            selector: Arc::new(selector),
+            accounts: Arc::new(accounts),
+            variants: Arc::new(VariantSet::of(incumbent)),
+        };
         state.warn_unpriceable();
         Ok(Bidder {
             state: ArcSwap::from_pointee(state),
-            batcher,
-            score_cache,
+            scoring,
+            book,
+            variant_log: Default::default(),
             events,
             metrics,
             notices,
@@ -621,7 +723,7 @@ impl Bidder {
             extractor: cur.extractor.clone(),
             selector: Arc::clone(&selector),
             accounts: Arc::clone(&accounts),
-            model: cur.model.clone(),
+            variants: Arc::clone(&cur.variants),
         });
         self.state.load().warn_unpriceable();
         Ok(n)
@@ -631,19 +733,156 @@ impl Bidder {
     /// to the inference threads and the inline pool; a thread switches before its next
     /// batch (at once when idle), the pool for the next request. A model built for
     /// another feature spec is refused and the serving one stays.
+    ///
+    /// The model replaces the incumbent's; while candidates serve it must keep the
+    /// incumbent's heads (every variant has the same: [`crate::variants`]).
     pub fn reload_model(&self, path: &Path) -> anyhow::Result<ModelInfo> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
         let info = models[0].info.clone();
-        self.batcher.replace_models(models).map_err(|e| anyhow::anyhow!("model reload: {e}"))?;
-        self.state.rcu(|cur| ServingState {
+        let set = Arc::clone(&self.state.load().variants);
+        if set.all().len() > 1 && info.heads != set.incumbent().model.heads {
+            anyhow::bail!(
+                "model {} has heads {} but the candidates serving beside the incumbent have {}: promote or roll \
+                 them back first",
+                path.display(),
+                info.heads.label(),
+                set.incumbent().model.heads.label()
+            );
+        }
+        set.incumbent().batcher.replace_models(models).map_err(|e| anyhow::anyhow!("model reload: {e}"))?;
+        self.replace_variants(|cur| Ok(cur.with_incumbent_model(info.clone())))?;
+        self.state.load().warn_unpriceable();
+        let name = set.incumbent().name.clone();
+        self.log_variant_change("reload", &name, format!("model {} version {}", path.display(), info.version));
+        Ok(info)
+    }
+
+    /// Swaps in the variant set `change` makes of the current one; the rest of the
+    /// serving state stays. Callers hold `reloading`.
+    fn replace_variants(
+        &self,
+        change: impl Fn(&VariantSet) -> Result<VariantSet, String>,
+    ) -> anyhow::Result<Arc<VariantSet>> {
+        let cur = self.state.load_full();
+        let set = Arc::new(change(&cur.variants).map_err(anyhow::Error::msg)?);
+        // Reloads are serialised, so nothing else swaps the state between load and store.
+        self.state.store(Arc::new(ServingState {
             extractor: cur.extractor.clone(),
             selector: Arc::clone(&cur.selector),
             accounts: Arc::clone(&cur.accounts),
-            model: info.clone(),
-        });
-        self.state.load().warn_unpriceable();
-        Ok(info)
+            variants: Arc::clone(&set),
+        }));
+        Ok(set)
+    }
+
+    fn log_variant_change(&self, action: &'static str, variant: &str, detail: String) {
+        eprintln!("ctrbid: variants: {action} {variant}: {detail}");
+        let at_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let mut log = self.variant_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() == VARIANT_LOG {
+            log.pop_front();
+        }
+        log.push_back(VariantChange { at_unix, action, variant: variant.to_string(), detail });
+    }
+
+    /// Opens `path` as a candidate named `name` taking `share` basis points of the
+    /// traffic, with sessions, inference threads and a score cache of its own. Refused,
+    /// changing nothing, when the model does not open, was built for another feature
+    /// spec, has other heads than the incumbent, or the name or share is not free.
+    pub fn add_candidate(&self, name: &str, path: &Path, share: u32) -> anyhow::Result<Arc<VariantSet>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        // The cheap checks first: a refused name or share opens no model.
+        let current = Arc::clone(&self.state.load().variants);
+        if !variants::valid_name(name) || current.get(name).is_some() {
+            current.with_candidate(self.probe_variant(name, share, &current)).map_err(anyhow::Error::msg)?;
+        }
+        let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
+        let counters = self.book.counters(name).ok_or_else(|| {
+            anyhow::anyhow!("this process has served {} variant names, its most", crate::metrics::VARIANT_SLOTS)
+        })?;
+        let candidate = Variant {
+            name: name.to_string(),
+            role: variants::Role::Candidate,
+            share,
+            model: models[0].info.clone(),
+            batcher: Arc::new(self.scoring.batcher(models, &self.metrics)),
+            cache: self.scoring.cache(),
+            counters,
+            since_unix: self.clock.now_unix().unwrap_or(0),
+        };
+        let version = candidate.model.version.clone();
+        let set = self.replace_variants(|cur| {
+            cur.with_candidate(Variant {
+                name: candidate.name.clone(),
+                role: candidate.role,
+                share: candidate.share,
+                model: candidate.model.clone(),
+                batcher: Arc::clone(&candidate.batcher),
+                cache: candidate.cache.clone(),
+                counters: Arc::clone(&candidate.counters),
+                since_unix: candidate.since_unix,
+            })
+        })?;
+        self.log_variant_change(
+            "add",
+            name,
+            format!("model {} version {version}, share {}", path.display(), f64::from(share) / 1e4),
+        );
+        Ok(set)
+    }
+
+    /// A variant with the incumbent's model, to let [`VariantSet::with_candidate`] say
+    /// what is wrong with a name or share before a model is opened.
+    fn probe_variant(&self, name: &str, share: u32, set: &VariantSet) -> Variant {
+        let incumbent = set.incumbent();
+        Variant {
+            name: name.to_string(),
+            role: variants::Role::Candidate,
+            share,
+            model: incumbent.model.clone(),
+            batcher: Arc::clone(&incumbent.batcher),
+            cache: None,
+            counters: Arc::clone(&incumbent.counters),
+            since_unix: 0,
+        }
+    }
+
+    /// Sets candidate `name`'s share, basis points.
+    pub fn set_share(&self, name: &str, share: u32) -> anyhow::Result<Arc<VariantSet>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.replace_variants(|cur| cur.with_share(name, share))?;
+        self.log_variant_change("share", name, format!("share {}", f64::from(share) / 1e4));
+        Ok(set)
+    }
+
+    /// Makes candidate `name` the incumbent; the incumbent stops serving (its sessions
+    /// close once the requests scoring on them finish). `why` goes in the log.
+    pub fn promote(&self, name: &str, why: &str) -> anyhow::Result<Arc<VariantSet>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let old = self.state.load().variants.incumbent().name.clone();
+        let set = self.replace_variants(|cur| cur.promoted(name))?;
+        self.log_variant_change("promote", name, format!("replaces {old}; {why}"));
+        Ok(set)
+    }
+
+    /// Stops candidate `name`; its traffic goes back to the incumbent. `why` goes in the log.
+    pub fn roll_back(&self, name: &str, why: &str) -> anyhow::Result<Arc<VariantSet>> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
+        let set = self.replace_variants(|cur| cur.without(name))?;
+        self.log_variant_change("rollback", name, why.to_string());
+        Ok(set)
+    }
+
+    /// Every variant's results so far, by name (served now or before).
+    pub fn variant_tallies(&self) -> Vec<(String, variants::Tally)> {
+        self.book.all().iter().map(|c| (c.name.clone(), c.read())).collect()
+    }
+
+    /// The changes to the variants, oldest first.
+    pub fn variant_changes(&self) -> Vec<VariantChange> {
+        self.variant_log.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
     /// Checks and applies one notice (win, billing, loss, click, conversion) that
@@ -677,6 +916,9 @@ impl Bidder {
             }
         }
         let applied = self.notices.apply(&checked, now_ms, &state.selector, &self.settings.rates);
+        if let Some(tag) = checked.model.as_ref().filter(|_| !checked.test) {
+            self.book.on_notice(kind, checked.first_of_impression, tag, applied.charged_usd);
+        }
         let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
         self.economics.on_notice(&state.accounts, &checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
         self.notices.count_verdict(kind, &notice::Verdict::Accepted);
@@ -728,16 +970,21 @@ impl Bidder {
         if let Some(events) = &self.events {
             events.render(&mut out);
         }
-        self.batcher.render(&mut out);
-        if let Some(cache) = &self.score_cache {
+        let variants = Arc::clone(&self.state.load().variants);
+        variants.incumbent().batcher.render(&mut out);
+        self.book.render(&variants, &mut out);
+        let slots: Vec<(u8, String)> = self.book.all().iter().map(|c| (c.slot, c.name.clone())).collect();
+        self.metrics.render_variants(&mut out, slots.iter().map(|(s, n)| (*s, n.as_str())));
+        // The incumbent's cache: the candidates' are small beside it, and short-lived.
+        if let Some(cache) = &variants.incumbent().cache {
             cache.render(&mut out);
         }
         out
     }
 
-    /// The score cache's counters, when there is one.
+    /// The incumbent's score cache's counters, when there is one.
     pub fn score_cache_stats(&self) -> Option<crate::scoring::cache::CacheStats> {
-        self.score_cache.as_ref().map(ScoreCache::stats)
+        self.state.load().variants.incumbent().cache.as_deref().map(ScoreCache::stats)
     }
 
     /// Housekeeping, once a second: expired notices, a new budget day (auction clock;
@@ -771,10 +1018,10 @@ impl Bidder {
     }
 
     /// Scores through the score cache when there is one: repeated rows skip inference.
-    async fn score(&self, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
-        match &self.score_cache {
-            Some(cache) => cache.score(&self.batcher, rows, deadline).await,
-            None => self.batcher.score(rows, deadline).await,
+    async fn score(variant: &Variant, rows: Rows, deadline: Instant) -> Result<Scores, ScoreError> {
+        match &variant.cache {
+            Some(cache) => cache.score(&variant.batcher, rows, deadline).await,
+            None => variant.batcher.score(rows, deadline).await,
         }
     }
 
@@ -785,12 +1032,12 @@ impl Bidder {
         let mut trace = Trace::default();
         let answer = self.run(body, received, now_ms, &mut trace).await;
         let done = Instant::now();
-        let Trace { mut ns, deadline, path } = trace;
+        let Trace { mut ns, deadline, path, variant } = trace;
         ns[Stage::Total as usize] = (done - received).as_nanos() as u64;
         if deadline.is_some_and(|d| done > d) {
             self.metrics.count_late();
         }
-        self.metrics.sample(Sample::Request { ns, path });
+        self.metrics.sample(Sample::Request { ns, path, variant });
         match &answer {
             Answer::Bid(_) => self.metrics.count(Outcome::Bid),
             Answer::NoBid { reason, .. } => {
@@ -818,7 +1065,7 @@ impl Bidder {
     /// The bid path; fills in `trace` as it goes.
     async fn run(&self, body: &mut [u8], received: Instant, now_ms: i64, trace: &mut Trace) -> Answer {
         let now_unix = unix_s(now_ms);
-        let Trace { ns, deadline: deadline_out, path } = trace;
+        let Trace { ns, deadline: deadline_out, path, variant: variant_out } = trace;
         let mut clock = Instant::now();
         let mut lap = |stage: Stage, ns: &mut [u64; Stage::ALL.len()]| {
             let now = Instant::now();
@@ -827,12 +1074,15 @@ impl Bidder {
         };
         // Overload: when the rows already queued cannot be scored within even the
         // longest deadline, shed before parsing (no id known, so never an nbr body).
-        let backlog = self.batcher.expected_wait();
+        let state = self.state.load_full();
+        // The incumbent's backlog: it scores all but the candidates' shares.
+        let incumbent = &state.variants.incumbent().batcher;
+        let backlog = incumbent.expected_wait();
         if backlog >= self.settings.budget {
             return Answer::NoBid { reason: NoBidReason::Backlog, body: None };
         }
         // On its way to scoring, for an adaptive batch wait, until dropped below.
-        let announced = self.batcher.announce();
+        let announced = incumbent.announce();
         let req = match openrtb::parse(body) {
             Ok(r) => r,
             Err(e) => return Answer::BadRequest(e.to_string()),
@@ -876,7 +1126,6 @@ impl Bidder {
             return Answer::Bid(ceiling_response(&req, currency));
         }
 
-        let state = self.state.load_full();
         self.economics.control(&state.accounts, now_unix);
         let terms: List<ImpTerms, 1> = req.imp.iter().map(|imp| ImpTerms::of(imp, &s.seat, &s.rates)).collect();
         let gate = self.economics.gate(&state.accounts, &req, now_unix);
@@ -896,7 +1145,10 @@ impl Bidder {
         }
 
         drop(announced);
-        let scores = match self.score(rows, deadline).await {
+        let variant = state.variants.pick(req.personal_user_id(), req.id());
+        variant.counters.requests.fetch_add(1, Ordering::Relaxed);
+        *variant_out = Some(variant.counters.slot);
+        let scores = match Self::score(variant, rows, deadline).await {
             Ok(p) => p,
             Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),
             Err(ScoreError::QueueFull) => return self.no_bid(NoBidReason::QueueFull, req.id()),
@@ -906,12 +1158,23 @@ impl Bidder {
         };
         *path = scores.path();
         clock = Instant::now();
-        let bids =
-            self.price(&state, &req, &terms, &candidates, &scores, &seen, (currency, usd_per_unit), now_ms, user);
+        let bids = self.price(
+            &state,
+            variant,
+            &req,
+            &terms,
+            &candidates,
+            &scores,
+            &seen,
+            (currency, usd_per_unit),
+            now_ms,
+            user,
+        );
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
         }
+        variant.counters.bids.fetch_add(bids.len() as u64, Ordering::Relaxed);
         let response = BidResponse { id: req.id(), cur: currency, seatbid: &[SeatBid { bid: &bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
     }
@@ -925,6 +1188,7 @@ impl Bidder {
     pub fn price<'a>(
         &'a self,
         state: &'a ServingState,
+        variant: &'a Variant,
         req: &'a openrtb::ValidRequest<'a>,
         terms: &[ImpTerms],
         candidates: &[Candidate],
@@ -1004,9 +1268,22 @@ impl Bidder {
                 let logged = Logged { bid: bid_id, price, value_usd, floor_usd: floor.usd, auction, propensity };
                 // Its row among the request's: candidates are one slice, `c` one of them.
                 let row = first + group.iter().position(|g| std::ptr::eq(g, c)).unwrap_or(0);
-                events.bid(bid_record(state, req, imp, c, p, currency, now_ms, rc, &logged, (seen, row)));
+                events.bid(bid_record(
+                    state,
+                    &variant.model,
+                    req,
+                    imp,
+                    c,
+                    p,
+                    currency,
+                    now_ms,
+                    rc,
+                    &logged,
+                    (seen, row),
+                ));
             }
-            let signed = Signed { bid: bid_id, price, currency, capped_user: held.capped_user, audience };
+            let model = ModelTag::of(&variant.name, p.pctr);
+            let signed = Signed { bid: bid_id, price, currency, capped_user: held.capped_user, audience, model };
             bids.push(self.make_bid(state, req, imp, c, deal, p, &signed, now_unix, group.len()));
         }
         bids
@@ -1025,7 +1302,7 @@ impl Bidder {
         now_unix: i64,
         candidates: usize,
     ) -> Bid<'a> {
-        let &Signed { bid: bid_id, price, currency, capped_user, audience } = signed;
+        let &Signed { bid: bid_id, price, currency, capped_user, audience, ref model } = signed;
         let cr = state.selector.creative(candidate.creative);
         let campaign = state.selector.campaign_of(candidate.creative);
         let impid = imp.id.as_deref().unwrap_or_default();
@@ -1043,6 +1320,7 @@ impl Bidder {
             test: req.test == Some(true),
             user: capped_user,
             audience,
+            model: Some(model.clone()),
         });
         // A native creative answers with the assets the request asked for, under its ids.
         let native_request = imp.native.as_ref().and_then(|n| n.request.as_ref());
@@ -1083,6 +1361,8 @@ struct Signed<'c> {
     /// The user's frequency-cap key when the bid is capped.
     capped_user: Option<u64>,
     audience: Audience,
+    /// The variant that priced the bid, and its pCTR.
+    model: ModelTag<'c>,
 }
 
 /// What pricing decided for a logged bid, besides the candidate and its prediction.
@@ -1105,6 +1385,7 @@ struct Logged {
 #[allow(clippy::too_many_arguments)]
 fn bid_record<'a>(
     state: &'a ServingState,
+    model: &'a ModelInfo,
     req: &'a openrtb::ValidRequest<'a>,
     imp: &'a openrtb::Imp<'a>,
     candidate: &Candidate,
@@ -1134,8 +1415,8 @@ fn bid_record<'a>(
         creative: &state.selector.creative(candidate.creative).id,
         user: req.personal_user_id().unwrap_or_default(),
         publisher: req.publisher_id().unwrap_or_default(),
-        model: &state.model.version,
-        spec: crate::events::record::spec_tag(&state.model.spec_sha256),
+        model: &model.version,
+        spec: crate::events::record::spec_tag(&model.spec_sha256),
         pctr: p.pctr,
         pcvr: p.pcvr.unwrap_or(f32::NAN),
         price: logged.price,

@@ -36,3 +36,4 @@ pub mod scoring;
 pub mod server;
 pub mod shading;
 pub mod simulate;
+pub mod variants;

@@ -56,6 +56,8 @@ fuzz_target!(|data: &[u8]| {
         campaign: campaign.into(),
         creative: creative.into(),
         audience: ctrbid::aggregates::Audience { user: Some(data.len() as u64 + 1), publisher: None },
+        // Every other input with a variant part too.
+        variant: data.len().is_multiple_of(2).then(|| "cand_1".into()),
     };
     let token = id.encode(&signer());
     assert_eq!(ClickId::decode(&token, &signer()).as_ref(), Ok(&id));

@@ -18,7 +18,6 @@ use crate::scoring::model::ModelSource;
 use crate::scoring::{runtime, Model, Rows};
 use anyhow::Context as _;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
@@ -80,8 +79,7 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
     })?;
     let extractor = Extractor::new(spec);
     let selector = Selector::new(Catalog::load(&cfg.model.catalog)?, &extractor);
-    let accounts = Arc::new(crate::economics::Accounts::default());
-    let state = ServingState { extractor, selector: Arc::new(selector), accounts, model: model.info.clone() };
+    let state = ServingState::for_rows(extractor, selector, model.info.clone());
     let rates = Rates::new(&cfg.bidding.exchange_rates).map_err(|e| anyhow::anyhow!("config: {e}"))?;
 
     let text = std::fs::read(&opts.corpus).with_context(|| format!("cannot read {}", opts.corpus.display()))?;

@@ -245,7 +245,8 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let server = Server::bind(&cfg).await?;
-        let info = &server.state().bidder.state().model;
+        let serving = server.state().bidder.state();
+        let info = serving.model();
         let mode =
             if cfg.server.mode == crate::config::ServeMode::Ceiling { " in ceiling mode (fixed answers)" } else { "" };
         let mut pinned = placement.as_ref().map_or(String::new(), |p| {

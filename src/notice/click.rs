@@ -8,7 +8,10 @@
 //! hex}.{creative hex}.{tag}`, the ids hex-encoded so that no separator or escape can
 //! occur in them. A click with an audience (the user and publisher keys of the
 //! aggregates, [`Audience`]) has one part more before the tag, `{user:x}-{publisher:x}`
-//! (an absent key empty), so that its conversion counts for them too. The tag is an
+//! (an absent key empty), so that its conversion counts for them too; a click of a bid
+//! priced by a model variant ([`crate::variants`]) has the variant's name as one part
+//! more again, before the tag (a name has no `-`, an audience always one), so that its
+//! conversion counts for the variant. The tag is an
 //! HMAC-SHA256 (truncated to 16 bytes, as the notice tags) under the notice key, over a
 //! message of its own kind, so no notice tag can pass as a click id or the other way
 //! round.
@@ -31,6 +34,8 @@ pub struct ClickId<'a> {
     pub creative: Cow<'a, str>,
     /// Who clicked and where; empty for ids without one.
     pub audience: Audience,
+    /// The model variant that priced the clicked bid, when the bid said.
+    pub variant: Option<Cow<'a, str>>,
 }
 
 impl ClickId<'_> {
@@ -43,6 +48,9 @@ impl ClickId<'_> {
             .field(self.creative.as_bytes());
         if !self.audience.is_empty() {
             m.field(b"g").field(&self.audience.to_bytes());
+        }
+        if let Some(variant) = &self.variant {
+            m.field(b"mv").field(variant.as_bytes());
         }
         m
     }
@@ -59,6 +67,10 @@ impl ClickId<'_> {
             out.push_str(&self.audience.to_param().replacen('.', "-", 1));
             out.push('.');
         }
+        if let Some(variant) = &self.variant {
+            out.push_str(variant);
+            out.push('.');
+        }
         signer.push_sign_hex(&self.message(), &mut out);
         out
     }
@@ -67,13 +79,28 @@ impl ClickId<'_> {
     /// when it reads but its tag does not match (forged).
     pub fn decode(token: &str, signer: &Signer) -> Result<ClickId<'static>, Option<&'static str>> {
         let parts: Vec<&str> = token.split('.').collect();
-        let (bid, click_ms, campaign, creative, audience, tag) = match parts[..] {
-            [bid, click_ms, campaign, creative, tag] => (bid, click_ms, campaign, creative, None, tag),
-            [bid, click_ms, campaign, creative, audience, tag] => {
-                (bid, click_ms, campaign, creative, Some(audience), tag)
+        let (bid, click_ms, campaign, creative, extra, tag) = match parts[..] {
+            [bid, click_ms, campaign, creative, tag] => (bid, click_ms, campaign, creative, &[][..], tag),
+            [bid, click_ms, campaign, creative, ref extra @ .., tag] if extra.len() <= 2 => {
+                (bid, click_ms, campaign, creative, extra, tag)
             }
-            _ => return Err(Some("click id must have five or six parts: bid.time.campaign.creative[.audience].tag")),
+            _ => {
+                return Err(Some(
+                    "click id must have five to seven parts: bid.time.campaign.creative[.audience][.variant].tag",
+                ))
+            }
         };
+        // An audience has a `-`, a variant name none; each at most once, in that order.
+        let (audience, variant) = match extra {
+            [] => (None, None),
+            [a] if a.contains('-') => (Some(*a), None),
+            [v] => (None, Some(*v)),
+            [a, v] if a.contains('-') && !v.contains('-') => (Some(*a), Some(*v)),
+            _ => return Err(Some("click id: expected an audience <user hex>-<publisher hex>, then a variant name")),
+        };
+        if variant.is_some_and(|v| !crate::variants::valid_name(v)) {
+            return Err(Some("click id: the variant part is not a variant name"));
+        }
         let audience = match audience {
             None => Audience::default(),
             Some(a) => Audience::from_param(&a.replacen('-', ".", 1))
@@ -91,6 +118,7 @@ impl ClickId<'_> {
             campaign: Cow::Owned(from_hex(campaign).ok_or(Some("click id: campaign is not hex text"))?),
             creative: Cow::Owned(from_hex(creative).ok_or(Some("click id: creative is not hex text"))?),
             audience,
+            variant: variant.map(|v| Cow::Owned(v.to_string())),
         };
         if signer.verify_hex(&id.message(), tag) {
             Ok(id)
@@ -142,6 +170,29 @@ mod tests {
             campaign: "cmp.1 é".into(),
             creative: "cr/1".into(),
             audience: Audience::default(),
+            variant: None,
+        }
+    }
+
+    #[test]
+    fn a_variant_round_trips_with_or_without_an_audience_and_is_signed() {
+        let audience = Audience { user: Some(0xab), publisher: Some(0xcd) };
+        for (with, parts) in [
+            (ClickId { variant: Some("cand_2".into()), ..id() }, 6),
+            (ClickId { variant: Some("abc".into()), audience, ..id() }, 7),
+        ] {
+            let token = with.encode(&signer());
+            assert_eq!(token.split('.').count(), parts, "{token}");
+            assert_eq!(ClickId::decode(&token, &signer()), Ok(with.clone()));
+            // Another variant's name, or none, breaks the tag.
+            let other = token.replacen(&format!(".{}.", with.variant.as_deref().unwrap()), ".main.", 1);
+            assert_eq!(ClickId::decode(&other, &signer()), Err(None), "{other}");
+            let without = token.replacen(&format!(".{}.", with.variant.as_deref().unwrap()), ".", 1);
+            assert_eq!(ClickId::decode(&without, &signer()), Err(None), "{without}");
+        }
+        // Out of order, twice, or not a name: malformed.
+        for bad in ["1.2.00.00.main.ab-cd.00", "1.2.00.00.a-b.c-d.00", "1.2.00.00.Main.00", "1.2.00.00.a.b.00"] {
+            assert!(matches!(ClickId::decode(bad, &signer()), Err(Some(_))), "{bad}");
         }
     }
 
@@ -206,6 +257,7 @@ mod tests {
             campaign: "".into(),
             creative: "".into(),
             audience: Audience::default(),
+            variant: None,
         };
         assert_eq!(ClickId::decode(&id.encode(&signer()), &signer()), Ok(id));
     }

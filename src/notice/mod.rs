@@ -85,6 +85,9 @@ impl NoticeKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Terms<'a> {
     pub bid: u64,
+    /// The model variant that priced the bid and its pCTR ([`ModelTag`]); `None` in
+    /// URLs signed before variants were carried.
+    pub model: Option<ModelTag<'a>>,
     pub imp: Cow<'a, str>,
     pub campaign: Cow<'a, str>,
     pub creative: Cow<'a, str>,
@@ -134,7 +137,42 @@ impl Terms<'_> {
         if !self.audience.is_empty() {
             m.field(b"g").field(&self.audience.to_bytes());
         }
+        // And the model, labelled: a variant name is at most 24 bytes, never 1 or 8.
+        if let Some(model) = &self.model {
+            m.field(b"mv").field(model.variant.as_bytes()).field(&model.pctr_ppm.to_le_bytes());
+        }
         m
+    }
+}
+
+/// Which model variant priced a bid ([`crate::variants`]) and the click probability it
+/// predicted for the bid's creative, in millionths: what the bid's win adds to the
+/// variant's expected clicks. URL form `<variant>.<pctr_ppm>` (a variant name has no
+/// `.`); a click id carries the variant alone, its conversion needs no pCTR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelTag<'a> {
+    pub variant: Cow<'a, str>,
+    pub pctr_ppm: u32,
+}
+
+impl ModelTag<'_> {
+    /// The tag of a bid priced at `pctr` (clamped to 0..=1).
+    pub fn of(variant: &str, pctr: f32) -> ModelTag<'_> {
+        ModelTag { variant: Cow::Borrowed(variant), pctr_ppm: (f64::from(pctr).clamp(0.0, 1.0) * 1e6).round() as u32 }
+    }
+
+    pub fn into_owned(self) -> ModelTag<'static> {
+        ModelTag { variant: Cow::Owned(self.variant.into_owned()), pctr_ppm: self.pctr_ppm }
+    }
+
+    fn parse(param: &str) -> Result<ModelTag<'_>, &'static str> {
+        let (variant, ppm) = param.split_once('.').ok_or("mv (model) is not <variant>.<pctr ppm>")?;
+        let pctr_ppm =
+            ppm.parse::<u32>().ok().filter(|&p| p <= 1_000_000).ok_or("mv (model): pctr is not 0 to 1000000")?;
+        if !crate::variants::valid_name(variant) {
+            return Err("mv (model): not a variant name");
+        }
+        Ok(ModelTag { variant: Cow::Borrowed(variant), pctr_ppm })
     }
 }
 
@@ -347,6 +385,9 @@ pub struct Checked {
     pub user: Option<u64>,
     /// Who saw the impression and where: from the URL's terms, or a conversion's click id.
     pub audience: Audience,
+    /// The variant that made the bid, and its pCTR (0 for a conversion: its click id
+    /// carries the variant alone).
+    pub model: Option<ModelTag<'static>>,
     /// Win, billing: no notice of the other kind was accepted for the bid before this
     /// one, so this is the first word of its impression (a win and its bill are one
     /// impression; they may arrive in either order, or alone).
@@ -446,6 +487,9 @@ impl Notices {
         if !t.audience.is_empty() {
             click.push_str("&g=");
             t.audience.push_param(&mut click);
+        }
+        if let Some(model) = &t.model {
+            let _ = write!(click, "&mv={}.{}", model.variant, model.pctr_ppm);
         }
         click.push_str("&s=");
         self.settings.signer.push_sign_hex(&t.message(), &mut click);
@@ -571,6 +615,7 @@ impl Notices {
             value: None,
             user: terms.user,
             audience: terms.audience,
+            model: terms.model.map(ModelTag::into_owned),
             first_of_impression: false,
             ledger_until: until,
         })
@@ -616,6 +661,7 @@ impl Notices {
             value,
             user: None,
             audience: id.audience,
+            model: id.variant.map(|v| ModelTag { variant: Cow::Owned(v.into_owned()), pctr_ppm: 0 }),
             first_of_impression: false,
             ledger_until: crate::clock::unix_s(id.click_ms.saturating_add(window_ms)),
         })
@@ -658,6 +704,7 @@ impl Notices {
                     campaign: Cow::Borrowed(&c.campaign),
                     creative: Cow::Borrowed(&c.creative),
                     audience: c.audience,
+                    variant: c.model.as_ref().map(|m| Cow::Borrowed(&*m.variant)),
                 };
                 let landing = self.landing(selector, &c.campaign);
                 applied.location = Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)));
@@ -679,6 +726,7 @@ impl Notices {
             campaign: terms.campaign,
             creative: terms.creative,
             audience: terms.audience,
+            variant: terms.model.map(|m| m.variant),
         };
         let landing = self.landing(selector, &id.campaign);
         Some(click::landing_with_click(&landing, &id.encode(&self.settings.signer)))

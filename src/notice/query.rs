@@ -1,7 +1,7 @@
 //! The query of a notice, click or conversion URL: split, percent-decoded, read into
 //! the signed terms. Nothing here checks a signature; [`super::Notices`] does.
 
-use super::Terms;
+use super::{ModelTag, Terms};
 use crate::aggregates::Audience;
 use std::borrow::Cow;
 
@@ -23,6 +23,8 @@ pub(super) struct Query<'q> {
     pub user: Option<Cow<'q, str>>,
     /// The impression's audience (`Audience::to_param`).
     pub audience: Option<Cow<'q, str>>,
+    /// The model variant and its pCTR (`ModelTag`).
+    pub model: Option<Cow<'q, str>>,
     pub tag: Option<Cow<'q, str>>,
     /// `${AUCTION_PRICE}` (win, billing).
     pub price: Option<Cow<'q, str>>,
@@ -58,6 +60,7 @@ pub(super) fn parse_query(query: &str) -> Query<'_> {
             "t" => &mut q.test,
             "u" => &mut q.user,
             "g" => &mut q.audience,
+            "mv" => &mut q.model,
             "s" => &mut q.tag,
             "p" => &mut q.price,
             "pc" => &mut q.price_currency,
@@ -99,8 +102,13 @@ impl<'q> Query<'q> {
             None => Audience::default(),
             Some(g) => Audience::from_param(g)?,
         };
+        let model = match self.model.as_deref() {
+            None => None,
+            Some(m) => Some(ModelTag::parse(m)?.into_owned()),
+        };
         Ok(Terms {
             bid,
+            model,
             imp: need(&self.imp, "i (imp id) is missing")?,
             campaign: need(&self.campaign, "c (campaign) is missing")?,
             creative: need(&self.creative, "cr (creative) is missing")?,

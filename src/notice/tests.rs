@@ -42,6 +42,7 @@ fn terms() -> Terms<'static> {
         test: false,
         user: None,
         audience: Audience::default(),
+        model: None,
     }
 }
 
@@ -220,6 +221,36 @@ fn the_audience_is_signed_and_follows_the_bid_to_its_click_and_conversion() {
     let id = click_id(&location.unwrap());
     let conv = n.check(Kind::Conv, &format!("click={id}"), (NOW + 120) * 1000).unwrap();
     assert_eq!(conv.audience, audience);
+}
+
+#[test]
+fn the_model_variant_and_its_pctr_are_signed_and_follow_the_bid_to_its_click_and_conversion() {
+    let (n, s) = (notices(), selector());
+    let audience = Audience { user: Some(0xabc), publisher: Some(0x123) };
+    let model = ModelTag::of("cand_1", 0.0123456);
+    assert_eq!(model.pctr_ppm, 12_346);
+    let urls = n.urls(&Terms { audience, model: Some(model.clone()), ..terms() });
+    assert!(urls.click().contains("&g=abc.123&mv=cand_1.12346&s="), "{}", urls.click());
+    let query = |url: &str| fill(url, "2.0").split_once('?').unwrap().1.to_string();
+    let win = query(&urls.nurl());
+    // Another variant (to move results from one to another), another pCTR, or none.
+    for forged in
+        [win.replace("mv=cand_1.", "mv=main."), win.replace(".12346&", ".12345&"), win.replace("&mv=cand_1.12346", "")]
+    {
+        assert_eq!(n.check(Kind::Win, &forged, NOW * 1000).unwrap_err(), Verdict::Forged, "{forged}");
+    }
+    for malformed in [win.replace(".12346&", ".1000001&"), win.replace("mv=cand_1.", "mv=Cand.")] {
+        assert!(matches!(n.check(Kind::Win, &malformed, NOW * 1000), Err(Verdict::Malformed(_))), "{malformed}");
+    }
+    assert_eq!(n.check(Kind::Win, &win, NOW * 1000).unwrap().model, Some(model.clone().into_owned()));
+    // The click carries the variant into the click id (with the audience), and the
+    // conversion reads both back; the conversion has no pCTR of its own.
+    let (v, location) = click(&n, &s, urls.click(), (NOW + 60) * 1000);
+    assert_eq!(v, Verdict::Accepted);
+    let id = click_id(&location.unwrap());
+    assert_eq!(id.split('.').count(), 7, "{id}");
+    let conv = n.check(Kind::Conv, &format!("click={id}"), (NOW + 120) * 1000).unwrap();
+    assert_eq!((conv.audience, conv.model), (audience, Some(ModelTag { variant: "cand_1".into(), pctr_ppm: 0 })));
 }
 
 /// A click: the user's request for the click URL, answered with where to go.

@@ -17,6 +17,15 @@
 //! `/admin/pacing` shows every campaign of the catalog: budget, spend, bids in flight,
 //! pacing rate, throttled and refused opportunities, and today's plan and spend by
 //! UTC hour ([`crate::economics::Economics::status`]).
+//!
+//! Model variants ([`crate::variants`]): `GET /admin/variants` shows those serving, what
+//! each did so far, and the changes made; control, with the token:
+//! `POST /admin/variants/add?name=<name>&path=<model.onnx>&share=<0..1>`,
+//! `POST /admin/variants/share?name=&share=`, `POST /admin/variants/promote?name=` and
+//! `POST /admin/variants/rollback?name=` (each with an optional `why=` for the log). A
+//! refused change (a model that does not load, another feature spec, other heads, a
+//! name in use, a share the others leave no room for) is answered 422 with the reason
+//! and changes nothing.
 
 use super::handler::{method_not_allowed, text};
 use super::AppState;
@@ -50,15 +59,118 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
             r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+        (&Method::GET, "/admin/variants") => json(&variants_status(&state)),
         (&Method::POST, "/admin/reload/catalog" | "/admin/reload/model") => match authorize(&state, &req) {
             Err(denied) => denied,
             Ok(()) => reload(state, &req).await,
         },
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/status" | "/admin/pacing") => method_not_allowed("GET"),
+        (&Method::POST, path @ ("/admin/variants/add" | VARIANT_SHARE | VARIANT_PROMOTE | VARIANT_ROLLBACK)) => {
+            match authorize(&state, &req) {
+                Err(denied) => denied,
+                Ok(()) => change_variants(state, path, req.uri().query().unwrap_or_default()).await,
+            }
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/status" | "/admin/pacing" | "/admin/variants") => {
+            method_not_allowed("GET")
+        }
         (_, "/admin/reload/catalog" | "/admin/reload/model") => method_not_allowed("POST"),
+        (_, "/admin/variants/add" | VARIANT_SHARE | VARIANT_PROMOTE | VARIANT_ROLLBACK) => method_not_allowed("POST"),
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     };
     Ok(response)
+}
+
+const VARIANT_SHARE: &str = "/admin/variants/share";
+const VARIANT_PROMOTE: &str = "/admin/variants/promote";
+const VARIANT_ROLLBACK: &str = "/admin/variants/rollback";
+
+fn json(body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The variants serving (their share, model and results), the results of those that
+/// served before, and the changes made.
+pub(super) fn variants_status(state: &AppState) -> serde_json::Value {
+    let serving = state.bidder.state();
+    let set = &serving.variants;
+    let incumbent_share = crate::variants::FULL_SHARE - set.candidates_share();
+    let tallies = state.bidder.variant_tallies();
+    let tally = |name: &str| tallies.iter().find(|(n, _)| n == name).map(|(_, t)| *t);
+    let serving_now: Vec<serde_json::Value> = set
+        .all()
+        .iter()
+        .map(|v| {
+            let t = tally(&v.name);
+            serde_json::json!({
+                "name": v.name,
+                "role": v.role.label(),
+                "share": f64::from(if v.role == crate::variants::Role::Incumbent { incumbent_share } else { v.share }) / 1e4,
+                "model": { "path": v.model.path.display().to_string(), "kind": v.model.kind, "version": v.model.version, "heads": v.model.heads.label() },
+                "since_unix": v.since_unix,
+                "results": t,
+                "calibration": t.and_then(|t| t.calibration()),
+            })
+        })
+        .collect();
+    let retired: Vec<serde_json::Value> = tallies
+        .iter()
+        .filter(|(n, _)| set.get(n).is_none())
+        .map(|(n, t)| serde_json::json!({ "name": n, "results": t, "calibration": t.calibration() }))
+        .collect();
+    serde_json::json!({ "serving": serving_now, "retired": retired, "changes": state.bidder.variant_changes() })
+}
+
+/// The first value of `key` in `query`, percent-decoded.
+fn param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| crate::notice::percent_decode(v).into_owned())
+    })
+}
+
+/// One change to the variants (module doc). Opening a model runs on a blocking thread.
+async fn change_variants(state: Arc<AppState>, path: &str, query: &str) -> Response<Full<Bytes>> {
+    let Some(name) = param(query, "name") else {
+        return text(StatusCode::BAD_REQUEST, "name= (the variant) is required\n");
+    };
+    let why = param(query, "why").unwrap_or_else(|| "by the operator".into());
+    let share = match param(query, "share").map(|s| s.parse::<f64>().ok().and_then(crate::variants::share_bp)) {
+        Some(None) => return text(StatusCode::BAD_REQUEST, "share= must be a number from 0 to 1\n"),
+        Some(Some(bp)) => Some(bp),
+        None => None,
+    };
+    let model = param(query, "path").map(PathBuf::from);
+    let action = path.rsplit('/').next().unwrap_or_default().to_string();
+    let work = tokio::task::spawn_blocking(move || {
+        let bidder = &state.bidder;
+        match action.as_str() {
+            "add" => match (model, share) {
+                (Some(model), Some(share)) => bidder.add_candidate(&name, &model, share),
+                _ => Err(anyhow::anyhow!("add needs path= (the candidate's model) and share= (0 to 1)")),
+            },
+            "share" => match share {
+                Some(share) => bidder.set_share(&name, share),
+                None => Err(anyhow::anyhow!("share needs share= (0 to 1)")),
+            },
+            "promote" => bidder.promote(&name, &why),
+            _ => bidder.roll_back(&name, &why),
+        }
+        .map(|set| {
+            let serving: Vec<String> =
+                set.all().iter().map(|v| format!("{} ({}, {})", v.name, v.role.label(), v.model.version)).collect();
+            format!("{action} {name}: done; serving {}\n", serving.join(", "))
+        })
+    });
+    match work.await {
+        Ok(Ok(message)) => text(StatusCode::OK, &message),
+        Ok(Err(e)) => {
+            eprintln!("ctrbid: admin: variants: refused, nothing changed: {e:#}");
+            text(StatusCode::UNPROCESSABLE_ENTITY, &format!("refused, nothing changed: {e:#}\n"))
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("the variants task failed: {e}\n")),
+    }
 }
 
 /// Why the bidder should get no traffic now, if it should not: starting or draining,
@@ -104,13 +216,14 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
         "ready": not_ready_because.is_none(),
         "not_ready_because": not_ready_because,
         "model": {
-            "path": serving.model.path.display().to_string(),
-            "kind": serving.model.kind,
-            "version": serving.model.version,
-            "trained_at": serving.model.trained_at,
-            "spec_sha256": serving.model.spec_sha256,
-            "heads": serving.model.heads.label(),
+            "path": serving.model().path.display().to_string(),
+            "kind": serving.model().kind,
+            "version": serving.model().version,
+            "trained_at": serving.model().trained_at,
+            "spec_sha256": serving.model().spec_sha256,
+            "heads": serving.model().heads.label(),
         },
+        "variants": variants_status(state),
         "catalog": {
             "campaigns": serving.selector.catalog().campaigns.len(),
             "creatives": serving.selector.catalog().creatives.len(),

@@ -1,0 +1,205 @@
+//! Model variants over real HTTP: a candidate added through the admin API takes its
+//! share of the users (each user always the same variant), its bids' notice URLs name it
+//! and carry the pCTR it bid with, and the wins, clicks and pCTR sums in `/metrics` and
+//! `/admin/variants` are those of the notices sent for its bids. Candidates that cannot
+//! serve are refused with the reason and change nothing; promote and roll back.
+
+mod common;
+
+use common::{config, repo, TestServer};
+use ctrbid::config::Config;
+use std::collections::HashMap;
+
+const TOKEN: &str = "admin-token-0123456789";
+
+fn cfg() -> Config {
+    let mut c = config();
+    c.admin.token = Some(TOKEN.into());
+    c.notices.hmac_key = Some("test-notice-key-0123456789abcdef0123".into());
+    c.server.debug_ext = true;
+    c
+}
+
+/// The fixture request as user `user`.
+fn request(user: &str) -> Vec<u8> {
+    let text = std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    v["user"] = serde_json::json!({ "id": user });
+    serde_json::to_vec(&v).unwrap()
+}
+
+fn default_model() -> String {
+    repo().join("models/default/model.onnx").display().to_string()
+}
+
+/// Path and query of a notice URL, its macros filled in as an exchange would.
+fn filled(url: &str, price: &str) -> String {
+    let at = url.find("/win").or_else(|| url.find("/click")).unwrap();
+    url[at..].replace("${AUCTION_PRICE}", price).replace("${AUCTION_CURRENCY}", "USD")
+}
+
+/// `(variant, pctr ppm)` of the `mv=` term of a notice URL.
+fn model_term(url: &str) -> (String, u64) {
+    let mv = url.split(['?', '&']).find_map(|kv| kv.strip_prefix("mv=")).unwrap_or_else(|| panic!("no mv= in {url}"));
+    let (name, ppm) = mv.split_once('.').unwrap();
+    (name.to_string(), ppm.parse().unwrap())
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start).map(|v| v.trim().parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("{line_start} not in {text}"))
+}
+
+#[derive(Default, Debug)]
+struct Sent {
+    requests: u64,
+    bids: u64,
+    wins: u64,
+    clicks: u64,
+    won_pctr_ppm: u64,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_takes_its_share_of_users_and_the_notices_of_its_bids() {
+    let server = TestServer::start(cfg()).await;
+    let add = format!("/admin/variants/add?name=cand&share=0.5&path={}", default_model());
+    let r = server.admin_post(&add, Some(TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.text().contains("main (incumbent"), "{}", r.text());
+
+    let mut sent: HashMap<String, Sent> = HashMap::new();
+    let mut variant_of_user: HashMap<String, String> = HashMap::new();
+    for u in 0..160 {
+        let user = format!("user-{u}");
+        // Each user twice: the second request must go to the same variant.
+        for _ in 0..2 {
+            let r = server.post("/openrtb2/bid", &request(&user)).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let bid = r.json()["seatbid"][0]["bid"][0].clone();
+            let nurl = bid["nurl"].as_str().unwrap();
+            let (variant, ppm) = model_term(nurl);
+            // The term signs the pCTR the bid was priced with.
+            let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap();
+            assert_eq!(ppm, (pctr * 1e6).round() as u64, "{nurl}");
+            let first = variant_of_user.entry(user.clone()).or_insert_with(|| variant.clone());
+            assert_eq!(*first, variant, "{user} saw two variants");
+            let s = sent.entry(variant).or_default();
+            s.requests += 1;
+            s.bids += 1;
+            // Every third bid wins, every other win is clicked.
+            if s.bids.is_multiple_of(3) {
+                let r = server.get(&filled(nurl, "1.25")).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+                s.wins += 1;
+                s.won_pctr_ppm += ppm;
+                if s.wins.is_multiple_of(2) {
+                    let adm = bid["adm"].as_str().unwrap();
+                    let at = adm.find("/click?").unwrap();
+                    let end = adm[at..].find(['"', '<', ']', '\\']).map_or(adm.len(), |e| at + e);
+                    assert_eq!(model_term(&adm[at..end]).0, model_term(nurl).0);
+                    assert_eq!(server.get(&filled(&adm[at..end], "")).await.status, 302);
+                    s.clicks += 1;
+                }
+            }
+        }
+    }
+    // Half the users each, give or take: 160 users, binomial sd 6.3; 50 ± 30 fails
+    // one run in 10^6.
+    let users_of = |v: &str| variant_of_user.values().filter(|x| *x == v).count();
+    assert!((50..=110).contains(&users_of("cand")), "{} of 160 users on cand", users_of("cand"));
+    assert_eq!(users_of("cand") + users_of("main"), 160);
+
+    // Latencies reach the histograms through the recorder thread, a few ms behind.
+    let all = "ctrbid_request_duration_seconds_count 320\n";
+    common::wait_until("the recorder took every request", std::time::Duration::from_secs(10), || async {
+        server.admin_get("/metrics").await.text().contains(all)
+    })
+    .await;
+    let text = server.admin_get("/metrics").await.text();
+    for (variant, s) in &sent {
+        let m = |name: &str| metric(&text, &format!("{name}{{variant=\"{variant}\"}} "));
+        assert_eq!(m("ctrbid_variant_requests_total"), s.requests as f64, "{variant}");
+        assert_eq!(m("ctrbid_variant_bids_total"), s.bids as f64, "{variant}");
+        assert_eq!(m("ctrbid_variant_wins_total"), s.wins as f64, "{variant}");
+        assert_eq!(m("ctrbid_variant_clicks_total"), s.clicks as f64, "{variant}");
+        let pctr_sum = m("ctrbid_variant_won_pctr_sum");
+        assert!((pctr_sum - s.won_pctr_ppm as f64 / 1e6).abs() < 1e-6, "{variant}: {pctr_sum} vs {s:?}");
+        assert_eq!(m("ctrbid_variant_request_duration_seconds_count"), s.requests as f64, "{variant}");
+        assert_eq!(m("ctrbid_variant_share"), 0.5, "{variant}");
+    }
+    assert!(text.contains("ctrbid_variant_info{variant=\"cand\",model=\""), "{text}");
+    // The whole-process histogram has every request.
+    assert_eq!(metric(&text, "ctrbid_request_duration_seconds_bucket{le=\"+Inf\"} "), 320.0);
+
+    let status = server.admin_get("/admin/variants").await.json();
+    let serving = status["serving"].as_array().unwrap();
+    assert_eq!(serving.len(), 2);
+    assert_eq!((serving[1]["name"].as_str(), serving[1]["role"].as_str()), (Some("cand"), Some("candidate")));
+    let cand = &sent["cand"];
+    assert_eq!(serving[1]["results"]["wins"].as_u64(), Some(cand.wins));
+    let calibration = serving[1]["calibration"].as_f64().unwrap();
+    assert!((calibration - cand.won_pctr_ppm as f64 / 1e6 / cand.clicks as f64).abs() < 1e-6, "{status}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_that_cannot_serve_are_refused_and_promote_and_rollback_change_the_set() {
+    let server = TestServer::start(cfg()).await;
+    let post = |path: String| {
+        let server = &server;
+        async move { server.admin_post(&path, Some(TOKEN)).await }
+    };
+    let model = default_model();
+    let missing = post("/admin/variants/add?name=a&share=0.1&path=/nonexistent/m.onnx".into()).await;
+    assert_eq!(missing.status, 422, "{}", missing.text());
+    assert!(missing.text().contains("/nonexistent/m.onnx"), "{}", missing.text());
+    // A model built for another feature spec.
+    let other_spec = repo().join("tests/fixtures/models/aggregates.onnx").display().to_string();
+    let r = post(format!("/admin/variants/add?name=a&share=0.1&path={other_spec}")).await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.text().contains("feature spec"), "{}", r.text());
+    let r = post(format!("/admin/variants/add?name=main&share=0.1&path={model}")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.text().contains("already serving"), "{}", r.text());
+    assert_eq!(post(format!("/admin/variants/add?name=a&share=1.5&path={model}")).await.status, 400);
+    assert_eq!(post(format!("/admin/variants/add?name=a&path={model}")).await.status, 422);
+    assert_eq!(
+        server.admin_post(&format!("/admin/variants/add?name=a&share=0.1&path={model}"), None).await.status,
+        401
+    );
+    let status = server.admin_get("/admin/variants").await.json();
+    assert_eq!(status["serving"].as_array().unwrap().len(), 1, "nothing changed: {status}");
+    assert_eq!(status["changes"].as_array().unwrap().len(), 0, "{status}");
+
+    assert_eq!(post(format!("/admin/variants/add?name=a&share=0.3&path={model}")).await.status, 200);
+    assert_eq!(post("/admin/variants/share?name=a&share=0.8".into()).await.status, 200);
+    let r = post(format!("/admin/variants/add?name=b&share=0.3&path={model}")).await;
+    assert_eq!(r.status, 422, "0.8 + 0.3 is more than all traffic");
+    assert_eq!(post("/admin/variants/promote?name=a&why=better".into()).await.status, 200);
+    let status = server.admin_get("/admin/variants").await.json();
+    let serving = status["serving"].as_array().unwrap();
+    assert_eq!(serving.len(), 1, "{status}");
+    assert_eq!((serving[0]["name"].as_str(), serving[0]["role"].as_str()), (Some("a"), Some("incumbent")));
+    assert_eq!(serving[0]["share"].as_f64(), Some(1.0));
+    assert_eq!(status["retired"][0]["name"].as_str(), Some("main"), "{status}");
+    let r = post("/admin/variants/rollback?name=a".into()).await;
+    assert_eq!(r.status, 422, "the incumbent cannot be rolled back");
+    // The new incumbent bids, and its bids name it.
+    let r = server.post("/openrtb2/bid", &request("someone")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(model_term(r.json()["seatbid"][0]["bid"][0]["nurl"].as_str().unwrap()).0, "a");
+
+    assert_eq!(post(format!("/admin/variants/add?name=b&share=0.2&path={model}")).await.status, 200);
+    assert_eq!(post("/admin/variants/rollback?name=b&why=worse".into()).await.status, 200);
+    let status = server.admin_get("/admin/variants").await.json();
+    assert_eq!(status["serving"].as_array().unwrap().len(), 1);
+    let actions: Vec<&str> =
+        status["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["add", "share", "promote", "add", "rollback"]);
+    assert_eq!(status["changes"][4]["detail"].as_str(), Some("worse"));
+    // The status page shows the same.
+    let full = server.admin_get("/admin/status").await.json();
+    assert_eq!(full["variants"]["serving"][0]["name"].as_str(), Some("a"));
+    server.stop().await;
+}
