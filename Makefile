@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
+.PHONY: run test build setup-deploy-tools fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -29,7 +29,7 @@ run: setup-ort build
 
 ## Every test: Rust unit + end-to-end (CPU build, and the CUDA build's start-up checks),
 ## then Python (trainer and pipeline).
-test: setup-ort setup-py setup-tools build
+test: setup-ort setup-py setup-tools setup-deploy-tools build
 	$(CARGO) test --release
 	# Every bench once, as a test (the figures come from `cargo bench`); the
 	# instructions bench counts the bid path under callgrind and guards its budget.
@@ -39,6 +39,7 @@ test: setup-ort setup-py setup-tools build
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
 	# The load-test scripts' arithmetic (no server).
 	$(VPY) -m pytest -q loadtest/tests
+	$(VPY) -m pytest -q deploy/tests
 
 build:
 	$(CARGO) build --release
@@ -46,6 +47,28 @@ build:
 ## Tools the tests run: valgrind (the instruction-count guard), from Debian's packages.
 setup-tools:
 	command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
+
+## Tools deploy/tests checks deploy/ with (deploy/README.md): hadolint, kubernetes-validate
+## and promql-parser into .venv (deploy/requirements.txt); promtool, unpacked from Debian's
+## prometheus package into .venv/bin rather than installed (the package would also start a
+## Prometheus server on port 9090, the bidder's admin port); where npm exists, the Argo
+## Rollouts models and TypeScript into .venv/deploy-node (deploy/tests/argo/package.json).
+setup-deploy-tools: $(VENV)/.deploy-requirements-installed $(VENV)/deploy-node/.installed
+	command -v promtool >/dev/null || test -x $(VENV)/bin/promtool || { \
+	  $(SUDO) apt-get update -qq && d=$$(mktemp -d) && (cd $$d && apt-get download -qq -o APT::Sandbox::User=root prometheus) && \
+	  dpkg-deb -x $$d/prometheus_*.deb $$d/x && cp $$d/x/usr/bin/promtool $(VENV)/bin/promtool && rm -rf $$d; }
+
+$(VENV)/.deploy-requirements-installed: deploy/requirements.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -r deploy/requirements.txt
+	rm -rf $(PIP_TMP)
+	touch $@
+
+$(VENV)/deploy-node/.installed: deploy/tests/argo/package.json deploy/tests/argo/package-lock.json
+	if command -v npm >/dev/null; then \
+	  mkdir -p $(VENV)/deploy-node && cp deploy/tests/argo/package.json deploy/tests/argo/package-lock.json $(VENV)/deploy-node/ && \
+	  npm ci --prefix $(VENV)/deploy-node --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: deploy/tests skips its Argo Rollouts schema checks"; fi
 
 ## Instructions per request by stage, with callgrind's cache simulation (about 5 min);
 ## checks the bid path against benches/instructions.budget (benches/README.md).
