@@ -45,6 +45,7 @@ use crate::scoring::{
     runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, ScoringPath,
     WorkerBusy,
 };
+use crate::variants::judge::{self, Decision, JudgeConfig, Looks};
 use crate::variants::{self, Variant, VariantBook, VariantSet};
 use anyhow::Context as _;
 use arc_swap::ArcSwap;
@@ -362,6 +363,9 @@ pub struct Bidder {
     book: VariantBook,
     /// Changes to the variants, newest last (the admin API's log).
     variant_log: std::sync::Mutex<std::collections::VecDeque<VariantChange>>,
+    /// The judge's view of each candidate ([`Bidder::judge_candidates`]).
+    watches: std::sync::Mutex<std::collections::HashMap<String, Watch>>,
+    judge: JudgeSettings,
     /// The event log; `None` when `events.dir` is unset.
     events: Option<EventSink>,
     metrics: Arc<Metrics>,
@@ -431,6 +435,23 @@ pub struct VariantChange {
     pub action: &'static str,
     pub variant: String,
     pub detail: String,
+}
+
+/// The judge's settings (`[variants]`).
+#[derive(Debug, Clone, Copy)]
+struct JudgeSettings {
+    acts: bool,
+    cfg: JudgeConfig,
+}
+
+/// What the judge knows of one candidate: the counters of both sides when it began to
+/// watch (the comparison is over the same time), and when it looks next.
+#[derive(Debug, Clone)]
+struct Watch {
+    incumbent: String,
+    incumbent_at_start: variants::Tally,
+    candidate_at_start: variants::Tally,
+    looks: Looks,
 }
 
 /// Changes the admin log keeps.
@@ -669,6 +690,11 @@ impl Bidder {
             scoring,
             book,
             variant_log: Default::default(),
+            watches: Default::default(),
+            judge: JudgeSettings {
+                acts: cfg.variants.judge,
+                cfg: JudgeConfig { min_clicks: cfg.variants.judge_min_clicks, z: cfg.variants.judge_z },
+            },
             events,
             metrics,
             notices,
@@ -762,7 +788,7 @@ impl Bidder {
     /// serving state stays. Callers hold `reloading`.
     fn replace_variants(
         &self,
-        change: impl Fn(&VariantSet) -> Result<VariantSet, String>,
+        change: impl FnOnce(&VariantSet) -> Result<VariantSet, String>,
     ) -> anyhow::Result<Arc<VariantSet>> {
         let cur = self.state.load_full();
         let set = Arc::new(change(&cur.variants).map_err(anyhow::Error::msg)?);
@@ -795,9 +821,7 @@ impl Bidder {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         // The cheap checks first: a refused name or share opens no model.
         let current = Arc::clone(&self.state.load().variants);
-        if !variants::valid_name(name) || current.get(name).is_some() {
-            current.with_candidate(self.probe_variant(name, share, &current)).map_err(anyhow::Error::msg)?;
-        }
+        current.with_candidate(self.probe_variant(name, share, &current)).map_err(anyhow::Error::msg)?;
         let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
         let counters = self.book.counters(name).ok_or_else(|| {
             anyhow::anyhow!("this process has served {} variant names, its most", crate::metrics::VARIANT_SLOTS)
@@ -813,18 +837,7 @@ impl Bidder {
             since_unix: self.clock.now_unix().unwrap_or(0),
         };
         let version = candidate.model.version.clone();
-        let set = self.replace_variants(|cur| {
-            cur.with_candidate(Variant {
-                name: candidate.name.clone(),
-                role: candidate.role,
-                share: candidate.share,
-                model: candidate.model.clone(),
-                batcher: Arc::clone(&candidate.batcher),
-                cache: candidate.cache.clone(),
-                counters: Arc::clone(&candidate.counters),
-                since_unix: candidate.since_unix,
-            })
-        })?;
+        let set = self.replace_variants(|cur| cur.with_candidate(candidate))?;
         self.log_variant_change(
             "add",
             name,
@@ -998,6 +1011,60 @@ impl Bidder {
         let due = self.last_save.lock().map(|last| last.elapsed() >= self.save_interval).unwrap_or(false);
         if due {
             self.save_economics();
+        }
+        self.judge_candidates();
+    }
+
+    /// The canary judge ([`crate::variants::judge`]): each candidate against the
+    /// incumbent over the time since the judge began to watch it (when it joined, or when
+    /// the incumbent last changed), at each look; promotes or rolls back with the
+    /// evidence in the log (`variants.judge = false`: logs what it would do).
+    pub fn judge_candidates(&self) {
+        let set = Arc::clone(&self.state.load().variants);
+        let incumbent = set.incumbent();
+        let incumbent_now = incumbent.counters.read();
+        let mut due = Vec::new();
+        {
+            let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+            watches.retain(|name, _| set.get(name).is_some_and(|v| v.role == variants::Role::Candidate));
+            for v in &set.all()[1..] {
+                let start = || Watch {
+                    incumbent: incumbent.name.clone(),
+                    incumbent_at_start: incumbent_now,
+                    candidate_at_start: v.counters.read(),
+                    looks: Looks::new(self.judge.cfg.min_clicks),
+                };
+                let w = watches.entry(v.name.clone()).or_insert_with(start);
+                if w.incumbent != incumbent.name {
+                    *w = start();
+                }
+                let candidate = v.counters.read().since(&w.candidate_at_start);
+                if w.looks.due(candidate.clicks) {
+                    let against = incumbent_now.since(&w.incumbent_at_start);
+                    due.push((v.name.clone(), w.looks.taken, judge::judge(&candidate, &against, &self.judge.cfg)));
+                }
+            }
+        }
+        for (name, look, decision) in due {
+            let (act, evidence, why) = match decision {
+                Decision::Wait => {
+                    self.log_variant_change("look", &name, format!("look {look}: no decision yet"));
+                    continue;
+                }
+                Decision::RollBack { evidence, why } => ("rollback", evidence, why),
+                Decision::Promote { evidence, why } => ("promote", evidence, why),
+            };
+            let reason = format!("judge, look {look}: {why}; {evidence}");
+            if !self.judge.acts {
+                self.log_variant_change("would", &name, format!("{act}: {reason}"));
+                continue;
+            }
+            let done = if act == "promote" { self.promote(&name, &reason) } else { self.roll_back(&name, &reason) };
+            if let Err(e) = done {
+                eprintln!("ctrbid: variants: the judge's {act} of {name} failed: {e:#}");
+            }
+            // The set changed: the others are judged against it at the next tick.
+            break;
         }
     }
 

@@ -48,6 +48,27 @@ pub struct Config {
     pub frequency_caps: crate::economics::config::FrequencyCapsConfig,
     pub shading: crate::economics::config::ShadingConfig,
     pub aggregates: AggregatesConfig,
+    pub variants: VariantsConfig,
+}
+
+/// Model variants (`crate::variants`) and their judge (`crate::variants::judge`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VariantsConfig {
+    /// Whether the judge promotes and rolls back candidates by itself (default true);
+    /// off, it only logs what it would do.
+    pub judge: bool,
+    /// Clicks a candidate (and the incumbent, since the candidate joined) needs before
+    /// the judge's first look; it looks again at each doubling. Default 100.
+    pub judge_min_clicks: u64,
+    /// The two-sided z a decision needs. Default 3.5.
+    pub judge_z: f64,
+}
+
+impl Default for VariantsConfig {
+    fn default() -> Self {
+        VariantsConfig { judge: true, judge_min_clicks: 100, judge_z: 3.5 }
+    }
 }
 
 /// The aggregates (`crate::aggregates`): decayed impression, click and conversion
@@ -587,6 +608,12 @@ impl Config {
             (4..=1 << 30).contains(&self.aggregates.max_entries),
             "aggregates.max_entries",
             "must be from 4 to 1073741824",
+        )?;
+        check(self.variants.judge_min_clicks >= 1, "variants.judge_min_clicks", "must be at least 1")?;
+        check(
+            self.variants.judge_z.is_finite() && self.variants.judge_z >= 1.0,
+            "variants.judge_z",
+            "must be a number of at least 1",
         )?;
         check(n.click_ttl_s >= 1, "notices.click_ttl_s", "must be at least 1")?;
         check(n.attribution_window_s >= 1, "notices.attribution_window_s", "must be at least 1")?;

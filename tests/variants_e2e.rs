@@ -203,3 +203,59 @@ async fn candidates_that_cannot_serve_are_refused_and_promote_and_rollback_chang
     assert_eq!(full["variants"]["serving"][0]["name"].as_str(), Some("a"));
     server.stop().await;
 }
+
+/// The catalog of the exchange's world (seed 7, default sizes), as `exchange_e2e` writes it.
+fn write_catalog(dir: &std::path::Path) -> std::path::PathBuf {
+    let catalog =
+        ctrbid::simulate::generate_catalog(&ctrbid::simulate::SimConfig { seed: 7, ..Default::default() }).unwrap();
+    let path = dir.join("catalog.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&catalog).unwrap()).unwrap();
+    path
+}
+
+/// `ctrbid exchange` plays against a bidder whose incumbent is the two-heads fixture,
+/// beside two candidates on 30 % of the users each: the same model under another name,
+/// and the same model predicting 1.3 times the click probability. Clicks are boosted
+/// (both variants see about 40 times the clicks their pCTR promises), which the judge's
+/// relative tests do not mind. The hot one is rolled back, for its calibration; the
+/// equal one stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_judge_rolls_back_a_hot_candidate_and_leaves_an_equal_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg();
+    c.server.clock = ctrbid::clock::ClockMode::Simulation;
+    c.model.catalog = write_catalog(dir.path());
+    let fixture = |name: &str| repo().join("tests/fixtures/models").join(name).display().to_string();
+    c.model.path = fixture("two_heads.onnx").into();
+    c.variants.judge_min_clicks = 50;
+    let server = TestServer::start(c).await;
+    for (name, model) in [("hot", "two_heads_hot.onnx"), ("same", "two_heads.onnx")] {
+        let r = server
+            .admin_post(&format!("/admin/variants/add?name={name}&share=0.3&path={}", fixture(model)), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut o = ctrbid::exchange::Options::new(vec![format!("http://{}", server.addr)], dir.path().join("run"));
+    (o.seed, o.requests, o.days, o.rate) = (7, 9_000, 1, 1_500.0);
+    o.click_boost = 40.0;
+    o.tmax_grace_ms = 5000;
+    let outcome = ctrbid::exchange::exchange(&o).await.unwrap();
+    eprintln!("{}", ctrbid::exchange::markdown::summary(&outcome.report));
+    // The judge runs once a second: give it two to take its last look.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let status = server.admin_get("/admin/variants").await.json();
+    eprintln!("{}", serde_json::to_string_pretty(&status).unwrap());
+    let changes = status["changes"].as_array().unwrap();
+    let decisions: Vec<(&str, &str)> = changes
+        .iter()
+        .filter(|c| ["promote", "rollback"].contains(&c["action"].as_str().unwrap()))
+        .map(|c| (c["action"].as_str().unwrap(), c["variant"].as_str().unwrap()))
+        .collect();
+    assert_eq!(decisions, [("rollback", "hot")], "{status}");
+    let why = changes.iter().find(|c| c["action"] == "rollback").unwrap()["detail"].as_str().unwrap();
+    assert!(why.starts_with("judge, look") && why.contains("more clicks than come"), "{why}");
+    let serving: Vec<&str> =
+        status["serving"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(serving, ["main", "same"]);
+    server.stop().await;
+}

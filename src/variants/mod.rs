@@ -338,6 +338,19 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// What was counted since `earlier` (a reading of the same counters).
+    pub fn since(&self, earlier: &Tally) -> Tally {
+        Tally {
+            requests: self.requests.saturating_sub(earlier.requests),
+            bids: self.bids.saturating_sub(earlier.bids),
+            wins: self.wins.saturating_sub(earlier.wins),
+            spend_usd: (self.spend_usd - earlier.spend_usd).max(0.0),
+            clicks: self.clicks.saturating_sub(earlier.clicks),
+            conversions: self.conversions.saturating_sub(earlier.conversions),
+            won_pctr: (self.won_pctr - earlier.won_pctr).max(0.0),
+        }
+    }
+
     /// Expected over observed clicks: 1 is calibrated, above 1 predicts too high.
     /// `None` before the first click.
     pub fn calibration(&self) -> Option<f64> {
@@ -469,6 +482,8 @@ fn label_value(s: &str) -> String {
         })
         .collect()
 }
+
+pub mod judge;
 
 #[cfg(test)]
 mod tests;
