@@ -609,13 +609,13 @@ impl Bidder {
         };
         let book = VariantBook::default();
         let incumbent = Variant {
-            name: variants::DEFAULT_NAME.to_string(),
+            name: cfg.variants.name.clone(),
             role: variants::Role::Incumbent,
             share: variants::FULL_SHARE,
             model: info,
             batcher: Arc::new(scoring.batcher(models, &metrics)),
             cache: scoring.cache(),
-            counters: book.counters(variants::DEFAULT_NAME).expect("an empty book has room"),
+            counters: book.counters(&cfg.variants.name).expect("an empty book has room"),
             since_unix: 0,
         };
         let notice_base_url =

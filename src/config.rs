@@ -55,6 +55,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VariantsConfig {
+    /// The incumbent's name at start (default `main`): what its bids' notices and
+    /// metrics are labelled with. Pods of one release share it; a canary release gets
+    /// its own, so that its clicks, wherever they land, count for it.
+    pub name: String,
     /// Whether the judge promotes and rolls back candidates by itself (default true);
     /// off, it only logs what it would do.
     pub judge: bool,
@@ -67,7 +71,7 @@ pub struct VariantsConfig {
 
 impl Default for VariantsConfig {
     fn default() -> Self {
-        VariantsConfig { judge: true, judge_min_clicks: 100, judge_z: 3.5 }
+        VariantsConfig { name: crate::variants::DEFAULT_NAME.into(), judge: true, judge_min_clicks: 100, judge_z: 3.5 }
     }
 }
 
@@ -609,6 +613,7 @@ impl Config {
             "aggregates.max_entries",
             "must be from 4 to 1073741824",
         )?;
+        check(crate::variants::valid_name(&self.variants.name), "variants.name", "must be 1 to 24 of a-z, 0-9 and _")?;
         check(self.variants.judge_min_clicks >= 1, "variants.judge_min_clicks", "must be at least 1")?;
         check(
             self.variants.judge_z.is_finite() && self.variants.judge_z >= 1.0,

@@ -71,6 +71,10 @@ pub struct Opts {
     /// Add ext.ctrbid (pCTR, time, candidates) to bids.
     #[arg(long, env = "CTRBID_DEBUG_EXT")]
     debug_ext: Option<bool>,
+    /// The name the served model's results go under (`variants.name`): give each
+    /// release's pods their own, so a canary's clicks are told from stable's.
+    #[arg(long, env = "CTRBID_VARIANT_NAME")]
+    variant_name: Option<String>,
     /// `bid`, or `ceiling`: parse and validate, then answer a fixed bid (the load test's upper bound).
     #[arg(long, env = "CTRBID_MODE", value_enum)]
     mode: Option<crate::config::ServeMode>,
@@ -183,6 +187,9 @@ impl Opts {
         }
         if let Some(v) = self.mode {
             c.server.mode = v;
+        }
+        if let Some(v) = &self.variant_name {
+            c.variants.name = v.clone();
         }
         if let Some(v) = self.admin_listen {
             c.admin.listen = v;

@@ -29,6 +29,7 @@ pub const SERVE_KEYS: &[(&str, &str)] = &[
     ("realtime-max-busy", "scoring.realtime_max_busy"),
     ("score-cache-entries", "scoring.cache_entries"),
     ("debug-ext", "server.debug_ext"),
+    ("variant-name", "variants.name"),
     ("mode", "server.mode"),
     ("admin-listen", "admin.listen"),
     ("admin-token", "admin.token"),

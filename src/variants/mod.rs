@@ -36,11 +36,10 @@ pub const FULL_SHARE: u32 = 10_000;
 pub const DEFAULT_NAME: &str = "main";
 
 /// Names a notice URL and a click id can carry as they are, and a Prometheus label
-/// value needs no escaping for: 1 to 24 of `a-z`, `0-9`, `_`, starting with a letter.
+/// value needs no escaping for: 1 to 24 of `a-z`, `0-9`, `_` (a Kubernetes pod-template
+/// hash is one).
 pub fn valid_name(name: &str) -> bool {
-    (1..=24).contains(&name.len())
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    (1..=24).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// What a variant does with its traffic.
@@ -148,10 +147,7 @@ impl VariantSet {
     /// share over what the other candidates leave.
     pub fn with_candidate(&self, candidate: Variant) -> Result<VariantSet, String> {
         if !valid_name(&candidate.name) {
-            return Err(format!(
-                "variant name {:?}: 1 to 24 of a-z, 0-9 and _, starting with a letter",
-                candidate.name
-            ));
+            return Err(format!("variant name {:?}: 1 to 24 of a-z, 0-9 and _", candidate.name));
         }
         if self.get(&candidate.name).is_some() {
             return Err(format!("a variant named {} is already serving", candidate.name));
