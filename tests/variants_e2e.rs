@@ -254,6 +254,17 @@ async fn the_judge_rolls_back_a_hot_candidate_and_leaves_an_equal_one() {
     assert_eq!(decisions, [("rollback", "hot")], "{status}");
     let why = changes.iter().find(|c| c["action"] == "rollback").unwrap()["detail"].as_str().unwrap();
     assert!(why.starts_with("judge, look") && why.contains("more clicks than come"), "{why}");
+    // The evidence as loadtest/canary.py reads it back (its EVIDENCE pattern).
+    for part in [
+        " wins, ",
+        " clicks, ",
+        " expected, ",
+        " USD; incumbent ",
+        "observed/expected clicks ",
+        " of the incumbent's (z -",
+    ] {
+        assert!(why.contains(part), "{part:?} in {why}");
+    }
     let serving: Vec<&str> =
         status["serving"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
     assert_eq!(serving, ["main", "same"]);
