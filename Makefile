@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-deploy-tools fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
+.PHONY: run test build setup-deploy-tools canary fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -54,9 +54,11 @@ setup-tools:
 ## Prometheus server on port 9090, the bidder's admin port); where npm exists, the Argo
 ## Rollouts models and TypeScript into .venv/deploy-node (deploy/tests/argo/package.json).
 setup-deploy-tools: $(VENV)/.deploy-requirements-installed $(VENV)/deploy-node/.installed
-	command -v promtool >/dev/null || test -x $(VENV)/bin/promtool || { \
+	# promtool, and the Prometheus server for deploy/tests/test_analysis_live.py, from
+	# Debian's package: unpacked into .venv/bin, not installed (no service on port 9090).
+	{ command -v promtool >/dev/null || test -x $(VENV)/bin/promtool; } && test -x $(VENV)/bin/prometheus || { \
 	  $(SUDO) apt-get update -qq && d=$$(mktemp -d) && (cd $$d && apt-get download -qq -o APT::Sandbox::User=root prometheus) && \
-	  dpkg-deb -x $$d/prometheus_*.deb $$d/x && cp $$d/x/usr/bin/promtool $(VENV)/bin/promtool && rm -rf $$d; }
+	  dpkg-deb -x $$d/prometheus_*.deb $$d/x && cp $$d/x/usr/bin/promtool $$d/x/usr/bin/prometheus $(VENV)/bin/ && rm -rf $$d; }
 
 $(VENV)/.deploy-requirements-installed: deploy/requirements.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -106,6 +108,12 @@ loadtest: setup-ort setup-py build
 ## (loadtest/economics.py, loadtest/README.md#campaign-economics).
 economics: setup-ort setup-py build
 	$(VPY) loadtest/economics.py --out target/economics --requests-per-day 200000 --rate 1500
+
+## The canary judge on a simulated day (about 5 min): the default model against its copy
+## predicting 1.3 x its pCTR, then against itself, each on 3 % of the users; report in
+## target/canary/ (loadtest/canary.py, loadtest/README.md#the-canary-judge).
+canary: setup-ort setup-py build
+	$(VPY) loadtest/canary.py --out target/canary
 
 ## The score cache under load (about 5 min): the bidder with and without it, on streams
 ## with and without repeated impressions; report in target/loadtest/cache/.

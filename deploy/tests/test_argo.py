@@ -33,7 +33,8 @@ TEMPLATES = {d["metadata"]["name"]: d for d in load_yaml_docs(ARGO / "analysis-t
 ARGO_DOCS = [ROLLOUT, *TEMPLATES.values()]
 MODULES = NODE_PREFIX / "node_modules"
 # Values of the templates' args in the checks below.
-ARGS = {"namespace": "bid", "canary-hash": "c1", "stable-hash": "s1", "prometheus-address": "http://prometheus:9090"}
+ARGS = {"namespace": "bid", "canary-hash": "c1", "stable-hash": "s1", "min-clicks": "200",
+        "prometheus-address": "http://prometheus:9090"}
 
 
 def node_tools() -> Path:
@@ -260,23 +261,19 @@ FAST = {"0.001": 100, "0.002": 100, "0.003": 100, "+Inf": 100}  # p99 0.99 ms
 SLOWER = {"0.001": 90, "0.002": 90, "0.003": 100, "+Inf": 100}  # p99 2.9 ms
 
 
-def variants(pod: str, h: str, served: list[str]) -> list[tuple[str, str]]:
-    return [
-        (f'ctrbid_variant_info{{job="ctrbid",namespace="bid",pod="{pod}",rollouts_pod_template_hash="{h}",'
-         f'variant="{v}",model="m_{v}",role="{"incumbent" if i == 0 else "candidate"}"}}', f"1x{STEPS}")
-        for i, v in enumerate(served)
-    ]
-
-
-def notices(variant: str, won_pctr: float, clicks: float) -> list[tuple[str, str]]:
-    """A variant's notices, half reaching each pod whatever pod bid."""
+def notices(variant: str, won_pctr: float, clicks: float, pods=(("s", "s1"), ("c", "c1"))) -> list[tuple[str, str]]:
+    """A variant's notices (its name is the hash of the release that bid), spread evenly
+    over `pods`, whatever pod bid: the Service picks the pod a notice reaches."""
     out = []
-    for pod, h in (("s", "s1"), ("c", "c1")):
+    for pod, h in pods:
         base = f'job="ctrbid",namespace="bid",pod="{pod}",rollouts_pod_template_hash="{h}",variant="{variant}"'
-        out += [counter(f"ctrbid_variant_won_pctr_sum{{{base}}}", won_pctr / 2), counter(f"ctrbid_variant_clicks_total{{{base}}}", clicks / 2)]
+        out += [counter(f"ctrbid_variant_won_pctr_sum{{{base}}}", won_pctr / len(pods)),
+                counter(f"ctrbid_variant_clicks_total{{{base}}}", clicks / len(pods))]
     return out
 
 
+# Variants are named by the release's pod-template hash (CTRBID_VARIANT_NAME in
+# rollout.yaml): the canary's variant is "c1", the stable's "s1".
 SCENARIOS = {
     "a sick canary": (
         requests("s", "s1", 60, 40, 0) + requests("c", "c1", 30, 69, 1) + durations("s", "s1", FAST) + durations("c", "c1", SLOWER),
@@ -291,24 +288,32 @@ SCENARIOS = {
         + durations("c", "c1", {le: 0 for le in FAST}),
         {"error-rate": ("NaN", "Inconclusive"), "p99-latency": ("NaN", "Inconclusive"), "bid-rate": ("NaN", "Inconclusive")},
     ),
-    "a canary variant, calibrated": (
-        variants("s", "s1", ["main"]) + variants("c", "c1", ["main", "cand1"]) + notices("main", 20, 20) + notices("cand1", 10.5, 10),
+    "a calibrated canary": (
+        notices("s1", 20, 20) + notices("c1", 10.5, 10),
         {"calibration": (1.05, "Successful"), "calibration-vs-stable": (math.log(1.05), "Successful")},
     ),
-    "a canary variant, 50 % high": (
-        variants("s", "s1", ["main"]) + variants("c", "c1", ["main", "cand1"]) + notices("main", 20, 20) + notices("cand1", 15, 10),
+    "a canary 50 % high": (
+        notices("s1", 20, 20) + notices("c1", 15, 10),
         {"calibration": (1.5, "Failed"), "calibration-vs-stable": (math.log(1.5), "Failed")},
     ),
-    "a canary variant, better than a poor stable": (
-        variants("s", "s1", ["main"]) + variants("c", "c1", ["cand1"]) + notices("main", 26, 20) + notices("cand1", 11, 10),
+    "a canary 50 % high whose notices all reach stable pods": (
+        notices("s1", 20, 20) + notices("c1", 15, 10, pods=(("s", "s1"), ("s2", "s1"))),
+        {"calibration": (1.5, "Failed"), "calibration-vs-stable": (math.log(1.5), "Failed")},
+    ),
+    "a canary better than a poor stable": (
+        notices("s1", 26, 20) + notices("c1", 11, 10),
         {"calibration": (1.1, "Successful"), "calibration-vs-stable": (math.log(1.1) - math.log(1.3), "Successful")},
     ),
-    "a canary variant with too few clicks": (
-        variants("s", "s1", ["main"]) + variants("c", "c1", ["main", "cand1"]) + notices("main", 20, 20) + notices("cand1", 3, 2),
+    "a canary with too few clicks": (
+        notices("s1", 20, 20) + notices("c1", 3, 2),
         {"calibration": (None, "Inconclusive"), "calibration-vs-stable": (None, "Inconclusive")},
     ),
-    "a canary serving the stable model": (
-        variants("s", "s1", ["main"]) + variants("c", "c1", ["main"]) + notices("main", 22, 20),
+    "a stable with too few clicks": (
+        notices("s1", 2, 2) + notices("c1", 10.5, 10),
+        {"calibration": (1.05, "Successful"), "calibration-vs-stable": (None, "Inconclusive")},
+    ),
+    "a new image serving the stable model": (
+        notices("s1", 22, 20) + notices("c1", 22, 20),
         {"calibration": (1.1, "Successful"), "calibration-vs-stable": (0.0, "Successful")},
     ),
 }

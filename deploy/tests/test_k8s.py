@@ -151,9 +151,27 @@ def test_every_manifest_is_applied_by_a_kustomization_or_is_a_template():
 # --- the pod template -------------------------------------------------------------------------
 
 
+# Each names its model variant after the pod-template hash its controller labels the pod
+# with; the one line where the two pod templates differ.
+VARIANT_LABEL = {"Rollout": "rollouts-pod-template-hash", "Deployment": "pod-template-hash"}
+
+
+def variant_name_source(obj: dict) -> str:
+    (c,) = obj["spec"]["template"]["spec"]["containers"]
+    (env,) = [e for e in c["env"] if e["name"] == "CTRBID_VARIANT_NAME"]
+    return env["valueFrom"]["fieldRef"]["fieldPath"]
+
+
 def test_the_rollout_and_the_deployment_share_one_pod_template():
-    assert rollout()["spec"]["template"] == deployment()["spec"]["template"]
+    as_deployment = json.loads(json.dumps(rollout()["spec"]["template"]).replace(
+        VARIANT_LABEL["Rollout"], VARIANT_LABEL["Deployment"]))
+    assert as_deployment == deployment()["spec"]["template"]
     assert rollout()["spec"]["selector"] == deployment()["spec"]["selector"]
+
+
+def test_each_release_names_its_variant_after_its_pod_template_hash():
+    for obj in (rollout(), deployment()):
+        assert variant_name_source(obj) == f"metadata.labels['{VARIANT_LABEL[obj['kind']]}']", obj["kind"]
 
 
 def pod() -> dict:
@@ -261,7 +279,7 @@ def test_the_environment_names_only_serve_variables():
 
 
 def test_the_secrets_come_from_the_secret_the_template_describes():
-    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container()["env"] if "valueFrom" in e}
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container()["env"] if "secretKeyRef" in e.get("valueFrom", {})}
     assert set(refs) == {"CTRBID_ADMIN_TOKEN", "CTRBID_NOTICE_KEY"}
     (secret,) = load_yaml_docs(K8S_BASE / "secret.example.yaml")
     for ref in refs.values():
