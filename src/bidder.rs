@@ -72,17 +72,8 @@ impl ServingState {
     /// info and no sessions, so it cannot score.
     pub fn for_rows(extractor: Extractor, selector: Selector, model: ModelInfo) -> ServingState {
         let metrics = Metrics::start();
-        let book = VariantBook::default();
-        let variant = Variant {
-            name: variants::DEFAULT_NAME.to_string(),
-            role: variants::Role::Incumbent,
-            share: variants::FULL_SHARE,
-            model,
-            batcher: Arc::new(Batcher::start_inline(Vec::new(), metrics)),
-            cache: None,
-            counters: book.counters(variants::DEFAULT_NAME).expect("an empty book has room"),
-            since_unix: 0,
-        };
+        let batcher = Batcher::start_inline(Vec::new(), metrics);
+        let variant = Variant::incumbent(variants::DEFAULT_NAME, model, batcher, None, &VariantBook::default());
         ServingState {
             extractor,
             selector: Arc::new(selector),
@@ -608,16 +599,8 @@ impl Bidder {
             }),
         };
         let book = VariantBook::default();
-        let incumbent = Variant {
-            name: cfg.variants.name.clone(),
-            role: variants::Role::Incumbent,
-            share: variants::FULL_SHARE,
-            model: info,
-            batcher: Arc::new(scoring.batcher(models, &metrics)),
-            cache: scoring.cache(),
-            counters: book.counters(&cfg.variants.name).expect("an empty book has room"),
-            since_unix: 0,
-        };
+        let batcher = scoring.batcher(models, &metrics);
+        let incumbent = Variant::incumbent(&cfg.variants.name, info, batcher, scoring.cache(), &book);
         let notice_base_url =
             cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
         let notices = Notices::new(NoticeSettings {
@@ -821,7 +804,7 @@ impl Bidder {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         // The cheap checks first: a refused name or share opens no model.
         let current = Arc::clone(&self.state.load().variants);
-        current.with_candidate(self.probe_variant(name, share, &current)).map_err(anyhow::Error::msg)?;
+        current.check_candidate(name, share).map_err(anyhow::Error::msg)?;
         let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
         let counters = self.book.counters(name).ok_or_else(|| {
             anyhow::anyhow!("this process has served {} variant names, its most", crate::metrics::VARIANT_SLOTS)
@@ -844,22 +827,6 @@ impl Bidder {
             format!("model {} version {version}, share {}", path.display(), f64::from(share) / 1e4),
         );
         Ok(set)
-    }
-
-    /// A variant with the incumbent's model, to let [`VariantSet::with_candidate`] say
-    /// what is wrong with a name or share before a model is opened.
-    fn probe_variant(&self, name: &str, share: u32, set: &VariantSet) -> Variant {
-        let incumbent = set.incumbent();
-        Variant {
-            name: name.to_string(),
-            role: variants::Role::Candidate,
-            share,
-            model: incumbent.model.clone(),
-            batcher: Arc::clone(&incumbent.batcher),
-            cache: None,
-            counters: Arc::clone(&incumbent.counters),
-            since_unix: 0,
-        }
     }
 
     /// Sets candidate `name`'s share, basis points.

@@ -146,12 +146,7 @@ impl VariantSet {
     /// for a name in use or not [`valid_name`], heads other than the incumbent's, or a
     /// share over what the other candidates leave.
     pub fn with_candidate(&self, candidate: Variant) -> Result<VariantSet, String> {
-        if !valid_name(&candidate.name) {
-            return Err(format!("variant name {:?}: 1 to 24 of a-z, 0-9 and _", candidate.name));
-        }
-        if self.get(&candidate.name).is_some() {
-            return Err(format!("a variant named {} is already serving", candidate.name));
-        }
+        self.check_candidate(&candidate.name, candidate.share)?;
         let incumbent = self.incumbent();
         if candidate.model.heads != incumbent.model.heads {
             return Err(format!(
@@ -162,17 +157,31 @@ impl VariantSet {
                 incumbent.model.heads.label()
             ));
         }
-        let room = FULL_SHARE - self.candidates_share();
-        if candidate.share == 0 || candidate.share > room {
-            return Err(format!(
-                "share {}: must be above 0 and at most {} (what the candidates leave)",
-                bp(candidate.share),
-                bp(room)
-            ));
-        }
         let mut set = self.clone();
         set.variants.push(Arc::new(Variant { role: Role::Candidate, ..candidate }));
         Ok(set.resalted())
+    }
+
+    /// Whether a candidate named `name` may join at `share` basis points: a
+    /// [`valid_name`] not in use, and a share the other candidates leave room for. What
+    /// [`VariantSet::with_candidate`] checks before the model's heads, so a caller can
+    /// refuse before opening a model.
+    pub fn check_candidate(&self, name: &str, share: u32) -> Result<(), String> {
+        if !valid_name(name) {
+            return Err(format!("variant name {name:?}: 1 to 24 of a-z, 0-9 and _"));
+        }
+        if self.get(name).is_some() {
+            return Err(format!("a variant named {name} is already serving"));
+        }
+        let room = FULL_SHARE - self.candidates_share();
+        if share == 0 || share > room {
+            return Err(format!(
+                "share {}: must be above 0 and at most {} (what the candidates leave)",
+                bp(share),
+                bp(room)
+            ));
+        }
+        Ok(())
     }
 
     /// The set with candidate `name` at `share` basis points.
@@ -213,17 +222,7 @@ impl VariantSet {
     /// The set with the incumbent's model info replaced (a model reload; same batcher).
     pub fn with_incumbent_model(&self, model: ModelInfo) -> VariantSet {
         let mut set = self.clone();
-        let old = &self.variants[0];
-        set.variants[0] = Arc::new(Variant {
-            name: old.name.clone(),
-            role: Role::Incumbent,
-            share: FULL_SHARE,
-            model,
-            batcher: Arc::clone(&old.batcher),
-            cache: old.cache.clone(),
-            counters: Arc::clone(&old.counters),
-            since_unix: old.since_unix,
-        });
+        set.variants[0] = Arc::new(Variant { model, ..self.variants[0].with(Role::Incumbent, FULL_SHARE) });
         set
     }
 
@@ -247,6 +246,26 @@ impl VariantSet {
 }
 
 impl Variant {
+    /// The incumbent at start: all traffic, its counters `name`'s in `book`.
+    pub fn incumbent(
+        name: &str,
+        model: ModelInfo,
+        batcher: Batcher,
+        cache: Option<Arc<ScoreCache>>,
+        book: &VariantBook,
+    ) -> Variant {
+        Variant {
+            name: name.to_string(),
+            role: Role::Incumbent,
+            share: FULL_SHARE,
+            model,
+            batcher: Arc::new(batcher),
+            cache,
+            counters: book.counters(name).expect("a new book has room for its first name"),
+            since_unix: 0,
+        }
+    }
+
     fn with(&self, role: Role, share: u32) -> Variant {
         Variant {
             name: self.name.clone(),
