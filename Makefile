@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-deploy-tools canary fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
+.PHONY: run test build setup-deploy-tools canary drift-reference fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -109,9 +109,10 @@ loadtest: setup-ort setup-py build
 economics: setup-ort setup-py build
 	$(VPY) loadtest/economics.py --out target/economics --requests-per-day 200000 --rate 1500
 
-## The canary judge on a simulated day (about 5 min): the default model against its copy
-## predicting 1.3 x its pCTR, then against itself, each on 3 % of the users; report in
-## target/canary/ (loadtest/canary.py, loadtest/README.md#the-canary-judge).
+## The canary judge on simulated days (about 8 min): the default model against its copy
+## predicting 1.3 x its pCTR, then against itself, each on 3 % of the users, then a noisy
+## copy of it against the default model on 20 %; report in target/canary/
+## (loadtest/canary.py, loadtest/README.md#the-canary-judge).
 canary: setup-ort setup-py build
 	$(VPY) loadtest/canary.py --out target/canary
 
@@ -163,6 +164,15 @@ models: setup-ort setup-py build
 	PYTHONPATH=models $(VPY) -m ctrbid_train zoo --features $(DATA)/features --out $(DATA)/zoo --export models/default --jobs 2
 	cp $(DATA)/sim/catalog.json models/default/catalog.json
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m ctrbid_train parity --model models/default/model.onnx --features $(DATA)/features --ctrbid $(BIN)
+
+## The default model's drift reference (about 15 s): 400,000 impressions of its world
+## and seed, their feature rows, and the distribution of the rows and of the model's
+## pCTR on them in models/default/model.drift.json (models/README.md#drift-reference).
+drift-reference: setup-ort setup-py build
+	$(BIN) simulate --seed $(SIM_SEED) --impressions 400000 --out $(DATA)/drift/sim
+	$(BIN) features --sim $(DATA)/drift/sim --spec models/feature_spec.json --out $(DATA)/drift/features
+	PYTHONPATH=models $(VPY) -m ctrbid_train drift-reference --model models/default/model.onnx \
+		--features $(DATA)/drift/features --rows 400000
 
 ## The model zoo on a 60M-impression log (about 65 min here): the oracle-gap figures of
 ## models/README.md. The same simulator world and seed as `make models`, one epoch per model

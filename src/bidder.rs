@@ -32,7 +32,7 @@ use crate::clock::{unix_s, AuctionClock};
 use crate::config::{Config, InlineScoring};
 use crate::currency::{Rates, BASE};
 use crate::economics::{self, Accounts, Economics};
-use crate::events::{AggStamp, BidRecord, EventSink};
+use crate::events::{AggStamp, BidRecord, EventSink, ShadowRecord};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, ModelTag, NoticeSettings, Notices};
@@ -45,6 +45,7 @@ use crate::scoring::{
     runtime, Batcher, BatcherConfig, CacheConfig, Model, ModelInfo, Rows, ScoreCache, ScoreError, Scores, ScoringPath,
     WorkerBusy,
 };
+use crate::variants::drift::{Drift, DriftConfig, Reference};
 use crate::variants::judge::{self, Decision, JudgeConfig, Looks};
 use crate::variants::{self, Variant, VariantBook, VariantSet};
 use anyhow::Context as _;
@@ -73,7 +74,7 @@ impl ServingState {
     pub fn for_rows(extractor: Extractor, selector: Selector, model: ModelInfo) -> ServingState {
         let metrics = Metrics::start();
         let batcher = Batcher::start_inline(Vec::new(), metrics);
-        let variant = Variant::incumbent(variants::DEFAULT_NAME, model, batcher, None, &VariantBook::default());
+        let variant = Variant::incumbent(variants::DEFAULT_NAME, model, batcher, None, None, &VariantBook::default());
         ServingState {
             extractor,
             selector: Arc::new(selector),
@@ -358,7 +359,8 @@ pub struct Bidder {
     watches: std::sync::Mutex<std::collections::HashMap<String, Watch>>,
     judge: JudgeSettings,
     /// The event log; `None` when `events.dir` is unset.
-    events: Option<EventSink>,
+    /// Shared with the shadow variants' scoring tasks.
+    events: Option<Arc<EventSink>>,
     metrics: Arc<Metrics>,
     notices: Notices,
     settings: Settings,
@@ -380,7 +382,8 @@ pub struct Bidder {
     save_interval: Duration,
 }
 
-/// How a variant's batcher and score cache are made: as at start-up, for every variant.
+/// How a variant's batcher, score cache and drift measure are made: as at start-up, for
+/// every variant.
 struct ScoringSetup {
     knobs: BatcherConfig,
     mode: InlineScoring,
@@ -389,6 +392,7 @@ struct ScoringSetup {
     inference_threads: usize,
     inline_max_busy: f64,
     cache: Option<CacheConfig>,
+    drift: DriftConfig,
 }
 
 impl ScoringSetup {
@@ -415,6 +419,29 @@ impl ScoringSetup {
 
     fn cache(&self) -> Option<Arc<ScoreCache>> {
         self.cache.map(|c| Arc::new(ScoreCache::new(c)))
+    }
+
+    /// The drift measure of `model`'s traffic, from its reference
+    /// ([`crate::variants::drift`]); `None`, and a line in the log, without one.
+    fn drift(&self, model: &ModelInfo) -> Option<Arc<Drift>> {
+        if self.drift.every == 0 {
+            return None;
+        }
+        match Reference::for_model(model) {
+            Ok(Some(r)) => Some(Arc::new(Drift::new(r, self.drift))),
+            Ok(None) => {
+                eprintln!(
+                    "ctrbid: drift: model {} has no reference ({}): its traffic is not measured",
+                    model.path.display(),
+                    Reference::path_for(&model.path).display()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("ctrbid: drift: model {}: reference not used: {e}", model.path.display());
+                None
+            }
+        }
     }
 }
 
@@ -597,10 +624,12 @@ impl Bidder {
                 max_entries: cfg.scoring.cache_entries,
                 ttl: Duration::from_millis(cfg.scoring.cache_ttl_ms),
             }),
+            drift: DriftConfig { every: cfg.variants.drift_sample_every, window_s: cfg.variants.drift_window_s },
         };
         let book = VariantBook::default();
         let batcher = scoring.batcher(models, &metrics);
-        let incumbent = Variant::incumbent(&cfg.variants.name, info, batcher, scoring.cache(), &book);
+        let drift = scoring.drift(&info);
+        let incumbent = Variant::incumbent(&cfg.variants.name, info, batcher, scoring.cache(), drift, &book);
         let notice_base_url =
             cfg.server.notice_base_url.clone().unwrap_or_else(|| format!("http://{}", cfg.server.listen));
         let notices = Notices::new(NoticeSettings {
@@ -631,7 +660,7 @@ impl Bidder {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let events = EventSink::open(&cfg.events, cfg.server.clock)?;
+        let events = EventSink::open(&cfg.events, cfg.server.clock)?.map(Arc::new);
         // A spec that reads no aggregates (the spec is fixed for the process) keeps a
         // token store: notices still take sequence numbers, which the log keeps for a
         // later bidder to rebuild from, but no 64 B per entity is spent on counts no
@@ -708,7 +737,7 @@ impl Bidder {
 
     /// The event log, when `events.dir` is set.
     pub fn events(&self) -> Option<&EventSink> {
-        self.events.as_ref()
+        self.events.as_deref()
     }
 
     pub fn clock(&self) -> &AuctionClock {
@@ -760,7 +789,8 @@ impl Bidder {
             );
         }
         set.incumbent().batcher.replace_models(models).map_err(|e| anyhow::anyhow!("model reload: {e}"))?;
-        self.replace_variants(|cur| Ok(cur.with_incumbent_model(info.clone())))?;
+        let drift = self.scoring.drift(&info);
+        self.replace_variants(|cur| Ok(cur.with_incumbent_model(info.clone(), drift)))?;
         self.state.load().warn_unpriceable();
         let name = set.incumbent().name.clone();
         self.log_variant_change("reload", &name, format!("model {} version {}", path.display(), info.version));
@@ -801,30 +831,49 @@ impl Bidder {
     /// changing nothing, when the model does not open, was built for another feature
     /// spec, has other heads than the incumbent, or the name or share is not free.
     pub fn add_candidate(&self, name: &str, path: &Path, share: u32) -> anyhow::Result<Arc<VariantSet>> {
+        self.add_variant(name, path, share, variants::Role::Candidate)
+    }
+
+    /// [`Bidder::add_candidate`], or with [`variants::Role::Shadow`] a shadow scoring
+    /// `share` basis points of the requests beside the variant that bids.
+    pub fn add_variant(
+        &self,
+        name: &str,
+        path: &Path,
+        share: u32,
+        role: variants::Role,
+    ) -> anyhow::Result<Arc<VariantSet>> {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         // The cheap checks first: a refused name or share opens no model.
         let current = Arc::clone(&self.state.load().variants);
-        current.check_candidate(name, share).map_err(anyhow::Error::msg)?;
+        let shadow = role == variants::Role::Shadow;
+        if shadow { current.check_shadow(name, share) } else { current.check_candidate(name, share) }
+            .map_err(anyhow::Error::msg)?;
         let models = open_models(&self.model_source, path, &self.state.load().extractor)?;
         let counters = self.book.counters(name).ok_or_else(|| {
             anyhow::anyhow!("this process has served {} variant names, its most", crate::metrics::VARIANT_SLOTS)
         })?;
+        let drift = self.scoring.drift(&models[0].info);
         let candidate = Variant {
             name: name.to_string(),
-            role: variants::Role::Candidate,
+            role,
             share,
             model: models[0].info.clone(),
             batcher: Arc::new(self.scoring.batcher(models, &self.metrics)),
             cache: self.scoring.cache(),
             counters,
             since_unix: self.clock.now_unix().unwrap_or(0),
+            drift,
         };
         let version = candidate.model.version.clone();
-        let set = self.replace_variants(|cur| cur.with_candidate(candidate))?;
+        let set =
+            self.replace_variants(
+                |cur| if shadow { cur.with_shadow(candidate) } else { cur.with_candidate(candidate) },
+            )?;
         self.log_variant_change(
             "add",
             name,
-            format!("model {} version {version}, share {}", path.display(), f64::from(share) / 1e4),
+            format!("{} model {} version {version}, share {}", role.label(), path.display(), f64::from(share) / 1e4),
         );
         Ok(set)
     }
@@ -953,6 +1002,7 @@ impl Bidder {
         let variants = Arc::clone(&self.state.load().variants);
         variants.incumbent().batcher.render(&mut out);
         self.book.render(&variants, &mut out);
+        variants::drift::render(&variants, &mut out);
         let slots: Vec<(u8, String)> = self.book.all().iter().map(|c| (c.slot, c.name.clone())).collect();
         self.metrics.render_variants(&mut out, slots.iter().map(|(s, n)| (*s, n.as_str())));
         // The incumbent's cache: the candidates' are small beside it, and short-lived.
@@ -974,6 +1024,9 @@ impl Bidder {
             let state = self.state.load();
             self.notices.tick(now, &state.selector);
             self.economics.tick(&state.accounts, now);
+            for drift in state.variants.all().iter().filter_map(|v| v.drift.as_deref()) {
+                drift.roll(now);
+            }
         }
         let due = self.last_save.lock().map(|last| last.elapsed() >= self.save_interval).unwrap_or(false);
         if due {
@@ -994,7 +1047,7 @@ impl Bidder {
         {
             let mut watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
             watches.retain(|name, _| set.get(name).is_some_and(|v| v.role == variants::Role::Candidate));
-            for v in &set.all()[1..] {
+            for v in set.candidates() {
                 let start = || Watch {
                     incumbent: incumbent.name.clone(),
                     incumbent_at_start: incumbent_now,
@@ -1182,15 +1235,32 @@ impl Bidder {
         let variant = state.variants.pick(req.personal_user_id(), req.id());
         variant.counters.requests.fetch_add(1, Ordering::Relaxed);
         *variant_out = Some(variant.counters.slot);
+        let imp_rows = || candidates.chunk_by(|a, b| a.imp == b.imp).map(<[Candidate]>::len);
+        let drift = variant.drift.as_deref().and_then(|d| Some((d, d.sampled()?)));
+        if let Some((d, sample)) = drift {
+            d.observe_rows(sample, &rows, imp_rows());
+        }
+        // The shadows of this request get a copy of its rows (scored once it is answered).
+        let shadow_rows =
+            (state.variants.has_shadows() && state.variants.shadows_of(req.id()).next().is_some()).then(|| rows.copy());
         let scores = match Self::score(variant, rows, deadline).await {
             Ok(p) => p,
-            Err(ScoreError::Expired) => return self.no_bid(NoBidReason::Deadline, req.id()),
-            Err(ScoreError::QueueFull) => return self.no_bid(NoBidReason::QueueFull, req.id()),
+            Err(ScoreError::Expired) => {
+                variant.counters.late.fetch_add(1, Ordering::Relaxed);
+                return self.no_bid(NoBidReason::Deadline, req.id());
+            }
+            Err(ScoreError::QueueFull) => {
+                variant.counters.late.fetch_add(1, Ordering::Relaxed);
+                return self.no_bid(NoBidReason::QueueFull, req.id());
+            }
             Err(ScoreError::Closed | ScoreError::Inference) => {
                 return self.no_bid(NoBidReason::ScoringFailed, req.id())
             }
         };
         *path = scores.path();
+        if let Some((d, sample)) = drift {
+            d.observe_pctr(sample, |r| scores.pctr(r), imp_rows());
+        }
         clock = Instant::now();
         let bids = self.price(
             &state,
@@ -1205,12 +1275,81 @@ impl Bidder {
             user,
         );
         ns[Stage::Pricing as usize] = clock.elapsed().as_nanos() as u64;
+        if let Some(rows) = shadow_rows {
+            self.shadow(&state, &req, &candidates, &scores, &bids, rows, now_ms);
+        }
         if bids.is_empty() {
             return self.no_bid(NoBidReason::BelowFloor, req.id());
         }
         variant.counters.bids.fetch_add(bids.len() as u64, Ordering::Relaxed);
         let response = BidResponse { id: req.id(), cur: currency, seatbid: &[SeatBid { bid: &bids, seat: &s.seat }] };
         Answer::Bid(response.to_json())
+    }
+
+    /// Hands the shadows of request `req` its rows to score off the request path
+    /// ([`crate::variants`], Shadows): each gets the served pCTR of every row to set
+    /// beside its own and, for each of `bids` the event log keeps, the bid's id and row
+    /// for a shadow record.
+    #[allow(clippy::too_many_arguments)]
+    fn shadow(
+        &self,
+        state: &ServingState,
+        req: &openrtb::ValidRequest<'_>,
+        candidates: &[Candidate],
+        scores: &Scores,
+        bids: &[Bid<'_>],
+        rows: Rows,
+        now_ms: i64,
+    ) {
+        let served: Arc<[f32]> = (0..scores.rows()).map(|r| scores.pctr(r)).collect();
+        let imp_rows: Arc<[usize]> = candidates.chunk_by(|a, b| a.imp == b.imp).map(<[Candidate]>::len).collect();
+        let events = self.events.clone();
+        let logged: Arc<[(u64, usize)]> = bids
+            .iter()
+            .filter(|b| events.as_ref().is_some_and(|e| e.sampled(b.id.0)))
+            .filter_map(|b| {
+                let imp = req.imp.iter().position(|i| i.id.as_deref() == Some(b.impid))?;
+                let row = candidates.iter().position(|c| {
+                    usize::from(c.imp) == imp && state.selector.creative(c.creative).id.as_str() == b.crid
+                })?;
+                Some((b.id.0, row))
+            })
+            .collect();
+        let budget = self.settings.budget;
+        let mut rows = Some(rows);
+        let shadows: Vec<Arc<Variant>> = state.variants.shadows_of(req.id()).cloned().collect();
+        let last = shadows.len().saturating_sub(1);
+        for (k, shadow) in shadows.into_iter().enumerate() {
+            let Some(mine) = (if k == last { rows.take() } else { rows.as_ref().map(Rows::copy) }) else { break };
+            let (served, imp_rows, logged, events) =
+                (Arc::clone(&served), Arc::clone(&imp_rows), Arc::clone(&logged), events.clone());
+            tokio::spawn(async move {
+                let counters = &shadow.counters;
+                counters.requests.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let scores = match Self::score(&shadow, mine, started + budget).await {
+                    Ok(s) => s,
+                    Err(_) => {
+                        counters.late.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let ns = started.elapsed().as_nanos() as u64;
+                let pctr: Vec<f32> = (0..scores.rows()).map(|r| scores.pctr(r)).collect();
+                counters.shadow.count(&pctr, &served, &imp_rows, ns);
+                let Some(events) = events else { return };
+                for &(bid, row) in logged.iter() {
+                    events.shadow(ShadowRecord {
+                        ts_ms: now_ms,
+                        bid,
+                        variant: &shadow.name,
+                        model: &shadow.model.version,
+                        pctr: pctr[row],
+                        pcvr: scores.pcvr(row).unwrap_or(f32::NAN),
+                    });
+                }
+            });
+        }
     }
 
     /// The pricing stage: per imp, the candidate with the highest value among those

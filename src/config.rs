@@ -67,11 +67,25 @@ pub struct VariantsConfig {
     pub judge_min_clicks: u64,
     /// The two-sided z a decision needs. Default 3.5.
     pub judge_z: f64,
+    /// Drift (`crate::variants::drift`): one request in this many has its rows and
+    /// predictions counted against the model's training distribution; 0 measures
+    /// nothing. Default 8.
+    pub drift_sample_every: u64,
+    /// Seconds of the auction clock per drift window; the index covers the current and
+    /// the previous one. Default 86,400 (a day, so the daily cycle is not drift).
+    pub drift_window_s: i64,
 }
 
 impl Default for VariantsConfig {
     fn default() -> Self {
-        VariantsConfig { name: crate::variants::DEFAULT_NAME.into(), judge: true, judge_min_clicks: 100, judge_z: 3.5 }
+        VariantsConfig {
+            name: crate::variants::DEFAULT_NAME.into(),
+            judge: true,
+            judge_min_clicks: 100,
+            judge_z: 3.5,
+            drift_sample_every: 8,
+            drift_window_s: 86_400,
+        }
     }
 }
 
@@ -615,6 +629,7 @@ impl Config {
         )?;
         check(crate::variants::valid_name(&self.variants.name), "variants.name", "must be 1 to 24 of a-z, 0-9 and _")?;
         check(self.variants.judge_min_clicks >= 1, "variants.judge_min_clicks", "must be at least 1")?;
+        check(self.variants.drift_window_s >= 1, "variants.drift_window_s", "must be at least 1")?;
         check(
             self.variants.judge_z.is_finite() && self.variants.judge_z >= 1.0,
             "variants.judge_z",

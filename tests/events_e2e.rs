@@ -103,6 +103,7 @@ async fn bids_land_with_the_rows_that_were_scored_and_each_notice_once() {
         .filter_map(|e| match e {
             Event::Bid(r) => Some((r.bid, r)),
             Event::Notice(_) => None,
+            Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
         })
         .collect();
     assert_eq!(bid_records.len(), bids.len(), "every bid once (sampling 100 %)");
@@ -127,6 +128,7 @@ async fn bids_land_with_the_rows_that_were_scored_and_each_notice_once() {
         .filter_map(|e| match e {
             Event::Notice(n) => Some(n),
             Event::Bid(_) => None,
+            Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
         })
         .collect();
     let kinds: Vec<(NoticeKind, u64)> = notices.iter().map(|n| (n.kind, n.bid)).collect();
@@ -284,6 +286,7 @@ async fn every_acknowledged_billing_survives_kill_9() {
             Event::Notice(n) if n.kind == NoticeKind::Bill => *billed.entry(n.bid).or_default() += 1,
             Event::Bid(_) => bids += 1,
             Event::Notice(_) => {}
+            Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
         }
     }
     for id in &acked_total {
@@ -365,6 +368,7 @@ async fn exploration_bids_carry_their_propensity() {
         .filter_map(|e| match e {
             Event::Bid(b) => Some(b.propensity),
             Event::Notice(_) => None,
+            Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
         })
         .collect();
     assert!(propensities.len() > 300, "{} bids", propensities.len());

@@ -118,7 +118,8 @@ def test_the_dashboard_covers_the_bidder():
         "ctrbid_eventlog_queue_depth", "ctrbid_events_bids_total", "ctrbid_variant_requests_total",
         "ctrbid_variant_bids_total", "ctrbid_variant_wins_total", "ctrbid_variant_clicks_total",
         "ctrbid_variant_won_pctr_sum", "ctrbid_variant_request_duration_seconds_bucket", "ctrbid_variant_share",
-        "ctrbid_variant_info",
+        "ctrbid_variant_info", "ctrbid_drift_prediction_psi", "ctrbid_drift_feature_psi",
+        "ctrbid_variant_shadow_pctr_sum", "ctrbid_variant_shadow_other_top_total",
     }
     assert wanted <= used_metrics(), wanted - used_metrics()
 

@@ -8,6 +8,9 @@ Commands:
   parity   PyTorch vs ONNX Runtime vs Rust scorer on the same rows (parity.json)
   predict  score a features directory with model.onnx or model.pt
   synth    write a synthetic features directory (testing / benchmarks)
+  drift-reference
+           the distribution of a model's training rows and predictions, for the
+           bidder's drift measure (<model>.drift.json next to the model)
   loop     collect with the default model against `ctrbid exchange`, retrain on the
            bidder's own event log, judge on the truth, serve the new model (make loop)
 """
@@ -92,6 +95,14 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _cmd_drift_reference(args) -> int:
+    from .drift import write_reference
+
+    out = write_reference(args.model, args.features, args.out, rows=args.rows, top=args.top, bins=args.bins)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctrbid_train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ctr", type=float, default=0.02)
     p.add_argument("--spec", default=None, help="feature spec for the layout (default models/feature_spec.json)")
     p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("drift-reference", help="a model's training distribution for the bidder's drift measure")
+    p.add_argument("--model", required=True, help="model.onnx")
+    p.add_argument("--features", required=True, help="the features directory it was trained on")
+    p.add_argument("--out", default=None, help="default: <model>.drift.json next to the model")
+    p.add_argument("--rows", type=int, default=200_000, help="rows sampled at an even stride")
+    p.add_argument("--top", type=int, default=20, help="values kept per categorical field")
+    p.add_argument("--bins", type=int, default=10, help="quantile bins per numeric field")
+    p.set_defaults(func=_cmd_drift_reference)
 
     from .loop import add_parser as add_loop_parser
 

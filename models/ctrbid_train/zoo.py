@@ -157,7 +157,7 @@ def run_zoo(
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
 
     if export is not None:
-        export_best(runs[best], out, Path(export), int8_info)
+        export_best(runs[best], out, Path(export), int8_info, features)
     return report
 
 
@@ -185,8 +185,10 @@ def _append_selection(md: Path, summary: dict) -> None:
     md.write_text(md.read_text() + "\n".join(lines) + "\n")
 
 
-def export_best(run: Path, zoo_dir: Path, dest: Path, int8: dict) -> None:
-    """Copy the winner (model.onnx, model.pt, eval.json) and the zoo's report into ``dest``.
+def export_best(run: Path, zoo_dir: Path, dest: Path, int8: dict, features=None) -> None:
+    """Copy the winner (model.onnx, model.pt, eval.json) and the zoo's report into ``dest``,
+    with each served graph's drift reference from ``features`` (``model.drift.json``,
+    :mod:`ctrbid_train.drift`).
 
     When an INT8 variant qualifies it is copied too, as ``model.int8.onnx``
     (serve it with ``model.path``); the float32 graph stays ``model.onnx``, the
@@ -202,4 +204,12 @@ def export_best(run: Path, zoo_dir: Path, dest: Path, int8: dict) -> None:
         shutil.copyfile(int8["variants"][int8["served"]]["path"], stale)
     elif stale.exists():
         stale.unlink()
+    if features is not None:
+        from .drift import reference_path, write_reference
+
+        for graph in (dest / "model.onnx", stale):
+            if graph.exists():
+                write_reference(graph, features)
+            elif reference_path(graph).exists():
+                reference_path(graph).unlink()
     log(f"exported {run.name} to {dest}")

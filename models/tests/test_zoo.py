@@ -195,8 +195,13 @@ def test_zoo_selects_on_validation_and_exports(small, tmp_path):
     lowest = min(sel["scores"].values())
     assert zoo["best"] in sel["tied"] and sel["scores"][zoo["best"]] <= lowest * (1 + sel["tolerance"])
     assert sel["rows_per_second"][zoo["best"]] == max(sel["rows_per_second"][n] for n in sel["tied"])
-    for f in ("model.onnx", "model.pt", "eval.json", "report.md", "reliability.png", "roc.png", "zoo.json"):
+    for f in ("model.onnx", "model.pt", "eval.json", "report.md", "reliability.png", "roc.png", "zoo.json",
+              "model.drift.json"):
         assert (tmp_path / "default" / f).exists(), f
+    drift = json.loads((tmp_path / "default" / "model.drift.json").read_text())
+    assert drift["model_version"] == read_metadata(tmp_path / "default" / "model.onnx")["ctrbid.version"]
+    int8 = tmp_path / "default" / "model.int8.onnx"
+    assert (tmp_path / "default" / "model.int8.drift.json").exists() == int8.exists()
     assert json.loads((tmp_path / "default" / "eval.json").read_text())["model_kind"] == zoo["best"]
     # Each INT8 variant was judged on the figures the report measured for it and the float32 winner.
     rows = report["models"]

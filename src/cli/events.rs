@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub struct Opts {
     /// The event log directory (`events.dir`).
     dir: PathBuf,
-    /// Only records of these kinds: bid, win, bill, loss, click, conv (comma-separated).
+    /// Only records of these kinds: bid, win, bill, loss, click, conv, shadow (comma-separated).
     #[arg(long, value_delimiter = ',')]
     kind: Vec<String>,
     /// Include each bid's feature row (`cat`, `num`).
@@ -26,7 +26,7 @@ pub struct Opts {
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
-    const KINDS: [&str; 6] = ["bid", "win", "bill", "loss", "click", "conv"];
+    const KINDS: [&str; 7] = ["bid", "win", "bill", "loss", "click", "conv", "shadow"];
     if let Some(bad) = opts.kind.iter().find(|k| !KINDS.contains(&k.as_str())) {
         anyhow::bail!("--kind {bad:?}: expected some of {}", KINDS.join(", "));
     }
@@ -56,6 +56,13 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                     line["num"] = json!(b.num);
                 }
                 ("bid", line)
+            }
+            Event::Shadow(s) => {
+                let line = json!({
+                    "kind": "shadow", "ts_ms": s.ts_ms, "bid": format!("{:x}", s.bid), "variant": s.variant,
+                    "model": s.model, "pctr": s.pctr, "pcvr": finite(f64::from(s.pcvr)),
+                });
+                ("shadow", line)
             }
             Event::Notice(n) => {
                 let mut line = json!({
@@ -97,6 +104,7 @@ fn stats(dir: &std::path::Path) -> anyhow::Result<()> {
         let record = record?;
         let kind = match Event::decode(&record.data)? {
             Event::Bid(_) => "bid",
+            Event::Shadow(_) => "shadow",
             Event::Notice(n) => n.kind.label(),
         };
         let entry = by_kind.entry(kind).or_default();

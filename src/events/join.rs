@@ -146,6 +146,8 @@ pub fn join(dir: &Path, spec: u64, label_wait_ms: i64) -> anyhow::Result<(Vec<Ro
                     },
                 );
             }
+            // A shadow's predictions are not training rows.
+            Event::Shadow(_) => {}
             Event::Notice(n) => {
                 last_ms = last_ms.max(n.ts_ms);
                 if !seen.insert((n.kind, n.bid)) {

@@ -15,17 +15,37 @@ use std::borrow::Cow;
 
 /// Bumped when a record's layout changes; readers refuse versions they do not know.
 /// Version 2 added [`BidRecord::agg_applied`] and [`NoticeRecord::agg`] at the end of
-/// their records; version 1 records still read (as 0 and `None`).
+/// their records; version 1 records still read (as 0 and `None`). The shadow record
+/// (type 3) came later as a new type, not a new layout: builds before it refuse a log
+/// that holds one as an unknown type.
 pub const FORMAT_VERSION: u8 = 2;
 
 const TYPE_BID: u8 = 1;
 const TYPE_NOTICE: u8 = 2;
+const TYPE_SHADOW: u8 = 3;
 
 /// One record of the event log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'a> {
     Bid(BidRecord<'a>),
     Notice(NoticeRecord<'a>),
+    Shadow(ShadowRecord<'a>),
+}
+
+/// What a shadow variant ([`crate::variants`]) predicted for the row of a bid another
+/// variant made: joined on `bid` with the bid's record and its notices, how the shadow
+/// would have judged the impressions that were bought.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowRecord<'a> {
+    /// Auction time of the bid, Unix ms.
+    pub ts_ms: i64,
+    pub bid: u64,
+    /// The shadow variant's name and its model's `ctrbid.version`.
+    pub variant: &'a str,
+    pub model: &'a str,
+    pub pctr: f32,
+    /// NaN when the model has no conversion head.
+    pub pcvr: f32,
 }
 
 /// A bid the bidder made: one per imp it bid on.
@@ -224,6 +244,16 @@ impl Event<'_> {
                     }
                 }
             }
+            Event::Shadow(s) => {
+                e.u8(TYPE_SHADOW);
+                e.u8(FORMAT_VERSION);
+                e.i64(s.ts_ms);
+                e.u64(s.bid);
+                e.str(s.variant);
+                e.str(s.model);
+                e.f32(s.pctr);
+                e.f32(s.pcvr);
+            }
         }
     }
 
@@ -238,14 +268,18 @@ impl Event<'_> {
     pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         let mut d = Dec { buf: bytes, pos: 0 };
         let kind = d.u8()?;
-        if kind != TYPE_BID && kind != TYPE_NOTICE {
+        if ![TYPE_BID, TYPE_NOTICE, TYPE_SHADOW].contains(&kind) {
             return Err(DecodeError::UnknownType(kind));
         }
         let version = d.u8()?;
         if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::Version(version));
         }
-        let event = if kind == TYPE_BID {
+        let event = if kind == TYPE_SHADOW {
+            let (ts_ms, bid, variant, model) = (d.i64()?, d.u64()?, d.str()?, d.str()?);
+            let (pctr, pcvr) = (d.f32()?, d.f32()?);
+            Event::Shadow(ShadowRecord { ts_ms, bid, variant, model, pctr, pcvr })
+        } else if kind == TYPE_BID {
             let (ts_ms, bid, spec) = (d.i64()?, d.u64()?, d.u64()?);
             let (request_id, imp_id, campaign, creative) = (d.str()?, d.str()?, d.str()?, d.str()?);
             let (user, publisher, model, currency) = (d.str()?, d.str()?, d.str()?, d.str()?);
@@ -483,6 +517,14 @@ mod tests {
         let wide = BidRecord { cat: Cow::Owned(vec![1, i64::from(u32::MAX) + 1, -3]), ..bid() };
         let mut cases = vec![Event::Bid(bid()), Event::Bid(wide)];
         cases.extend(NoticeKind::ALL.map(|k| Event::Notice(notice(k))));
+        cases.push(Event::Shadow(ShadowRecord {
+            ts_ms: 1_767_571_260_000,
+            bid: u64::MAX,
+            variant: "shadow_1",
+            model: "fm-3",
+            pctr: 0.031,
+            pcvr: f32::NAN,
+        }));
         for e in cases {
             let bytes = e.to_bytes();
             let back = Event::decode(&bytes).unwrap();

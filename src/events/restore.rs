@@ -68,7 +68,7 @@ pub fn notices(
                 restored.notices += 1;
                 apply(&n);
             }
-            Ok(Event::Bid(_)) => {}
+            Ok(Event::Bid(_) | Event::Shadow(_)) => {}
             Err(_) => restored.unreadable += 1,
         }
     }
@@ -114,7 +114,7 @@ pub fn aggregates(dir: &Path, store: &AggregateStore) -> anyhow::Result<RebuiltA
                     stamped.push(e);
                 }
             }
-            Ok(Event::Bid(_)) => {}
+            Ok(Event::Bid(_) | Event::Shadow(_)) => {}
             Err(_) => out.unreadable += 1,
         }
     }

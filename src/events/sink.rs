@@ -11,7 +11,7 @@
 //! through [`EventSink::notice`], which returns only once the record is on disk (group
 //! commit); the notice is answered only after that ([`crate::bidder::Bidder::notice`]).
 
-use super::{BidRecord, Event, NoticeRecord};
+use super::{BidRecord, Event, NoticeRecord, ShadowRecord};
 use crate::clock::ClockMode;
 use crate::config::EventsConfig;
 use crate::eventlog::{EventLog, EventLogConfig, EventLogError};
@@ -28,6 +28,8 @@ pub struct EventSink {
     sample_below: u64,
     bids_written: AtomicU64,
     bids_dropped: AtomicU64,
+    shadows_written: AtomicU64,
+    shadows_dropped: AtomicU64,
     notices_written: AtomicU64,
     notices_failed: AtomicU64,
 }
@@ -56,6 +58,8 @@ impl EventSink {
             sample_below: sample_threshold(cfg.bid_sample(clock)),
             bids_written: AtomicU64::new(0),
             bids_dropped: AtomicU64::new(0),
+            shadows_written: AtomicU64::new(0),
+            shadows_dropped: AtomicU64::new(0),
             notices_written: AtomicU64::new(0),
             notices_failed: AtomicU64::new(0),
         }))
@@ -69,6 +73,14 @@ impl EventSink {
     /// Whether bid `bid`'s record is written.
     pub fn sampled(&self, bid: u64) -> bool {
         self.sample_below == u64::MAX || mix(bid) < self.sample_below
+    }
+
+    /// Hands a shadow variant's prediction for a logged bid to the log; never waits (a
+    /// full queue drops it, counted).
+    pub fn shadow(&self, record: ShadowRecord<'_>) {
+        let bytes = Event::Shadow(record).to_bytes();
+        let counter = if self.log.append(bytes) { &self.shadows_written } else { &self.shadows_dropped };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Hands a bid record to the log; never waits (a full queue drops it, counted).
@@ -92,6 +104,11 @@ impl EventSink {
         out.push_str("# TYPE ctrbid_events_bids_total counter\n");
         for (outcome, n) in [("written", &self.bids_written), ("dropped", &self.bids_dropped)] {
             let _ = writeln!(out, "ctrbid_events_bids_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP ctrbid_events_shadows_total Shadow records (a shadow variant's prediction for a logged bid) by outcome.\n");
+        out.push_str("# TYPE ctrbid_events_shadows_total counter\n");
+        for (outcome, n) in [("written", &self.shadows_written), ("dropped", &self.shadows_dropped)] {
+            let _ = writeln!(out, "ctrbid_events_shadows_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
         }
         out.push_str("# HELP ctrbid_events_notices_total Notice records by outcome (durable before the answer).\n");
         out.push_str("# TYPE ctrbid_events_notices_total counter\n");

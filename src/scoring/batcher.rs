@@ -79,6 +79,14 @@ impl Rows {
     pub fn with_capacity(n: usize, f: usize, d: usize) -> Rows {
         Rows { cat: spare::cat().take(n * f), num: spare::num().take(n * d), n }
     }
+
+    /// The same rows in buffers of their own (a shadow variant scores them too).
+    pub fn copy(&self) -> Rows {
+        let mut rows = Rows::with_capacity(self.n, 0, 0);
+        rows.cat.extend_from_slice(&self.cat);
+        rows.num.extend_from_slice(&self.num);
+        rows
+    }
 }
 
 impl Drop for Rows {

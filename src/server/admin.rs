@@ -20,7 +20,8 @@
 //!
 //! Model variants ([`crate::variants`]): `GET /admin/variants` shows those serving, what
 //! each did so far, and the changes made; control, with the token:
-//! `POST /admin/variants/add?name=<name>&path=<model.onnx>&share=<0..1>`,
+//! `POST /admin/variants/add?name=<name>&path=<model.onnx>&share=<0..1>[&role=shadow]`
+//! (a shadow scores its share of the requests and bids nothing),
 //! `POST /admin/variants/share?name=&share=`, `POST /admin/variants/promote?name=` and
 //! `POST /admin/variants/rollback?name=` (each with an optional `why=` for the log). A
 //! refused change (a model that does not load, another feature spec, other heads, a
@@ -111,6 +112,9 @@ pub(super) fn variants_status(state: &AppState) -> serde_json::Value {
                 "since_unix": v.since_unix,
                 "results": t,
                 "calibration": t.and_then(|t| t.calibration()),
+                "drift": v.drift.as_deref().map(crate::variants::drift::Drift::report),
+                "shadow": (v.role == crate::variants::Role::Shadow)
+                    .then(|| v.counters.shadow.read(v.counters.requests.load(Ordering::Relaxed))),
             })
         })
         .collect();
@@ -142,13 +146,18 @@ async fn change_variants(state: Arc<AppState>, path: &str, query: &str) -> Respo
         None => None,
     };
     let model = param(query, "path").map(PathBuf::from);
+    let role = match param(query, "role").as_deref() {
+        None | Some("candidate") => crate::variants::Role::Candidate,
+        Some("shadow") => crate::variants::Role::Shadow,
+        Some(other) => return text(StatusCode::BAD_REQUEST, &format!("role={other}: candidate or shadow\n")),
+    };
     let action = path.rsplit('/').next().unwrap_or_default().to_string();
     let work = tokio::task::spawn_blocking(move || {
         let bidder = &state.bidder;
         match action.as_str() {
             "add" => match (model, share) {
-                (Some(model), Some(share)) => bidder.add_candidate(&name, &model, share),
-                _ => Err(anyhow::anyhow!("add needs path= (the candidate's model) and share= (0 to 1)")),
+                (Some(model), Some(share)) => bidder.add_variant(&name, &model, share, role),
+                _ => Err(anyhow::anyhow!("add needs path= (the variant's model) and share= (0 to 1)")),
             },
             "share" => match share {
                 Some(share) => bidder.set_share(&name, share),

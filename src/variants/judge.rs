@@ -1,31 +1,38 @@
 //! The canary judge: compares a candidate with the incumbent on what their bids brought
 //! over the same time, and says promote, roll back or wait.
 //!
-//! Three tests, each on counts the notices give ([`Tally`]), each a conditional
-//! binomial test of two Poisson counts (given how many clicks both variants got
-//! together, under "no difference" the candidate's share of them is its share of the
-//! exposure), so that neither the traffic split nor a world whose clicks all run above
-//! or below the models' predictions (as `ctrbid exchange --click-boost` makes them) can
-//! pass for a difference:
+//! Five tests, each on counts the notices and the bid path give ([`Tally`]), each a
+//! conditional binomial test of two Poisson counts (given how many events both variants
+//! had together, under "no difference" the candidate's share of them is its share of the
+//! exposure), so that neither the traffic split nor a world whose clicks all run above or
+//! below the models' predictions (as `ctrbid exchange --click-boost` makes them) can pass
+//! for a difference:
 //!
-//! - **calibration**: exposure = expected clicks (the sum of pCTR over won impressions).
-//!   A candidate that predicts 30 % too high gets 1/1.3 of the clicks its pCTR promises
-//!   while the incumbent gets what its own promises: `z` far below 0. Too low is as
-//!   wrong as too high: either rolls it back.
-//! - **clicks per dollar** (the inverse of cost per click): exposure = spend. Fewer
-//!   clicks for the money rolls the candidate back; more, with its calibration not
-//!   rejected, promotes it.
-//! - **clicks per impression** (clicks per 1,000 impressions): exposure = wins. Fewer
-//!   rolls it back; more alone does not promote (a model that wins only cheap, clicky
-//!   impressions is not better for that).
+//! - **calibration**: clicks against expected clicks (the sum of pCTR over won
+//!   impressions). A candidate that predicts 30 % too high gets 1/1.3 of the clicks its
+//!   pCTR promises while the incumbent gets what its own promises: `z` far below 0, and
+//!   it is rolled back (it pays for clicks that do not come). Above 0 is ambiguous: a
+//!   candidate predicting too low, or an incumbent predicting too high on what it wins
+//!   (the winner's curse: a noisier model wins most where its noise runs high), which a
+//!   better candidate shows up. The first brings fewer clicks per request and is rolled
+//!   back; the second is not held against the candidate.
+//! - **clicks per dollar** (the inverse of cost per click): clicks against spend.
+//! - **clicks per impression** (clicks per 1,000 impressions): clicks against wins.
+//! - **clicks per request**: clicks against requests scored, what the variant delivers
+//!   from the same users' traffic. A model that only wins cheap impressions can bring
+//!   more clicks per dollar and fewer in all; this is what tells it apart.
+//! - **late requests**: requests not scored in time against requests scored (latency as
+//!   it costs bids: each variant's latency histogram is in `/metrics` for an analysis,
+//!   [`crate::metrics`]). Judged from [`MIN_LATE`] late requests of the candidate.
 //!
-//! A decision needs `|z| >= z` (two-sided). The judge looks only when the candidate's
-//! clicks reach `min_clicks`, then twice that, four times, and so on
-//! ([`Looks`]): with `z = 3.5` (p = 0.00047 per test and look) and three tests, ten looks
-//! (`min_clicks` x 512 clicks) keep the chance of any false decision under 1.4 %
-//! (Bonferroni), where looking every second would spend it in minutes. Latency is not
-//! judged here: each variant's latency histogram is in `/metrics` for an analysis
-//! ([`crate::metrics`]), and a slow candidate costs only its own requests.
+//! Fewer clicks per dollar, per impression or per request, or more late requests, roll
+//! the candidate back. More clicks per dollar, with at least as many per request and
+//! calibration not rejected, promote it. A decision needs `|z| >= z` (two-sided). The
+//! judge looks only when the candidate's clicks reach `min_clicks`, then twice that,
+//! four times, and so on ([`Looks`]): with `z = 3.5` (p = 0.00047 per test and look)
+//! and five tests, ten looks (`min_clicks` x 512 clicks) keep the chance of any false
+//! decision under 2.4 % (Bonferroni), where looking every second would spend it in
+//! minutes.
 
 use super::Tally;
 
@@ -56,7 +63,14 @@ pub struct Evidence {
     pub calibration: Test,
     pub clicks_per_usd: Test,
     pub clicks_per_win: Test,
+    pub clicks_per_request: Test,
+    /// `None` until the candidate has [`MIN_LATE`] late requests.
+    pub late_requests: Option<Test>,
 }
+
+/// Late requests of the candidate before the late test counts: below this a single
+/// timeout at a small share would read as a large z.
+pub const MIN_LATE: u64 = 10;
 
 impl std::fmt::Display for Evidence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,7 +79,8 @@ impl std::fmt::Display for Evidence {
             f,
             "over the same time: candidate {} wins, {} clicks, {:.1} expected, {:.4} USD; incumbent {} wins, {} clicks, \
              {:.1} expected, {:.4} USD; observed/expected clicks {:.3} of the incumbent's (z {:.2}), clicks per USD \
-             {:.3} of its (z {:.2}), clicks per impression {:.3} of its (z {:.2})",
+             {:.3} of its (z {:.2}), clicks per impression {:.3} of its (z {:.2}), clicks per request {:.3} of its \
+             (z {:.2}), late requests {} of {} against {} of {}",
             c.wins,
             c.clicks,
             c.won_pctr,
@@ -80,6 +95,12 @@ impl std::fmt::Display for Evidence {
             self.clicks_per_usd.z,
             self.clicks_per_win.ratio,
             self.clicks_per_win.z,
+            self.clicks_per_request.ratio,
+            self.clicks_per_request.z,
+            c.late,
+            c.requests,
+            i.late,
+            i.requests,
         )
     }
 }
@@ -117,31 +138,52 @@ pub fn judge(candidate: &Tally, incumbent: &Tally, cfg: &JudgeConfig) -> Decisio
     if candidate.clicks < cfg.min_clicks || incumbent.clicks < cfg.min_clicks {
         return Decision::Wait;
     }
-    let test = |c, i, ec, ei| rate_test(c, i, ec, ei);
-    let (Some(calibration), Some(clicks_per_usd), Some(clicks_per_win)) = (
-        test(candidate.clicks, incumbent.clicks, candidate.won_pctr, incumbent.won_pctr),
-        test(candidate.clicks, incumbent.clicks, candidate.spend_usd, incumbent.spend_usd),
-        test(candidate.clicks, incumbent.clicks, candidate.wins as f64, incumbent.wins as f64),
+    let clicks = |ec, ei| rate_test(candidate.clicks, incumbent.clicks, ec, ei);
+    let (Some(calibration), Some(clicks_per_usd), Some(clicks_per_win), Some(clicks_per_request)) = (
+        clicks(candidate.won_pctr, incumbent.won_pctr),
+        clicks(candidate.spend_usd, incumbent.spend_usd),
+        clicks(candidate.wins as f64, incumbent.wins as f64),
+        clicks(candidate.requests as f64, incumbent.requests as f64),
     ) else {
         return Decision::Wait;
     };
-    let evidence =
-        Evidence { candidate: *candidate, incumbent: *incumbent, calibration, clicks_per_usd, clicks_per_win };
+    let late_requests = (candidate.late >= MIN_LATE)
+        .then(|| rate_test(candidate.late, incumbent.late, candidate.requests as f64, incumbent.requests as f64))
+        .flatten();
+    let evidence = Evidence {
+        candidate: *candidate,
+        incumbent: *incumbent,
+        calibration,
+        clicks_per_usd,
+        clicks_per_win,
+        clicks_per_request,
+        late_requests,
+    };
     let z = cfg.z;
+    let roll_back = |why| Decision::RollBack { evidence, why };
     if calibration.z <= -z {
-        return Decision::RollBack { evidence, why: "predicts more clicks than come, against the incumbent" };
-    }
-    if calibration.z >= z {
-        return Decision::RollBack { evidence, why: "predicts fewer clicks than come, against the incumbent" };
+        return roll_back("predicts more clicks than come, against the incumbent");
     }
     if clicks_per_usd.z <= -z {
-        return Decision::RollBack { evidence, why: "fewer clicks per dollar than the incumbent" };
+        return roll_back("fewer clicks per dollar than the incumbent");
     }
     if clicks_per_win.z <= -z {
-        return Decision::RollBack { evidence, why: "fewer clicks per impression than the incumbent" };
+        return roll_back("fewer clicks per impression than the incumbent");
     }
-    if clicks_per_usd.z >= z {
-        return Decision::Promote { evidence, why: "more clicks per dollar than the incumbent, as calibrated" };
+    if clicks_per_request.z <= -z {
+        return roll_back("fewer clicks per request than the incumbent");
+    }
+    if late_requests.is_some_and(|t| t.z >= z) {
+        return roll_back("more requests not scored in time than the incumbent");
+    }
+    if calibration.z >= z && clicks_per_request.ratio < 1.0 {
+        return roll_back("predicts fewer clicks than come, against the incumbent, and brings fewer per request");
+    }
+    if clicks_per_usd.z >= z && clicks_per_request.ratio >= 1.0 {
+        return Decision::Promote {
+            evidence,
+            why: "more clicks per dollar than the incumbent, and as many per request or more",
+        };
     }
     Decision::Wait
 }
@@ -176,8 +218,9 @@ impl Looks {
 mod tests {
     use super::*;
 
+    /// Ten requests scored for each win, none late.
     fn tally(wins: u64, clicks: u64, won_pctr: f64, spend_usd: f64) -> Tally {
-        Tally { requests: 0, bids: 0, wins, spend_usd, clicks, conversions: 0, won_pctr }
+        Tally { requests: 10 * wins, late: 0, bids: 0, wins, spend_usd, clicks, conversions: 0, won_pctr }
     }
 
     const CFG: JudgeConfig = JudgeConfig { min_clicks: 50, z: 3.5 };
@@ -219,6 +262,61 @@ mod tests {
         }
         // Too few clicks on either side: no look at all.
         assert_eq!(judge(&tally(100, 49, 10.0, 1.0), &incumbent, &CFG), Decision::Wait);
+    }
+
+    #[test]
+    fn a_better_candidate_is_promoted_though_the_incumbent_runs_hot_on_its_wins() {
+        // The incumbent is noisier: it wins where its noise runs high, and gets 0.75 of
+        // the clicks it expected there; the candidate gets what it expects, for less.
+        let incumbent = Tally { requests: 900_000, ..tally(90_000, 1_800, 2_400.0, 180.0) };
+        let better = Tally { requests: 100_000, ..tally(10_000, 260, 260.0, 19.0) };
+        match judge(&better, &incumbent, &CFG) {
+            Decision::Promote { evidence, .. } => {
+                assert!(evidence.calibration.z > 3.5, "{evidence}");
+                assert!(evidence.clicks_per_usd.z > 3.5 && evidence.clicks_per_request.ratio > 1.0, "{evidence}");
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_cold_candidate_is_rolled_back_though_its_clicks_come_cheap() {
+        // It predicts 0.7 of its clicks, bids low, wins less, and pays less per click.
+        let incumbent = Tally { requests: 900_000, ..tally(90_000, 1_800, 1_800.0, 180.0) };
+        // 30 % fewer clicks per request: shown by that test alone.
+        let cold = Tally { requests: 100_000, ..tally(6_000, 140, 98.0, 9.0) };
+        match judge(&cold, &incumbent, &CFG) {
+            Decision::RollBack { evidence, why } => {
+                assert!(why.contains("per request"), "{why}");
+                assert!(evidence.clicks_per_usd.z > 3.5, "cheaper clicks do not save it: {evidence}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // 10 % fewer per request is not evidence alone (z -1.35); with its calibration it is.
+        let cold = Tally { requests: 100_000, ..tally(8_000, 180, 126.0, 12.0) };
+        match judge(&cold, &incumbent, &CFG) {
+            Decision::RollBack { evidence, why } => {
+                assert!(why.contains("fewer clicks than come"), "{why}");
+                assert!(evidence.clicks_per_request.z > -3.5 && evidence.calibration.z > 3.5, "{evidence}");
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_candidate_late_more_often_is_rolled_back_from_ten_late_requests() {
+        let incumbent = Tally { late: 36, ..tally(90_000, 1_800, 1_800.0, 180.0) };
+        let slow = Tally { late: 40, ..tally(10_000, 200, 200.0, 20.0) };
+        match judge(&slow, &incumbent, &CFG) {
+            Decision::RollBack { evidence, why } => {
+                assert!(why.contains("not scored in time"), "{why}");
+                assert!(evidence.late_requests.unwrap().z > 3.5, "{evidence}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // Nine late requests, however few the incumbent had: not judged yet.
+        let few = Tally { late: 9, ..slow };
+        assert_eq!(judge(&few, &Tally { late: 0, ..incumbent }, &CFG), Decision::Wait);
     }
 
     #[test]

@@ -17,8 +17,18 @@
 //! pCTR over won impressions against the clicks they drew is the live calibration an
 //! operator or a canary judge weighs a candidate on.
 //!
+//! **Shadows.** A shadow variant bids for nothing: on its share of the requests (drawn
+//! by request id, whichever variant bids) it scores the same rows as the variant that
+//! bids, off the request path, after the answer is made. What it predicted is kept
+//! beside what was served ([`VariantCounters`]: rows, the two pCTR sums, how often it
+//! ranks another candidate first, the scoring time it cost) and, for every bid the
+//! event log keeps, written there ([`crate::events::ShadowRecord`]) to be joined with
+//! the bid's outcome. The judge does not look at shadows; an operator adds one as a
+//! candidate once its numbers say so.
+//!
 //! **Invariants.** A set always has exactly one incumbent, first; names are unique within
-//! it and match [`valid_name`]; candidates' shares add up to at most [`FULL_SHARE`].
+//! it and match [`valid_name`]; candidates' shares add up to at most [`FULL_SHARE`]
+//! (a shadow's share is of the requests it shadows, apart from those).
 //! Every variant of a set has the feature spec of the bidder (checked when its model
 //! opens) and the same heads as the incumbent, so that selection, which drops CPA
 //! campaigns when there is no conversion head, holds for whichever variant scores.
@@ -49,6 +59,8 @@ pub enum Role {
     Incumbent,
     /// Scores and bids for its share of the requests.
     Candidate,
+    /// Scores its share of the requests beside the variant that bids, and bids nothing.
+    Shadow,
 }
 
 impl Role {
@@ -56,6 +68,7 @@ impl Role {
         match self {
             Role::Incumbent => "incumbent",
             Role::Candidate => "candidate",
+            Role::Shadow => "shadow",
         }
     }
 }
@@ -75,6 +88,8 @@ pub struct Variant {
     pub counters: Arc<VariantCounters>,
     /// When it joined, Unix seconds of the auction clock (0 where it has none yet).
     pub since_unix: i64,
+    /// Its traffic against its model's training rows; `None` without a reference.
+    pub drift: Option<Arc<drift::Drift>>,
 }
 
 impl std::fmt::Debug for Variant {
@@ -128,7 +143,7 @@ impl VariantSet {
         let key = user.unwrap_or(request_id);
         let bucket = (xxh3_64_with_seed(key.as_bytes(), self.salt) % u64::from(FULL_SHARE)) as u32;
         let mut upper = 0;
-        for v in &self.variants[1..] {
+        for v in self.candidates() {
             upper += v.share;
             if bucket < upper {
                 return v;
@@ -137,9 +152,30 @@ impl VariantSet {
         &self.variants[0]
     }
 
+    /// The candidates, in the order they were added.
+    pub fn candidates(&self) -> impl Iterator<Item = &Arc<Variant>> {
+        self.variants[1..].iter().filter(|v| v.role == Role::Candidate)
+    }
+
+    /// The shadows that score request `request_id`: each on its share of the request
+    /// ids, drawn apart from the others' by its name.
+    pub fn shadows_of<'s>(&'s self, request_id: &'s str) -> impl Iterator<Item = &'s Arc<Variant>> + 's {
+        self.variants[1..].iter().filter(move |v| {
+            v.role == Role::Shadow
+                && (xxh3_64_with_seed(request_id.as_bytes(), xxh3_64_with_seed(v.name.as_bytes(), 0x7368_6164_6f77))
+                    % u64::from(FULL_SHARE))
+                    < u64::from(v.share)
+        })
+    }
+
+    /// Whether any shadow serves (one branch on the bid path when none does).
+    pub fn has_shadows(&self) -> bool {
+        self.variants.iter().any(|v| v.role == Role::Shadow)
+    }
+
     /// Basis points the candidates take together.
     pub fn candidates_share(&self) -> u32 {
-        self.variants[1..].iter().map(|v| v.share).sum()
+        self.candidates().map(|v| v.share).sum()
     }
 
     /// The set with `candidate` added at `share` basis points. Refused, with the reason,
@@ -147,6 +183,24 @@ impl VariantSet {
     /// share over what the other candidates leave.
     pub fn with_candidate(&self, candidate: Variant) -> Result<VariantSet, String> {
         self.check_candidate(&candidate.name, candidate.share)?;
+        self.with_other(Variant { role: Role::Candidate, ..candidate })
+    }
+
+    /// The set with `shadow` added, scoring `shadow.share` basis points of the requests.
+    /// Refused as [`VariantSet::with_candidate`] but for the share, which may be any
+    /// above 0.
+    pub fn with_shadow(&self, shadow: Variant) -> Result<VariantSet, String> {
+        self.check_shadow(&shadow.name, shadow.share)?;
+        self.with_other(Variant { role: Role::Shadow, ..shadow })
+    }
+
+    /// Whether a shadow named `name` may join at `share` basis points.
+    pub fn check_shadow(&self, name: &str, share: u32) -> Result<(), String> {
+        self.check_name(name)?;
+        shadow_share(share)
+    }
+
+    fn with_other(&self, candidate: Variant) -> Result<VariantSet, String> {
         let incumbent = self.incumbent();
         if candidate.model.heads != incumbent.model.heads {
             return Err(format!(
@@ -158,7 +212,7 @@ impl VariantSet {
             ));
         }
         let mut set = self.clone();
-        set.variants.push(Arc::new(Variant { role: Role::Candidate, ..candidate }));
+        set.variants.push(Arc::new(candidate));
         Ok(set.resalted())
     }
 
@@ -167,12 +221,7 @@ impl VariantSet {
     /// [`VariantSet::with_candidate`] checks before the model's heads, so a caller can
     /// refuse before opening a model.
     pub fn check_candidate(&self, name: &str, share: u32) -> Result<(), String> {
-        if !valid_name(name) {
-            return Err(format!("variant name {name:?}: 1 to 24 of a-z, 0-9 and _"));
-        }
-        if self.get(name).is_some() {
-            return Err(format!("a variant named {name} is already serving"));
-        }
+        self.check_name(name)?;
         let room = FULL_SHARE - self.candidates_share();
         if share == 0 || share > room {
             return Err(format!(
@@ -184,9 +233,25 @@ impl VariantSet {
         Ok(())
     }
 
-    /// The set with candidate `name` at `share` basis points.
+    fn check_name(&self, name: &str) -> Result<(), String> {
+        if !valid_name(name) {
+            return Err(format!("variant name {name:?}: 1 to 24 of a-z, 0-9 and _"));
+        }
+        if self.get(name).is_some() {
+            return Err(format!("a variant named {name} is already serving"));
+        }
+        Ok(())
+    }
+
+    /// The set with candidate or shadow `name` at `share` basis points.
     pub fn with_share(&self, name: &str, share: u32) -> Result<VariantSet, String> {
         let at = self.candidate_index(name)?;
+        if self.variants[at].role == Role::Shadow {
+            shadow_share(share)?;
+            let mut set = self.clone();
+            set.variants[at] = Arc::new(self.variants[at].with(Role::Shadow, share));
+            return Ok(set);
+        }
         let others = self.candidates_share() - self.variants[at].share;
         if share == 0 || share > FULL_SHARE - others {
             return Err(format!(
@@ -204,6 +269,9 @@ impl VariantSet {
     /// candidates keep their shares.
     pub fn promoted(&self, name: &str) -> Result<VariantSet, String> {
         let at = self.candidate_index(name)?;
+        if self.variants[at].role == Role::Shadow {
+            return Err(format!("{name} is a shadow: add its model as a candidate to let it bid"));
+        }
         let mut set = self.clone();
         let new = Arc::new(self.variants[at].with(Role::Incumbent, FULL_SHARE));
         set.variants.remove(at);
@@ -211,7 +279,7 @@ impl VariantSet {
         Ok(set.resalted())
     }
 
-    /// The set without candidate `name`.
+    /// The set without candidate or shadow `name`.
     pub fn without(&self, name: &str) -> Result<VariantSet, String> {
         let at = self.candidate_index(name)?;
         let mut set = self.clone();
@@ -219,10 +287,11 @@ impl VariantSet {
         Ok(set.resalted())
     }
 
-    /// The set with the incumbent's model info replaced (a model reload; same batcher).
-    pub fn with_incumbent_model(&self, model: ModelInfo) -> VariantSet {
+    /// The set with the incumbent's model info, and its drift measure, replaced (a model
+    /// reload; same batcher).
+    pub fn with_incumbent_model(&self, model: ModelInfo, drift: Option<Arc<drift::Drift>>) -> VariantSet {
         let mut set = self.clone();
-        set.variants[0] = Arc::new(Variant { model, ..self.variants[0].with(Role::Incumbent, FULL_SHARE) });
+        set.variants[0] = Arc::new(Variant { model, drift, ..self.variants[0].with(Role::Incumbent, FULL_SHARE) });
         set
     }
 
@@ -236,7 +305,7 @@ impl VariantSet {
 
     fn resalted(mut self) -> VariantSet {
         let mut names = String::new();
-        for v in &self.variants[1..] {
+        for v in self.candidates() {
             names.push_str(&v.name);
             names.push('/');
         }
@@ -252,6 +321,7 @@ impl Variant {
         model: ModelInfo,
         batcher: Batcher,
         cache: Option<Arc<ScoreCache>>,
+        drift: Option<Arc<drift::Drift>>,
         book: &VariantBook,
     ) -> Variant {
         Variant {
@@ -263,6 +333,7 @@ impl Variant {
             cache,
             counters: book.counters(name).expect("a new book has room for its first name"),
             since_unix: 0,
+            drift,
         }
     }
 
@@ -276,8 +347,17 @@ impl Variant {
             cache: self.cache.clone(),
             counters: Arc::clone(&self.counters),
             since_unix: self.since_unix,
+            drift: self.drift.clone(),
         }
     }
+}
+
+/// A shadow's share: any above 0.
+fn shadow_share(share: u32) -> Result<(), String> {
+    if share == 0 || share > FULL_SHARE {
+        return Err(format!("share {}: must be above 0 and at most 1", bp(share)));
+    }
+    Ok(())
 }
 
 /// Basis points as a share (0 to 1) for messages.
@@ -299,6 +379,9 @@ pub struct VariantCounters {
     pub slot: u8,
     /// Requests whose rows it was given to score.
     pub requests: AtomicU64,
+    /// Of those, requests it did not score in time (past the deadline, or its queue
+    /// full): no bid.
+    pub late: AtomicU64,
     pub bids: AtomicU64,
     /// Impressions: the first win or billing notice of a bid.
     pub wins: AtomicU64,
@@ -308,6 +391,69 @@ pub struct VariantCounters {
     pub conversions: AtomicU64,
     /// The sum of the pCTR of won impressions, millionths ([`crate::notice::ModelTag`]).
     pub won_pctr_ppm: AtomicU64,
+    /// A shadow's scoring of other variants' rows ([`ShadowTally`]).
+    pub shadow: ShadowCounters,
+}
+
+/// What a shadow predicted beside what was served, on the same rows.
+#[derive(Debug, Default)]
+pub struct ShadowCounters {
+    pub rows: AtomicU64,
+    pub imps: AtomicU64,
+    /// Sums of pCTR over the rows, millionths: the shadow's and the served variant's.
+    pub pctr_ppm: AtomicU64,
+    pub served_pctr_ppm: AtomicU64,
+    /// Imps where the shadow's highest pCTR is another candidate's than the served one's.
+    pub other_top: AtomicU64,
+    /// Time its scoring took, from the rows handed over to the scores back.
+    pub scoring_ns: AtomicU64,
+}
+
+/// A reading of [`ShadowCounters`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ShadowTally {
+    pub rows: u64,
+    pub imps: u64,
+    /// Its mean pCTR over the served variant's on the same rows (1: the same level).
+    pub pctr_ratio: Option<f64>,
+    /// Share of imps whose first candidate by pCTR it would change.
+    pub other_top_share: Option<f64>,
+    /// Mean scoring time per shadowed request, ms.
+    pub ms_per_request: Option<f64>,
+}
+
+impl ShadowCounters {
+    /// Counts one request's rows: `pctr` the shadow's and `served` the served variant's,
+    /// `imp_rows` the rows of each imp in order, `ns` the time its scoring took.
+    pub fn count(&self, pctr: &[f32], served: &[f32], imp_rows: &[usize], ns: u64) {
+        let ppm = |p: &[f32]| p.iter().map(|&x| (f64::from(x).clamp(0.0, 1.0) * 1e6).round() as u64).sum::<u64>();
+        let top = |p: &[f32]| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(k, _)| k);
+        let mut at = 0;
+        let mut other = 0;
+        for &k in imp_rows {
+            let (s, v) = (&pctr[at..at + k], &served[at..at + k]);
+            other += u64::from(top(s) != top(v));
+            at += k;
+        }
+        self.rows.fetch_add(pctr.len() as u64, Ordering::Relaxed);
+        self.imps.fetch_add(imp_rows.len() as u64, Ordering::Relaxed);
+        self.pctr_ppm.fetch_add(ppm(pctr), Ordering::Relaxed);
+        self.served_pctr_ppm.fetch_add(ppm(served), Ordering::Relaxed);
+        self.other_top.fetch_add(other, Ordering::Relaxed);
+        self.scoring_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    pub fn read(&self, requests: u64) -> ShadowTally {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let (imps, served) = (get(&self.imps), get(&self.served_pctr_ppm));
+        ShadowTally {
+            rows: get(&self.rows),
+            imps,
+            pctr_ratio: (served > 0).then(|| get(&self.pctr_ppm) as f64 / served as f64),
+            other_top_share: (imps > 0).then(|| get(&self.other_top) as f64 / imps as f64),
+            ms_per_request: (requests > 0).then(|| get(&self.scoring_ns) as f64 / 1e6 / requests as f64),
+        }
+    }
 }
 
 impl VariantCounters {
@@ -316,12 +462,14 @@ impl VariantCounters {
             name: name.to_string(),
             slot,
             requests: AtomicU64::new(0),
+            late: AtomicU64::new(0),
             bids: AtomicU64::new(0),
             wins: AtomicU64::new(0),
             spend_micro_usd: AtomicU64::new(0),
             clicks: AtomicU64::new(0),
             conversions: AtomicU64::new(0),
             won_pctr_ppm: AtomicU64::new(0),
+            shadow: ShadowCounters::default(),
         }
     }
 
@@ -329,6 +477,7 @@ impl VariantCounters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Tally {
             requests: get(&self.requests),
+            late: get(&self.late),
             bids: get(&self.bids),
             wins: get(&self.wins),
             spend_usd: get(&self.spend_micro_usd) as f64 / 1e6,
@@ -343,6 +492,7 @@ impl VariantCounters {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Tally {
     pub requests: u64,
+    pub late: u64,
     pub bids: u64,
     pub wins: u64,
     pub spend_usd: f64,
@@ -357,6 +507,7 @@ impl Tally {
     pub fn since(&self, earlier: &Tally) -> Tally {
         Tally {
             requests: self.requests.saturating_sub(earlier.requests),
+            late: self.late.saturating_sub(earlier.late),
             bids: self.bids.saturating_sub(earlier.bids),
             wins: self.wins.saturating_sub(earlier.wins),
             spend_usd: (self.spend_usd - earlier.spend_usd).max(0.0),
@@ -441,8 +592,9 @@ impl VariantBook {
     pub fn render(&self, set: &VariantSet, out: &mut String) {
         let known = self.all();
         type Read = fn(&Tally) -> String;
-        let series: [(&str, &str, &str, Read); 7] = [
+        let series: [(&str, &str, &str, Read); 8] = [
             ("ctrbid_variant_requests_total", "counter", "Bid requests whose rows the variant scored.", |t| t.requests.to_string()),
+            ("ctrbid_variant_late_requests_total", "counter", "Bid requests the variant did not score in time (deadline or full queue): no bid.", |t| t.late.to_string()),
             ("ctrbid_variant_bids_total", "counter", "Bids the variant made.", |t| t.bids.to_string()),
             ("ctrbid_variant_wins_total", "counter", "Impressions the variant won (first win or billing notice of a bid).", |t| t.wins.to_string()),
             ("ctrbid_variant_spend_usd_total", "counter", "Billed spend of the variant's bids, USD.", |t| format!("{:.6}", t.spend_usd)),
@@ -455,6 +607,41 @@ impl VariantBook {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (variant, t) in &tallies {
                 let _ = writeln!(out, "{name}{{variant=\"{variant}\"}} {}", read(t));
+            }
+        }
+        type ReadShadow = fn(&ShadowCounters) -> String;
+        let shadow_series: [(&str, &str, ReadShadow); 6] = [
+            ("ctrbid_variant_shadow_rows_total", "Rows a shadow variant scored beside the variant that bid.", |c| {
+                c.rows.load(Ordering::Relaxed).to_string()
+            }),
+            ("ctrbid_variant_shadow_imps_total", "Imps a shadow variant scored.", |c| {
+                c.imps.load(Ordering::Relaxed).to_string()
+            }),
+            ("ctrbid_variant_shadow_pctr_sum", "Sum of a shadow's pCTR over the rows it scored.", |c| {
+                format!("{:.6}", c.pctr_ppm.load(Ordering::Relaxed) as f64 / 1e6)
+            }),
+            ("ctrbid_variant_shadow_served_pctr_sum", "Sum of the served variant's pCTR over the same rows.", |c| {
+                format!("{:.6}", c.served_pctr_ppm.load(Ordering::Relaxed) as f64 / 1e6)
+            }),
+            (
+                "ctrbid_variant_shadow_other_top_total",
+                "Imps where the shadow ranks another candidate first by pCTR than the served variant.",
+                |c| c.other_top.load(Ordering::Relaxed).to_string(),
+            ),
+            ("ctrbid_variant_shadow_scoring_seconds_total", "Time a shadow's scoring took.", |c| {
+                format!("{:.6}", c.scoring_ns.load(Ordering::Relaxed) as f64 / 1e9)
+            }),
+        ];
+        let shadows: Vec<&Arc<VariantCounters>> = known
+            .iter()
+            .filter(|c| {
+                c.shadow.rows.load(Ordering::Relaxed) > 0 || set.get(&c.name).is_some_and(|v| v.role == Role::Shadow)
+            })
+            .collect();
+        for (name, help, read) in shadow_series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for c in &shadows {
+                let _ = writeln!(out, "{name}{{variant=\"{}\"}} {}", c.name, read(&c.shadow));
             }
         }
         let _ = writeln!(
@@ -489,7 +676,7 @@ impl VariantBook {
 }
 
 /// `s` made safe inside a Prometheus label value.
-fn label_value(s: &str) -> String {
+pub(crate) fn label_value(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '"' | '\\' | '\n' => '_',
@@ -498,6 +685,7 @@ fn label_value(s: &str) -> String {
         .collect()
 }
 
+pub mod drift;
 pub mod judge;
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ fn variant(book: &VariantBook, name: &str, share: u32, heads: Heads) -> Variant 
         cache: None,
         counters: book.counters(name).unwrap(),
         since_unix: 0,
+        drift: None,
     }
 }
 
@@ -146,4 +147,43 @@ fn the_book_is_bounded() {
     assert_eq!(book.counters("v3").unwrap().slot, 3, "known names still answer");
     book.on_notice(crate::notice::Kind::Click, false, &crate::notice::ModelTag::of("one_more", 0.1), 0.0);
     assert_eq!(book.unknown.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_shadow_takes_no_users_and_scores_its_share_of_the_requests() {
+    let book = VariantBook::default();
+    let set = VariantSet::of(variant(&book, "main", 0, Heads::Pctr))
+        .with_candidate(variant(&book, "cand", 5_000, Heads::Pctr))
+        .unwrap();
+    let before = split(&set, 2_000);
+    let shadowed = set.with_shadow(variant(&book, "shadow", 2_000, Heads::Pctr)).unwrap();
+    assert_eq!(shadowed.get("shadow").unwrap().role, Role::Shadow);
+    assert!(shadowed.has_shadows() && !set.has_shadows());
+    // No user moves: the shadow takes none, and the assignment's salt is the candidates'.
+    assert_eq!(split(&shadowed, 2_000), before);
+    assert_eq!(shadowed.candidates_share(), 5_000);
+    // 20 % of the request ids, whichever variant bids: binomial sd 57 of 20,000.
+    let n = (0..20_000).filter(|r| shadowed.shadows_of(&format!("req-{r}")).next().is_some()).count();
+    assert!((3_700..=4_300).contains(&n), "{n}");
+    // Its share is its own: up to all requests though the candidate takes half the users.
+    let all = shadowed.with_share("shadow", FULL_SHARE).unwrap();
+    assert!((0..1_000).all(|r| all.shadows_of(&format!("req-{r}")).next().is_some()));
+    assert!(shadowed.with_share("shadow", 0).is_err());
+    assert!(shadowed.check_shadow("shadow", 100).unwrap_err().contains("already serving"));
+    assert!(shadowed.promoted("shadow").unwrap_err().contains("is a shadow"));
+    let gone = shadowed.without("shadow").unwrap();
+    assert!(gone.get("shadow").is_none() && !gone.has_shadows());
+}
+
+#[test]
+fn a_shadows_counts_set_its_predictions_beside_the_served_ones() {
+    let c = ShadowCounters::default();
+    // Imp 1: the shadow ranks the second candidate first, the served model the first.
+    c.count(&[0.1, 0.3, 0.2], &[0.2, 0.1, 0.2], &[2, 1], 2_000_000);
+    let t = c.read(2);
+    assert_eq!((t.rows, t.imps), (3, 2));
+    assert!((t.pctr_ratio.unwrap() - 0.6 / 0.5).abs() < 1e-9, "{t:?}");
+    assert_eq!(t.other_top_share, Some(0.5));
+    assert_eq!(t.ms_per_request, Some(1.0));
+    assert_eq!(ShadowCounters::default().read(0).pctr_ratio, None);
 }
