@@ -17,7 +17,8 @@
 //! live distribution is that of a uniformly drawn candidate, as the reference's is, and
 //! candidate fields (campaign, creative) compare like with like. (Where
 //! `bidding.max_candidates_per_imp` cuts the eligible set, they differ by that cut.) One
-//! row per imp also keeps the cost down: a few hundred instructions per counted imp.
+//! row per imp also keeps the cost down: with drift on, the bid path's instruction count
+//! did not rise (benches/README.md).
 //!
 //! **Window.** Counts go into the current of two windows of `window_s` seconds of the
 //! auction clock; the index covers the current and the previous one (between one and
