@@ -80,9 +80,11 @@ async fn a_candidate_takes_its_share_of_users_and_the_notices_of_its_bids() {
             let bid = r.json()["seatbid"][0]["bid"][0].clone();
             let nurl = bid["nurl"].as_str().unwrap();
             let (variant, ppm) = model_term(nurl);
-            // The term signs the pCTR the bid was priced with.
-            let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap();
-            assert_eq!(ppm, (pctr * 1e6).round() as u64, "{nurl}");
+            // The term signs the pCTR the bid was priced with. The model's pCTR is an f32
+            // and the response writes it in f32's shortest form: read it back as an f32
+            // (exact) before widening, as the bidder does, or 0.0230155 rounds the other way.
+            let pctr = bid["ext"]["ctrbid"]["pctr"].as_f64().unwrap() as f32;
+            assert_eq!(ppm, (f64::from(pctr) * 1e6).round() as u64, "{nurl}");
             let first = variant_of_user.entry(user.clone()).or_insert_with(|| variant.clone());
             assert_eq!(*first, variant, "{user} saw two variants");
             let s = sent.entry(variant).or_default();
