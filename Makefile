@@ -30,12 +30,14 @@ run: setup-ort build
 ## Every test: Rust unit + end-to-end (CPU build, and the CUDA build's start-up checks),
 ## then Python (trainer and pipeline).
 test: setup-ort setup-py setup-tools setup-deploy-tools build
-	$(CARGO) test --release
-	# Every bench once, as a test (the figures come from `cargo bench`); the
-	# instructions bench counts the bid path under callgrind and guards its budget.
-	$(CARGO) bench --benches -- --test
+	# Every Rust test, and every bench once as a test (criterion's test mode; the
+	# figures come from `cargo bench`), in the `ci` profile: release without LTO.
+	$(CARGO) test --profile ci --tests --benches
+	# The bid path's instructions under callgrind against benches/instructions.budget,
+	# in the `bench` profile the budget was counted in.
+	$(CARGO) bench --bench instructions -- --test
 	# The CUDA build: it compiles, and without a CUDA runtime it refuses to start.
-	$(CARGO) test --release --features cuda --test startup_errors
+	$(CARGO) test --profile ci --features cuda --test startup_errors
 	PYTHONPATH=models CTRBID_BIN=$(BIN) $(VPY) -m pytest -q models/tests
 	# The load-test scripts' arithmetic (no server).
 	$(VPY) -m pytest -q loadtest/tests
