@@ -46,9 +46,11 @@ test: setup-ort setup-py setup-tools setup-deploy-tools build
 build:
 	$(CARGO) build --release
 
-## Tools the tests run: valgrind (the instruction-count guard), from Debian's packages.
+## Tools the tests run, from Debian's packages: valgrind (the instruction-count guard)
+## and redis-server (tests/fleet_e2e.rs starts its own on a free port and stops it).
 setup-tools:
-	command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind; }
+	command -v valgrind >/dev/null && { command -v redis-server >/dev/null || test -x /usr/bin/redis-server; } || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq valgrind redis-server; }
 
 ## Tools deploy/tests checks deploy/ with (deploy/README.md): hadolint, kubernetes-validate
 ## and promql-parser into .venv (deploy/requirements.txt); promtool, unpacked from Debian's

@@ -34,6 +34,7 @@ use crate::currency::{Rates, BASE};
 use crate::economics::{self, Accounts, Economics};
 use crate::events::{AggStamp, BidRecord, EventSink, ShadowRecord};
 use crate::features::{Extractor, FeatureSpec, RequestContext};
+use crate::fleet::{ledger::Claim, Fleet};
 use crate::metrics::{Metrics, Outcome, Sample, Stage};
 use crate::notice::{self, sign::Signer, ModelTag, NoticeSettings, Notices};
 use crate::openrtb::list::List;
@@ -363,6 +364,8 @@ pub struct Bidder {
     events: Option<Arc<EventSink>>,
     metrics: Arc<Metrics>,
     notices: Notices,
+    /// The fleet's shared state (`fleet.backend = "redis"`); `None` alone.
+    fleet: Option<Fleet>,
     settings: Settings,
     /// Where models and catalogs load from, for reloads.
     model_source: ModelPaths,
@@ -661,6 +664,7 @@ impl Bidder {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let events = EventSink::open(&cfg.events, cfg.server.clock)?.map(Arc::new);
+        let fleet = Fleet::new(&cfg.fleet)?;
         // A spec that reads no aggregates (the spec is fixed for the process) keeps a
         // token store: notices still take sequence numbers, which the log keeps for a
         // later bidder to rebuild from, but no 64 B per entity is spent on counts no
@@ -710,6 +714,7 @@ impl Bidder {
             events,
             metrics,
             notices,
+            fleet,
             settings,
             model_source,
             reloading: std::sync::Mutex::new(()),
@@ -919,16 +924,36 @@ impl Bidder {
     /// click answers where to send the user.
     pub async fn notice(&self, kind: notice::Kind, query: &str, now_ms: i64) -> (notice::Verdict, Option<String>) {
         let state = self.state.load();
-        let checked = match self.notices.check(kind, query, now_ms) {
-            Ok(c) => c,
-            Err(verdict) => {
-                self.notices.count_verdict(kind, &verdict);
-                let location = (kind == notice::Kind::Click && verdict == notice::Verdict::Duplicate)
-                    .then(|| self.notices.repeat_click_location(query, now_ms, &state.selector))
-                    .flatten();
-                return (verdict, location);
-            }
+        let refused = |verdict: notice::Verdict| {
+            self.notices.count_verdict(kind, &verdict);
+            let location = (kind == notice::Kind::Click && verdict == notice::Verdict::Duplicate)
+                .then(|| self.notices.repeat_click_location(query, now_ms, &state.selector))
+                .flatten();
+            (verdict, location)
         };
+        let mut checked = match self.notices.check(kind, query, now_ms) {
+            Ok(c) => c,
+            Err(verdict) => return refused(verdict),
+        };
+        // The fleet's ledger has the last word: another instance may have taken this
+        // notice, or its contradiction. Unreachable, the local verdict stands.
+        if let Some(fleet) = &self.fleet {
+            let ttl = checked.ledger_until - unix_s(now_ms);
+            match fleet.claim(kind, checked.bid, ttl, checked.ledger_until).await {
+                // First only if neither this instance (a win it took while Redis was
+                // away, not yet claimed) nor the fleet has the impression already.
+                Claim::New { first_of_impression } => checked.first_of_impression &= first_of_impression,
+                Claim::Unshared => {}
+                Claim::Duplicate { .. } => {
+                    self.notices.release(&checked);
+                    return refused(notice::Verdict::Duplicate);
+                }
+                Claim::Contradicts(why) => {
+                    self.notices.release(&checked);
+                    return refused(notice::Verdict::Contradicts(why));
+                }
+            }
+        }
         // The charge is what applying will add; it is known before, so the record is
         // durable before anything is applied. The aggregates are the exception: the
         // record carries the event's sequence number, which only applying gives. A
@@ -975,6 +1000,21 @@ impl Bidder {
         Some(AggStamp { seq, user: c.audience.user, publisher: c.audience.publisher, category })
     }
 
+    /// The fleet's shared state; `None` with the memory backend.
+    pub fn fleet(&self) -> Option<&Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// Once a second, off the blocking pool: notices accepted while Redis was away are
+    /// claimed in the fleet's ledger once it answers.
+    pub async fn fleet_tick(&self) {
+        if let (Some(fleet), Some(now)) = (&self.fleet, self.clock.now_unix()) {
+            if fleet.unshared() > 0 {
+                fleet.reconcile(now).await;
+            }
+        }
+    }
+
     /// The aggregates' store (its counters; tests).
     pub fn aggregates(&self) -> &AggregateStore {
         &self.aggregates
@@ -996,6 +1036,9 @@ impl Bidder {
         self.notices.render(&mut out);
         self.economics.render(&self.state.load().accounts, &mut out);
         render_aggregates(&self.aggregates.stats(), &mut out);
+        if let Some(fleet) = &self.fleet {
+            fleet.render(&mut out);
+        }
         if let Some(events) = &self.events {
             events.render(&mut out);
         }

@@ -49,6 +49,7 @@ pub struct Config {
     pub shading: crate::economics::config::ShadingConfig,
     pub aggregates: AggregatesConfig,
     pub variants: VariantsConfig,
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 /// Model variants (`crate::variants`) and their judge (`crate::variants::judge`).
@@ -561,6 +562,12 @@ impl Config {
         self.pacing.validate()?;
         self.frequency_caps.validate()?;
         self.shading.validate()?;
+        self.fleet.validate()?;
+        check(
+            self.fleet.backend == crate::fleet::Backend::Memory || self.notices.hmac_key.is_some(),
+            "notices.hmac_key",
+            "must be set with fleet.backend = \"redis\": every instance must verify the others' notice URLs",
+        )?;
         check(!self.server.seat.is_empty(), "server.seat", "must not be empty")?;
         check(self.server.max_connections >= 1, "server.max_connections", "must be at least 1")?;
         check(self.server.header_read_timeout_ms >= 1, "server.header_read_timeout_ms", "must be at least 1")?;

@@ -24,6 +24,7 @@ pub mod eventlog;
 pub mod events;
 pub mod exchange;
 pub mod features;
+pub mod fleet;
 pub mod freqcap;
 pub mod jsonl;
 pub mod loadgen;

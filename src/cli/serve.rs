@@ -94,6 +94,16 @@ pub struct Opts {
     /// Event log directory (bids and what came back of them); `none` turns the log off.
     #[arg(long, env = "CTRBID_EVENTS_DIR")]
     events_dir: Option<PathBuf>,
+    /// Where state shared by a fleet lives (`fleet.backend`): `memory` (one instance)
+    /// or `redis`.
+    #[arg(long, env = "CTRBID_FLEET_BACKEND", value_enum)]
+    fleet_backend: Option<crate::fleet::Backend>,
+    /// The fleet's Redis (`fleet.redis_url`), `redis://host:port`.
+    #[arg(long, env = "CTRBID_REDIS_URL")]
+    redis_url: Option<String>,
+    /// This instance's name in the shared state (`fleet.instance`; default `HOSTNAME`).
+    #[arg(long, env = "CTRBID_FLEET_INSTANCE")]
+    fleet_instance: Option<String>,
     /// Share of bid records written to the event log, 0 to 1.
     #[arg(long, env = "CTRBID_EVENTS_BID_SAMPLE")]
     events_bid_sample: Option<f64>,
@@ -232,6 +242,15 @@ impl Opts {
         }
         if let Some(v) = self.explore_share {
             c.bidding.explore_share = v;
+        }
+        if let Some(v) = self.fleet_backend {
+            c.fleet.backend = v;
+        }
+        if let Some(v) = &self.redis_url {
+            c.fleet.redis_url = v.clone();
+        }
+        if let Some(v) = &self.fleet_instance {
+            c.fleet.instance = v.clone();
         }
         c.validate()?;
         Ok(c)

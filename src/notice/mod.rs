@@ -393,7 +393,7 @@ pub struct Checked {
     /// impression; they may arrive in either order, or alone).
     pub first_of_impression: bool,
     /// Until when the ledger keeps the entry, Unix seconds.
-    ledger_until: i64,
+    pub ledger_until: i64,
 }
 
 impl Checked {

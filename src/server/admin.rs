@@ -11,7 +11,9 @@
 //! with the model now serving, for want of one.
 //!
 //! `/readyz` is 503 with the reason while starting, while draining, and while no
-//! campaign can bid (every one has spent its daily budget). `/admin/status` shows what
+//! campaign can bid (every one has spent its daily budget); a fleet instance that cannot
+//! reach Redis is ready, and says it is degraded and why ([`crate::fleet`]).
+//! `/admin/status` shows what
 //! is served, readiness, and spend: today's total and per campaign (the highest
 //! [`STATUS_MAX_CAMPAIGNS`] spenders), with budgets and which are at theirs.
 //! `/admin/pacing` shows every campaign of the catalog: budget, spend, bids in flight,
@@ -44,7 +46,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (&Method::GET, "/readyz") => match not_ready(&state) {
-            None => text(StatusCode::OK, "ready\n"),
+            // Degraded is still ready: it bids as before, the fleet's ledger aside.
+            None => match state.bidder.fleet().and_then(|f| f.degraded()) {
+                Some(why) => text(StatusCode::OK, &format!("ready, degraded: {why}\n")),
+                None => text(StatusCode::OK, "ready\n"),
+            },
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
         },
         (&Method::GET, "/metrics") => {
@@ -233,6 +239,7 @@ fn status(state: &AppState) -> Response<Full<Bytes>> {
             "heads": serving.model().heads.label(),
         },
         "variants": variants_status(state),
+        "fleet": state.bidder.fleet().map_or_else(|| serde_json::json!({ "backend": "memory" }), |f| f.status()),
         "catalog": {
             "campaigns": serving.selector.catalog().campaigns.len(),
             "creatives": serving.selector.catalog().creatives.len(),

@@ -194,8 +194,9 @@ async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) 
         tokio::select! {
             _ = every.tick() => {
                 // Sweeping a large notice ledger takes milliseconds: not on a worker.
-                let state = Arc::clone(&state);
-                let _ = tokio::task::spawn_blocking(move || state.bidder.tick()).await;
+                let blocking = Arc::clone(&state);
+                let _ = tokio::task::spawn_blocking(move || blocking.bidder.tick()).await;
+                state.bidder.fleet_tick().await;
             }
             _ = closing.changed() => return,
         }

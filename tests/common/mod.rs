@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use ctrbid::config::Config;
 use ctrbid::server::Server;
 use std::net::SocketAddr;

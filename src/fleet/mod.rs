@@ -1,0 +1,381 @@
+//! State shared by a fleet of bidders behind one load balancer, through Redis
+//! (`[fleet] backend = "redis"`); one instance alone keeps it in memory (the default,
+//! `backend = "memory"`, where none of this runs).
+//!
+//! Shared today: the **notice ledger** ([`ledger`]). A notice any instance accepted is
+//! refused as a duplicate by every other, and a loss contradicts a win taken elsewhere.
+//! Budgets, frequency caps, aggregates and the event stream are the instance's own
+//! still (see `deploy/README.md#a-fleet`).
+//!
+//! **Where Redis sits.** Never on the bid path: a bid request makes no Redis call. The
+//! notice path makes one, after the instance's own checks, bounded by
+//! `fleet.timeout_ms`.
+//!
+//! **When Redis is slow or down** ([`redis::Redis`], [`breaker::Breaker`]): after
+//! `breaker_failures` failed calls in a row the breaker opens, and notices are checked
+//! against the instance's own ledger alone, without waiting (degraded: a replay sent
+//! to a *different* instance during the outage is accepted there too). Each such
+//! notice is kept (up to `max_unshared`) and claimed in Redis once it answers again
+//! ([`Fleet::reconcile`]); a claim another instance holds by then is a notice the
+//! fleet applied twice, counted in `ctrbid_fleet_reconciled_total{result="double_applied"}`.
+//! The breaker's state and the backlog are in `/readyz`'s answer and `/admin/status`;
+//! the instance stays ready (it bids as before).
+
+pub mod breaker;
+pub mod ledger;
+pub mod redis;
+
+use crate::notice::Kind;
+use ledger::{Claim, Pending};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Where shared state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// In this process: one instance.
+    #[default]
+    Memory,
+    /// In Redis at `fleet.redis_url`: a fleet.
+    Redis,
+}
+
+/// `[fleet]`: how instances share state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    pub backend: Backend,
+    /// `redis://host:port[/db]`. Default `redis://127.0.0.1:6379`.
+    pub redis_url: String,
+    /// This instance's name in the shared state (who accepted a notice). Default: the
+    /// `HOSTNAME` environment variable (a pod's name in Kubernetes), else `ctrbid`.
+    pub instance: String,
+    /// Prefix of every key the bidder writes, so fleets (or environments) can share
+    /// one Redis. Default `ctrbid:`.
+    pub key_prefix: String,
+    /// The longest a Redis call (connecting included) may take before the notice goes
+    /// on without it, ms. Default 50.
+    pub timeout_ms: u64,
+    /// Failed calls in a row that open the circuit breaker. Default 3.
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one call probes, ms. Default 1000.
+    pub breaker_open_ms: u64,
+    /// Notices accepted while Redis was away kept for claiming later, at most; beyond,
+    /// the oldest are dropped (counted). Default 100,000.
+    pub max_unshared: usize,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            backend: Backend::Memory,
+            redis_url: "redis://127.0.0.1:6379".into(),
+            instance: String::new(),
+            key_prefix: "ctrbid:".into(),
+            timeout_ms: 50,
+            breaker_failures: 3,
+            breaker_open_ms: 1000,
+            max_unshared: 100_000,
+        }
+    }
+}
+
+impl FleetConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let check = |ok: bool, field: &str, why: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("config: fleet.{field} {why}"))
+            }
+        };
+        check((1..=10_000).contains(&self.timeout_ms), "timeout_ms", "must be from 1 to 10000")?;
+        check(self.breaker_failures >= 1, "breaker_failures", "must be at least 1")?;
+        check((1..=600_000).contains(&self.breaker_open_ms), "breaker_open_ms", "must be from 1 to 600000")?;
+        check(self.max_unshared >= 1, "max_unshared", "must be at least 1")?;
+        check(
+            self.instance.len() <= 64 && !self.instance.contains(char::is_whitespace),
+            "instance",
+            "must be at most 64 characters, no spaces",
+        )?;
+        if self.backend == Backend::Redis {
+            check(!self.key_prefix.is_empty(), "key_prefix", "must not be empty with backend = \"redis\"")?;
+            ::redis::Client::open(self.redis_url.as_str())
+                .map_err(|e| anyhow::anyhow!("config: fleet.redis_url {:?}: {e}", self.redis_url))?;
+        }
+        Ok(())
+    }
+
+    /// The instance name: `instance`, else `HOSTNAME`, else `ctrbid`.
+    pub fn instance_name(&self) -> String {
+        if !self.instance.is_empty() {
+            return self.instance.clone();
+        }
+        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty() && h.len() <= 64).unwrap_or_else(|| "ctrbid".into())
+    }
+}
+
+/// Claims by answer, and reconciliations by outcome (`/metrics`).
+#[derive(Debug, Default)]
+struct Counts {
+    new: AtomicU64,
+    duplicate: AtomicU64,
+    contradiction: AtomicU64,
+    unshared: AtomicU64,
+    reconciled_shared: AtomicU64,
+    reconciled_ours: AtomicU64,
+    double_applied: AtomicU64,
+    reconciled_contradiction: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// The shared state's client: one per bidder, with `backend = "redis"`.
+#[derive(Debug)]
+pub struct Fleet {
+    redis: redis::Redis,
+    instance: String,
+    prefix: String,
+    claim: ::redis::Script,
+    pending: Mutex<VecDeque<Pending>>,
+    max_pending: usize,
+    counts: Counts,
+    /// Since when calls fail, ms of [`redis::Redis::monotonic_ms`] plus one; 0 while
+    /// they succeed.
+    failing_since_ms: AtomicI64,
+}
+
+/// Pending claims one [`Fleet::reconcile`] takes at most, so a long backlog is worked
+/// off over a few ticks rather than in one burst.
+const RECONCILE_BATCH: usize = 2048;
+
+impl Fleet {
+    /// The client for `cfg` (nothing is connected until the first call); `None` for
+    /// the memory backend.
+    pub fn new(cfg: &FleetConfig) -> anyhow::Result<Option<Fleet>> {
+        if cfg.backend == Backend::Memory {
+            return Ok(None);
+        }
+        let breaker = breaker::Breaker::new(cfg.breaker_failures, cfg.breaker_open_ms);
+        let redis = redis::Redis::new(&cfg.redis_url, Duration::from_millis(cfg.timeout_ms), breaker)?;
+        Ok(Some(Fleet {
+            redis,
+            instance: cfg.instance_name(),
+            prefix: cfg.key_prefix.clone(),
+            claim: ::redis::Script::new(ledger::CLAIM),
+            pending: Mutex::new(VecDeque::new()),
+            max_pending: cfg.max_unshared,
+            counts: Counts::default(),
+            failing_since_ms: AtomicI64::new(0),
+        }))
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// One call to Redis: a `PING` (start-up and tests).
+    pub async fn ping(&self) -> bool {
+        let ok = self
+            .redis
+            .run(|mut c| async move { ::redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .is_ok();
+        self.note(ok);
+        ok
+    }
+
+    fn note(&self, ok: bool) {
+        if ok {
+            self.failing_since_ms.store(0, Ordering::Relaxed);
+        } else {
+            let now = self.redis.monotonic_ms() + 1;
+            let _ = self.failing_since_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Claims a notice the instance's own checks accepted: `kind` of `bid`, kept in the
+    /// fleet's ledger for `ttl_s` seconds at least.
+    pub async fn claim(&self, kind: Kind, bid: u64, ttl_s: i64, until: i64) -> Claim {
+        match self.run_claim(kind, bid, ttl_s).await {
+            Some((code, holder)) => {
+                let claim = Claim::of_reply(code, holder);
+                let counter = match claim {
+                    Claim::New { .. } => &self.counts.new,
+                    Claim::Duplicate { .. } => &self.counts.duplicate,
+                    _ => &self.counts.contradiction,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                claim
+            }
+            None => {
+                self.counts.unshared.fetch_add(1, Ordering::Relaxed);
+                self.keep(Pending { kind, bid, until });
+                Claim::Unshared
+            }
+        }
+    }
+
+    async fn run_claim(&self, kind: Kind, bid: u64, ttl_s: i64) -> Option<(i64, String)> {
+        let key = ledger::key(&self.prefix, bid);
+        let script = &self.claim;
+        let instance = self.instance.as_str();
+        let reply = self
+            .redis
+            .run(|mut c| async move {
+                script
+                    .key(key)
+                    .arg(kind.label())
+                    .arg(ttl_s.max(1))
+                    .arg(instance)
+                    .invoke_async::<(i64, String)>(&mut c)
+                    .await
+            })
+            .await;
+        self.note(reply.is_ok());
+        reply.ok()
+    }
+
+    fn keep(&self, p: Pending) {
+        let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.max_pending {
+            q.pop_front();
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push_back(p);
+    }
+
+    /// Claims the notices accepted while Redis was away, oldest first, until the
+    /// backlog is empty, a batch is done, or Redis fails again; `now` is the auction
+    /// clock (Unix s). Returns how many were claimed.
+    pub async fn reconcile(&self, now: i64) -> usize {
+        let mut done = 0;
+        while done < RECONCILE_BATCH {
+            let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
+            if p.until < now {
+                // Its notice URLs have expired everywhere: nothing can replay it now.
+                done += 1;
+                continue;
+            }
+            let Some((code, holder)) = self.run_claim(p.kind, p.bid, p.until - now).await else {
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(p);
+                break;
+            };
+            done += 1;
+            match Claim::of_reply(code, holder) {
+                Claim::New { .. } => self.counts.reconciled_shared.fetch_add(1, Ordering::Relaxed),
+                Claim::Duplicate { holder } if holder == self.instance => {
+                    self.counts.reconciled_ours.fetch_add(1, Ordering::Relaxed)
+                }
+                Claim::Duplicate { holder } => {
+                    eprintln!(
+                        "ctrbid: fleet: the {} notice of bid {:x} was applied here and by {holder} while Redis was unreachable",
+                        p.kind.label(),
+                        p.bid
+                    );
+                    self.counts.double_applied.fetch_add(1, Ordering::Relaxed)
+                }
+                Claim::Contradicts(_) | Claim::Unshared => {
+                    self.counts.reconciled_contradiction.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+        done
+    }
+
+    /// Notices waiting to be claimed.
+    pub fn unshared(&self) -> usize {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Why the instance is degraded, for `/readyz` and `/admin/status`; `None` while
+    /// Redis answers and nothing waits.
+    pub fn degraded(&self) -> Option<String> {
+        let since = self.failing_since_ms.load(Ordering::Relaxed);
+        let pending = self.unshared();
+        if since == 0 && pending == 0 {
+            return None;
+        }
+        let mut why = String::new();
+        if since != 0 {
+            let s = (self.redis.monotonic_ms() + 1 - since).max(0) as f64 / 1e3;
+            let _ = write!(why, "Redis unreachable for {s:.1} s ({}); ", self.redis.last_error());
+        }
+        let _ = write!(why, "notices checked by this instance alone, {pending} to claim in the fleet's ledger");
+        Some(why)
+    }
+
+    /// `/admin/status`'s `fleet`.
+    pub fn status(&self) -> serde_json::Value {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "backend": "redis",
+            "instance": self.instance,
+            "breaker_open": self.redis.breaker.is_open(),
+            "degraded": self.degraded(),
+            "unshared_notices": self.unshared(),
+            "claims": { "new": get(&c.new), "duplicate": get(&c.duplicate), "contradiction": get(&c.contradiction), "unshared": get(&c.unshared) },
+            "reconciled": {
+                "shared": get(&c.reconciled_shared), "ours": get(&c.reconciled_ours),
+                "double_applied": get(&c.double_applied), "contradiction": get(&c.reconciled_contradiction),
+                "dropped": get(&c.dropped),
+            },
+        })
+    }
+
+    /// Prometheus text.
+    pub fn render(&self, out: &mut String) {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let calls = &self.redis.calls;
+        let _ = writeln!(
+            out,
+            "# HELP ctrbid_fleet_redis_calls_total Calls to Redis by outcome (refused: the breaker was open).\n\
+             # TYPE ctrbid_fleet_redis_calls_total counter\n\
+             ctrbid_fleet_redis_calls_total{{result=\"ok\"}} {}\n\
+             ctrbid_fleet_redis_calls_total{{result=\"error\"}} {}\n\
+             ctrbid_fleet_redis_calls_total{{result=\"timeout\"}} {}\n\
+             ctrbid_fleet_redis_calls_total{{result=\"refused\"}} {}\n\
+             # HELP ctrbid_fleet_breaker_open 1 while the circuit breaker in front of Redis is open.\n\
+             # TYPE ctrbid_fleet_breaker_open gauge\nctrbid_fleet_breaker_open {}\n\
+             # HELP ctrbid_fleet_breaker_opened_total Times the breaker opened.\n\
+             # TYPE ctrbid_fleet_breaker_opened_total counter\nctrbid_fleet_breaker_opened_total {}\n\
+             # HELP ctrbid_fleet_notice_claims_total Notices this instance accepted, by the fleet ledger's answer.\n\
+             # TYPE ctrbid_fleet_notice_claims_total counter\n\
+             ctrbid_fleet_notice_claims_total{{result=\"new\"}} {}\n\
+             ctrbid_fleet_notice_claims_total{{result=\"duplicate\"}} {}\n\
+             ctrbid_fleet_notice_claims_total{{result=\"contradiction\"}} {}\n\
+             ctrbid_fleet_notice_claims_total{{result=\"unshared\"}} {}\n\
+             # HELP ctrbid_fleet_unshared_notices Notices accepted while Redis was away, not yet claimed in the fleet's ledger.\n\
+             # TYPE ctrbid_fleet_unshared_notices gauge\nctrbid_fleet_unshared_notices {}\n\
+             # HELP ctrbid_fleet_reconciled_total Notices claimed after an outage, by outcome.\n\
+             # TYPE ctrbid_fleet_reconciled_total counter\n\
+             ctrbid_fleet_reconciled_total{{result=\"shared\"}} {}\n\
+             ctrbid_fleet_reconciled_total{{result=\"ours\"}} {}\n\
+             ctrbid_fleet_reconciled_total{{result=\"double_applied\"}} {}\n\
+             ctrbid_fleet_reconciled_total{{result=\"contradiction\"}} {}\n\
+             ctrbid_fleet_reconciled_total{{result=\"dropped\"}} {}",
+            get(&calls.ok),
+            get(&calls.error),
+            get(&calls.timeout),
+            get(&calls.refused),
+            u8::from(self.redis.breaker.is_open()),
+            get(&self.redis.breaker.opened),
+            get(&c.new),
+            get(&c.duplicate),
+            get(&c.contradiction),
+            get(&c.unshared),
+            self.unshared(),
+            get(&c.reconciled_shared),
+            get(&c.reconciled_ours),
+            get(&c.double_applied),
+            get(&c.reconciled_contradiction),
+            get(&c.dropped),
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! The bidder's one connection to Redis: multiplexed (every task's commands share one
+//! socket, pipelined), opened on first use and again after an error, every call bounded
+//! by `fleet.timeout_ms` (connecting included) and gated by the [`Breaker`].
+//!
+//! A call that fails or times out is [`Unavailable`]: the caller goes on without the
+//! shared state (its degraded mode) rather than wait or fail the request. A call that
+//! timed out may still have run on the server; the callers' scripts are written so that
+//! running one twice is harmless, and say how they tell.
+
+use super::breaker::{Breaker, Permit};
+use redis::aio::MultiplexedConnection;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// The breaker is open: nothing was sent.
+    Refused,
+    /// No answer within the timeout.
+    Timeout,
+    /// Connecting failed, or Redis answered with an error.
+    Error,
+}
+
+/// Calls by outcome, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Calls {
+    pub ok: AtomicU64,
+    pub error: AtomicU64,
+    pub timeout: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+pub struct Redis {
+    client: redis::Client,
+    /// `None` until connected, and again after an error (the next call reconnects).
+    conn: Mutex<Option<MultiplexedConnection>>,
+    timeout: Duration,
+    pub breaker: Breaker,
+    epoch: Instant,
+    pub calls: Calls,
+    /// The last error's text (`/admin/status`).
+    last_error: Mutex<String>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").field("timeout", &self.timeout).field("breaker", &self.breaker).finish()
+    }
+}
+
+impl Redis {
+    /// A client for `url` (`redis://host:port[/db]`); nothing is connected yet.
+    pub fn new(url: &str, timeout: Duration, breaker: Breaker) -> anyhow::Result<Redis> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("fleet.redis_url {url:?}: {e}"))?;
+        Ok(Redis {
+            client,
+            conn: Mutex::new(None),
+            timeout,
+            breaker,
+            epoch: Instant::now(),
+            calls: Calls::default(),
+            last_error: Mutex::new(String::new()),
+        })
+    }
+
+    /// Milliseconds since this client was made (monotonic).
+    pub fn monotonic_ms(&self) -> i64 {
+        self.epoch.elapsed().as_millis() as i64
+    }
+
+    /// Runs `call` on the connection, within the timeout and the breaker's say.
+    pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        if self.breaker.permit(self.monotonic_ms()) == Permit::Refuse {
+            self.calls.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Unavailable::Refused);
+        }
+        let attempt = async {
+            let conn = self.connection().await?;
+            call(conn).await
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => {
+                self.breaker.success();
+                self.calls.ok.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                self.calls.error.fetch_add(1, Ordering::Relaxed);
+                Err(Unavailable::Error)
+            }
+            Err(_) => {
+                self.failed(&format!("no answer within {} ms", self.timeout.as_millis()));
+                self.calls.timeout.fetch_add(1, Ordering::Relaxed);
+                Err(Unavailable::Timeout)
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        self.breaker.failure(self.monotonic_ms());
+        // The connection may be half-broken: the next call opens a new one.
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+    }
+
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return Ok(c.clone());
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        let c = self.client.get_multiplexed_async_connection_with_config(&config).await?;
+        *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    pub fn last_error(&self) -> String {
+        self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,185 @@
+//! Two bidders sharing one real `redis-server` (`fleet.backend = "redis"`), over real
+//! HTTP: a notice one instance accepted is refused by the other, a loss contradicts a
+//! win taken elsewhere, and the impression is counted once wherever its win and bill
+//! land. With Redis killed, bids and notices go on (each instance checks notices alone,
+//! says so in `/readyz`), and once it is back every notice accepted meanwhile is
+//! claimed after the fact: the ones both instances applied are counted as such.
+
+mod common;
+
+use common::redis::RedisServer;
+use common::{config, repo, TestServer};
+use ctrbid::config::Config;
+use ctrbid::fleet::Backend;
+use std::time::Duration;
+
+const KEY: &str = "test-notice-key-0123456789abcdef0123";
+
+fn cfg(redis: &RedisServer, instance: &str) -> Config {
+    let mut c = config();
+    c.notices.hmac_key = Some(KEY.into());
+    c.fleet.backend = Backend::Redis;
+    c.fleet.redis_url = redis.url();
+    c.fleet.instance = instance.into();
+    c
+}
+
+fn request() -> Vec<u8> {
+    std::fs::read(repo().join("tests/fixtures/openrtb/prebid/appnexus-02e2f89eb2b8fcdd.json")).unwrap()
+}
+
+async fn bid(server: &TestServer) -> serde_json::Value {
+    let r = server.post("/openrtb2/bid", &request()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["seatbid"][0]["bid"][0].clone()
+}
+
+/// Path and query of a notice URL (whichever instance signed it), macros filled in.
+fn filled(url: &str, price: &str) -> String {
+    let at = ["/win", "/bill", "/loss"].iter().find_map(|p| url.find(p)).unwrap();
+    url[at..]
+        .replace("${AUCTION_PRICE}", price)
+        .replace("${AUCTION_CURRENCY}", "USD")
+        .replace("${AUCTION_ID}", "auction-1")
+        .replace("${AUCTION_LOSS}", "102")
+        .replace("${AUCTION_MIN_TO_WIN}", "")
+}
+
+fn url<'a>(b: &'a serde_json::Value, field: &str) -> &'a str {
+    b[field].as_str().unwrap()
+}
+
+fn metric(text: &str, line_start: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start).map(|v| v.trim().parse::<f64>().unwrap()))
+        .unwrap_or_else(|| panic!("{line_start} not in metrics"))
+}
+
+async fn metrics(server: &TestServer) -> String {
+    server.admin_get("/metrics").await.text()
+}
+
+fn bid_key(b: &serde_json::Value) -> String {
+    let burl = url(b, "burl");
+    let id = burl.split(['?', '&']).find_map(|kv| kv.strip_prefix("b=")).unwrap();
+    format!("ctrbid:n:{:0>16}", id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_one_instance_took_is_refused_by_the_other() {
+    let redis = RedisServer::start();
+    let a = TestServer::start(cfg(&redis, "a")).await;
+    let b = TestServer::start(cfg(&redis, "b")).await;
+    let x = bid(&a).await;
+
+    // The bill lands on b: applied there.
+    let bill = filled(url(&x, "burl"), "1.50");
+    let r = b.get(&bill).await;
+    assert_eq!((r.status, r.text()), (200, "ok\n".to_string()));
+    // Replayed to a, which signed it: refused as applied already (billing answers 200).
+    let r = a.get(&bill).await;
+    assert_eq!((r.status, r.text()), (200, "already applied\n".to_string()));
+    let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+    assert_eq!(metric(&ma, "ctrbid_notices_total{kind=\"bill\",verdict=\"duplicate\"} "), 1.0);
+    assert_eq!(metric(&ma, "ctrbid_billed_usd_total "), 0.0, "a charged nothing");
+    assert_eq!(metric(&mb, "ctrbid_billed_usd_total "), 0.0015, "b charged the bill once: 1.50 CPM");
+    assert_eq!(metric(&ma, "ctrbid_fleet_notice_claims_total{result=\"duplicate\"} "), 1.0);
+
+    // The win comes to a after the bill went to b: accepted, but the bill was the
+    // impression's first word, so a does not count it again in its aggregates.
+    let events_before = metric(&ma, "ctrbid_aggregates_events_total ");
+    assert_eq!(a.get(&filled(url(&x, "nurl"), "1.50")).await.status, 200);
+    assert_eq!(metric(&metrics(&a).await, "ctrbid_aggregates_events_total "), events_before);
+    assert_eq!(metric(&metrics(&b).await, "ctrbid_aggregates_events_total "), 1.0, "b counted the impression");
+    // Replayed to b: a duplicate there.
+    assert_eq!(b.get(&filled(url(&x, "nurl"), "1.50")).await.status, 409);
+
+    // What the fleet's ledger holds: who took each kind.
+    let mut conn = redis.connection();
+    let held: std::collections::BTreeMap<String, String> =
+        redis::cmd("HGETALL").arg(bid_key(&x)).query(&mut conn).unwrap();
+    assert_eq!(held, [("bill".into(), "b".into()), ("win".into(), "a".into())].into());
+    let ttl: i64 = redis::cmd("TTL").arg(bid_key(&x)).query(&mut conn).unwrap();
+    assert!((1..=1800).contains(&ttl), "kept as long as the notice URLs live: {ttl}");
+
+    // A loss contradicts a win another instance took.
+    let y = bid(&a).await;
+    assert_eq!(b.get(&filled(url(&y, "nurl"), "1.00")).await.status, 200);
+    let r = a.get(&filled(url(&y, "lurl"), "")).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("by the fleet"), "{}", r.text());
+    assert_eq!(metric(&metrics(&a).await, "ctrbid_notices_total{kind=\"loss\",verdict=\"contradicts\"} "), 1.0);
+    // Refused, the loss gave its local place back: y's win, replayed to a, is refused by
+    // the fleet (b has it), not by a loss a would otherwise still hold.
+    let r = a.get(&filled(url(&y, "nurl"), "1.00")).await;
+    assert_eq!((r.status, r.text()), (409, "notice already received\n".to_string()));
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_notices_are_checked_locally_and_claimed_when_it_returns() {
+    let mut redis = RedisServer::start();
+    let a = TestServer::start(cfg(&redis, "a")).await;
+    let b = TestServer::start(cfg(&redis, "b")).await;
+    let (x, y) = (bid(&a).await, bid(&a).await);
+    assert_eq!(a.get(&filled(url(&x, "burl"), "2.00")).await.status, 200, "x billed before the outage");
+
+    redis.kill();
+    // Bidding goes on, on both.
+    for server in [&a, &b] {
+        let r = server.post("/openrtb2/bid", &request()).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Each instance checks notices alone: y's bill is accepted on both (the replay goes
+    // through: the cost of the outage), and so is x's replay on b, which never saw it.
+    for (server, n) in [(&a, &y), (&b, &y), (&b, &x)] {
+        let r = server.get(&filled(url(n, "burl"), "2.00")).await;
+        assert_eq!((r.status, r.text()), (200, "ok\n".to_string()));
+    }
+    // Wins: a's third failed call in a row opens its breaker.
+    for n in [&x, &y] {
+        assert_eq!(a.get(&filled(url(n, "nurl"), "2.00")).await.status, 200);
+    }
+    let ma = metrics(&a).await;
+    assert_eq!(metric(&ma, "ctrbid_fleet_breaker_open "), 1.0);
+    assert_eq!(metric(&ma, "ctrbid_fleet_unshared_notices "), 3.0);
+    assert_eq!(metric(&metrics(&b).await, "ctrbid_fleet_unshared_notices "), 2.0);
+    let ready = a.admin_get("/readyz").await;
+    assert_eq!(ready.status, 200, "degraded is still ready");
+    assert!(ready.text().starts_with("ready, degraded: Redis unreachable"), "{}", ready.text());
+    assert!(ready.text().contains("3 to claim"), "{}", ready.text());
+
+    redis.restart();
+    for server in [&a, &b] {
+        common::wait_until("the backlog claimed", Duration::from_secs(20), || async {
+            metric(&metrics(server).await, "ctrbid_fleet_unshared_notices ") == 0.0
+        })
+        .await;
+    }
+    let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+    let sum = |name: &str| metric(&ma, name) + metric(&mb, name);
+    // y's bill went through twice (whichever claimed second finds the other's), and x's
+    // replay on b finds a's claim from before the outage, kept by Redis's append-only file.
+    assert_eq!(sum("ctrbid_fleet_reconciled_total{result=\"double_applied\"} "), 2.0);
+    assert_eq!(sum("ctrbid_fleet_reconciled_total{result=\"shared\"} "), 3.0, "the other bill and two wins");
+    assert_eq!(a.admin_get("/readyz").await.text(), "ready\n");
+    // Shared again: y's win, taken by a in the outage, is a duplicate on b.
+    assert_eq!(b.get(&filled(url(&y, "nurl"), "2.00")).await.status, 409);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[test]
+fn a_fleet_needs_a_shared_notice_key_and_a_readable_redis_url() {
+    let mut c = config();
+    c.fleet.backend = Backend::Redis;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("notices.hmac_key") && e.contains("fleet.backend"), "{e}");
+    c.notices.hmac_key = Some(KEY.into());
+    c.fleet.redis_url = "http://not-redis".into();
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.contains("fleet.redis_url"), "{e}");
+    c.fleet.redis_url = "redis://127.0.0.1:6379".into();
+    c.validate().unwrap();
+}
