@@ -3,7 +3,9 @@
 //! win taken elsewhere, and the impression is counted once wherever its win and bill
 //! land. With Redis killed, bids and notices go on (each instance checks notices alone,
 //! says so in `/readyz`), and once it is back every notice accepted meanwhile is
-//! claimed after the fact: the ones both instances applied are counted as such.
+//! claimed after the fact: the ones both instances applied are counted as such. One
+//! training set comes from every instance's event log, a bid in one and its notices in
+//! another.
 
 mod common;
 
@@ -182,4 +184,54 @@ fn a_fleet_needs_a_shared_notice_key_and_a_readable_redis_url() {
     assert!(e.contains("fleet.redis_url"), "{e}");
     c.fleet.redis_url = "redis://127.0.0.1:6379".into();
     c.validate().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_training_set_joins_a_bid_logged_by_one_instance_with_notices_logged_by_another() {
+    let redis = RedisServer::start();
+    let logs = tempfile::tempdir().unwrap();
+    let with_log = |name: &str| {
+        let mut c = cfg(&redis, name);
+        c.events.dir = Some(logs.path().join(name));
+        c.events.bid_sample = Some(1.0);
+        c
+    };
+    let (a, b) = (TestServer::start(with_log("a")).await, TestServer::start(with_log("b")).await);
+    let x = bid(&a).await;
+    // Its win and bill reach b, its click a.
+    assert_eq!(b.get(&filled(url(&x, "nurl"), "1.20")).await.status, 200);
+    assert_eq!(b.get(&filled(url(&x, "burl"), "1.20")).await.status, 200);
+    let adm = url(&x, "adm");
+    let at = adm.find("/click?").unwrap();
+    let end = adm[at..].find(['"', '<', ']', '\\']).map_or(adm.len(), |e| at + e);
+    assert_eq!(a.get(&adm[at..end].replace("&amp;", "&")).await.status, 302);
+    a.stop().await;
+    b.stop().await;
+
+    let (dir_a, dir_b) = (logs.path().join("a"), logs.path().join("b"));
+    let (rows, stats) = ctrbid::events::join::join(&[&dir_a, &dir_b], 0, 0).unwrap();
+    assert_eq!(rows.len(), 1, "{stats:?}");
+    assert!(rows[0].click, "the click a logged labels the bid a logged");
+    assert_eq!(rows[0].price, 1.20, "the bill b logged prices it");
+    assert_eq!(rows[0].bid, u64::from_str_radix(bid_key(&x).trim_start_matches("ctrbid:n:"), 16).unwrap());
+    // Either log alone is short: a's has the bid and its click but not what it cost (the
+    // click alone shows the impression); b's has the notices but no bid to label.
+    let (alone, stats) = ctrbid::events::join::join(&[&dir_a], 0, 0).unwrap();
+    assert!(alone.len() == 1 && alone[0].price.is_nan() && stats.shown_by_click_only == 1, "{alone:?}");
+    let (alone, stats) = ctrbid::events::join::join(&[&dir_b], 0, 0).unwrap();
+    assert!(alone.is_empty() && stats.notices_without_bid == 1, "{stats:?}");
+
+    // The command line takes the logs as a list.
+    let out = logs.path().join("features");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ctrbid"))
+        .current_dir(repo())
+        .args(["features", "--label-wait-s", "0", "--events"])
+        .arg(format!("{},{}", dir_a.display(), dir_b.display()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!((meta["rows"].as_u64(), meta["join"]["clicks"].as_u64()), (Some(1), Some(1)), "{meta}");
 }

@@ -46,9 +46,11 @@ pub struct Opts {
     /// Directory written by `ctrbid simulate`.
     #[arg(long)]
     sim: Option<PathBuf>,
-    /// The bidder's event log directory (`events.dir`): its bids joined with their notices.
-    #[arg(long)]
-    events: Option<PathBuf>,
+    /// The bidder's event log directory (`events.dir`): its bids joined with their
+    /// notices. A fleet's instances each wrote one: give them all (`--events a --events
+    /// b`, or `a,b`), a bid's notices may be in another instance's log than the bid.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    events: Vec<PathBuf>,
     /// With --events: leave out bids this many seconds before the log's last event (their
     /// clicks may still come).
     #[arg(long, default_value_t = 3600, requires = "events")]
@@ -92,7 +94,8 @@ pub struct Opts {
 pub fn run(opts: Opts) -> anyhow::Result<()> {
     let started = Instant::now();
     let spec = |default: &str| opts.spec.clone().unwrap_or_else(|| default.into());
-    if let Some(events) = &opts.events {
+    if !opts.events.is_empty() {
+        let events = &opts.events;
         let spec = spec(crate::config::DEFAULT_SPEC);
         let rows = extract_events(events, &spec, opts.label_wait_s, opts.truth.as_deref(), &opts.out)?;
         eprintln!("features: {rows} rows to {} in {:.1}s", opts.out.display(), started.elapsed().as_secs_f64());
@@ -276,10 +279,10 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
     Ok(rows)
 }
 
-/// Writes the arrays of the bidder's event log in `dir`, rows of the spec at `spec_path`
-/// only; returns the number of rows.
+/// Writes the arrays of the bidder's event logs in `dirs` (one per instance of a
+/// fleet), rows of the spec at `spec_path` only; returns the number of rows.
 pub fn extract_events(
-    dir: &Path,
+    dirs: &[PathBuf],
     spec_path: &Path,
     label_wait_s: i64,
     truth: Option<&Path>,
@@ -287,7 +290,8 @@ pub fn extract_events(
 ) -> anyhow::Result<usize> {
     let spec = FeatureSpec::load(spec_path)?;
     let tag = crate::events::record::spec_tag(&spec.sha256);
-    let (rows, stats) = crate::events::join::join(dir, tag, label_wait_s.saturating_mul(1000))?;
+    let (rows, stats) = crate::events::join::join(dirs, tag, label_wait_s.saturating_mul(1000))?;
+    let dir = PathBuf::from(dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(","));
     if stats.other_spec > 0 && stats.bids == 0 {
         bail!(
             "{}: none of its {} bid records was built with the feature spec {} (sha256 {}): give the spec the bidder served with (--spec)",
@@ -362,7 +366,7 @@ pub fn extract_events(
     }
     let layout =
         Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
-    write_meta(out, &layout, &spec.cat, &spec.num, rows.len(), dir, Some("events"))?;
+    write_meta(out, &layout, &spec.cat, &spec.num, rows.len(), &dir, Some("events"))?;
     let meta_path = out.join("meta.json");
     let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta_path)?)?;
     meta["join"] = serde_json::to_value(&stats)?;

@@ -26,6 +26,14 @@
 //! propensity of its choice (1 for the greedy policy), so a share of exploration bids
 //! (`bidding.explore_share`) can be reweighted by it.
 //!
+//! **A fleet's logs.** Each instance writes its own log, and a bid's notices reach
+//! whichever instance the load balancer picks: the join reads every instance's log
+//! ([`join`] takes several directories) and pairs records by bid id wherever they are.
+//! Bid ids stay apart across instances: each starts its sequence at its start time in
+//! nanoseconds times 2^16, so two instances started t ns apart share ids only after
+//! t x 65,536 bids (6.5e10 for a millisecond). A notice two instances both applied (a
+//! replay while Redis was away) counts once, as any repeated record.
+//!
 //! Memory: every bid record of the log is held until the end (its row may be labelled
 //! by a notice anywhere later in the log): about 300 bytes a bid.
 
@@ -108,13 +116,15 @@ struct Bid {
 /// Reads the log in `dir` and joins it. `spec` (a [`super::record::spec_tag`]) keeps
 /// only rows of that feature spec (0: any); `label_wait_ms` leaves out bids that recent
 /// to the log's last event.
-pub fn join(dir: &Path, spec: u64, label_wait_ms: i64) -> anyhow::Result<(Vec<Row>, JoinStats)> {
+pub fn join<P: AsRef<Path>>(dirs: &[P], spec: u64, label_wait_ms: i64) -> anyhow::Result<(Vec<Row>, JoinStats)> {
     let mut stats = JoinStats::default();
     let mut bids: HashMap<u64, Bid> = HashMap::new();
     let mut outcomes: HashMap<u64, Outcome> = HashMap::new();
     let mut seen: std::collections::HashSet<(NoticeKind, u64)> = std::collections::HashSet::new();
     let mut last_ms = i64::MIN;
-    for record in Reader::open(dir)? {
+    let records =
+        dirs.iter().map(|d| Ok((d.as_ref(), Reader::open(d.as_ref())?))).collect::<anyhow::Result<Vec<_>>>()?;
+    for (dir, record) in records.into_iter().flat_map(|(dir, reader)| reader.map(move |r| (dir, r))) {
         let record = record?;
         stats.records += 1;
         let event = Event::decode(&record.data).map_err(|e| {
@@ -305,7 +315,7 @@ mod tests {
             log.append_durable_blocking(r).unwrap();
         }
         log.close().unwrap();
-        let (rows, stats) = join(dir.path(), 9, 10_000).unwrap();
+        let (rows, stats) = join(&[dir.path()], 9, 10_000).unwrap();
         let got: Vec<(u64, bool, bool)> = rows.iter().map(|r| (r.bid, r.click, r.conv)).collect();
         assert_eq!(got, [(1, true, true), (2, false, false), (3, true, false)]);
         assert_eq!(rows[0].cat, [1, 7]);
