@@ -148,6 +148,7 @@ fn comparable(records: &[Record]) -> (Vec<(u64, String)>, BTreeSet<u64>) {
             Record::Impression(i) => i.bid.seq,
             Record::Click(c) => c.bid.seq,
             Record::Conversion(c) => c.bid.seq,
+            Record::Replay(r) => r.bid.seq,
         };
         let mut v = serde_json::to_value(rec).unwrap();
         strip(&mut v);

@@ -13,8 +13,14 @@
 //!   CPC campaign).
 //!
 //! Every call carries the event's simulated time; retries keep it.
+//!
+//! A bidder given as several instances (a fleet behind a load balancer) gets each call
+//! at an instance drawn per call ([`Ctx::route`]), whichever signed the URL; with
+//! `--replay-bills`, a share of the billing notices it applied go again to the next
+//! instance, and the answer is recorded as a `replay` line.
 
 use super::client::{Answer, CallError};
+use super::draws::{self, Purpose};
 use super::engine::Ctx;
 use super::ledger::{self, status_of, BidRef, NoticeKind, Record};
 use super::queue::{Due, Event};
@@ -34,20 +40,19 @@ pub async fn perform(ctx: &Ctx, due: Due) -> std::io::Result<()> {
     let at = due.at_ms;
     match due.event {
         Event::Notice { kind, bid, url, price, loss } => {
-            let (status, attempts, error) = match url {
-                Some(url) => notice(ctx, kind, &url, at).await,
+            let to = ctx.route(bid.bidder, bid.seq, imp_index(&bid), kind as u64);
+            let url = url.map(|u| ctx.at_instance(bid.bidder, to, &u));
+            let (status, attempts, error) = match &url {
+                Some(url) => notice(ctx, kind, url, at).await,
                 None => (None, 0, Some(format!("the bid has no {} URL", notice_field(kind)))),
             };
-            ctx.ledger.write(&Record::Notice(ledger::Notice {
-                kind,
-                bid,
-                ts_ms: at,
-                price,
-                loss,
-                status,
-                attempts,
-                error,
-            }))
+            let billed = kind == NoticeKind::Bill && status == Some(200);
+            let notice = ledger::Notice { kind, bid, ts_ms: at, price, loss, status, attempts, error };
+            ctx.ledger.write(&Record::Notice(notice.clone()))?;
+            match url {
+                Some(url) if billed && replays(ctx, &notice.bid) => replay(ctx, notice.bid, &url, to, at).await,
+                _ => Ok(()),
+            }
         }
         Event::Click { bid, url, bidder_base, conversion } => {
             let Some(url) = url else {
@@ -60,6 +65,8 @@ pub async fn perform(ctx: &Ctx, due: Due) -> std::io::Result<()> {
                     error,
                 }));
             };
+            let to = ctx.route(bid.bidder, bid.seq, imp_index(&bid), CLICK_CALL);
+            let url = ctx.at_instance(bid.bidder, to, &url);
             let r = ctx.client.call(Method::GET, &url, Some(at), Bytes::new(), CALL_LIMIT).await;
             let (status, error) = status_of(&r, |a| a.status);
             let click_id = r.ok().filter(|a| a.status == 302).and_then(|a| click_id(a.location.as_deref()?));
@@ -70,10 +77,41 @@ pub async fn perform(ctx: &Ctx, due: Due) -> std::io::Result<()> {
             ctx.ledger.write(&Record::Click(ledger::Click { bid, ts_ms: at, status, click_id, error }))
         }
         Event::Conversion { bid, bidder_base, click_id, value } => {
-            let (status, error) = conversion(ctx, &bidder_base, &click_id, value, at).await;
+            let to = ctx.route(bid.bidder, bid.seq, imp_index(&bid), CONVERSION_CALL);
+            let base =
+                if ctx.instances[bid.bidder].len() > 1 { ctx.instances[bid.bidder][to].clone() } else { bidder_base };
+            let (status, error) = conversion(ctx, &base, &click_id, value, at).await;
             ctx.ledger.write(&Record::Conversion(ledger::Conversion { bid, ts_ms: at, value, status, error }))
         }
     }
+}
+
+/// Route draws of the calls that are not notices (notices use their kind's number).
+const CLICK_CALL: u64 = 8;
+const CONVERSION_CALL: u64 = 9;
+
+/// The imp's index in its request (`imp_id` "1", "2", ...), for keying draws.
+fn imp_index(bid: &BidRef) -> u64 {
+    bid.imp_id.parse::<u64>().map_or(0, |i| i.saturating_sub(1))
+}
+
+/// Whether this applied bill is replayed (`--replay-bills`): a seeded draw per bid.
+fn replays(ctx: &Ctx, bid: &BidRef) -> bool {
+    let share = ctx.settings.replay_bills;
+    share > 0.0
+        && ctx.instances[bid.bidder].len() > 1
+        && draws::unit(ctx.settings.seed, bid.seq, imp_index(bid), Purpose::Replay) < share
+}
+
+/// Sends an applied bill again, to the instance after `first`, and records the answer:
+/// "ok" means the fleet charged it twice.
+async fn replay(ctx: &Ctx, bid: BidRef, url: &str, first: usize, at: i64) -> std::io::Result<()> {
+    let to = (first + 1) % ctx.instances[bid.bidder].len();
+    let url = ctx.at_instance(bid.bidder, to, url);
+    let r = ctx.client.call(Method::GET, &url, Some(at), Bytes::new(), CALL_LIMIT).await;
+    let (status, error) = status_of(&r, |a| a.status);
+    let applied = r.as_ref().is_ok_and(|a| a.status == 200 && a.body.as_ref() == b"ok\n");
+    ctx.ledger.write(&Record::Replay(ledger::Replay { bid, ts_ms: at, instance: to, status, applied, error }))
 }
 
 fn notice_field(kind: NoticeKind) -> &'static str {

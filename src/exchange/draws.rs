@@ -30,6 +30,11 @@ pub enum Purpose {
     ConversionDelay = 7,
     /// The publishers' landscape offsets (one stream for all, `seq` and `imp` 0).
     Publishers = 8,
+    /// Which instance of a fleet a notice, click or conversion reaches (`imp` keyed by
+    /// the imp and the call's kind: [`super::engine::Ctx::routed`]).
+    Route = 9,
+    /// Whether a billing notice is replayed to another instance (`--replay-bills`).
+    Replay = 10,
 }
 
 /// The stream of one (seed, request, imp, purpose).

@@ -36,6 +36,8 @@ pub struct Settings {
     pub click_boost: f64,
     pub tmax_grace_ms: u64,
     pub first_price_share: f64,
+    /// Share of applied billing notices sent again to another instance (`--replay-bills`).
+    pub replay_bills: f64,
 }
 
 /// Everything the tasks of a run share.
@@ -45,9 +47,48 @@ pub struct Ctx {
     pub queue: Queue,
     pub oracle: Arc<Oracle>,
     pub landscape: Landscape,
-    /// Base URLs without a trailing `/`.
+    /// Base URLs without a trailing `/`: each bidder's first instance.
     pub bidders: Vec<String>,
+    /// Every bidder's instances behind its load balancer (one for most).
+    pub instances: Vec<Vec<String>>,
     pub settings: Settings,
+}
+
+impl Ctx {
+    /// The instance of bidder `b` the load balancer sends request `seq` to: round robin.
+    pub fn instance(&self, b: usize, seq: u64) -> &str {
+        let list = &self.instances[b];
+        &list[(seq % list.len() as u64) as usize]
+    }
+
+    /// Which of bidder `b`'s instances a call about imp `imp` of request `seq` reaches,
+    /// `call` telling the calls of one bid apart: a seeded draw, as a load balancer that
+    /// knows nothing of who signed the URL.
+    pub fn route(&self, b: usize, seq: u64, imp: u64, call: u64) -> usize {
+        let n = self.instances[b].len();
+        if n == 1 {
+            return 0;
+        }
+        let u = super::draws::unit(self.settings.seed, seq, imp * 16 + call, super::draws::Purpose::Route);
+        ((u * n as f64) as usize).min(n - 1)
+    }
+
+    /// `url`, signed by whichever instance bid, sent to instance `to` of bidder `b`: the
+    /// same path and query at its address.
+    pub fn at_instance(&self, b: usize, to: usize, url: &str) -> String {
+        let list = &self.instances[b];
+        if list.len() == 1 {
+            return url.to_string();
+        }
+        rebase(url, &list[to])
+    }
+}
+
+/// `url`'s path and query under `base` (`http://host:port`), as a load balancer in
+/// front of `base`'s fleet would deliver it.
+pub fn rebase(url: &str, base: &str) -> String {
+    let rest = url.strip_prefix("http://").map_or(url, |r| r.find('/').map_or("", |i| &r[i..]));
+    format!("{base}{rest}")
 }
 
 /// How late the exchange sent each request, and the run's wall time.
@@ -130,4 +171,16 @@ pub async fn play(
 
 fn first_price(ctx: &Ctx, oracle: &Oracle, publisher: u32) -> bool {
     super::landscape::first_price(ctx.settings.seed, ctx.settings.first_price_share, oracle.publisher_id(publisher))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rebase;
+
+    #[test]
+    fn a_url_moves_to_another_instance_with_its_path_and_query() {
+        let url = "http://127.0.0.1:4001/bill?b=1f&p=1.5&s=ab";
+        assert_eq!(rebase(url, "http://127.0.0.1:4002"), "http://127.0.0.1:4002/bill?b=1f&p=1.5&s=ab");
+        assert_eq!(rebase("http://h:1", "http://g:2"), "http://g:2");
+    }
 }

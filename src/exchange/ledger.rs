@@ -30,6 +30,23 @@ pub enum Record {
     Impression(Impression),
     Click(Click),
     Conversion(Conversion),
+    Replay(Replay),
+}
+
+/// A billing notice one instance of a fleet applied, sent again to another
+/// (`--replay-bills`): the fleet should refuse it (answered 200 "already applied").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replay {
+    #[serde(flatten)]
+    pub bid: BidRef,
+    pub ts_ms: i64,
+    /// The instance it was sent to, an index into the bidder's comma-separated list.
+    pub instance: usize,
+    pub status: Option<u16>,
+    /// Whether the instance applied it again (answered 200 "ok"): a double charge.
+    pub applied: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The first line: what the run was.

@@ -45,6 +45,14 @@ pub fn summary(r: &Report) -> String {
         line.push(';');
     }
     line.pop();
+    let rp = &r.replays;
+    if rp.sent > 0 {
+        let _ = write!(
+            line,
+            "; bills replayed to another instance: {} sent, {} refused, {} applied again, {} failed",
+            rp.sent, rp.refused, rp.applied, rp.failed
+        );
+    }
     line
 }
 

@@ -29,8 +29,14 @@ const PROBE_LIMIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, clap::Args)]
 pub struct Opts {
     /// A bidder's base URL (http://host:port), running with server.clock = "simulation"; repeat for several.
+    /// A comma-separated list is one bidder's instances behind a load balancer: requests
+    /// go round robin, each notice, click and conversion to an instance drawn at random.
     #[arg(long = "bidder", required = true)]
     pub bidders: Vec<String>,
+    /// Share of the billing notices a fleet applied that the exchange sends again, to
+    /// another instance than the first: each should be refused (`replays` in the report).
+    #[arg(long, default_value_t = 0.0)]
+    pub replay_bills: f64,
     /// Directory for ledger.jsonl, report.json, report.md and timeseries.json (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -139,9 +145,14 @@ impl Opts {
         anyhow::ensure!(self.click_boost >= 1.0, "--click-boost must be at least 1");
         anyhow::ensure!(self.max_connections >= 1, "--max-connections must be at least 1");
         anyhow::ensure!(self.threads >= 1, "--threads must be at least 1");
-        for b in &self.bidders {
+        for b in self.bidders.iter().flat_map(|b| b.split(',')) {
             anyhow::ensure!(b.starts_with("http://"), "--bidder {b:?} must be an http:// URL (no TLS)");
         }
+        anyhow::ensure!(unit(self.replay_bills), "--replay-bills must be between 0 and 1");
+        anyhow::ensure!(
+            self.replay_bills == 0.0 || self.bidders.iter().any(|b| b.contains(',')),
+            "--replay-bills needs a bidder with several instances (--bidder http://a,http://b)"
+        );
         self.sim_config().validate()
     }
 }
@@ -175,10 +186,15 @@ pub async fn exchange(opts: &Options) -> anyhow::Result<Played> {
         sigma: opts.landscape_sigma,
         ..LandscapeParams::default()
     };
+    let instances: Vec<Vec<String>> = opts
+        .bidders
+        .iter()
+        .map(|b| b.split(',').map(|i| i.trim().trim_end_matches('/').to_string()).collect())
+        .collect();
     let bidders: Vec<String> = opts.bidders.iter().map(|b| b.trim_end_matches('/').to_string()).collect();
     let client = Client::new(opts.max_connections);
-    for b in &bidders {
-        probe(&client, b, opts.start_ts * 1000).await?;
+    for i in instances.iter().flatten() {
+        probe(&client, i, opts.start_ts * 1000).await?;
     }
     let path = opts.out.join("ledger.jsonl");
     let ctx = Arc::new(Ctx {
@@ -187,7 +203,8 @@ pub async fn exchange(opts: &Options) -> anyhow::Result<Played> {
         queue: Queue::default(),
         landscape: Landscape::new(opts.seed, params.clone(), oracle.publishers()),
         oracle: Arc::clone(&oracle),
-        bidders: bidders.clone(),
+        bidders: instances.iter().map(|i| i[0].clone()).collect(),
+        instances,
         settings: Settings {
             seed: opts.seed,
             render_rate: opts.render_rate,
@@ -196,6 +213,7 @@ pub async fn exchange(opts: &Options) -> anyhow::Result<Played> {
             click_boost: opts.click_boost,
             tmax_grace_ms: opts.tmax_grace_ms,
             first_price_share: opts.first_price_share,
+            replay_bills: opts.replay_bills,
         },
     });
     ctx.ledger.write(&Record::Run(ledger::Run {

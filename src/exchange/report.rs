@@ -161,6 +161,21 @@ pub struct Report {
     /// Calls by kind (win, bill, loss, click, conv) and final status ("none": no answer).
     pub notices: BTreeMap<String, BTreeMap<String, u64>>,
     pub hours: Vec<Hour>,
+    /// Billing notices sent again to another instance of a fleet (`--replay-bills`).
+    #[serde(default)]
+    pub replays: Replays,
+}
+
+/// What the replayed billing notices met: every one should be refused.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Replays {
+    pub sent: u64,
+    /// Answered 200 "ok": the fleet charged the impression twice.
+    pub applied: u64,
+    /// Answered 200 "already applied" (or another refusal).
+    pub refused: u64,
+    /// No answer, or an error status.
+    pub failed: u64,
 }
 
 /// Builds the report from a ledger's records (the `run` line first), read one at a time
@@ -179,6 +194,7 @@ pub fn build(records: impl IntoIterator<Item = anyhow::Result<Record>>, catalog:
     let mut notices: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut billed: HashSet<(usize, String)> = HashSet::new();
     let mut requests = 0;
+    let mut replays = Replays::default();
     let mut count = |kind: &str, status: Option<u16>| {
         let s = status.map_or("none".to_string(), |s| s.to_string());
         *notices.entry(kind.to_string()).or_default().entry(s).or_default() += 1;
@@ -237,6 +253,14 @@ pub fn build(records: impl IntoIterator<Item = anyhow::Result<Record>>, catalog:
                     hours[hour_of(c.ts_ms)].1.clicks += 1;
                 }
             }
+            Record::Replay(r) => {
+                replays.sent += 1;
+                match r.status {
+                    _ if r.applied => replays.applied += 1,
+                    Some(200 | 409) => replays.refused += 1,
+                    _ => replays.failed += 1,
+                }
+            }
             Record::Conversion(c) => {
                 count("conv", c.status);
                 if c.status == Some(200) {
@@ -291,7 +315,7 @@ pub fn build(records: impl IntoIterator<Item = anyhow::Result<Record>>, catalog:
             clicks: acc.clicks,
         })
         .collect();
-    Ok(Report { run, timing: None, requests, totals: totals.stats(), bidders, notices, hours })
+    Ok(Report { run, timing: None, requests, totals: totals.stats(), bidders, notices, hours, replays })
 }
 
 pub fn label(kind: NoticeKind) -> &'static str {

@@ -52,7 +52,7 @@ struct Read {
 
 async fn ask(ctx: Arc<Ctx>, bidder: usize, sent: Arc<Sent>) -> Read {
     let late_after = Duration::from_millis(u64::from(sent.tmax_ms) + ctx.settings.tmax_grace_ms);
-    let url = format!("{}/openrtb2/bid", ctx.bidders[bidder]);
+    let url = format!("{}/openrtb2/bid", ctx.instance(bidder, sent.seq));
     let t0 = Instant::now();
     let r = ctx.client.call(Method::POST, &url, Some(sent.ts_ms), sent.json.clone(), late_after + LATE_WAIT).await;
     let latency = t0.elapsed();

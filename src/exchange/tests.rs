@@ -219,3 +219,18 @@ fn a_ledger_without_its_run_line_is_refused() {
     let (catalog, crids) = catalog();
     assert!(report::build(ledger(&crids).into_iter().skip(1).map(Ok), &catalog).is_err());
 }
+
+#[test]
+fn replaying_bills_needs_a_fleet_and_every_instance_an_http_url() {
+    let o = |bidders: &[&str], replay: f64| {
+        let mut o = super::Options::new(bidders.iter().map(|b| b.to_string()).collect(), "out".into());
+        o.replay_bills = replay;
+        o.validate().map_err(|e| e.to_string())
+    };
+    assert!(o(&["http://a:1,http://b:2"], 0.5).is_ok());
+    let e = o(&["http://a:1"], 0.5).unwrap_err();
+    assert!(e.contains("--replay-bills needs a bidder with several instances"), "{e}");
+    let e = o(&["http://a:1,https://b:2"], 0.0).unwrap_err();
+    assert!(e.contains("\"https://b:2\" must be an http:// URL"), "{e}");
+    assert!(o(&["http://a:1,http://b:2"], 1.5).unwrap_err().contains("--replay-bills must be between 0 and 1"));
+}

@@ -58,9 +58,12 @@ pub struct FleetConfig {
     /// Prefix of every key the bidder writes, so fleets (or environments) can share
     /// one Redis. Default `ctrbid:`.
     pub key_prefix: String,
-    /// The longest a Redis call (connecting included) may take before the notice goes
-    /// on without it, ms. Default 50.
+    /// The longest a Redis call may take before the notice goes on without it, ms.
+    /// Default 50.
     pub timeout_ms: u64,
+    /// The longest opening a connection may take (after an error, or at the first
+    /// call), ms. Default 1000.
+    pub connect_timeout_ms: u64,
     /// Failed calls in a row that open the circuit breaker. Default 3.
     pub breaker_failures: u32,
     /// How long the breaker stays open before one call probes, ms. Default 1000.
@@ -78,6 +81,7 @@ impl Default for FleetConfig {
             instance: String::new(),
             key_prefix: "ctrbid:".into(),
             timeout_ms: 50,
+            connect_timeout_ms: 1000,
             breaker_failures: 3,
             breaker_open_ms: 1000,
             max_unshared: 100_000,
@@ -95,6 +99,7 @@ impl FleetConfig {
             }
         };
         check((1..=10_000).contains(&self.timeout_ms), "timeout_ms", "must be from 1 to 10000")?;
+        check((1..=60_000).contains(&self.connect_timeout_ms), "connect_timeout_ms", "must be from 1 to 60000")?;
         check(self.breaker_failures >= 1, "breaker_failures", "must be at least 1")?;
         check((1..=600_000).contains(&self.breaker_open_ms), "breaker_open_ms", "must be from 1 to 600000")?;
         check(self.max_unshared >= 1, "max_unshared", "must be at least 1")?;
@@ -161,7 +166,12 @@ impl Fleet {
             return Ok(None);
         }
         let breaker = breaker::Breaker::new(cfg.breaker_failures, cfg.breaker_open_ms);
-        let redis = redis::Redis::new(&cfg.redis_url, Duration::from_millis(cfg.timeout_ms), breaker)?;
+        let redis = redis::Redis::new(
+            &cfg.redis_url,
+            Duration::from_millis(cfg.timeout_ms),
+            Duration::from_millis(cfg.connect_timeout_ms),
+            breaker,
+        )?;
         Ok(Some(Fleet {
             redis,
             instance: cfg.instance_name(),

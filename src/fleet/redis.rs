@@ -1,6 +1,8 @@
 //! The bidder's one connection to Redis: multiplexed (every task's commands share one
-//! socket, pipelined), opened on first use and again after an error, every call bounded
-//! by `fleet.timeout_ms` (connecting included) and gated by the [`Breaker`].
+//! socket, pipelined), opened on first use and again after an error (within
+//! `fleet.connect_timeout_ms`: a handshake is several round trips, and a busy process
+//! may take a while to run them), every call then bounded by `fleet.timeout_ms`, and
+//! all of it gated by the [`Breaker`], so that while Redis is away only its probes wait.
 //!
 //! A call that fails or times out is [`Unavailable`]: the caller goes on without the
 //! shared state (its degraded mode) rather than wait or fail the request. A call that
@@ -38,6 +40,7 @@ pub struct Redis {
     /// `None` until connected, and again after an error (the next call reconnects).
     conn: Mutex<Option<MultiplexedConnection>>,
     timeout: Duration,
+    connect_timeout: Duration,
     pub breaker: Breaker,
     epoch: Instant,
     pub calls: Calls,
@@ -53,12 +56,13 @@ impl std::fmt::Debug for Redis {
 
 impl Redis {
     /// A client for `url` (`redis://host:port[/db]`); nothing is connected yet.
-    pub fn new(url: &str, timeout: Duration, breaker: Breaker) -> anyhow::Result<Redis> {
+    pub fn new(url: &str, timeout: Duration, connect_timeout: Duration, breaker: Breaker) -> anyhow::Result<Redis> {
         let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("fleet.redis_url {url:?}: {e}"))?;
         Ok(Redis {
             client,
             conn: Mutex::new(None),
             timeout,
+            connect_timeout,
             breaker,
             epoch: Instant::now(),
             calls: Calls::default(),
@@ -81,11 +85,20 @@ impl Redis {
             self.calls.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Unavailable::Refused);
         }
-        let attempt = async {
-            let conn = self.connection().await?;
-            call(conn).await
+        let conn = match tokio::time::timeout(self.connect_timeout, self.connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                self.failed(&format!("connecting: {e}"));
+                self.calls.error.fetch_add(1, Ordering::Relaxed);
+                return Err(Unavailable::Error);
+            }
+            Err(_) => {
+                self.failed(&format!("no connection within {} ms", self.connect_timeout.as_millis()));
+                self.calls.timeout.fetch_add(1, Ordering::Relaxed);
+                return Err(Unavailable::Timeout);
+            }
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        match tokio::time::timeout(self.timeout, call(conn)).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 self.calls.ok.fetch_add(1, Ordering::Relaxed);
@@ -115,9 +128,10 @@ impl Redis {
         if let Some(c) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok(c.clone());
         }
+        // Responses are timed by `run`, per call; the handshake by `connect_timeout`.
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(None);
         let c = self.client.get_multiplexed_async_connection_with_config(&config).await?;
         *self.conn.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.clone());
         Ok(c)
