@@ -1006,12 +1006,18 @@ impl Bidder {
     }
 
     /// Once a second, off the blocking pool: notices accepted while Redis was away are
-    /// claimed in the fleet's ledger once it answers.
+    /// claimed in the fleet's ledger once it answers; with none waiting, a failing
+    /// Redis is pinged, so that readiness stops saying degraded once it is back.
     pub async fn fleet_tick(&self) {
-        if let (Some(fleet), Some(now)) = (&self.fleet, self.clock.now_unix()) {
-            if fleet.unshared() > 0 {
+        let Some(fleet) = &self.fleet else { return };
+        match self.clock.now_unix() {
+            Some(now) if fleet.unshared() > 0 => {
                 fleet.reconcile(now).await;
             }
+            _ if fleet.failing() => {
+                fleet.ping().await;
+            }
+            _ => {}
         }
     }
 

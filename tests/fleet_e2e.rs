@@ -288,3 +288,21 @@ async fn bills_replayed_to_another_instance_are_refused_by_the_fleet_and_charged
     let r = &alone.replays;
     assert_eq!((r.sent, r.applied), (alone.notices["bill"]["200"], r.sent), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_starts_without_redis_and_is_no_longer_degraded_once_it_answers() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let a = TestServer::start(cfg(&redis, "a")).await;
+    let r = a.admin_get("/readyz").await;
+    assert_eq!(r.status, 200, "it starts and bids without Redis");
+    assert!(r.text().starts_with("ready, degraded: Redis unreachable"), "{}", r.text());
+    assert_eq!(a.post("/openrtb2/bid", &request()).await.status, 200);
+    redis.restart();
+    // No notice comes: the housekeeping's ping finds Redis back.
+    common::wait_until("readiness no longer degraded", Duration::from_secs(10), || async {
+        a.admin_get("/readyz").await.text() == "ready\n"
+    })
+    .await;
+    a.stop().await;
+}

@@ -4,8 +4,9 @@
 //!
 //! Shared today: the **notice ledger** ([`ledger`]). A notice any instance accepted is
 //! refused as a duplicate by every other, and a loss contradicts a win taken elsewhere.
-//! Budgets, frequency caps, aggregates and the event stream are the instance's own
-//! still (see `deploy/README.md#a-fleet`).
+//! Budgets, frequency caps and aggregates are still each instance's own (see
+//! `deploy/README.md#a-fleet`). The event log stays per instance by design: training
+//! reads them all (`ctrbid features --events a,b,c`, [`crate::events::join`]).
 //!
 //! **Where Redis sits.** Never on the bid path: a bid request makes no Redis call. The
 //! notice path makes one, after the instance's own checks, bounded by
@@ -165,6 +166,10 @@ impl Fleet {
         if cfg.backend == Backend::Memory {
             return Ok(None);
         }
+        if cfg.instance.is_empty() && std::env::var("HOSTNAME").map_or(true, |h| h.is_empty()) {
+            // Two instances of one name would take each other's claims for their own.
+            eprintln!("ctrbid: fleet: no fleet.instance and no HOSTNAME: this instance is named \"ctrbid\"; give each instance its own name");
+        }
         let breaker = breaker::Breaker::new(cfg.breaker_failures, cfg.breaker_open_ms);
         let redis = redis::Redis::new(
             &cfg.redis_url,
@@ -295,6 +300,11 @@ impl Fleet {
             };
         }
         done
+    }
+
+    /// Whether the last call to Redis failed.
+    pub fn failing(&self) -> bool {
+        self.failing_since_ms.load(Ordering::Relaxed) != 0
     }
 
     /// Notices waiting to be claimed.

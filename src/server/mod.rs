@@ -123,6 +123,17 @@ impl Server {
         let admin_token = cfg.admin.token.clone();
         let (model_path, catalog_path) = (cfg.model.path.clone(), cfg.model.catalog.clone());
         let bidder = tokio::task::spawn_blocking(move || Bidder::load(&cfg, loader_metrics)).await??;
+        // A fleet instance starts whether Redis answers or not (degraded until it does):
+        // say which, once.
+        if let Some(fleet) = bidder.fleet() {
+            match fleet.ping().await {
+                true => eprintln!("ctrbid: fleet: instance {:?}, Redis answers", fleet.instance()),
+                false => eprintln!(
+                    "ctrbid: fleet: instance {:?}: Redis does not answer; notices are checked by this instance alone until it does",
+                    fleet.instance()
+                ),
+            }
+        }
         let state = Arc::new(AppState {
             bidder,
             metrics,
