@@ -35,6 +35,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The instance name without `fleet.instance` or `HOSTNAME`.
+const DEFAULT_INSTANCE: &str = "ctrbid";
+
 /// Where shared state lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -122,7 +125,10 @@ impl FleetConfig {
         if !self.instance.is_empty() {
             return self.instance.clone();
         }
-        std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty() && h.len() <= 64).unwrap_or_else(|| "ctrbid".into())
+        std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty() && h.len() <= 64)
+            .unwrap_or_else(|| DEFAULT_INSTANCE.into())
     }
 }
 
@@ -166,9 +172,10 @@ impl Fleet {
         if cfg.backend == Backend::Memory {
             return Ok(None);
         }
-        if cfg.instance.is_empty() && std::env::var("HOSTNAME").map_or(true, |h| h.is_empty()) {
+        let instance = cfg.instance_name();
+        if cfg.instance.is_empty() && instance == DEFAULT_INSTANCE {
             // Two instances of one name would take each other's claims for their own.
-            eprintln!("ctrbid: fleet: no fleet.instance and no HOSTNAME: this instance is named \"ctrbid\"; give each instance its own name");
+            eprintln!("ctrbid: fleet: no fleet.instance and no HOSTNAME: this instance is named \"{DEFAULT_INSTANCE}\"; give each instance its own name");
         }
         let breaker = breaker::Breaker::new(cfg.breaker_failures, cfg.breaker_open_ms);
         let redis = redis::Redis::new(
@@ -179,7 +186,7 @@ impl Fleet {
         )?;
         Ok(Some(Fleet {
             redis,
-            instance: cfg.instance_name(),
+            instance,
             prefix: cfg.key_prefix.clone(),
             claim: ::redis::Script::new(ledger::CLAIM),
             pending: Mutex::new(VecDeque::new()),
