@@ -701,6 +701,11 @@ impl Bidder {
             variants: Arc::new(VariantSet::of(incumbent)),
         };
         state.warn_unpriceable();
+        // In a fleet a bid id names its maker, whose inbox its outcomes go to.
+        let first_bid = match &fleet {
+            Some(f) => crate::fleet::budget::first_bid(f.tag(), seed),
+            None => seed << 16,
+        };
         Ok(Bidder {
             state: ArcSwap::from_pointee(state),
             scoring,
@@ -718,7 +723,7 @@ impl Bidder {
             settings,
             model_source,
             reloading: std::sync::Mutex::new(()),
-            next_bid: AtomicU64::new(seed << 16),
+            next_bid: AtomicU64::new(first_bid),
             clock,
             economics,
             aggregates,
@@ -937,9 +942,17 @@ impl Bidder {
         };
         // The fleet's ledger has the last word: another instance may have taken this
         // notice, or its contradiction. Unreachable, the local verdict stands.
+        let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
+        let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
+        // Another instance's bid: its outcome goes to that instance (with the claim),
+        // which holds the bid's budget reservation; this one applies the rest.
+        let forward = self.fleet.as_ref().and_then(|f| {
+            f.forward_of(|| economics::Outcome::of(&checked, charged_usd, usd_per_unit), kind, checked.bid)
+        });
+        let forwarded = forward.is_some();
         if let Some(fleet) = &self.fleet {
             let ttl = checked.ledger_until - unix_s(now_ms);
-            match fleet.claim(kind, checked.bid, ttl, checked.ledger_until).await {
+            match fleet.claim(kind, checked.bid, ttl, checked.ledger_until, forward.clone()).await {
                 // First only if neither this instance (a win it took while Redis was
                 // away, not yet claimed) nor the fleet has the impression already.
                 Claim::New { first_of_impression } => checked.first_of_impression &= first_of_impression,
@@ -959,12 +972,14 @@ impl Bidder {
         // record carries the event's sequence number, which only applying gives. A
         // record that then fails to be written leaves a gap in the log's sequence (a
         // rebuild counts it), and the exchange's retry counts the event again.
-        let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
         let stamp = self.count_in_aggregates(&checked, &state.selector, now_ms);
         if let Some(events) = &self.events {
             if let Err(e) = events.notice(checked.record(now_ms, charged_usd, stamp)).await {
                 eprintln!("ctrbid: event log: {e}: {} notice for bid {:x} refused with 503", kind.label(), checked.bid);
                 self.notices.release(&checked);
+                if let Some(fleet) = &self.fleet {
+                    fleet.unclaim(kind, checked.bid, forward).await;
+                }
                 self.notices.count_verdict(kind, &notice::Verdict::LogFailed);
                 return (notice::Verdict::LogFailed, None);
             }
@@ -973,8 +988,10 @@ impl Bidder {
         if let Some(tag) = checked.model.as_ref().filter(|_| !checked.test) {
             self.book.on_notice(kind, checked.first_of_impression, tag, applied.charged_usd);
         }
-        let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
-        self.economics.on_notice(&state.accounts, &checked, applied.charged_usd, usd_per_unit, unix_s(now_ms));
+        if !forwarded {
+            let outcome = economics::Outcome::of(&checked, applied.charged_usd, usd_per_unit);
+            self.economics.on_notice(&state.accounts, &outcome, unix_s(now_ms));
+        }
         self.notices.count_verdict(kind, &notice::Verdict::Accepted);
         (notice::Verdict::Accepted, applied.location)
     }
@@ -1005,19 +1022,30 @@ impl Bidder {
         self.fleet.as_ref()
     }
 
-    /// Once a second, off the blocking pool: notices accepted while Redis was away are
-    /// claimed in the fleet's ledger once it answers; with none waiting, a failing
-    /// Redis is pinged, so that readiness stops saying degraded once it is back.
+    /// Every `fleet.lease_interval_ms`: the budget leases of the serving catalog's
+    /// campaigns are refreshed, the outcomes of this instance's bids that others
+    /// received are applied, and notices accepted while Redis was away are claimed in
+    /// the fleet's ledger. Before the auction clock has a time (no request yet) only a
+    /// failing Redis is pinged, so readiness stops saying degraded once it is back.
     pub async fn fleet_tick(&self) {
         let Some(fleet) = &self.fleet else { return };
-        match self.clock.now_unix() {
-            Some(now) if fleet.unshared() > 0 => {
-                fleet.reconcile(now).await;
-            }
-            _ if fleet.failing() => {
+        let Some(now) = self.clock.now_unix() else {
+            if fleet.failing() {
                 fleet.ping().await;
             }
-            _ => {}
+            return;
+        };
+        let state = self.state.load();
+        let paces = &state.accounts.paces;
+        for p in paces {
+            p.roll(now);
+        }
+        if !fleet.refresh_leases(paces, now.div_euclid(86_400)).await {
+            return;
+        }
+        fleet.drain_inbox(|o| self.economics.on_notice(&state.accounts, o, now)).await;
+        if fleet.unshared() > 0 {
+            fleet.reconcile(now).await;
         }
     }
 

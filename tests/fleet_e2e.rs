@@ -67,6 +67,17 @@ async fn metrics(server: &TestServer) -> String {
     server.admin_get("/metrics").await.text()
 }
 
+/// Starts an instance and waits for its first budget lease (none is held before: a
+/// fleet instance bids only within what the fleet granted it).
+async fn start(cfg: Config) -> TestServer {
+    let server = TestServer::start(cfg).await;
+    common::wait_until("the first lease", Duration::from_secs(10), || async {
+        metric(&metrics(&server).await, "ctrbid_fleet_lease_refreshes_total ") >= 1.0
+    })
+    .await;
+    server
+}
+
 fn bid_key(b: &serde_json::Value) -> String {
     let burl = url(b, "burl");
     let id = burl.split(['?', '&']).find_map(|kv| kv.strip_prefix("b=")).unwrap();
@@ -76,8 +87,8 @@ fn bid_key(b: &serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notice_one_instance_took_is_refused_by_the_other() {
     let redis = RedisServer::start();
-    let a = TestServer::start(cfg(&redis, "a")).await;
-    let b = TestServer::start(cfg(&redis, "b")).await;
+    let a = start(cfg(&redis, "a")).await;
+    let b = start(cfg(&redis, "b")).await;
     let x = bid(&a).await;
 
     // The bill lands on b: applied there.
@@ -128,8 +139,8 @@ async fn a_notice_one_instance_took_is_refused_by_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_notices_are_checked_locally_and_claimed_when_it_returns() {
     let mut redis = RedisServer::start();
-    let a = TestServer::start(cfg(&redis, "a")).await;
-    let b = TestServer::start(cfg(&redis, "b")).await;
+    let a = start(cfg(&redis, "a")).await;
+    let b = start(cfg(&redis, "b")).await;
     let (x, y) = (bid(&a).await, bid(&a).await);
     assert_eq!(a.get(&filled(url(&x, "burl"), "2.00")).await.status, 200, "x billed before the outage");
 
@@ -205,7 +216,7 @@ async fn one_training_set_joins_a_bid_logged_by_one_instance_with_notices_logged
         c.events.bid_sample = Some(1.0);
         c
     };
-    let (a, b) = (TestServer::start(with_log("a")).await, TestServer::start(with_log("b")).await);
+    let (a, b) = (start(with_log("a")).await, start(with_log("b")).await);
     let x = bid(&a).await;
     // Its win and bill reach b, its click a.
     assert_eq!(b.get(&filled(url(&x, "nurl"), "1.20")).await.status, 200);
@@ -295,14 +306,99 @@ async fn an_instance_starts_without_redis_and_is_no_longer_degraded_once_it_answ
     redis.kill();
     let a = TestServer::start(cfg(&redis, "a")).await;
     let r = a.admin_get("/readyz").await;
-    assert_eq!(r.status, 200, "it starts and bids without Redis");
+    assert_eq!(r.status, 200, "it starts without Redis");
     assert!(r.text().starts_with("ready, degraded: Redis unreachable"), "{}", r.text());
-    assert_eq!(a.post("/openrtb2/bid", &request()).await.status, 200);
+    // It holds no lease of any budget: it answers, and bids nothing.
+    let r = a.post("/openrtb2/bid", &request()).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let m = metrics(&a).await;
+    assert_eq!(metric(&m, "ctrbid_campaign_lease_usd{campaign=\"cmp-1\"} "), 0.0, "{m}");
     redis.restart();
-    // No notice comes: the housekeeping's ping finds Redis back.
+    // No notice comes: the fleet's tick finds Redis back, and a lease.
     common::wait_until("readiness no longer degraded", Duration::from_secs(10), || async {
         a.admin_get("/readyz").await.text() == "ready\n"
     })
     .await;
+    common::wait_until("a lease", Duration::from_secs(10), || async {
+        metric(&metrics(&a).await, "ctrbid_fleet_lease_refreshes_total ") >= 1.0
+    })
+    .await;
+    assert_eq!(a.post("/openrtb2/bid", &request()).await.status, 200);
     a.stop().await;
+}
+
+/// Three instances of one bidder behind `ctrbid exchange` (the load balancer: requests
+/// round robin, each notice to any instance), every budget small enough to bind and no
+/// pacing: the fleet spends each budget once, not once per instance, and what each
+/// instance's bids cost comes back to it from the instances their notices reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_spend_each_budget_once() {
+    // About ten bids' worth: three instances alone would spend it three times over.
+    const BUDGET: f64 = 0.15;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ctrbid::simulate::SimConfig { seed: 7, campaigns: 20, ..Default::default() };
+    let mut catalog = ctrbid::simulate::generate_catalog(&sim).unwrap();
+    for c in &mut catalog.campaigns {
+        c.daily_budget = BUDGET;
+    }
+    let catalog_path = dir.path().join("catalog.json");
+    std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    let instance = |name: &str| {
+        let mut c = cfg(&redis, name);
+        c.server.clock = ctrbid::clock::ClockMode::Simulation;
+        c.model.catalog = catalog_path.clone();
+        c.pacing.enabled = false;
+        // An hour of the simulated day (an eighth of a second here): holds outlive
+        // their outcomes' round trips, bids that hear nothing give theirs back.
+        c.pacing.in_flight_s = 3600;
+        // The day passes in three seconds: refresh as a production day's 200 ms would.
+        c.fleet.lease_interval_ms = 10;
+        c
+    };
+    let servers = [
+        TestServer::start(instance("a")).await,
+        TestServer::start(instance("b")).await,
+        TestServer::start(instance("c")).await,
+    ];
+    let fleet = servers.iter().map(|s| format!("http://{}", s.addr)).collect::<Vec<_>>().join(",");
+    let mut o = ctrbid::exchange::Options::new(vec![fleet], dir.path().join("exchange"));
+    (o.seed, o.campaigns, o.requests, o.rate, o.tmax_grace_ms) = (7, 20, 3000, 1000.0, 5000);
+    let report = ctrbid::exchange::exchange(&o).await.unwrap().report;
+
+    let spent = &report.bidders[0].campaigns;
+    for c in spent {
+        assert!(c.stats.spend <= BUDGET + 1e-9, "{} spent {} of {BUDGET}", c.campaign, c.stats.spend);
+    }
+    let near: Vec<&str> =
+        spent.iter().filter(|c| c.stats.spend >= 0.85 * BUDGET).map(|c| c.campaign.as_str()).collect();
+    assert!(
+        near.len() >= 2,
+        "the instances pool each budget: {:?}",
+        spent.iter().map(|c| c.stats.spend).collect::<Vec<_>>()
+    );
+    // Each of them bought with more than one instance's bids (spend by bid maker).
+    for id in &near {
+        let mut by_instance = Vec::new();
+        for s in &servers {
+            let pacing = s.admin_get("/admin/pacing").await.json();
+            let c = pacing["campaigns"].as_array().unwrap().iter().find(|c| c["campaign"] == *id).unwrap().clone();
+            by_instance.push(c["spend_usd"].as_f64().unwrap());
+        }
+        assert!(by_instance.iter().filter(|&&s| s > 0.0).count() >= 2, "{id}: {by_instance:?}");
+    }
+    // Every outcome sent to another instance's inbox was applied there.
+    common::wait_until("the inboxes drained", Duration::from_secs(10), || async {
+        let (mut sent, mut applied) = (0.0, 0.0);
+        for s in &servers {
+            let m = metrics(s).await;
+            sent += metric(&m, "ctrbid_fleet_outcomes_total{direction=\"forwarded\"} ");
+            applied += metric(&m, "ctrbid_fleet_outcomes_total{direction=\"applied\"} ");
+        }
+        sent > 100.0 && sent == applied
+    })
+    .await;
+    for s in servers {
+        s.stop().await;
+    }
 }

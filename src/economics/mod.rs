@@ -63,6 +63,9 @@ pub struct Economics {
     /// the shading feedback they carried is lost; a win still counts under its caps
     /// from the user key in its URL.
     late_outcomes: std::sync::atomic::AtomicU64,
+    /// A fleet instance: each campaign bids within the lease the fleet grants it
+    /// ([`crate::fleet::budget`]), and today's spend comes from the fleet.
+    leased: bool,
 }
 
 /// The paces of one catalog's campaigns, in catalog order: built with the selector,
@@ -71,6 +74,73 @@ pub struct Economics {
 pub struct Accounts {
     pub paces: Vec<Arc<CampaignPace>>,
     caps: CapTable,
+}
+
+/// What an accepted win, billing or loss notice tells the economics of the bid's
+/// campaign: the part of [`Checked`] they read, with prices in USD. In a fleet it
+/// travels (as JSON) from the instance that accepted the notice to the one that made
+/// the bid, which holds its reservation ([`crate::fleet::budget`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    #[serde(with = "kind_label")]
+    pub kind: Kind,
+    pub bid: u64,
+    pub campaign: String,
+    pub creative: String,
+    /// Win, billing: the clearing price, USD CPM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price_usd: Option<f64>,
+    /// Billing: what it added to the spend, micro-USD.
+    #[serde(default)]
+    pub charged_micros: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_reason: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_to_win_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<u64>,
+    #[serde(default)]
+    pub first_of_impression: bool,
+    #[serde(default)]
+    pub test: bool,
+}
+
+impl Outcome {
+    /// The outcome of a checked notice; `usd_per_unit` converts its prices (the bid's
+    /// currency) to USD; `charged_usd` is what billing added to the spend.
+    pub fn of(c: &Checked, charged_usd: f64, usd_per_unit: Option<f64>) -> Outcome {
+        let usd = |p: Option<f64>| p.zip(usd_per_unit).map(|(p, r)| p * r);
+        Outcome {
+            kind: c.kind,
+            bid: c.bid,
+            campaign: c.campaign.clone(),
+            creative: c.creative.clone(),
+            price_usd: usd(c.price),
+            charged_micros: micros(charged_usd),
+            loss_reason: c.loss_reason,
+            min_to_win_usd: usd(c.min_to_win),
+            user: c.user,
+            first_of_impression: c.first_of_impression,
+            test: c.test,
+        }
+    }
+}
+
+mod kind_label {
+    use crate::notice::Kind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(k.label())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let label = <&str>::deserialize(d)?;
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.label() == label)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown notice kind {label:?}")))
+    }
 }
 
 /// A bid [`Economics::hold`] let through.
@@ -110,6 +180,7 @@ impl Admit for Gate<'_> {
             pace.count_opportunities(OPPORTUNITY_SAMPLE);
         }
         if pace.left_micros() == 0 {
+            pace.mark_starved();
             return false;
         }
         if self.throttle && !pace.takes(draw(self.seed, campaign)) {
@@ -148,11 +219,15 @@ impl Economics {
             requests_without_user: Default::default(),
             capped: Default::default(),
             late_outcomes: Default::default(),
+            leased: cfg.fleet.backend == crate::fleet::Backend::Redis,
         }
     }
 
     /// The accounts of a (newly loaded) catalog: each campaign keeps its pace by id,
-    /// with the catalog's budget; a new one starts from `spend_today` (USD).
+    /// with the catalog's budget; a new one starts from `spend_today` (USD), or in a
+    /// fleet from nothing, with no lease, until the fleet's first grant says what this
+    /// instance spent today (the event log holds the bills it received, which in a
+    /// fleet are not those of its own bids).
     pub fn attach(&self, catalog: &Catalog, spend_today: impl Fn(&str) -> f64, now: Option<i64>) -> Accounts {
         let paces = catalog
             .campaigns
@@ -162,6 +237,11 @@ impl Economics {
                     .paces
                     .entry(c.id.as_str().into())
                     .or_insert_with(|| {
+                        if self.leased {
+                            let pace = CampaignPace::new(&c.id, c.daily_budget).leased();
+                            pace.restore_spent(0, now);
+                            return Arc::new(pace);
+                        }
                         let pace = CampaignPace::new(&c.id, c.daily_budget);
                         pace.restore_spent(micros(spend_today(&c.id)), now);
                         Arc::new(pace)
@@ -269,30 +349,29 @@ impl Economics {
         Some(held)
     }
 
-    /// An accepted notice at `now` (Unix s): `charged_usd` is what billing added to the
-    /// spend; `usd_per_unit` converts the notice's prices (the bid's currency) to USD;
+    /// An accepted notice at `now` (Unix s), read as an [`Outcome`] (here, or by the
+    /// instance that made the bid when another accepted it: [`crate::fleet`]);
     /// `accounts` are the serving catalog's (what a late impression counts under).
-    pub fn on_notice(&self, accounts: &Accounts, c: &Checked, charged_usd: f64, usd_per_unit: Option<f64>, now: i64) {
-        let price_usd = c.price.zip(usd_per_unit).map(|(p, r)| p * r);
-        match c.kind {
+    pub fn on_notice(&self, accounts: &Accounts, o: &Outcome, now: i64) {
+        match o.kind {
             Kind::Bill => {
-                if charged_usd > 0.0 {
-                    if let Some(pace) = self.paces.get(c.campaign.as_str()) {
-                        pace.bill(micros(charged_usd), now);
+                if o.charged_micros > 0 {
+                    if let Some(pace) = self.paces.get(o.campaign.as_str()) {
+                        pace.bill(o.charged_micros, now);
                     }
                 }
                 // A bill without a win notice before it is the impression.
-                match self.bids.settle(c.bid) {
-                    Some(e) if !e.won => self.won(c.bid, &e, now),
+                match self.bids.settle(o.bid) {
+                    Some(e) if !e.won => self.won(o.bid, &e, now),
                     Some(_) => {}
-                    None => self.won_late(accounts, c, now),
+                    None => self.won_late(accounts, o, now),
                 }
             }
             Kind::Win => {
                 let keep = now + self.config.in_flight_s;
-                let found = self.bids.update(c.bid, |e| {
+                let found = self.bids.update(o.bid, |e| {
                     // What the win will bill is known now: hold that, until the bill.
-                    if let Some(price) = price_usd {
+                    if let Some(price) = o.price_usd {
                         let cleared = per_impression_micros(price);
                         if cleared < e.reserved {
                             e.pace.release(e.reserved - cleared);
@@ -300,28 +379,27 @@ impl Economics {
                         }
                     }
                     if !e.won {
-                        self.won(c.bid, e, now);
+                        self.won(o.bid, e, now);
                     }
                     e.won = true;
                     e.until = e.until.max(keep);
                 });
-                if found.is_none() && c.first_of_impression && !c.test {
+                if found.is_none() && o.first_of_impression && !o.test {
                     self.late_outcomes.fetch_add(1, Ordering::Relaxed);
-                    self.won_late(accounts, c, now);
+                    self.won_late(accounts, o, now);
                 }
             }
             Kind::Loss => {
-                let settled = self.bids.settle(c.bid);
-                if settled.is_none() && !c.test {
+                let settled = self.bids.settle(o.bid);
+                if settled.is_none() && !o.test {
                     self.late_outcomes.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(e) = settled {
                     for h in &e.caps {
-                        self.caps.lost(h.user, h.item, c.bid);
+                        self.caps.lost(h.user, h.item, o.bid);
                     }
                     if let Some(shading) = &e.shading {
-                        let min_to_win = c.min_to_win.zip(usd_per_unit).map(|(m, r)| m * r);
-                        self.pricer.lost(shading, c.loss_reason, min_to_win);
+                        self.pricer.lost(shading, o.loss_reason, o.min_to_win_usd);
                     }
                 }
             }
@@ -344,10 +422,10 @@ impl Economics {
     /// the impression's first word and its URL carries the user's cap key, the
     /// impression counts under the caps its campaign and creative have now. What the
     /// shading model would have learnt from it is lost.
-    fn won_late(&self, accounts: &Accounts, c: &Checked, now: i64) {
-        let Some(user) = c.user.filter(|_| c.first_of_impression && !c.test) else { return };
-        for item in accounts.caps.items_of_ids(&c.campaign, &c.creative) {
-            self.caps.won(user, item, c.bid, now);
+    fn won_late(&self, accounts: &Accounts, o: &Outcome, now: i64) {
+        let Some(user) = o.user.filter(|_| o.first_of_impression && !o.test) else { return };
+        for item in accounts.caps.items_of_ids(&o.campaign, &o.creative) {
+            self.caps.won(user, item, o.bid, now);
         }
     }
 
@@ -356,6 +434,11 @@ impl Economics {
     pub fn tick(&self, accounts: &Accounts, now: i64) {
         self.bids.sweep(now);
         self.caps.sweep(now, accounts.caps.max_window_s);
+    }
+
+    /// Whether campaigns bid within the fleet's leases.
+    pub fn leased(&self) -> bool {
+        self.leased
     }
 
     pub fn bids_in_flight(&self) -> usize {
@@ -386,7 +469,22 @@ impl Economics {
                 |p| p.refused.load(Ordering::Relaxed) as f64,
             ),
         ];
-        for (name, kind, help, value) in gauges {
+        let leases: [Gauge; 2] = [
+            (
+                "ctrbid_campaign_lease_usd",
+                "gauge",
+                "The share of the budget the fleet granted this instance today, USD.",
+                |p| p.lease_micros() as f64 / 1e6,
+            ),
+            (
+                "ctrbid_campaign_lease_refused_total",
+                "counter",
+                "Bids not made: the lease was used up while the budget was not.",
+                |p| p.lease_refused.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        let leased = if self.leased { &leases[..] } else { &[] };
+        for (name, kind, help, value) in gauges.iter().chain(leased) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for p in &accounts.paces {
                 let _ = writeln!(out, "{name}{{campaign=\"{}\"}} {}", p.id, value(p));
@@ -458,6 +556,10 @@ impl Economics {
                     "budget_usd": budget,
                     "spend_usd": p.spent_micros() as f64 / 1e6,
                     "in_flight_usd": p.reserved_micros() as f64 / 1e6,
+                    "lease_usd": (p.lease_micros() != pacing::NO_LEASE).then(|| p.lease_micros() as f64 / 1e6),
+                    "fleet_others_committed_usd": self.leased.then(|| p.fleet_view().0 as f64 / 1e6),
+                    "fleet_live": self.leased.then(|| p.fleet_view().1),
+                    "lease_refused": p.lease_refused.load(Ordering::Relaxed),
                     "pacing_rate": p.rate(),
                     "throttled": p.throttled.load(Ordering::Relaxed),
                     "refused": p.refused.load(Ordering::Relaxed),

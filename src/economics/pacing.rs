@@ -31,7 +31,7 @@
 
 use super::plan::{hour_of, Learning, Profile, HOURS};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 /// The rate as a `u32` share: `u32::MAX` is 1.
 const RATE_ONE: u32 = u32::MAX;
@@ -65,7 +65,30 @@ pub struct CampaignPace {
     pub(super) ctl: std::sync::Mutex<Controlled>,
     /// The UTC day `spent` belongs to.
     day: AtomicI64,
+    /// In a fleet, the share of the budget this instance holds (its lease, micro-USD,
+    /// granted for the day by [`crate::fleet::budget`]); [`NO_LEASE`] alone. Bids
+    /// reserve against the lesser of the budget and the lease.
+    lease: AtomicU64,
+    /// In a fleet: what the other instances had committed (spent and in flight) at the
+    /// last lease refresh, and how many instances were live then (1 alone). The pacing
+    /// controller plans the fleet's spend and takes its share of it.
+    others_committed: AtomicU64,
+    live: AtomicU32,
+    /// Bids not made because the lease was used up while the budget was not: the
+    /// instance waits for its next grant.
+    pub lease_refused: AtomicU64,
+    /// The largest amount a bid reserved (a lease is never sized below one bid).
+    max_hold: AtomicU64,
+    /// A fleet instance's bookkeeping of its lease: a bid found it used up since the
+    /// last refresh; what was committed at the last grant; when that was (ms of the
+    /// fleet client's clock).
+    starved: AtomicBool,
+    committed_at_grant: AtomicU64,
+    granted_at_ms: AtomicI64,
 }
+
+/// [`CampaignPace::lease`] of an instance alone: no limit beside the budget.
+pub const NO_LEASE: u64 = u64::MAX;
 
 /// What the controller keeps per campaign between steps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -114,7 +137,83 @@ impl CampaignPace {
             refused: AtomicU64::new(0),
             ctl: std::sync::Mutex::new(Controlled::default()),
             day: AtomicI64::new(i64::MIN),
+            lease: AtomicU64::new(NO_LEASE),
+            others_committed: AtomicU64::new(0),
+            live: AtomicU32::new(1),
+            lease_refused: AtomicU64::new(0),
+            max_hold: AtomicU64::new(0),
+            starved: AtomicBool::new(false),
+            committed_at_grant: AtomicU64::new(0),
+            granted_at_ms: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// A pace whose bids wait for a lease (a fleet instance): none is held until the
+    /// first grant.
+    pub fn leased(self) -> CampaignPace {
+        self.lease.store(0, Ordering::Relaxed);
+        self
+    }
+
+    /// The lease held, micro-USD; [`NO_LEASE`] alone.
+    pub fn lease_micros(&self) -> u64 {
+        self.lease.load(Ordering::Relaxed)
+    }
+
+    /// A grant from the fleet at `at_ms`: the lease is now `lease`; the others had
+    /// committed `others` and `live` instances were live.
+    pub fn set_grant(&self, lease: u64, others: u64, live: u32, at_ms: i64) {
+        self.lease.store(lease, Ordering::Relaxed);
+        self.others_committed.store(others, Ordering::Relaxed);
+        self.live.store(live.max(1), Ordering::Relaxed);
+        self.committed_at_grant.store(self.spent_micros() + self.reserved_micros(), Ordering::Relaxed);
+        self.granted_at_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Whether a fleet instance should ask for this campaign's lease again at `now_ms`:
+    /// a bid found the lease used up, half of the last slice is committed, or the last
+    /// grant is older than `stale_ms` (what the fleet knows of this instance's spend,
+    /// and the others', is that old). Clears the used-up mark.
+    pub fn lease_due(&self, now_ms: i64, stale_ms: i64) -> bool {
+        if self.starved.swap(false, Ordering::Relaxed) {
+            return true;
+        }
+        let lease = self.lease_micros();
+        let at_grant = self.committed_at_grant.load(Ordering::Relaxed);
+        let committed = self.spent_micros() + self.reserved_micros();
+        let half_used = lease != NO_LEASE && committed.saturating_sub(at_grant) * 2 >= lease.saturating_sub(at_grant);
+        half_used || now_ms.saturating_sub(self.granted_at_ms.load(Ordering::Relaxed)) >= stale_ms
+    }
+
+    /// Marks the lease used up (a fleet instance's candidate met no room): the next
+    /// refresh asks for more. Free when it is marked already.
+    pub fn mark_starved(&self) {
+        if self.lease_micros() != NO_LEASE && !self.starved.load(Ordering::Relaxed) {
+            self.starved.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// What the fleet had committed besides this instance, and its live instances, at
+    /// the last grant (0 and 1 alone).
+    pub fn fleet_view(&self) -> (u64, u32) {
+        (self.others_committed.load(Ordering::Relaxed), self.live.load(Ordering::Relaxed))
+    }
+
+    /// The largest amount one bid of this campaign reserved, micro-USD.
+    pub fn max_hold_micros(&self) -> u64 {
+        self.max_hold.load(Ordering::Relaxed)
+    }
+
+    /// Takes the fleet's record of today's spend by this instance when it is higher
+    /// than the one kept here (after a restart the event log holds the bills this
+    /// instance received, not those of its own bids).
+    pub fn adopt_spent(&self, amount: u64) {
+        self.spent.fetch_max(amount, Ordering::AcqRel);
+    }
+
+    /// What bids may commit: the budget, or the lease when it is less.
+    fn limit(&self) -> u64 {
+        self.budget_micros().min(self.lease_micros())
     }
 
     pub fn set_budget(&self, usd: f64) {
@@ -133,9 +232,9 @@ impl CampaignPace {
         self.reserved.load(Ordering::Relaxed)
     }
 
-    /// Budget left after spend and bids in flight, micro-USD.
+    /// Budget (or lease) left after spend and bids in flight, micro-USD.
     pub fn left_micros(&self) -> u64 {
-        self.budget_micros().saturating_sub(self.spent_micros() + self.reserved_micros())
+        self.limit().saturating_sub(self.spent_micros() + self.reserved_micros())
     }
 
     /// The pacing rate, 0 to 1.
@@ -158,14 +257,25 @@ impl CampaignPace {
     }
 
     /// Reserves `amount` micro-USD for a bid in flight; false (nothing reserved) when
-    /// spend plus reservations would pass the budget. Invariant: after a `true`,
-    /// `spent + reserved <= budget` held at the reservation.
+    /// spend plus reservations would pass the budget, or the lease. Invariant: after a
+    /// `true`, `spent + reserved <= min(budget, lease)` held at the reservation.
     pub fn reserve(&self, amount: u64) -> bool {
+        let lease = self.lease_micros();
+        if lease != NO_LEASE && amount > self.max_hold.load(Ordering::Relaxed) {
+            self.max_hold.fetch_max(amount, Ordering::Relaxed);
+        }
         let budget = self.budget_micros();
+        let limit = budget.min(lease);
         let mut reserved = self.reserved.load(Ordering::Relaxed);
         loop {
-            if self.spent_micros() + reserved + amount > budget {
-                self.refused.fetch_add(1, Ordering::Relaxed);
+            let committed = self.spent_micros() + reserved + amount;
+            if committed > limit {
+                if committed > budget {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.lease_refused.fetch_add(1, Ordering::Relaxed);
+                    self.mark_starved();
+                }
                 return false;
             }
             match self.reserved.compare_exchange_weak(reserved, reserved + amount, Ordering::AcqRel, Ordering::Relaxed)
@@ -206,13 +316,19 @@ impl CampaignPace {
         self.spent.store(amount, Ordering::Relaxed);
     }
 
-    /// At the first event of a new UTC day: today's spend starts at 0.
-    fn roll(&self, now: i64) {
+    /// At the first event of a new UTC day: today's spend starts at 0, and so does a
+    /// fleet instance's lease (a day's grants are the day's). True when it rolled.
+    pub fn roll(&self, now: i64) -> bool {
         let day = now.div_euclid(86_400);
         let current = self.day.load(Ordering::Relaxed);
         if day > current && self.day.compare_exchange(current, day, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
             self.spent.store(0, Ordering::Relaxed);
+            if current != i64::MIN {
+                let _ = self.lease.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |l| (l != NO_LEASE).then_some(0));
+            }
+            return true;
         }
+        false
     }
 }
 
@@ -283,11 +399,15 @@ impl Controller {
             }
             let budget = c.budget_micros() as f64;
             let planned = |t: i64| budget * g.profile.cumulative(t);
-            let committed = (spent + c.reserved_micros()) as f64;
+            // In a fleet the plan is the fleet's, and this instance takes its share of
+            // what it needs (each sees about as much of the traffic).
+            let (others, live) = c.fleet_view();
+            let committed = (spent + c.reserved_micros() + others) as f64;
             let gap = planned(second) - committed;
             // The gap closes over `catch_up_s`, or what is left of the day if less.
             let window = s.catch_up_s.min(86_400 - second).max(s.step_s);
-            let need = (planned(second + s.step_s) - planned(second)) + gap * (s.step_s as f64 / window as f64);
+            let need = ((planned(second + s.step_s) - planned(second)) + gap * (s.step_s as f64 / window as f64))
+                / f64::from(live);
             let expected = g.avg_opportunities * density(hour_of(now));
             c.set_rate(next_rate(need, g.avg_spend, g.avg_taken, expected, s.min_rate));
         }

@@ -20,8 +20,10 @@
 
 use crate::notice::Kind;
 
-/// Checks a (bid, kind) against the hash in `KEYS[1]` and takes it.
-/// `ARGV`: kind, seconds to keep the key at least, this instance's name.
+/// Checks a (bid, kind) against the hash in `KEYS[1]` and takes it; when new and
+/// `KEYS[2]` is given (the bid's maker is another instance), appends `ARGV[4]` (the
+/// notice's outcome) to that inbox, kept a day ([`super::budget`]).
+/// `ARGV`: kind, seconds to keep the key at least, this instance's name, the outcome.
 /// Answers `{code, holder}`: 0 duplicate (holder: who accepted it), 1 new, 2 new and
 /// the impression's first word, 3 a loss after a win or a bill, 4 a win or a bill
 /// after a loss.
@@ -39,7 +41,23 @@ if kind == 'win' then first = 1 - redis.call('HEXISTS', h, 'bill')
 elseif kind == 'bill' then first = 1 - redis.call('HEXISTS', h, 'win') end
 redis.call('HSET', h, kind, me)
 if redis.call('TTL', h) < ttl then redis.call('EXPIRE', h, ttl) end
+if KEYS[2] then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], 86400)
+end
 return {1 + first, me}
+";
+
+/// Undoes a claim this instance made (`KEYS[1]`, field `ARGV[1]` held by `ARGV[2]`)
+/// and the outcome it appended to `KEYS[2]` (`ARGV[3]`), when the notice could not be
+/// logged after all and is refused: the exchange's retry must find it unclaimed.
+pub const UNCLAIM: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if KEYS[2] then redis.call('LREM', KEYS[2], -1, ARGV[3]) end
+  return 1
+end
+return 0
 ";
 
 /// What the fleet says about a notice the instance's own checks accepted.
@@ -70,12 +88,14 @@ impl Claim {
 }
 
 /// A notice accepted while Redis was away, to be claimed when it answers again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub kind: Kind,
     pub bid: u64,
     /// Unix s (auction clock) until which the ledger keeps it.
     pub until: i64,
+    /// For another instance's bid: its maker's tag and the outcome to forward.
+    pub forward: Option<(u16, String)>,
 }
 
 /// The Redis key of a bid's hash.

@@ -2,15 +2,19 @@
 //! (`[fleet] backend = "redis"`); one instance alone keeps it in memory (the default,
 //! `backend = "memory"`, where none of this runs).
 //!
-//! Shared today: the **notice ledger** ([`ledger`]). A notice any instance accepted is
-//! refused as a duplicate by every other, and a loss contradicts a win taken elsewhere.
-//! Budgets, frequency caps and aggregates are still each instance's own (see
-//! `deploy/README.md#a-fleet`). The event log stays per instance by design: training
-//! reads them all (`ctrbid features --events a,b,c`, [`crate::events::join`]).
+//! Shared today: the **notice ledger** ([`ledger`]): a notice any instance accepted is
+//! refused as a duplicate by every other, and a loss contradicts a win taken elsewhere;
+//! and **budgets** ([`budget`]): each instance bids within a lease of each campaign's
+//! budget, and the outcomes of its bids come back to it from whichever instance the
+//! load balancer sent their notices to. Frequency caps and aggregates are still each
+//! instance's own (see `deploy/README.md#a-fleet`). The event log stays per instance by
+//! design: training reads them all (`ctrbid features --events a,b,c`,
+//! [`crate::events::join`]).
 //!
 //! **Where Redis sits.** Never on the bid path: a bid request makes no Redis call. The
 //! notice path makes one, after the instance's own checks, bounded by
-//! `fleet.timeout_ms`.
+//! `fleet.timeout_ms`; a background tick every `fleet.lease_interval_ms` makes two or
+//! three (leases for every campaign, the inbox, its acknowledgement).
 //!
 //! **When Redis is slow or down** ([`redis::Redis`], [`breaker::Breaker`]): after
 //! `breaker_failures` failed calls in a row the breaker opens, and notices are checked
@@ -23,16 +27,18 @@
 //! the instance stays ready (it bids as before).
 
 pub mod breaker;
+pub mod budget;
 pub mod ledger;
 pub mod redis;
 
+use crate::economics::{CampaignPace, Outcome};
 use crate::notice::Kind;
 use ledger::{Claim, Pending};
 use serde::Deserialize;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The instance name without `fleet.instance` or `HOSTNAME`.
@@ -75,6 +81,12 @@ pub struct FleetConfig {
     /// Notices accepted while Redis was away kept for claiming later, at most; beyond,
     /// the oldest are dropped (counted). Default 100,000.
     pub max_unshared: usize,
+    /// How often the instance refreshes its budget leases and drains the outcomes of
+    /// its bids that other instances received, ms. Default 200.
+    pub lease_interval_ms: u64,
+    /// An instance that has not refreshed within this long is gone: its unspent
+    /// leases go back to the others, ms. Default 5000.
+    pub live_window_ms: u64,
 }
 
 impl Default for FleetConfig {
@@ -89,6 +101,8 @@ impl Default for FleetConfig {
             breaker_failures: 3,
             breaker_open_ms: 1000,
             max_unshared: 100_000,
+            lease_interval_ms: 200,
+            live_window_ms: 5000,
         }
     }
 }
@@ -107,6 +121,12 @@ impl FleetConfig {
         check(self.breaker_failures >= 1, "breaker_failures", "must be at least 1")?;
         check((1..=600_000).contains(&self.breaker_open_ms), "breaker_open_ms", "must be from 1 to 600000")?;
         check(self.max_unshared >= 1, "max_unshared", "must be at least 1")?;
+        check((10..=60_000).contains(&self.lease_interval_ms), "lease_interval_ms", "must be from 10 to 60000")?;
+        check(
+            self.live_window_ms >= 2 * self.lease_interval_ms,
+            "live_window_ms",
+            "must be at least twice lease_interval_ms",
+        )?;
         check(
             self.instance.len() <= 64 && !self.instance.contains(char::is_whitespace),
             "instance",
@@ -144,6 +164,14 @@ struct Counts {
     double_applied: AtomicU64,
     reconciled_contradiction: AtomicU64,
     dropped: AtomicU64,
+    /// Outcomes of other instances' bids sent to their inboxes (or kept to send).
+    forwarded: AtomicU64,
+    /// Outcomes of this instance's bids taken from its inbox, and those unreadable.
+    inbox_applied: AtomicU64,
+    inbox_bad: AtomicU64,
+    /// Lease refreshes that Redis answered, and the campaign leases they set.
+    refreshes: AtomicU64,
+    leases: AtomicU64,
 }
 
 /// The shared state's client: one per bidder, with `backend = "redis"`.
@@ -159,6 +187,15 @@ pub struct Fleet {
     /// Since when calls fail, ms of [`redis::Redis::monotonic_ms`] plus one; 0 while
     /// they succeed.
     failing_since_ms: AtomicI64,
+    /// The tag this instance's bid ids carry ([`budget::tag_of`]), and its inbox key.
+    tag: u16,
+    inbox: String,
+    lease: ::redis::Script,
+    drain: ::redis::Script,
+    ack: ::redis::Script,
+    unclaim: ::redis::Script,
+    live_window_ms: u64,
+    interval: Duration,
 }
 
 /// Pending claims one [`Fleet::reconcile`] takes at most, so a long backlog is worked
@@ -184,10 +221,19 @@ impl Fleet {
             Duration::from_millis(cfg.connect_timeout_ms),
             breaker,
         )?;
+        let tag = budget::tag_of(&instance);
         Ok(Some(Fleet {
             redis,
+            inbox: budget::inbox(&cfg.key_prefix, tag),
+            tag,
             instance,
             prefix: cfg.key_prefix.clone(),
+            lease: ::redis::Script::new(budget::LEASE),
+            drain: ::redis::Script::new(budget::DRAIN),
+            ack: ::redis::Script::new(budget::ACK),
+            unclaim: ::redis::Script::new(ledger::UNCLAIM),
+            live_window_ms: cfg.live_window_ms,
+            interval: Duration::from_millis(cfg.lease_interval_ms),
             claim: ::redis::Script::new(ledger::CLAIM),
             pending: Mutex::new(VecDeque::new()),
             max_pending: cfg.max_unshared,
@@ -198,6 +244,46 @@ impl Fleet {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// How often [`crate::bidder::Bidder::fleet_tick`] runs.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The tag this instance's bid ids carry in their top 16 bits.
+    pub fn tag(&self) -> u16 {
+        self.tag
+    }
+
+    /// The outcome of a notice for bid `bid` as it goes to the bid's maker, when that
+    /// is another instance and the notice settles a bid (win, billing, loss); `None`
+    /// when this instance applies it.
+    pub fn forward_of(&self, outcome: impl FnOnce() -> Outcome, kind: Kind, bid: u64) -> Option<(u16, String)> {
+        let owner = budget::owner(bid);
+        let settles = matches!(kind, Kind::Win | Kind::Bill | Kind::Loss);
+        (settles && owner != self.tag).then(|| {
+            self.counts.forwarded.fetch_add(1, Ordering::Relaxed);
+            (owner, serde_json::to_string(&outcome()).unwrap_or_default())
+        })
+    }
+
+    /// Checks that no other instance's name hashes to this one's tag (their bids'
+    /// outcomes would land in one inbox); says so at start when one does.
+    pub async fn check_tag(&self) -> Option<String> {
+        let key = format!("{}tag:{:04x}", self.prefix, self.tag);
+        let me = self.instance.as_str();
+        let held = self
+            .redis
+            .run(|mut c| async move {
+                let set: Option<String> =
+                    ::redis::cmd("SET").arg(&key).arg(me).arg("NX").arg("GET").query_async(&mut c).await?;
+                Ok(set)
+            })
+            .await
+            .ok()
+            .flatten();
+        held.filter(|h| h != me)
     }
 
     /// One call to Redis: a `PING` (start-up and tests).
@@ -222,8 +308,10 @@ impl Fleet {
 
     /// Claims a notice the instance's own checks accepted: `kind` of `bid`, kept in the
     /// fleet's ledger for `ttl_s` seconds at least.
-    pub async fn claim(&self, kind: Kind, bid: u64, ttl_s: i64, until: i64) -> Claim {
-        match self.run_claim(kind, bid, ttl_s).await {
+    /// `forward` is the outcome for the bid's maker ([`Fleet::forward_of`]), appended to
+    /// its inbox with the claim.
+    pub async fn claim(&self, kind: Kind, bid: u64, ttl_s: i64, until: i64, forward: Option<(u16, String)>) -> Claim {
+        match self.run_claim(kind, bid, ttl_s, forward.as_ref()).await {
             Some((code, holder)) => {
                 let claim = Claim::of_reply(code, holder);
                 let counter = match claim {
@@ -236,30 +324,124 @@ impl Fleet {
             }
             None => {
                 self.counts.unshared.fetch_add(1, Ordering::Relaxed);
-                self.keep(Pending { kind, bid, until });
+                self.keep(Pending { kind, bid, until, forward });
                 Claim::Unshared
             }
         }
     }
 
-    async fn run_claim(&self, kind: Kind, bid: u64, ttl_s: i64) -> Option<(i64, String)> {
+    async fn run_claim(
+        &self,
+        kind: Kind,
+        bid: u64,
+        ttl_s: i64,
+        forward: Option<&(u16, String)>,
+    ) -> Option<(i64, String)> {
         let key = ledger::key(&self.prefix, bid);
         let script = &self.claim;
         let instance = self.instance.as_str();
         let reply = self
             .redis
             .run(|mut c| async move {
-                script
-                    .key(key)
-                    .arg(kind.label())
-                    .arg(ttl_s.max(1))
-                    .arg(instance)
-                    .invoke_async::<(i64, String)>(&mut c)
-                    .await
+                let mut call = script.key(key);
+                call.arg(kind.label()).arg(ttl_s.max(1)).arg(instance);
+                if let Some((owner, outcome)) = forward {
+                    call.key(budget::inbox(&self.prefix, *owner)).arg(outcome.as_str());
+                }
+                call.invoke_async::<(i64, String)>(&mut c).await
             })
             .await;
         self.note(reply.is_ok());
         reply.ok()
+    }
+
+    /// Takes back a claim this instance made for a notice it then refused (its event
+    /// could not be logged), with the outcome it forwarded; one still waiting for Redis
+    /// is dropped from the backlog.
+    pub async fn unclaim(&self, kind: Kind, bid: u64, forward: Option<(u16, String)>) {
+        {
+            let mut q = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = q.iter().position(|p| p.kind == kind && p.bid == bid) {
+                q.remove(i);
+                return;
+            }
+        }
+        let key = ledger::key(&self.prefix, bid);
+        let script = &self.unclaim;
+        let instance = self.instance.as_str();
+        let reply = self
+            .redis
+            .run(|mut c| async move {
+                let mut call = script.key(key);
+                call.arg(kind.label()).arg(instance);
+                if let Some((owner, outcome)) = &forward {
+                    call.key(budget::inbox(&self.prefix, *owner)).arg(outcome.as_str());
+                }
+                call.invoke_async::<i64>(&mut c).await
+            })
+            .await;
+        self.note(reply.is_ok());
+    }
+
+    /// Refreshes this instance's lease of the campaigns in `paces` that are due
+    /// ([`CampaignPace::lease_due`]) for UTC day `day`, in calls of
+    /// [`budget::LEASE_BATCH`]; false when Redis did not answer (the leases held stay).
+    pub async fn refresh_leases(&self, paces: &[Arc<CampaignPace>], day: i64) -> bool {
+        let now_ms = self.redis.monotonic_ms();
+        let due: Vec<&Arc<CampaignPace>> = paces.iter().filter(|p| p.lease_due(now_ms, budget::STALE_MS)).collect();
+        for batch in due.chunks(budget::LEASE_BATCH) {
+            let script = &self.lease;
+            let reply = self
+                .redis
+                .run(|mut c| async move {
+                    let mut call = script.prepare_invoke();
+                    call.arg(self.instance.as_str()).arg(self.live_window_ms);
+                    for p in batch {
+                        call.key(budget::key(&self.prefix, day, &p.id));
+                        for v in budget::ask(p) {
+                            call.arg(v);
+                        }
+                    }
+                    call.invoke_async::<Vec<i64>>(&mut c).await
+                })
+                .await;
+            self.note(reply.is_ok());
+            let Ok(grants) = reply else {
+                // Asked again at the next tick.
+                batch.iter().for_each(|p| p.mark_starved());
+                return false;
+            };
+            budget::apply(batch, &grants, now_ms);
+            self.counts.refreshes.fetch_add(1, Ordering::Relaxed);
+            self.counts.leases.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// Takes the outcomes of this instance's bids that other instances received, and
+    /// applies them with `apply`; acknowledged once applied (see [`budget::DRAIN`]).
+    /// Returns how many.
+    pub async fn drain_inbox(&self, mut apply: impl FnMut(&Outcome)) -> usize {
+        let (drain, key) = (&self.drain, self.inbox.as_str());
+        let raw =
+            self.redis
+                .run(|mut c| async move {
+                    drain.key(key).arg(budget::DRAIN_BATCH).invoke_async::<Vec<String>>(&mut c).await
+                })
+                .await;
+        self.note(raw.is_ok());
+        let Ok(raw) = raw else { return 0 };
+        if raw.is_empty() {
+            return 0;
+        }
+        let (outcomes, bad) = budget::parse(&raw);
+        outcomes.iter().for_each(&mut apply);
+        self.counts.inbox_applied.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        self.counts.inbox_bad.fetch_add(bad as u64, Ordering::Relaxed);
+        let (ack, n) = (&self.ack, raw.len());
+        let acked = self.redis.run(|mut c| async move { ack.key(key).arg(n).invoke_async::<i64>(&mut c).await }).await;
+        self.note(acked.is_ok());
+        raw.len()
     }
 
     fn keep(&self, p: Pending) {
@@ -283,7 +465,7 @@ impl Fleet {
                 done += 1;
                 continue;
             }
-            let Some((code, holder)) = self.run_claim(p.kind, p.bid, p.until - now).await else {
+            let Some((code, holder)) = self.run_claim(p.kind, p.bid, p.until - now, p.forward.as_ref()).await else {
                 self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(p);
                 break;
             };
@@ -332,7 +514,10 @@ impl Fleet {
             let s = (self.redis.monotonic_ms() + 1 - since).max(0) as f64 / 1e3;
             let _ = write!(why, "Redis unreachable for {s:.1} s ({}); ", self.redis.last_error());
         }
-        let _ = write!(why, "notices checked by this instance alone, {pending} to claim in the fleet's ledger");
+        let _ = write!(
+            why,
+            "notices checked by this instance alone, {pending} to claim in the fleet's ledger; bids within the budget leases held"
+        );
         Some(why)
     }
 
@@ -343,6 +528,7 @@ impl Fleet {
         serde_json::json!({
             "backend": "redis",
             "instance": self.instance,
+            "tag": format!("{:04x}", self.tag),
             "breaker_open": self.redis.breaker.is_open(),
             "degraded": self.degraded(),
             "unshared_notices": self.unshared(),
@@ -352,6 +538,9 @@ impl Fleet {
                 "double_applied": get(&c.double_applied), "contradiction": get(&c.reconciled_contradiction),
                 "dropped": get(&c.dropped),
             },
+            "outcomes": { "forwarded": get(&c.forwarded), "applied": get(&c.inbox_applied), "unreadable": get(&c.inbox_bad) },
+            "lease_refreshes": get(&c.refreshes),
+            "campaign_leases_set": get(&c.leases),
         })
     }
 
@@ -386,7 +575,16 @@ impl Fleet {
              ctrbid_fleet_reconciled_total{{result=\"ours\"}} {}\n\
              ctrbid_fleet_reconciled_total{{result=\"double_applied\"}} {}\n\
              ctrbid_fleet_reconciled_total{{result=\"contradiction\"}} {}\n\
-             ctrbid_fleet_reconciled_total{{result=\"dropped\"}} {}",
+             ctrbid_fleet_reconciled_total{{result=\"dropped\"}} {}\n\
+             # HELP ctrbid_fleet_outcomes_total Win, billing and loss outcomes of bids made by another instance sent to it, and of this instance's bids taken from its inbox.\n\
+             # TYPE ctrbid_fleet_outcomes_total counter\n\
+             ctrbid_fleet_outcomes_total{{direction=\"forwarded\"}} {}\n\
+             ctrbid_fleet_outcomes_total{{direction=\"applied\"}} {}\n\
+             ctrbid_fleet_outcomes_total{{direction=\"unreadable\"}} {}\n\
+             # HELP ctrbid_fleet_lease_refreshes_total Budget lease refreshes Redis answered.\n\
+             # TYPE ctrbid_fleet_lease_refreshes_total counter\nctrbid_fleet_lease_refreshes_total {}\n\
+             # HELP ctrbid_fleet_campaign_leases_total Campaign leases those refreshes set.\n\
+             # TYPE ctrbid_fleet_campaign_leases_total counter\nctrbid_fleet_campaign_leases_total {}",
             get(&calls.ok),
             get(&calls.error),
             get(&calls.timeout),
@@ -403,6 +601,11 @@ impl Fleet {
             get(&c.double_applied),
             get(&c.reconciled_contradiction),
             get(&c.dropped),
+            get(&c.forwarded),
+            get(&c.inbox_applied),
+            get(&c.inbox_bad),
+            get(&c.refreshes),
+            get(&c.leases),
         );
     }
 }

@@ -127,7 +127,17 @@ impl Server {
         // say which, once.
         if let Some(fleet) = bidder.fleet() {
             match fleet.ping().await {
-                true => eprintln!("ctrbid: fleet: instance {:?}, Redis answers", fleet.instance()),
+                true => {
+                    eprintln!("ctrbid: fleet: instance {:?}, Redis answers", fleet.instance());
+                    if let Some(other) = fleet.check_tag().await {
+                        eprintln!(
+                            "ctrbid: fleet: instance {:?} has the bid-id tag {:04x} of instance {other:?}: the outcomes of \
+                             both instances' bids land in one inbox; rename one of them",
+                            fleet.instance(),
+                            fleet.tag()
+                        );
+                    }
+                }
                 false => eprintln!(
                     "ctrbid: fleet: instance {:?}: Redis does not answer; notices are checked by this instance alone until it does",
                     fleet.instance()
@@ -166,6 +176,7 @@ impl Server {
         let Server { listener, admin, state, limits } = self;
         let (closing_tx, closing) = watch::channel(false);
         let housekeeping = tokio::spawn(housekeeping(Arc::clone(&state), closing.clone()));
+        let fleet = tokio::spawn(fleet_ticks(Arc::clone(&state), closing.clone()));
         let admin_limits = Limits { max_connections: ADMIN_MAX_CONNECTIONS, ..limits };
         let admin_task =
             tokio::spawn(accept_loop(admin, Port::Admin, Arc::clone(&state), admin_limits, closing.clone()));
@@ -188,6 +199,7 @@ impl Server {
         let (closed_at, ()) = tokio::join!(drain, public);
         let _ = admin_task.await;
         housekeeping.abort();
+        fleet.abort();
         state.bidder.save_economics();
         eprintln!(
             "ctrbid: drained {:?} after the listeners closed; {} requests in flight",
@@ -207,8 +219,21 @@ async fn housekeeping(state: Arc<AppState>, mut closing: watch::Receiver<bool>) 
                 // Sweeping a large notice ledger takes milliseconds: not on a worker.
                 let blocking = Arc::clone(&state);
                 let _ = tokio::task::spawn_blocking(move || blocking.bidder.tick()).await;
-                state.bidder.fleet_tick().await;
             }
+            _ = closing.changed() => return,
+        }
+    }
+}
+
+/// Every `fleet.lease_interval_ms`, in a fleet: budget leases, the inbox, the backlog
+/// of unshared notices ([`Bidder::fleet_tick`]).
+async fn fleet_ticks(state: Arc<AppState>, mut closing: watch::Receiver<bool>) {
+    let Some(interval) = state.bidder.fleet().map(|f| f.interval()) else { return };
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => state.bidder.fleet_tick().await,
             _ = closing.changed() => return,
         }
     }
