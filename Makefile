@@ -21,7 +21,7 @@ SIM_SEED        ?= 7
 SIM_IMPRESSIONS ?= 5000000
 DATA            := data
 
-.PHONY: run test build setup-deploy-tools canary drift-reference fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
+.PHONY: run test build setup-deploy-tools canary drift-reference fuzz fuzz-short setup-cargo-fuzz setup-ort setup-py setup-tools models models-large loop loadtest economics fleet loadtest-cache loadtest-ab repeat-tests instructions instructions-budget clean-data
 
 ## The bidder, serving the default model and catalog on 127.0.0.1:8080, its event log in data/events.
 run: setup-ort build
@@ -112,6 +112,12 @@ loadtest: setup-ort setup-py build
 ## (loadtest/economics.py, loadtest/README.md#campaign-economics).
 economics: setup-ort setup-py build
 	$(VPY) loadtest/economics.py --out target/economics --requests-per-day 200000 --rate 1500
+
+## A fleet of three instances on one real redis-server (about 20 min): budgets spent once
+## across them, replayed bills refused, Redis killed for 30 s mid-day, Redis against
+## in-process on the bid path. Judged from the exchange's ledger: target/fleet/report.md.
+fleet: setup-ort setup-py setup-tools build
+	$(VPY) loadtest/fleet.py --out target/fleet --requests-per-day 200000 --rate 1500
 
 ## The canary judge on simulated days (about 8 min): the default model against its copy
 ## predicting 1.3 x its pCTR, then against itself, each on 3 % of the users, then a noisy

@@ -63,8 +63,8 @@ class Redis:
     write in ``dir`` (what it acknowledged survives a kill), until :meth:`stop`."""
 
     def __init__(self, dir: Path):
-        self.dir = dir
-        dir.mkdir(parents=True, exist_ok=True)
+        self.dir = dir.resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]

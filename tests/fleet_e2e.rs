@@ -67,10 +67,13 @@ async fn metrics(server: &TestServer) -> String {
     server.admin_get("/metrics").await.text()
 }
 
-/// Starts an instance and waits for its first budget lease (none is held before: a
-/// fleet instance bids only within what the fleet granted it).
+/// Starts an instance and waits for its first budget lease: none is held before (a
+/// fleet instance bids only within what the fleet granted it), and the first request
+/// asks for those of its candidates (answered 204: no bid without one).
 async fn start(cfg: Config) -> TestServer {
     let server = TestServer::start(cfg).await;
+    let r = server.post("/openrtb2/bid", &request()).await;
+    assert_eq!(r.status, 204, "{}", r.text());
     common::wait_until("the first lease", Duration::from_secs(10), || async {
         metric(&metrics(&server).await, "ctrbid_fleet_lease_refreshes_total ") >= 1.0
     })

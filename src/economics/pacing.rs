@@ -171,9 +171,12 @@ impl CampaignPace {
     }
 
     /// Whether a fleet instance should ask for this campaign's lease again at `now_ms`:
-    /// a bid found the lease used up, half of the last slice is committed, or the last
-    /// grant is older than `stale_ms` (what the fleet knows of this instance's spend,
-    /// and the others', is that old). Clears the used-up mark.
+    /// a bid found the lease used up, half of the last slice is committed, or something
+    /// was committed since a grant older than `stale_ms` (what the fleet knows of this
+    /// instance's spend, and it of the others', is that old). An idle campaign is not
+    /// asked for: its grant lapses to what it committed once this instance stops
+    /// refreshing it (`fleet.live_window_ms`), and its first bid asks again. Clears the
+    /// used-up mark.
     pub fn lease_due(&self, now_ms: i64, stale_ms: i64) -> bool {
         if self.starved.swap(false, Ordering::Relaxed) {
             return true;
@@ -181,8 +184,12 @@ impl CampaignPace {
         let lease = self.lease_micros();
         let at_grant = self.committed_at_grant.load(Ordering::Relaxed);
         let committed = self.spent_micros() + self.reserved_micros();
-        let half_used = lease != NO_LEASE && committed.saturating_sub(at_grant) * 2 >= lease.saturating_sub(at_grant);
-        half_used || now_ms.saturating_sub(self.granted_at_ms.load(Ordering::Relaxed)) >= stale_ms
+        // A grant of nothing beyond the commitments has no slice to use half of: a bid
+        // that finds no room asks (`starved`).
+        let half_used =
+            lease != NO_LEASE && lease > at_grant && committed.saturating_sub(at_grant) * 2 >= lease - at_grant;
+        let moved = committed != at_grant;
+        half_used || (moved && now_ms.saturating_sub(self.granted_at_ms.load(Ordering::Relaxed)) >= stale_ms)
     }
 
     /// Marks the lease used up (a fleet instance's candidate met no room): the next

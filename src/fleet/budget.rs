@@ -10,7 +10,8 @@
 //!
 //! **A refresh** ([`LEASE`], at a tick every `fleet.lease_interval_ms`, one call for
 //! up to [`LEASE_BATCH`] campaigns: those whose lease a bid found used up, whose last
-//! slice is half committed, or whose last grant is older than [`STALE_MS`]) reports the instance's spend and commitments and sets its grant to what it
+//! slice is half committed, or that committed anything since a grant older than
+//! [`STALE_MS`]) reports the instance's spend and commitments and sets its grant to what it
 //! has committed plus a slice: half of what the fleet has left, shared among the live
 //! instances (those that refreshed within `fleet.live_window_ms`), and never less than
 //! the largest bid it has made (a slice smaller than one bid buys nothing). A grant
@@ -116,9 +117,11 @@ pub const DRAIN: &str = r"return redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[
 pub const ACK: &str = r"redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1) return 1";
 
 /// Campaigns one [`LEASE`] call refreshes at most (a script holds Redis while it runs).
-pub const LEASE_BATCH: usize = 256;
+pub const LEASE_BATCH: usize = 64;
 
-/// A campaign's lease is refreshed at least this often, ms, even when nothing asks.
+/// A campaign that committed anything since its last grant has its lease refreshed at
+/// least this often, ms (what the others know of its spend, and it of theirs, is at
+/// most this old); an idle one only when a bid asks.
 pub const STALE_MS: i64 = 5_000;
 
 /// Outcomes one drain takes at most.
@@ -218,15 +221,15 @@ mod tests {
         assert!(!pace.reserve(1), "no lease yet: no bid");
         assert_eq!(pace.lease_refused.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert!(pace.lease_due(0, i64::MAX), "a refused bid asks for a lease");
-        assert!(pace.lease_due(0, 1000), "and one never granted, at every tick");
+        assert!(!pace.lease_due(0, 1000), "asked once: an idle campaign is not asked for again");
         apply(&[&pace], &[2_000_000, 3_000_000, 3, 500_000], 0);
         assert_eq!(pace.lease_micros(), 2_000_000);
         assert_eq!(pace.fleet_view(), (3_000_000, 3));
         assert_eq!(pace.spent_micros(), 500_000, "the fleet's record of this instance's spend");
-        assert!(!pace.lease_due(999, 1000), "nothing committed since the grant, and fresh");
-        assert!(pace.lease_due(1000, 1000), "stale");
+        assert!(!pace.lease_due(999_999, 1000), "nothing committed since the grant: idle, however old");
         assert!(pace.reserve(700_000));
-        assert!(!pace.lease_due(1, 1000), "less than half the slice (1.5) committed");
+        assert!(!pace.lease_due(999, 1000), "less than half the slice (1.5) committed, the grant fresh");
+        assert!(pace.lease_due(1000, 1000), "committed since a grant now stale");
         assert!(pace.reserve(50_000));
         assert!(pace.lease_due(1, 1000), "half of it committed");
         assert!(pace.reserve(750_000));

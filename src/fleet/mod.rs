@@ -87,6 +87,9 @@ pub struct FleetConfig {
     /// An instance that has not refreshed within this long is gone: its unspent
     /// leases go back to the others, ms. Default 5000.
     pub live_window_ms: u64,
+    /// The longest a background call (lease refresh, inbox) may take, ms: no request
+    /// waits on them. Default 1000.
+    pub tick_timeout_ms: u64,
 }
 
 impl Default for FleetConfig {
@@ -103,6 +106,7 @@ impl Default for FleetConfig {
             max_unshared: 100_000,
             lease_interval_ms: 200,
             live_window_ms: 5000,
+            tick_timeout_ms: 1000,
         }
     }
 }
@@ -122,6 +126,7 @@ impl FleetConfig {
         check((1..=600_000).contains(&self.breaker_open_ms), "breaker_open_ms", "must be from 1 to 600000")?;
         check(self.max_unshared >= 1, "max_unshared", "must be at least 1")?;
         check((10..=60_000).contains(&self.lease_interval_ms), "lease_interval_ms", "must be from 10 to 60000")?;
+        check((1..=60_000).contains(&self.tick_timeout_ms), "tick_timeout_ms", "must be from 1 to 60000")?;
         check(
             self.live_window_ms >= 2 * self.lease_interval_ms,
             "live_window_ms",
@@ -196,6 +201,7 @@ pub struct Fleet {
     unclaim: ::redis::Script,
     live_window_ms: u64,
     interval: Duration,
+    tick_timeout: Duration,
 }
 
 /// Pending claims one [`Fleet::reconcile`] takes at most, so a long backlog is worked
@@ -234,6 +240,7 @@ impl Fleet {
             unclaim: ::redis::Script::new(ledger::UNCLAIM),
             live_window_ms: cfg.live_window_ms,
             interval: Duration::from_millis(cfg.lease_interval_ms),
+            tick_timeout: Duration::from_millis(cfg.tick_timeout_ms),
             claim: ::redis::Script::new(ledger::CLAIM),
             pending: Mutex::new(VecDeque::new()),
             max_pending: cfg.max_unshared,
@@ -393,7 +400,7 @@ impl Fleet {
             let script = &self.lease;
             let reply = self
                 .redis
-                .run(|mut c| async move {
+                .run_within(self.tick_timeout, |mut c| async move {
                     let mut call = script.prepare_invoke();
                     call.arg(self.instance.as_str()).arg(self.live_window_ms);
                     for p in batch {
@@ -439,7 +446,10 @@ impl Fleet {
         self.counts.inbox_applied.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
         self.counts.inbox_bad.fetch_add(bad as u64, Ordering::Relaxed);
         let (ack, n) = (&self.ack, raw.len());
-        let acked = self.redis.run(|mut c| async move { ack.key(key).arg(n).invoke_async::<i64>(&mut c).await }).await;
+        let acked = self
+            .redis
+            .run_within(self.tick_timeout, |mut c| async move { ack.key(key).arg(n).invoke_async::<i64>(&mut c).await })
+            .await;
         self.note(acked.is_ok());
         raw.len()
     }

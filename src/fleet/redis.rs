@@ -81,6 +81,16 @@ impl Redis {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
+        self.run_within(self.timeout, call).await
+    }
+
+    /// [`Redis::run`] with a limit of its own (the background calls, which no request
+    /// waits for).
+    pub async fn run_within<T, F, Fut>(&self, timeout: Duration, call: F) -> Result<T, Unavailable>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
         if self.breaker.permit(self.monotonic_ms()) == Permit::Refuse {
             self.calls.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Unavailable::Refused);
@@ -98,7 +108,7 @@ impl Redis {
                 return Err(Unavailable::Timeout);
             }
         };
-        match tokio::time::timeout(self.timeout, call(conn)).await {
+        match tokio::time::timeout(timeout, call(conn)).await {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 self.calls.ok.fetch_add(1, Ordering::Relaxed);
@@ -110,7 +120,7 @@ impl Redis {
                 Err(Unavailable::Error)
             }
             Err(_) => {
-                self.failed(&format!("no answer within {} ms", self.timeout.as_millis()));
+                self.failed(&format!("no answer within {} ms", timeout.as_millis()));
                 self.calls.timeout.fetch_add(1, Ordering::Relaxed);
                 Err(Unavailable::Timeout)
             }
