@@ -172,13 +172,14 @@ def run_outage(redis: Redis, bidders, exchange, t0: float, at_s: float, length_s
 
 
 def books(run_dir: Path, instances: list[str]) -> dict[str, float]:
-    """The fleet's spend today per campaign: each instance's spend of its own bids."""
+    """The fleet's books per campaign: each instance's spend of its own bids since it
+    started (``spend_since_start_usd``), summed, USD."""
     total = defaultdict(float)
     for inst in instances:
         p = run_dir / f"pacing-{inst}.json"
         if p.is_file() and p.read_text():
             for c in json.loads(p.read_text())["campaigns"]:
-                total[c["campaign"]] += c["spend_usd"]
+                total[c["campaign"]] += c["spend_since_start_usd"]
     return dict(total)
 
 
@@ -217,9 +218,12 @@ def judge_run(run_dir: Path, instances: list[str], budgets: dict[str, float], ju
                               eco.ecpm_by_campaign(led.impressions, led.start_ts, day))
     report = json.loads((run_dir / "exchange" / "report.json").read_text())
     fleet = report["bidders"][0]
-    # The books: the fleet's record of today's spend against the ledger's, per campaign.
+    # The books: the fleet's record of the run's spend against the ledger's, per campaign.
     book = books(run_dir, instances)
-    ledger_today = {c: sum(h) / 1e6 for c, h in spend.items()}
+    ledger_all = defaultdict(int)
+    for _ts, cid, micros in led.bills:
+        ledger_all[cid] += micros
+    ledger_today = {c: m / 1e6 for c, m in ledger_all.items()}
     diffs = {c: round(book.get(c, 0.0) - ledger_today.get(c, 0.0), 6) for c in set(book) | set(ledger_today)}
     off = {c: d for c, d in diffs.items() if abs(d) > 1e-6}
     over = [r for r in pacing["campaigns"] if r["category"] == "over"]

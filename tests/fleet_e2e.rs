@@ -390,7 +390,8 @@ async fn three_instances_spend_each_budget_once() {
         }
         assert!(by_instance.iter().filter(|&&s| s > 0.0).count() >= 2, "{id}: {by_instance:?}");
     }
-    // Every outcome sent to another instance's inbox was applied there.
+    // Every outcome sent to another instance's inbox was applied there, and the fleet's
+    // books (each instance's spend of its own bids) are the ledger's to the micro-dollar.
     common::wait_until("the inboxes drained", Duration::from_secs(10), || async {
         let (mut sent, mut applied) = (0.0, 0.0);
         for s in &servers {
@@ -401,6 +402,22 @@ async fn three_instances_spend_each_budget_once() {
         sent > 100.0 && sent == applied
     })
     .await;
+    let mut books = std::collections::BTreeMap::<String, f64>::new();
+    for s in &servers {
+        for c in s.admin_get("/admin/pacing").await.json()["campaigns"].as_array().unwrap() {
+            *books.entry(c["campaign"].as_str().unwrap().into()).or_default() +=
+                c["spend_since_start_usd"].as_f64().unwrap();
+        }
+    }
+    for c in spent {
+        assert!(
+            (books[&c.campaign] - c.stats.spend).abs() < 1e-6,
+            "{}: books {} ledger {}",
+            c.campaign,
+            books[&c.campaign],
+            c.stats.spend
+        );
+    }
     for s in servers {
         s.stop().await;
     }

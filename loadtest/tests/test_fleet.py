@@ -17,7 +17,7 @@ def pacing(run: Path, inst: str, campaigns: list[dict]) -> None:
 
 
 def campaign(cid: str, spend: float, rate: float, throttled: int) -> dict:
-    return {"campaign": cid, "spend_usd": spend, "pacing_rate": rate, "throttled": throttled,
+    return {"campaign": cid, "spend_since_start_usd": spend, "pacing_rate": rate, "throttled": throttled,
             "plan_by_hour_usd": [1.0] * 24}
 
 

@@ -555,6 +555,7 @@ impl Economics {
                     "campaign": p.id,
                     "budget_usd": budget,
                     "spend_usd": p.spent_micros() as f64 / 1e6,
+                    "spend_since_start_usd": p.spent_total_micros() as f64 / 1e6,
                     "in_flight_usd": p.reserved_micros() as f64 / 1e6,
                     "lease_usd": (p.lease_micros() != pacing::NO_LEASE).then(|| p.lease_micros() as f64 / 1e6),
                     "fleet_others_committed_usd": self.leased.then(|| p.fleet_view().0 as f64 / 1e6),

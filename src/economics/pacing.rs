@@ -65,6 +65,9 @@ pub struct CampaignPace {
     pub(super) ctl: std::sync::Mutex<Controlled>,
     /// The UTC day `spent` belongs to.
     day: AtomicI64,
+    /// Billed since start, micro-USD, every day together (the books a fleet's
+    /// instances are checked against the exchange's ledger by).
+    spent_total: AtomicU64,
     /// In a fleet, the share of the budget this instance holds (its lease, micro-USD,
     /// granted for the day by [`crate::fleet::budget`]); [`NO_LEASE`] alone. Bids
     /// reserve against the lesser of the budget and the lease.
@@ -137,6 +140,7 @@ impl CampaignPace {
             refused: AtomicU64::new(0),
             ctl: std::sync::Mutex::new(Controlled::default()),
             day: AtomicI64::new(i64::MIN),
+            spent_total: AtomicU64::new(0),
             lease: AtomicU64::new(NO_LEASE),
             others_committed: AtomicU64::new(0),
             live: AtomicU32::new(1),
@@ -239,6 +243,16 @@ impl CampaignPace {
         self.reserved.load(Ordering::Relaxed)
     }
 
+    /// Billed since the process started, every day together, micro-USD.
+    pub fn spent_total_micros(&self) -> u64 {
+        self.spent_total.load(Ordering::Relaxed)
+    }
+
+    /// The UTC day today's spend belongs to; [`i64::MIN`] before any.
+    pub fn day(&self) -> i64 {
+        self.day.load(Ordering::Relaxed)
+    }
+
     /// Budget (or lease) left after spend and bids in flight, micro-USD.
     pub fn left_micros(&self) -> u64 {
         self.limit().saturating_sub(self.spent_micros() + self.reserved_micros())
@@ -310,6 +324,7 @@ impl CampaignPace {
     pub fn bill(&self, amount: u64, now: i64) {
         self.roll(now);
         self.spent.fetch_add(amount, Ordering::AcqRel);
+        self.spent_total.fetch_add(amount, Ordering::Relaxed);
         if let Ok(mut c) = self.ctl.lock() {
             c.spend_by_hour[hour_of(now)] += amount;
         }

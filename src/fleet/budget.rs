@@ -168,9 +168,15 @@ pub fn ask(pace: &CampaignPace) -> [u64; 4] {
     [pace.budget_micros(), spent, committed, pace.max_hold_micros()]
 }
 
-/// Applies a refresh's answer (four numbers per campaign, in `paces` order) at `at_ms`.
-pub fn apply(paces: &[&Arc<CampaignPace>], reply: &[i64], at_ms: i64) {
+/// Applies a refresh's answer for UTC day `day` (four numbers per campaign, in `paces`
+/// order) at `at_ms`. A campaign whose day rolled while the call ran takes none of it
+/// (yesterday's grant and spend are not today's) and asks again.
+pub fn apply(paces: &[&Arc<CampaignPace>], reply: &[i64], day: i64, at_ms: i64) {
     for (pace, g) in paces.iter().zip(reply.chunks_exact(4)) {
+        if pace.day() > day {
+            pace.mark_starved();
+            continue;
+        }
         let clamp = |v: i64| v.max(0) as u64;
         pace.adopt_spent(clamp(g[3]));
         pace.set_grant(clamp(g[0]), clamp(g[1]), clamp(g[2]).min(u64::from(u32::MAX)) as u32, at_ms);
@@ -222,7 +228,7 @@ mod tests {
         assert_eq!(pace.lease_refused.load(std::sync::atomic::Ordering::Relaxed), 1);
         assert!(pace.lease_due(0, i64::MAX), "a refused bid asks for a lease");
         assert!(!pace.lease_due(0, 1000), "asked once: an idle campaign is not asked for again");
-        apply(&[&pace], &[2_000_000, 3_000_000, 3, 500_000], 0);
+        apply(&[&pace], &[2_000_000, 3_000_000, 3, 500_000], 7, 0);
         assert_eq!(pace.lease_micros(), 2_000_000);
         assert_eq!(pace.fleet_view(), (3_000_000, 3));
         assert_eq!(pace.spent_micros(), 500_000, "the fleet's record of this instance's spend");
@@ -235,6 +241,18 @@ mod tests {
         assert!(pace.reserve(750_000));
         assert!(!pace.reserve(1), "spent + reserved = the lease");
         assert_eq!(ask(&pace), [10_000_000, 500_000, 2_000_000, 750_000], "the least slice: the largest bid");
+    }
+
+    #[test]
+    fn a_grant_for_yesterday_is_not_taken_after_midnight() {
+        let pace = Arc::new(CampaignPace::new("c", 10.0).leased());
+        pace.restore_spent(0, Some(7 * 86_400 + 10));
+        assert!(pace.roll(8 * 86_400), "the campaign's day 8 begins while the refresh for day 7 runs");
+        apply(&[&pace], &[2_000_000, 3_000_000, 3, 500_000], 7, 0);
+        assert_eq!((pace.lease_micros(), pace.spent_micros()), (0, 0), "day 7's lease and spend are not day 8's");
+        assert!(pace.lease_due(0, 1000), "asked again");
+        apply(&[&pace], &[2_000_000, 0, 3, 0], 8, 0);
+        assert_eq!(pace.lease_micros(), 2_000_000);
     }
 
     #[test]

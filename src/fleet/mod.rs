@@ -269,10 +269,7 @@ impl Fleet {
     pub fn forward_of(&self, outcome: impl FnOnce() -> Outcome, kind: Kind, bid: u64) -> Option<(u16, String)> {
         let owner = budget::owner(bid);
         let settles = matches!(kind, Kind::Win | Kind::Bill | Kind::Loss);
-        (settles && owner != self.tag).then(|| {
-            self.counts.forwarded.fetch_add(1, Ordering::Relaxed);
-            (owner, serde_json::to_string(&outcome()).unwrap_or_default())
-        })
+        (settles && owner != self.tag).then(|| (owner, serde_json::to_string(&outcome()).unwrap_or_default()))
     }
 
     /// Checks that no other instance's name hashes to this one's tag (their bids'
@@ -321,6 +318,9 @@ impl Fleet {
         match self.run_claim(kind, bid, ttl_s, forward.as_ref()).await {
             Some((code, holder)) => {
                 let claim = Claim::of_reply(code, holder);
+                if matches!(claim, Claim::New { .. }) && forward.is_some() {
+                    self.counts.forwarded.fetch_add(1, Ordering::Relaxed);
+                }
                 let counter = match claim {
                     Claim::New { .. } => &self.counts.new,
                     Claim::Duplicate { .. } => &self.counts.duplicate,
@@ -418,7 +418,7 @@ impl Fleet {
                 batch.iter().for_each(|p| p.mark_starved());
                 return false;
             };
-            budget::apply(batch, &grants, now_ms);
+            budget::apply(batch, &grants, day, now_ms);
             self.counts.refreshes.fetch_add(1, Ordering::Relaxed);
             self.counts.leases.fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
@@ -481,8 +481,17 @@ impl Fleet {
             };
             done += 1;
             match Claim::of_reply(code, holder) {
-                Claim::New { .. } => self.counts.reconciled_shared.fetch_add(1, Ordering::Relaxed),
+                Claim::New { .. } => {
+                    if p.forward.is_some() {
+                        self.counts.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.counts.reconciled_shared.fetch_add(1, Ordering::Relaxed)
+                }
                 Claim::Duplicate { holder } if holder == self.instance => {
+                    // The first call ran, forward included, before timing out.
+                    if p.forward.is_some() {
+                        self.counts.forwarded.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.counts.reconciled_ours.fetch_add(1, Ordering::Relaxed)
                 }
                 Claim::Duplicate { holder } => {
