@@ -470,12 +470,15 @@ impl Fleet {
         let mut done = 0;
         while done < RECONCILE_BATCH {
             let Some(p) = self.pending.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
-            if p.until < now {
+            if p.until < now && p.forward.is_none() {
                 // Its notice URLs have expired everywhere: nothing can replay it now.
                 done += 1;
                 continue;
             }
-            let Some((code, holder)) = self.run_claim(p.kind, p.bid, p.until - now, p.forward.as_ref()).await else {
+            // One carrying another instance's outcome is claimed whatever its age: the
+            // bid's maker must hear what it cost.
+            let ttl = (p.until - now).max(1);
+            let Some((code, holder)) = self.run_claim(p.kind, p.bid, ttl, p.forward.as_ref()).await else {
                 self.pending.lock().unwrap_or_else(|e| e.into_inner()).push_front(p);
                 break;
             };
