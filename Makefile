@@ -117,7 +117,7 @@ economics: setup-ort setup-py build
 ## across them, replayed bills refused, Redis killed for 30 s mid-day, Redis against
 ## in-process on the bid path. Judged from the exchange's ledger: target/fleet/report.md.
 fleet: setup-ort setup-py setup-tools build
-	$(VPY) loadtest/fleet.py --out target/fleet --requests-per-day 200000 --rate 1500
+	$(VPY) loadtest/fleet.py --out target/fleet
 
 ## The canary judge on simulated days (about 8 min): the default model against its copy
 ## predicting 1.3 x its pCTR, then against itself, each on 3 % of the users, then a noisy

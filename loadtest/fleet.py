@@ -4,7 +4,8 @@ exchange's ledger the judge.
 
     .venv/bin/python loadtest/fleet.py --out target/fleet      (or `make fleet`)
         [--instances 3] [--requests-per-day 200000] [--rate 1500] [--outage-s 30]
-        [--ab-pairs 2] [--ab-requests 100000] [--parts fleet,outage,ab] [--rejudge]
+        [--ab-pairs 2] [--ab-requests 100000] [--timeout-ms 50] [--lease-interval-ms 50]
+        [--parts fleet,outage,ab] [--rejudge]
 
 The exchange plays the load balancer (``--bidder a,b,c``: requests round robin, each
 win, billing, loss, click and conversion notice to an instance drawn per notice) and
@@ -157,12 +158,16 @@ def play(a, name: str, catalog: Path, days: int, instances: list[str], backend: 
 
 
 def fleet_config(a, out: Path) -> str:
-    """``a.config`` with ``fleet.lease_interval_ms`` set (no flag sets it): ``OUT/<run>/ctrbid.toml``."""
+    """``a.config`` with ``fleet.lease_interval_ms`` and ``fleet.timeout_ms`` set (no flag
+    sets them): ``OUT/<run>/ctrbid.toml``."""
     text = (ROOT / a.config).read_text()
-    lines = [f"lease_interval_ms = {a.lease_interval_ms}" if line.startswith("lease_interval_ms") else line
-             for line in text.splitlines()]
-    if lines == text.splitlines():
-        raise RuntimeError(f"{a.config} has no fleet.lease_interval_ms line to set")
+    settings = {"lease_interval_ms": a.lease_interval_ms, "timeout_ms": a.timeout_ms}
+    lines = text.splitlines()
+    for key, value in settings.items():
+        at = [i for i, line in enumerate(lines) if line.startswith(f"{key} =")]
+        if len(at) != 1:
+            raise RuntimeError(f"{a.config} has no single {key} line to set")
+        lines[at[0]] = f"{key} = {value}"
     path = out / "ctrbid.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path.resolve())
@@ -372,6 +377,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="how long, in wall seconds, a bid stays held awaiting its outcome")
     p.add_argument("--lease-interval-ms", type=int, default=LEASE_INTERVAL_MS,
                    help="fleet.lease_interval_ms of every instance")
+    p.add_argument("--timeout-ms", type=int, default=50, help="fleet.timeout_ms: a notice's claim waits this long")
     p.add_argument("--outage-s", type=float, default=30.0, help="how long Redis stays down, wall seconds")
     p.add_argument("--ab-pairs", type=int, default=2)
     p.add_argument("--ab-requests", type=int, default=100_000)

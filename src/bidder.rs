@@ -940,8 +940,6 @@ impl Bidder {
             Ok(c) => c,
             Err(verdict) => return refused(verdict),
         };
-        // The fleet's ledger has the last word: another instance may have taken this
-        // notice, or its contradiction. Unreachable, the local verdict stands.
         let usd_per_unit = self.settings.rates.usd_per_unit(&checked.currency);
         let charged_usd = self.notices.charge_usd(&checked, &self.settings.rates);
         // Another instance's bid: its outcome goes to that instance (with the claim),
@@ -950,6 +948,8 @@ impl Bidder {
             f.forward_of(|| economics::Outcome::of(&checked, charged_usd, usd_per_unit), kind, checked.bid)
         });
         let forwarded = forward.is_some();
+        // The fleet's ledger has the last word: another instance may have taken this
+        // notice, or its contradiction. Unreachable, the local verdict stands.
         if let Some(fleet) = &self.fleet {
             let ttl = checked.ledger_until - unix_s(now_ms);
             match fleet.claim(kind, checked.bid, ttl, checked.ledger_until, forward.clone()).await {
@@ -1100,7 +1100,10 @@ impl Bidder {
         if let Some(now) = self.clock.now_unix() {
             let state = self.state.load();
             self.notices.tick(now, &state.selector);
-            self.economics.tick(&state.accounts, now);
+            // While Redis is away, and a little after, the outcomes of this instance's
+            // bids that others accepted wait in their backlogs: the holds stay.
+            let keep_holds = self.fleet.as_ref().is_some_and(Fleet::holds_frozen);
+            self.economics.tick(&state.accounts, now, keep_holds);
             for drift in state.variants.all().iter().filter_map(|v| v.drift.as_deref()) {
                 drift.roll(now);
             }

@@ -430,9 +430,13 @@ impl Economics {
     }
 
     /// Housekeeping at `now` (Unix s): bids whose hold lapsed give it back (their cap
-    /// places lapse by themselves), and cap counts no window can see are dropped.
-    pub fn tick(&self, accounts: &Accounts, now: i64) {
-        self.bids.sweep(now);
+    /// places lapse by themselves), unless `keep_holds` (a fleet instance while the
+    /// outcomes of its bids may be waiting elsewhere), and cap counts no window can
+    /// see are dropped.
+    pub fn tick(&self, accounts: &Accounts, now: i64, keep_holds: bool) {
+        if !keep_holds {
+            self.bids.sweep(now);
+        }
         self.caps.sweep(now, accounts.caps.max_window_s);
     }
 

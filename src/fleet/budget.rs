@@ -25,7 +25,8 @@
 //! its `g` ([`crate::economics::CampaignPace::reserve`]): the fleet's commitments stay
 //! within the budget whether or not Redis answers. What can pass it: a bid's bill that
 //! reaches its maker after the bid's hold lapsed (`pacing.in_flight_s`), as for one
-//! instance alone.
+//! instance alone; while Redis is away (and [`super::Fleet::holds_frozen`] after) holds
+//! do not lapse, since the bills of an instance's bids wait in the others' backlogs.
 //!
 //! **Staleness.** A refresh carries the state of one moment: what the others committed
 //! is up to one interval old (the pacing controller plans with it), and a slice used up

@@ -202,6 +202,9 @@ pub struct Fleet {
     live_window_ms: u64,
     interval: Duration,
     tick_timeout: Duration,
+    /// When calls last began to succeed again after failing, ms of
+    /// [`redis::Redis::monotonic_ms`]; [`i64::MIN`] before.
+    recovered_at_ms: AtomicI64,
 }
 
 /// Pending claims one [`Fleet::reconcile`] takes at most, so a long backlog is worked
@@ -241,6 +244,7 @@ impl Fleet {
             live_window_ms: cfg.live_window_ms,
             interval: Duration::from_millis(cfg.lease_interval_ms),
             tick_timeout: Duration::from_millis(cfg.tick_timeout_ms),
+            recovered_at_ms: AtomicI64::new(i64::MIN),
             claim: ::redis::Script::new(ledger::CLAIM),
             pending: Mutex::new(VecDeque::new()),
             max_pending: cfg.max_unshared,
@@ -303,7 +307,9 @@ impl Fleet {
 
     fn note(&self, ok: bool) {
         if ok {
-            self.failing_since_ms.store(0, Ordering::Relaxed);
+            if self.failing_since_ms.swap(0, Ordering::Relaxed) != 0 {
+                self.recovered_at_ms.store(self.redis.monotonic_ms(), Ordering::Relaxed);
+            }
         } else {
             let now = self.redis.monotonic_ms() + 1;
             let _ = self.failing_since_ms.compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
@@ -511,6 +517,18 @@ impl Fleet {
             };
         }
         done
+    }
+
+    /// Whether this instance's bids keep their budget holds past their time: while
+    /// Redis fails, and for `live_window_ms` after it answers again. Meanwhile the
+    /// outcomes of its bids that other instances accepted wait in their backlogs (and
+    /// are sent within a few ticks of its return); a hold given back before its bill
+    /// arrives would be spent twice. The cost: during an outage an instance bids only
+    /// with what its lease holds beyond every bid it made.
+    pub fn holds_frozen(&self) -> bool {
+        self.failing()
+            || self.redis.monotonic_ms().saturating_sub(self.recovered_at_ms.load(Ordering::Relaxed))
+                < self.live_window_ms as i64
     }
 
     /// Whether the last call to Redis failed.
