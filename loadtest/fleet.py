@@ -294,7 +294,7 @@ def part_fleet(a) -> dict:
         "every judged campaign within 1 % of its budget, or short of traffic": eco.target(
             r["categories"]["under"], "<=", 0),
         "every replayed bill refused": eco.target(r["replays"]["sent"] - r["replays"]["refused"], "<=", 0),
-        "no 5xx": eco.target(r["answers"]["errors"], "<=", 0),
+        "no errors (5xx or no answer within tmax + grace)": eco.target(r["answers"]["errors"], "<=", 0),
         "books match the ledger": eco.target(r["books"]["off_by_more_than_a_micro"], "<=", 0),
     }
     return r
@@ -310,7 +310,7 @@ def part_outage(a) -> dict:
     r["outage"] = r["run"].get("outage")
     r["targets"] = {
         "no campaign over budget": eco.target(r["categories"]["over"], "<=", 0),
-        "no 5xx": eco.target(r["answers"]["errors"], "<=", 0),
+        "no errors (5xx or no answer within tmax + grace)": eco.target(r["answers"]["errors"], "<=", 0),
         "every instance alive through it (1: yes)": eco.target(int(bool(
             r["outage"] and r["outage"].get("bidders_alive")
             and all(e == 0 for e in r["run"].get("bidder_exits", [1])))), ">=", 1),

@@ -207,6 +207,10 @@ pub struct Fleet {
     recovered_at_ms: AtomicI64,
 }
 
+/// Redis failing this long, ms, is an outage: the instance's bids keep their holds
+/// ([`Fleet::holds_frozen`]).
+const OUTAGE_MS: i64 = 3000;
+
 /// Pending claims one [`Fleet::reconcile`] takes at most, so a long backlog is worked
 /// off over a few ticks rather than in one burst.
 const RECONCILE_BATCH: usize = 2048;
@@ -307,8 +311,10 @@ impl Fleet {
 
     fn note(&self, ok: bool) {
         if ok {
-            if self.failing_since_ms.swap(0, Ordering::Relaxed) != 0 {
-                self.recovered_at_ms.store(self.redis.monotonic_ms(), Ordering::Relaxed);
+            let since = self.failing_since_ms.swap(0, Ordering::Relaxed);
+            let now = self.redis.monotonic_ms();
+            if since != 0 && now + 1 - since >= OUTAGE_MS {
+                self.recovered_at_ms.store(now, Ordering::Relaxed);
             }
         } else {
             let now = self.redis.monotonic_ms() + 1;
@@ -520,15 +526,18 @@ impl Fleet {
     }
 
     /// Whether this instance's bids keep their budget holds past their time: while
-    /// Redis fails, and for `live_window_ms` after it answers again. Meanwhile the
+    /// Redis has failed for [`OUTAGE_MS`] or more, and for `live_window_ms` after it
+    /// answers again (a call timing out now and then on a busy box, or the breaker
+    /// opening for a second, freezes nothing). Meanwhile the
     /// outcomes of its bids that other instances accepted wait in their backlogs (and
     /// are sent within a few ticks of its return); a hold given back before its bill
     /// arrives would be spent twice. The cost: during an outage an instance bids only
     /// with what its lease holds beyond every bid it made.
     pub fn holds_frozen(&self) -> bool {
-        self.failing()
-            || self.redis.monotonic_ms().saturating_sub(self.recovered_at_ms.load(Ordering::Relaxed))
-                < self.live_window_ms as i64
+        let now = self.redis.monotonic_ms();
+        let since = self.failing_since_ms.load(Ordering::Relaxed);
+        (since != 0 && now + 1 - since >= OUTAGE_MS)
+            || now.saturating_sub(self.recovered_at_ms.load(Ordering::Relaxed)) < self.live_window_ms as i64
     }
 
     /// Whether the last call to Redis failed.
