@@ -48,7 +48,9 @@ impl RedisServer {
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
+        // The fleet tests run side by side on a busy box (one plays three bidders and an
+        // exchange): a restart may take a while to answer.
+        let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until {
             if let Ok(mut c) = redis::Client::open(self.url()).and_then(|c| c.get_connection()) {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
@@ -57,7 +59,7 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server on port {} did not answer within 10 s", self.port);
+        panic!("redis-server on port {} did not answer within 30 s", self.port);
     }
 
     /// Kills it at once (SIGKILL: no shutdown, as a crash).
