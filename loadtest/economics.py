@@ -1102,6 +1102,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return a
 
 
+def run_parts(names: list[str], funcs: dict, a, skipped, say) -> dict:
+    """Each part's result by name: ``funcs[name](a)``, ``{"skipped": why}`` when
+    ``skipped(name)`` says why, or ``{"error": ...}`` when it failed (the others run on)."""
+    parts = {}
+    for part in names:
+        why = skipped(part)
+        if why:
+            parts[part] = {"skipped": why}
+            say(f"{part}: skipped, {why}")
+            continue
+        say(f"{part}: start")
+        try:
+            parts[part] = funcs[part](a)
+        except (RuntimeError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as e:
+            parts[part] = {"error": f"{type(e).__name__}: {e}"}
+            say(f"{part}: failed, {parts[part]['error']}")
+    return parts
+
+
 def display_command(argv: list[str]) -> str:
     exe = Path(sys.executable)
     try:
@@ -1117,19 +1136,11 @@ def main(argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     available = set() if a.rejudge else serve_flags_of(a.bin)
-    parts = {}
-    for part in a.parts:
+    def skipped(part: str) -> str | None:
         missing = [] if a.rejudge else missing_flags(available, PART_FLAGS[part])
-        if missing:
-            parts[part] = {"skipped": f"`{a.bin} serve` has no {', '.join(missing)} (not landed in this binary)"}
-            log(f"{part}: skipped, {parts[part]['skipped']}")
-            continue
-        log(f"{part}: start")
-        try:
-            parts[part] = PART_FUNCS[part](a)
-        except (RuntimeError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as e:
-            parts[part] = {"error": f"{type(e).__name__}: {e}"}
-            log(f"{part}: failed, {parts[part]['error']}")
+        return f"`{a.bin} serve` has no {', '.join(missing)} (not landed in this binary)" if missing else None
+
+    parts = run_parts(a.parts, PART_FUNCS, a, skipped, log)
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": display_command(argv),
               "args": vars(a), "in_flight_s": in_flight_s(a), "minutes": (time.time() - started) / 60, "parts": parts}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -395,14 +395,7 @@ def main(argv: list[str]) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    parts = {}
-    for part in a.parts:
-        log(f"{part}: start")
-        try:
-            parts[part] = PART_FUNCS[part](a)
-        except (RuntimeError, subprocess.CalledProcessError, OSError, ValueError, KeyError) as e:
-            parts[part] = {"error": f"{type(e).__name__}: {e}"}
-            log(f"{part}: failed, {parts[part]['error']}")
+    parts = eco.run_parts(a.parts, PART_FUNCS, a, lambda _part: None, log)
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": eco.display_command(argv),
               "args": vars(a), "minutes": (time.time() - started) / 60, "parts": parts}
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
