@@ -5,7 +5,7 @@ exchange's ledger the judge.
     .venv/bin/python loadtest/fleet.py --out target/fleet      (or `make fleet`)
         [--instances 3] [--requests-per-day 200000] [--rate 1500] [--outage-s 30]
         [--ab-pairs 2] [--ab-requests 100000] [--timeout-ms 50] [--lease-interval-ms 50]
-        [--parts fleet,outage,ab] [--rejudge]
+        [--parts fleet,outage,caps,ab] [--rejudge]
 
 The exchange plays the load balancer (``--bidder a,b,c``: requests round robin, each
 win, billing, loss, click and conversion notice to an instance drawn per notice) and
@@ -23,7 +23,13 @@ day, calibrated here when absent), paced, holds of ``--hold-wall-s`` as there.
    instance's ``/readyz`` during the outage, spend against budget (the bound: none
    over), the books against the ledger after recovery, and the fleet's counts of what
    the outage let through (``ctrbid_fleet_reconciled_total``).
-3. **ab**: one instance alone (``memory``) against one on Redis (``redis``), the same
+3. **caps**: every campaign capped at 3 a day per user (``loadtest/economics.py``'s
+   part 2: budgets that never bind, no pacing, 2,000 users so that caps bind), one day
+   played to the three instances and the same day to one instance alone: impressions
+   over a cap in the ledger (must be none), and what the fleet's division of each cap
+   costs in delivery (impressions, and (user, campaign) pairs that reached the cap)
+   against the instance alone.
+4. **ab**: one instance alone (``memory``) against one on Redis (``redis``), the same
    day of traffic, in the order memory, redis, memory, redis...: CPU per 1,000 requests
    and the in-process p99, the median of each arm.
 
@@ -49,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import economics as eco  # noqa: E402
 
 ROOT = eco.ROOT
-PARTS = ("fleet", "outage", "ab")
+PARTS = ("fleet", "outage", "caps", "ab")
 REPLAY_SHARE = 0.05
 WITHIN = eco.WITHIN_BUDGET
 AB_MAX_RATIO = 1.15  # the issue's target: Redis against in-process, within 15 %
@@ -108,7 +114,7 @@ class Redis:
 
 
 def play(a, name: str, catalog: Path, days: int, instances: list[str], backend: str = "redis",
-         outage: tuple[float, float] | None = None, xflags: list[str] = ()) -> Path:
+         outage: tuple[float, float] | None = None, xflags: list[str] = (), pacing: str = "true") -> Path:
     """``instances`` of one bidder (``backend``) against ``days`` of the exchange; with
     ``outage`` (start, length in wall seconds from the exchange's start) Redis is killed
     then and started again. Returns the run's directory."""
@@ -121,7 +127,7 @@ def play(a, name: str, catalog: Path, days: int, instances: list[str], backend: 
     meta = {"name": name, "days": days, "instances": instances, "backend": backend, "serve": [], "outage": None}
     try:
         for inst in instances:
-            flags = ["--catalog", catalog, "--in-flight-s", str(eco.in_flight_s(a)), "--pacing", "true"]
+            flags = ["--catalog", catalog, "--in-flight-s", str(eco.in_flight_s(a)), "--pacing", pacing]
             if redis:
                 flags += ["--fleet-backend", "redis", "--redis-url", redis.url, "--fleet-instance", inst]
             b = eco.Bidder(a.bin, out / f"events-{inst}", out / f"bidder-{inst}.log", flags, eco.NOTICE_KEY, config)
@@ -345,7 +351,31 @@ def part_ab(a) -> dict:
                         "in-process p99, redis / memory": eco.target(ratio["in_process_p99_ms"], "<=", AB_MAX_RATIO)}}
 
 
-PART_FUNCS = {"fleet": part_fleet, "outage": part_outage, "ab": part_ab}
+def part_caps(a) -> dict:
+    base = eco.load_catalog(a.catalog)
+    path = eco.write_catalog(base, eco.with_caps(eco.with_budgets_x(base["campaigns"], eco.UNBOUNDED)),
+                             Path(a.out) / "catalog-caps.json")
+    xflags = ["--users", str(eco.CAPS_USERS)]
+    runs = {}
+    for name, instances, backend in (("caps-fleet", names(a), "redis"), ("caps-one", ["a"], "memory")):
+        run = Path(a.out) / name if a.rejudge else play(a, name, path, 1, instances, backend=backend,
+                                                        xflags=xflags, pacing="false")
+        led = eco.read_ledger(run / "exchange" / "ledger.jsonl", users=True)
+        runs[name] = {"instances": len(instances), "backend": backend,
+                      "caps": eco.over_cap(eco.impressions_with_users(led), eco.CAP["impressions"],
+                                           eco.CAP["window_s"]),
+                      "bids": sum(led.bids.values()), "wins": sum(led.wins.values()),
+                      "capped": metric_sum(run, instances, "ctrbid_freqcap_capped_total "),
+                      "fleet_members": [metric_sum(run, [i], "ctrbid_freqcap_fleet_members ") for i in instances],
+                      "run": eco.run_meta(run)}
+    fleet, one = runs["caps-fleet"]["caps"], runs["caps-one"]["caps"]
+    return {"cap": eco.CAP, "users": eco.CAPS_USERS, "runs": runs,
+            "fleet_over_one": {"impressions": eco.ratio(fleet["impressions"], one["impressions"]),
+                               "pairs_at_cap": eco.ratio(fleet["pairs_at_cap"], one["pairs_at_cap"])},
+            "targets": {"impressions over a cap, three instances": eco.target(fleet["over_cap"], "<=", 0)}}
+
+
+PART_FUNCS = {"fleet": part_fleet, "outage": part_outage, "caps": part_caps, "ab": part_ab}
 
 
 def markdown(report: dict) -> str:

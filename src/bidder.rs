@@ -1022,7 +1022,8 @@ impl Bidder {
         self.fleet.as_ref()
     }
 
-    /// Every `fleet.lease_interval_ms`: the budget leases of the serving catalog's
+    /// Every `fleet.lease_interval_ms`: this instance's share of the frequency caps
+    /// (the fleet's live members), the budget leases of the serving catalog's
     /// campaigns are refreshed, the outcomes of this instance's bids that others
     /// received are applied, and notices accepted while Redis was away are claimed in
     /// the fleet's ledger. Before the auction clock has a time (no request yet) only a
@@ -1035,6 +1036,9 @@ impl Bidder {
             }
             return;
         };
+        if let Some(share) = fleet.refresh_members().await {
+            self.economics.set_cap_share(share);
+        }
         let state = self.state.load();
         let paces = &state.accounts.paces;
         for p in paces {

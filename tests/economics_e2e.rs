@@ -331,25 +331,15 @@ async fn a_small_exchange_run_keeps_every_budget_and_cap() {
     o.tmax_grace_ms = 5000;
     let outcome = ctrbid::exchange::exchange(&o).await.unwrap();
     let records = ledger::read(&outcome.ledger).unwrap();
-    let user_of: HashMap<u64, String> = records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Request(q) => Some((q.seq, q.user.clone())),
-            _ => None,
-        })
-        .collect();
-    let (mut spend, mut shown) = (HashMap::<String, f64>::new(), HashMap::<(String, String), u32>::new());
+    let mut spend = HashMap::<String, f64>::new();
     for r in &records {
-        match r {
-            Record::Notice(n) if n.kind == NoticeKind::Bill && n.status == Some(200) => {
+        if let Record::Notice(n) = r {
+            if n.kind == NoticeKind::Bill && n.status == Some(200) {
                 *spend.entry(n.bid.cid.clone().unwrap()).or_default() += n.price.unwrap() / 1000.0;
             }
-            Record::Impression(i) => {
-                *shown.entry((user_of[&i.bid.seq].clone(), i.bid.cid.clone().unwrap())).or_default() += 1;
-            }
-            _ => {}
         }
     }
+    let shown = common::impressions_by_user_and_campaign(&outcome.ledger);
     assert!(shown.len() > 20 && spend.len() > 5, "the run bought: {} pairs, {} campaigns", shown.len(), spend.len());
     let most = spend.values().cloned().fold(0.0, f64::max);
     assert!(most <= 0.1 + 1e-9, "a campaign spent {most} of 0.1");

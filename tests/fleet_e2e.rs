@@ -422,3 +422,80 @@ async fn three_instances_spend_each_budget_once() {
         s.stop().await;
     }
 }
+
+/// Three instances behind `ctrbid exchange` (requests round robin), every campaign
+/// capped at 2 a day per user, few users so that the caps bind: no (user, campaign) is
+/// shown more than twice, though each instance alone would allow two of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_hold_each_user_to_one_cap() {
+    const CAP: u32 = 2;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ctrbid::simulate::SimConfig { seed: 7, campaigns: 20, ..Default::default() };
+    let mut catalog = ctrbid::simulate::generate_catalog(&sim).unwrap();
+    for c in &mut catalog.campaigns {
+        c.daily_budget = 1000.0;
+        c.frequency_cap = Some(ctrbid::freqcap::FrequencyCap { impressions: CAP, window_s: 86_400 });
+    }
+    let catalog_path = dir.path().join("catalog.json");
+    std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    let instance = |name: &str| {
+        let mut c = cfg(&redis, name);
+        c.server.clock = ctrbid::clock::ClockMode::Simulation;
+        c.model.catalog = catalog_path.clone();
+        c.pacing.enabled = false;
+        c.pacing.in_flight_s = 3600;
+        c.fleet.lease_interval_ms = 10;
+        c
+    };
+    let servers = [
+        TestServer::start(instance("a")).await,
+        TestServer::start(instance("b")).await,
+        TestServer::start(instance("c")).await,
+    ];
+    // One request each at the simulated day's start sets the clocks (the fleet ticks
+    // once there is a time), so the instances know each other before the day begins.
+    let start_ms = (sim.start_ts * 1000).to_string();
+    for s in &servers {
+        let r = s.post_with("/openrtb2/bid", &[(ctrbid::clock::TIME_HEADER, &start_ms)], &request()).await;
+        assert_eq!(r.status, 204, "{}", r.text());
+    }
+    common::wait_until("every instance knows the fleet", Duration::from_secs(10), || async {
+        let mut known = true;
+        for s in &servers {
+            known &= metric(&metrics(s).await, "ctrbid_freqcap_fleet_members ") == 3.0;
+        }
+        known
+    })
+    .await;
+    let fleet = servers.iter().map(|s| format!("http://{}", s.addr)).collect::<Vec<_>>().join(",");
+    let mut o = ctrbid::exchange::Options::new(vec![fleet], dir.path().join("exchange"));
+    (o.seed, o.campaigns, o.requests, o.rate, o.users, o.tmax_grace_ms) = (7, 20, 3000, 1000.0, 100, 5000);
+    o.start_ts = sim.start_ts;
+    let outcome = ctrbid::exchange::exchange(&o).await.unwrap();
+
+    let shown = common::impressions_by_user_and_campaign(&outcome.ledger);
+    let over: Vec<_> = shown.iter().filter(|(_, n)| **n > CAP).collect();
+    assert!(over.is_empty(), "over the cap of {CAP}: {over:?}");
+    let full = shown.values().filter(|n| **n == CAP).count();
+    assert!(full >= 20, "the caps bound: {full} pairs of {} at the cap", shown.len());
+    let mut ranks = std::collections::BTreeSet::new();
+    for s in &servers {
+        let m = metrics(s).await;
+        assert_eq!(metric(&m, "ctrbid_freqcap_fleet_members "), 3.0);
+        ranks.insert(metric(&m, "ctrbid_freqcap_fleet_rank ") as u64);
+    }
+    assert_eq!(ranks, [0, 1, 2].into(), "each instance its own rank");
+    // One leaves: after fleet.live_window_ms (5 s) the two left divide the caps.
+    let [a, b, c] = servers;
+    c.stop().await;
+    common::wait_until("the two left divide the caps", Duration::from_secs(15), || async {
+        let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+        let members = [&ma, &mb].map(|m| metric(m, "ctrbid_freqcap_fleet_members "));
+        let ranks = [&ma, &mb].map(|m| metric(m, "ctrbid_freqcap_fleet_rank "));
+        members == [2.0, 2.0] && ranks == [0.0, 1.0]
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

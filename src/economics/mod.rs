@@ -29,7 +29,7 @@ pub use save::SavedState;
 pub use shade::{FirstPrice, Pricer};
 
 use crate::catalog::{Admit, Catalog};
-use crate::freqcap::{CapStore, UserView};
+use crate::freqcap::{CapShare, CapStore, UserView};
 use crate::notice::{Checked, Kind};
 use caps::CapTable;
 use dashmap::DashMap;
@@ -66,6 +66,9 @@ pub struct Economics {
     /// A fleet instance: each campaign bids within the lease the fleet grants it
     /// ([`crate::fleet::budget`]), and today's spend comes from the fleet.
     leased: bool,
+    /// This instance's share of every cap's places ([`CapShare`], packed): all of them
+    /// alone, a fleet's division in a fleet ([`Economics::set_cap_share`]).
+    cap_share: std::sync::atomic::AtomicU32,
 }
 
 /// The paces of one catalog's campaigns, in catalog order: built with the selector,
@@ -163,6 +166,8 @@ pub struct Gate<'a> {
     /// The request's user, when caps apply to it.
     user: Option<u64>,
     caps: Option<(&'a CapTable, UserView, &'a std::sync::atomic::AtomicU64)>,
+    /// This instance's share of the caps' places, read once per request.
+    share: CapShare,
     now: i64,
 }
 
@@ -187,8 +192,9 @@ impl Admit for Gate<'_> {
             pace.throttled.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        if let Some((table, view, capped)) = &self.caps {
-            if table.of_candidate(campaign, creative).any(|(item, cap)| !view.allows(item, cap, self.now)) {
+        if let (Some((table, view, capped)), Some(user)) = (&self.caps, self.user) {
+            let allows = |(item, cap)| view.allows(item, self.share.cap(user, item, cap), self.now);
+            if !table.of_candidate(campaign, creative).all(allows) {
                 capped.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
@@ -220,6 +226,10 @@ impl Economics {
             capped: Default::default(),
             late_outcomes: Default::default(),
             leased: cfg.fleet.backend == crate::fleet::Backend::Redis,
+            cap_share: std::sync::atomic::AtomicU32::new(match cfg.fleet.backend {
+                crate::fleet::Backend::Redis => CapShare::NONE.pack(),
+                crate::fleet::Backend::Memory => CapShare::ALONE.pack(),
+            }),
         }
     }
 
@@ -264,6 +274,7 @@ impl Economics {
             count: seed.is_multiple_of(OPPORTUNITY_SAMPLE),
             user: None,
             caps: None,
+            share: CapShare::ALONE,
             now,
         };
         if self.caps_enabled && accounts.caps.any {
@@ -274,7 +285,10 @@ impl Economics {
                 req.device.as_ref().and_then(|d| d.ifa.as_deref()),
             );
             match gate.user {
-                Some(key) => gate.caps = Some((&accounts.caps, self.caps.user(key), &self.capped)),
+                Some(key) => {
+                    gate.caps = Some((&accounts.caps, self.caps.user(key), &self.capped));
+                    gate.share = self.cap_share();
+                }
                 None => {
                     self.requests_without_user.fetch_add(1, Ordering::Relaxed);
                 }
@@ -331,8 +345,9 @@ impl Economics {
         // since selection) gives the money back: no bid.
         let mut caps = arrayvec::ArrayVec::<CapHold, 2>::new();
         if let (Some(user), true) = (user, self.caps_enabled) {
+            let share = self.cap_share();
             for (item, cap) in accounts.caps.of_candidate(campaign, creative) {
-                if !self.caps.reserve(user, item, cap, bid, until, now) {
+                if !self.caps.reserve(user, item, share.cap(user, item, cap), bid, until, now) {
                     for h in &caps {
                         self.caps.lost(h.user, h.item, bid);
                     }
@@ -440,6 +455,17 @@ impl Economics {
         self.caps.sweep(now, accounts.caps.max_window_s);
     }
 
+    /// This instance's share of every cap's places.
+    pub fn cap_share(&self) -> CapShare {
+        CapShare::unpack(self.cap_share.load(Ordering::Relaxed))
+    }
+
+    /// Sets this instance's share of the caps' places (a fleet's members changed, or
+    /// became known); bids held under the old share keep their places.
+    pub fn set_cap_share(&self, share: CapShare) {
+        self.cap_share.store(share.pack(), Ordering::Relaxed);
+    }
+
     /// Whether campaigns bid within the fleet's leases.
     pub fn leased(&self) -> bool {
         self.leased
@@ -508,13 +534,19 @@ impl Economics {
              # HELP ctrbid_freqcap_refused_for_room_total Bids to users the cap store had no room to track.\n\
              # TYPE ctrbid_freqcap_refused_for_room_total counter\nctrbid_freqcap_refused_for_room_total {}\n\
              # HELP ctrbid_freqcap_requests_without_user_total Requests with capped candidates but no stable user id: not capped.\n\
-             # TYPE ctrbid_freqcap_requests_without_user_total counter\nctrbid_freqcap_requests_without_user_total {}",
+             # TYPE ctrbid_freqcap_requests_without_user_total counter\nctrbid_freqcap_requests_without_user_total {}\n\
+             # HELP ctrbid_freqcap_fleet_members Instances dividing every cap's places (1 alone; 0 while a fleet instance does not know the fleet yet).\n\
+             # TYPE ctrbid_freqcap_fleet_members gauge\nctrbid_freqcap_fleet_members {}\n\
+             # HELP ctrbid_freqcap_fleet_rank This instance's rank among them.\n\
+             # TYPE ctrbid_freqcap_fleet_rank gauge\nctrbid_freqcap_fleet_rank {}",
             fc.users,
             fc.reservations,
             fc.bytes_per_user,
             self.capped.load(Ordering::Relaxed),
             fc.refused,
-            self.requests_without_user.load(Ordering::Relaxed)
+            self.requests_without_user.load(Ordering::Relaxed),
+            self.cap_share().members,
+            self.cap_share().rank,
         );
         let sh = self.pricer.shader().stats();
         let _ = writeln!(

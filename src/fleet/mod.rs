@@ -6,15 +6,18 @@
 //! refused as a duplicate by every other, and a loss contradicts a win taken elsewhere;
 //! and **budgets** ([`budget`]): each instance bids within a lease of each campaign's
 //! budget, and the outcomes of its bids come back to it from whichever instance the
-//! load balancer sent their notices to. Frequency caps and aggregates are still each
+//! load balancer sent their notices to; and **frequency caps** ([`members`],
+//! [`crate::freqcap::CapShare`]): each instance fills only its share of every cap's
+//! places, from a division all live instances agree on. The aggregates are still each
 //! instance's own (see `deploy/README.md#a-fleet`). The event log stays per instance by
 //! design: training reads them all (`ctrbid features --events a,b,c`,
 //! [`crate::events::join`]).
 //!
 //! **Where Redis sits.** Never on the bid path: a bid request makes no Redis call. The
 //! notice path makes one, after the instance's own checks, bounded by
-//! `fleet.timeout_ms`; a background tick every `fleet.lease_interval_ms` makes two or
-//! three (leases for every campaign, the inbox, its acknowledgement).
+//! `fleet.timeout_ms`; a background tick every `fleet.lease_interval_ms` makes three or
+//! four (the members, leases for the campaigns that need them, the inbox, its
+//! acknowledgement).
 //!
 //! **When Redis is slow or down** ([`redis::Redis`], [`breaker::Breaker`]): after
 //! `breaker_failures` failed calls in a row the breaker opens, and notices are checked
@@ -29,6 +32,7 @@
 pub mod breaker;
 pub mod budget;
 pub mod ledger;
+pub mod members;
 pub mod redis;
 
 use crate::economics::{CampaignPace, Outcome};
@@ -199,6 +203,7 @@ pub struct Fleet {
     drain: ::redis::Script,
     ack: ::redis::Script,
     unclaim: ::redis::Script,
+    members: ::redis::Script,
     live_window_ms: u64,
     interval: Duration,
     tick_timeout: Duration,
@@ -245,6 +250,7 @@ impl Fleet {
             drain: ::redis::Script::new(budget::DRAIN),
             ack: ::redis::Script::new(budget::ACK),
             unclaim: ::redis::Script::new(ledger::UNCLAIM),
+            members: ::redis::Script::new(members::MEMBERS),
             live_window_ms: cfg.live_window_ms,
             interval: Duration::from_millis(cfg.lease_interval_ms),
             tick_timeout: Duration::from_millis(cfg.tick_timeout_ms),
@@ -400,6 +406,34 @@ impl Fleet {
             })
             .await;
         self.note(reply.is_ok());
+    }
+
+    /// How long the others may take to see a new instance: one tick of theirs, or the
+    /// longest a slow one may wait on Redis.
+    pub fn settle_ms(&self) -> i64 {
+        (self.interval.max(self.tick_timeout)).as_millis() as i64 + self.interval.as_millis() as i64
+    }
+
+    /// Stamps this instance in the fleet's members and answers its share of every
+    /// cap's places ([`members`]); `None` when Redis did not answer (the share held
+    /// stays: while Redis is away nobody's view of the fleet changes).
+    pub async fn refresh_members(&self) -> Option<crate::freqcap::CapShare> {
+        let (script, key) = (&self.members, members::key(&self.prefix));
+        let reply = self
+            .redis
+            .run_within(self.tick_timeout, |mut c| async move {
+                script
+                    .key(key)
+                    .arg(self.instance.as_str())
+                    .arg(self.live_window_ms)
+                    .invoke_async::<Vec<String>>(&mut c)
+                    .await
+            })
+            .await;
+        self.note(reply.is_ok());
+        let reply = reply.ok()?;
+        let (since, live) = members::parse(&reply)?;
+        Some(members::share(&self.instance, live, since, self.settle_ms()))
     }
 
     /// Refreshes this instance's lease of the campaigns in `paces` that are due

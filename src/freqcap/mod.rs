@@ -25,6 +25,7 @@
 //! reservation ([`CapStore::won`]: uncapped bids, or bids made before a restart whose
 //! snapshot was lost), which are recorded all the same.
 
+mod share;
 mod snapshot;
 mod store;
 mod user;
@@ -35,6 +36,7 @@ mod tests;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+pub use share::CapShare;
 pub use snapshot::{CapSnapshot, UserSnapshot};
 pub use store::{CapStats, CapStore, UserView};
 

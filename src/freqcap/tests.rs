@@ -342,3 +342,43 @@ fn a_typical_user_fits_in_its_entry() {
     // 113 bytes a bucket; between 1/2 and 7/8 of the buckets in use.
     assert!((129..=226).contains(&st.bytes_per_user), "{st:?}");
 }
+
+#[test]
+fn a_fleet_divides_every_cap_exactly() {
+    for members in 1..=7u16 {
+        for places in 1..=MAX_IMPRESSIONS {
+            let (mut spread, mut favoured) = (0u32, std::collections::HashSet::new());
+            for pair in 0..200u64 {
+                let (user, item) = (pair.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1, campaign_item(&pair.to_string()));
+                let shares: Vec<u32> =
+                    (0..members).map(|rank| CapShare { members, rank }.places(user, item, places)).collect();
+                assert_eq!(shares.iter().sum::<u32>(), places, "{members} members, {places} places: {shares:?}");
+                let (lo, hi) = (*shares.iter().min().unwrap(), *shares.iter().max().unwrap());
+                assert!(hi - lo <= 1, "{members} members, {places} places: {shares:?}");
+                spread += hi - lo;
+                favoured.extend((0..shares.len()).filter(|&r| shares[r] > lo));
+            }
+            if places % u32::from(members) != 0 {
+                // The remainder places fall to different instances for different pairs.
+                assert!(spread > 0 && favoured.len() == usize::from(members), "{members} members, {places} places");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_share_caps_what_this_instance_may_show() {
+    let c = cap(3, DAY);
+    assert_eq!(CapShare::ALONE.cap(U, 7, c), c, "alone, every place is its own");
+    assert_eq!(CapShare::NONE.cap(U, 7, c).impressions, 0, "a fleet not known yet: none");
+    assert_eq!(CapShare { members: 2, rank: 2 }.cap(U, 7, c).impressions, 0, "a rank past the members: none");
+    assert_eq!(CapShare::unpack(CapShare { members: 5, rank: 3 }.pack()), CapShare { members: 5, rank: 3 });
+    // Three instances, a cap of 3: one place each, so the store, counting this
+    // instance's own bids, refuses the second.
+    let store = CapStore::new(10);
+    let mine = CapShare { members: 3, rank: 1 }.cap(U, 7, c);
+    assert_eq!(mine, cap(1, DAY));
+    assert!(store.reserve(U, 7, mine, 1, T + 60, T));
+    assert!(!store.reserve(U, 7, mine, 2, T + 60, T));
+    assert!(store.reserve(U, 7, c, 2, T + 60, T), "the whole cap would allow it");
+}

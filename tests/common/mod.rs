@@ -316,3 +316,25 @@ pub fn spawn_serve(config: &Path, stderr: std::process::Stdio) -> (std::process:
         |nth| line.split("http://").nth(nth).and_then(|s| s.split([' ', '(', ';']).next()).expect(&line).to_string();
     (child, address(1), address(2))
 }
+
+/// The impressions of an exchange ledger by (user, campaign id): what a frequency cap is
+/// judged on (the user as the exchange sent it; "" for requests without one).
+pub fn impressions_by_user_and_campaign(ledger: &Path) -> std::collections::HashMap<(String, String), u32> {
+    use ctrbid::exchange::ledger::{self, Record};
+    let records = ledger::read(ledger).unwrap();
+    let user_of: std::collections::HashMap<u64, &str> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Request(q) => Some((q.seq, q.user.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut shown = std::collections::HashMap::new();
+    for r in &records {
+        if let Record::Impression(i) = r {
+            let pair = (user_of[&i.bid.seq].to_string(), i.bid.cid.clone().unwrap_or_default());
+            *shown.entry(pair).or_default() += 1;
+        }
+    }
+    shown
+}
