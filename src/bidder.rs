@@ -1014,7 +1014,35 @@ impl Bidder {
         let category = aggregates::id_hash(category);
         let keys = EntityKeys::of(c.audience, &c.campaign, &c.creative, category);
         let seq = self.aggregates.apply(&AggEvent { ts_s: unix_s(now_ms), outcome, keys });
+        if let Some(fleet) = &self.fleet {
+            fleet.count(crate::fleet::counts::SharedCount {
+                ts_ms: now_ms,
+                outcome,
+                campaign: c.campaign.clone(),
+                creative: c.creative.clone(),
+                user: c.audience.user.unwrap_or(0),
+                publisher: c.audience.publisher.unwrap_or(0),
+                category,
+            });
+        }
         Some(AggStamp { seq, user: c.audience.user, publisher: c.audience.publisher, category })
+    }
+
+    /// Applies to the aggregates an event another instance counted, and logs it.
+    fn count_shared(&self, c: &crate::fleet::counts::SharedCount) {
+        let key = |k: u64| (k != 0).then_some(k);
+        let audience = aggregates::Audience { user: key(c.user), publisher: key(c.publisher) };
+        let keys = EntityKeys::of(audience, &c.campaign, &c.creative, c.category);
+        let seq = self.aggregates.apply(&AggEvent { ts_s: unix_s(c.ts_ms), outcome: c.outcome, keys });
+        if let Some(events) = &self.events {
+            events.counted(crate::events::CountedRecord {
+                ts_ms: c.ts_ms,
+                outcome: c.outcome,
+                campaign: &c.campaign,
+                creative: &c.creative,
+                stamp: AggStamp { seq, user: audience.user, publisher: audience.publisher, category: c.category },
+            });
+        }
     }
 
     /// The fleet's shared state; `None` with the memory backend.
@@ -1039,6 +1067,7 @@ impl Bidder {
         if let Some(share) = fleet.refresh_members().await {
             self.economics.set_cap_share(share);
         }
+        fleet.share_counts(|c| self.count_shared(c)).await;
         let state = self.state.load();
         let paces = &state.accounts.paces;
         for p in paces {

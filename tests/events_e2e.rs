@@ -104,6 +104,7 @@ async fn bids_land_with_the_rows_that_were_scored_and_each_notice_once() {
             Event::Bid(r) => Some((r.bid, r)),
             Event::Notice(_) => None,
             Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
+            Event::Counted(c) => panic!("no fleet here: {c:?}"),
         })
         .collect();
     assert_eq!(bid_records.len(), bids.len(), "every bid once (sampling 100 %)");
@@ -129,6 +130,7 @@ async fn bids_land_with_the_rows_that_were_scored_and_each_notice_once() {
             Event::Notice(n) => Some(n),
             Event::Bid(_) => None,
             Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
+            Event::Counted(c) => panic!("no fleet here: {c:?}"),
         })
         .collect();
     let kinds: Vec<(NoticeKind, u64)> = notices.iter().map(|n| (n.kind, n.bid)).collect();
@@ -287,6 +289,7 @@ async fn every_acknowledged_billing_survives_kill_9() {
             Event::Bid(_) => bids += 1,
             Event::Notice(_) => {}
             Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
+            Event::Counted(c) => panic!("no fleet here: {c:?}"),
         }
     }
     for id in &acked_total {
@@ -369,6 +372,7 @@ async fn exploration_bids_carry_their_propensity() {
             Event::Bid(b) => Some(b.propensity),
             Event::Notice(_) => None,
             Event::Shadow(s) => panic!("no shadow serves here: {s:?}"),
+            Event::Counted(c) => panic!("no fleet here: {c:?}"),
         })
         .collect();
     assert!(propensities.len() > 300, "{} bids", propensities.len());

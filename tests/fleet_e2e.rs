@@ -108,11 +108,17 @@ async fn a_notice_one_instance_took_is_refused_by_the_other() {
     assert_eq!(metric(&ma, "ctrbid_fleet_notice_claims_total{result=\"duplicate\"} "), 1.0);
 
     // The win comes to a after the bill went to b: accepted, but the bill was the
-    // impression's first word, so a does not count it again in its aggregates.
-    let events_before = metric(&ma, "ctrbid_aggregates_events_total ");
+    // impression's first word, so a does not count it again in its aggregates. The
+    // impression reaches a's aggregates from b's (they are shared), once.
     assert_eq!(a.get(&filled(url(&x, "nurl"), "1.50")).await.status, 200);
-    assert_eq!(metric(&metrics(&a).await, "ctrbid_aggregates_events_total "), events_before);
-    assert_eq!(metric(&metrics(&b).await, "ctrbid_aggregates_events_total "), 1.0, "b counted the impression");
+    let counted = |m: String| metric(&m, "ctrbid_aggregates_events_total ");
+    common::wait_until("b's impression counted in a's aggregates", Duration::from_secs(10), || async {
+        counted(metrics(&a).await) == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let both = (counted(metrics(&a).await), counted(metrics(&b).await));
+    assert_eq!(both, (1.0, 1.0), "one impression, counted once by each");
     // Replayed to b: a duplicate there.
     assert_eq!(b.get(&filled(url(&x, "nurl"), "1.50")).await.status, 409);
 
@@ -498,4 +504,64 @@ async fn three_instances_hold_each_user_to_one_cap() {
     .await;
     a.stop().await;
     b.stop().await;
+}
+
+/// Three instances behind `ctrbid exchange`, each notice to any of them: every
+/// instance's aggregates count every impression, click and conversion the fleet
+/// received, once; and one restarted on its event log has them all back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_count_every_notice_in_each_ones_aggregates() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let instance = |name: &str| {
+        let mut c = cfg(&redis, name);
+        c.server.clock = ctrbid::clock::ClockMode::Simulation;
+        c.fleet.lease_interval_ms = 10;
+        c.events.dir = Some(dir.path().join(name));
+        c
+    };
+    let servers = [
+        TestServer::start(instance("a")).await,
+        TestServer::start(instance("b")).await,
+        TestServer::start(instance("c")).await,
+    ];
+    let fleet = servers.iter().map(|s| format!("http://{}", s.addr)).collect::<Vec<_>>().join(",");
+    let mut o = ctrbid::exchange::Options::new(vec![fleet], dir.path().join("exchange"));
+    (o.seed, o.requests, o.rate, o.tmax_grace_ms, o.click_boost) = (7, 1500, 1000.0, 5000, 10.0);
+    ctrbid::exchange::exchange(&o).await.unwrap();
+
+    let counted = |m: &str| metric(m, "ctrbid_aggregates_events_total ");
+    // Each instance's own events (those its notices counted) add up to the fleet's.
+    let taken = |m: &str| metric(m, "ctrbid_fleet_aggregate_events_total{direction=\"taken\"} ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let own = loop {
+        let m = all_metrics(&servers).await;
+        let own: f64 = m.iter().map(|m| counted(m) - taken(m)).sum();
+        if own > 50.0 && m.iter().all(|m| counted(m) == own) {
+            break own;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every instance has the fleet's {own} events");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for m in all_metrics(&servers).await {
+        let taken = taken(&m);
+        assert!(taken > 0.0 && taken < own, "{taken} of {own} from the others");
+        assert_eq!(metric(&m, "ctrbid_events_counted_total{outcome=\"written\"} "), taken, "each one logged");
+    }
+    // A restart rebuilds the store from the log: its own notices and what it took.
+    let [a, b, c] = servers;
+    a.stop().await;
+    let a = TestServer::start(instance("a")).await;
+    assert_eq!(counted(&metrics(&a).await), own, "a rebuilt every event it had");
+    for s in [a, b, c] {
+        s.stop().await;
+    }
+}
+
+async fn all_metrics(servers: &[TestServer]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in servers {
+        out.push(metrics(s).await);
+    }
+    out
 }

@@ -417,6 +417,7 @@ async fn a_shadow_scores_beside_the_incumbent_bids_nothing_and_its_predictions_a
                 assert!(shadowed.insert(s.bid, s.pctr).is_none(), "one record per bid");
             }
             ctrbid::events::Event::Notice(_) => {}
+            ctrbid::events::Event::Counted(c) => panic!("no fleet here: {c:?}"),
         }
     }
     assert_eq!(served.len() as u64, bids);

@@ -85,12 +85,19 @@ impl Family {
     }
 }
 
-/// What happened to an impression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What happened to an impression. The discriminants are its code in the event log's
+/// counted records: never renumber them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Outcome {
-    Impression,
-    Click,
-    Conversion,
+    Impression = 1,
+    Click = 2,
+    Conversion = 3,
+}
+
+impl Outcome {
+    pub fn from_u8(v: u8) -> Option<Outcome> {
+        [Outcome::Impression, Outcome::Click, Outcome::Conversion].into_iter().find(|o| *o as u8 == v)
+    }
 }
 
 /// The xxh3 seed of entity keys: fixed, so that keys in the event log stay valid across

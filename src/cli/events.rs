@@ -57,6 +57,13 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
                 }
                 ("bid", line)
             }
+            Event::Counted(c) => {
+                let line = json!({
+                    "kind": "counted", "ts_ms": c.ts_ms, "outcome": c.outcome, "campaign": c.campaign,
+                    "creative": c.creative, "seq": c.stamp.seq,
+                });
+                ("counted", line)
+            }
             Event::Shadow(s) => {
                 let line = json!({
                     "kind": "shadow", "ts_ms": s.ts_ms, "bid": format!("{:x}", s.bid), "variant": s.variant,
@@ -105,6 +112,7 @@ fn stats(dir: &std::path::Path) -> anyhow::Result<()> {
         let kind = match Event::decode(&record.data)? {
             Event::Bid(_) => "bid",
             Event::Shadow(_) => "shadow",
+            Event::Counted(_) => "counted",
             Event::Notice(n) => n.kind.label(),
         };
         let entry = by_kind.entry(kind).or_default();

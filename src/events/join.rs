@@ -157,7 +157,7 @@ pub fn join<P: AsRef<Path>>(dirs: &[P], spec: u64, label_wait_ms: i64) -> anyhow
                 );
             }
             // A shadow's predictions are not training rows.
-            Event::Shadow(_) => {}
+            Event::Shadow(_) | Event::Counted(_) => {}
             Event::Notice(n) => {
                 last_ms = last_ms.max(n.ts_ms);
                 if !seen.insert((n.kind, n.bid)) {

@@ -1,8 +1,8 @@
 //! Events: what the bidder writes down about its bids and what came back of them.
 //!
 //! [`record`] defines the records (a bid with the feature row it scored, each win,
-//! billing, loss, click and conversion notice, and a shadow variant's prediction for a
-//! bid's row); [`sink`] is how the bidder writes them
+//! billing, loss, click and conversion notice, a shadow variant's prediction for a
+//! bid's row, and an event another instance of a fleet counted in the aggregates); [`sink`] is how the bidder writes them
 //! to the durable log ([`crate::eventlog`]): bids sampled and never waiting, notices
 //! durable before they are answered; [`join`] turns a log into training rows
 //! (`ctrbid features --events`).
@@ -12,5 +12,5 @@ pub mod record;
 pub mod restore;
 pub mod sink;
 
-pub use record::{AggStamp, BidRecord, DecodeError, Event, NoticeKind, NoticeRecord, ShadowRecord};
+pub use record::{AggStamp, BidRecord, CountedRecord, DecodeError, Event, NoticeKind, NoticeRecord, ShadowRecord};
 pub use sink::EventSink;

@@ -17,12 +17,13 @@ use std::borrow::Cow;
 /// Version 2 added [`BidRecord::agg_applied`] and [`NoticeRecord::agg`] at the end of
 /// their records; version 1 records still read (as 0 and `None`). The shadow record
 /// (type 3) came later as a new type, not a new layout: builds before it refuse a log
-/// that holds one as an unknown type.
+/// that holds one as an unknown type; so did the counted record (type 4).
 pub const FORMAT_VERSION: u8 = 2;
 
 const TYPE_BID: u8 = 1;
 const TYPE_NOTICE: u8 = 2;
 const TYPE_SHADOW: u8 = 3;
+const TYPE_COUNTED: u8 = 4;
 
 /// One record of the event log.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +31,21 @@ pub enum Event<'a> {
     Bid(BidRecord<'a>),
     Notice(NoticeRecord<'a>),
     Shadow(ShadowRecord<'a>),
+    Counted(CountedRecord<'a>),
+}
+
+/// An impression, click or conversion another instance of a fleet counted in its
+/// aggregates, applied to this instance's store too ([`crate::fleet::counts`]): logged
+/// with its place in this store's sequence, so that a restart rebuilds the store it had
+/// (the notice itself is in the other instance's log).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountedRecord<'a> {
+    /// The event's time, Unix ms.
+    pub ts_ms: i64,
+    pub outcome: crate::aggregates::Outcome,
+    pub campaign: &'a str,
+    pub creative: &'a str,
+    pub stamp: AggStamp,
 }
 
 /// What a shadow variant ([`crate::variants`]) predicted for the row of a bid another
@@ -244,6 +260,17 @@ impl Event<'_> {
                     }
                 }
             }
+            Event::Counted(c) => {
+                e.u8(TYPE_COUNTED);
+                e.u8(FORMAT_VERSION);
+                e.i64(c.ts_ms);
+                e.u8(c.outcome as u8);
+                e.str(c.campaign);
+                e.str(c.creative);
+                for k in [c.stamp.seq, c.stamp.user.unwrap_or(0), c.stamp.publisher.unwrap_or(0), c.stamp.category] {
+                    e.u64(k);
+                }
+            }
             Event::Shadow(s) => {
                 e.u8(TYPE_SHADOW);
                 e.u8(FORMAT_VERSION);
@@ -268,14 +295,22 @@ impl Event<'_> {
     pub fn decode(bytes: &[u8]) -> Result<Event<'_>, DecodeError> {
         let mut d = Dec { buf: bytes, pos: 0 };
         let kind = d.u8()?;
-        if ![TYPE_BID, TYPE_NOTICE, TYPE_SHADOW].contains(&kind) {
+        if ![TYPE_BID, TYPE_NOTICE, TYPE_SHADOW, TYPE_COUNTED].contains(&kind) {
             return Err(DecodeError::UnknownType(kind));
         }
         let version = d.u8()?;
         if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::Version(version));
         }
-        let event = if kind == TYPE_SHADOW {
+        let event = if kind == TYPE_COUNTED {
+            let (ts_ms, raw) = (d.i64()?, d.u8()?);
+            let outcome = crate::aggregates::Outcome::from_u8(raw).ok_or(DecodeError::UnknownKind(raw))?;
+            let (campaign, creative) = (d.str()?, d.str()?);
+            let (seq, user, publisher, category) = (d.u64()?, d.u64()?, d.u64()?, d.u64()?);
+            let key = |k: u64| (k != 0).then_some(k);
+            let stamp = AggStamp { seq, user: key(user), publisher: key(publisher), category };
+            Event::Counted(CountedRecord { ts_ms, outcome, campaign, creative, stamp })
+        } else if kind == TYPE_SHADOW {
             let (ts_ms, bid, variant, model) = (d.i64()?, d.u64()?, d.str()?, d.str()?);
             let (pctr, pcvr) = (d.f32()?, d.f32()?);
             Event::Shadow(ShadowRecord { ts_ms, bid, variant, model, pctr, pcvr })
@@ -525,6 +560,12 @@ mod tests {
             pctr: 0.031,
             pcvr: f32::NAN,
         }));
+        let stamp = AggStamp { seq: 1 << 40, user: Some(u64::MAX), publisher: None, category: 9 };
+        for outcome in [crate::aggregates::Outcome::Impression, crate::aggregates::Outcome::Conversion] {
+            let counted =
+                CountedRecord { ts_ms: 1_767_571_260_001, outcome, campaign: "cmp-1", creative: "cr-1", stamp };
+            cases.push(Event::Counted(counted));
+        }
         for e in cases {
             let bytes = e.to_bytes();
             let back = Event::decode(&bytes).unwrap();
@@ -558,6 +599,12 @@ mod tests {
         let mut k = Event::Notice(notice(NoticeKind::Win)).to_bytes();
         k[2] = 0;
         assert_eq!(Event::decode(&k), Err(DecodeError::UnknownKind(0)));
+        let stamp = AggStamp { seq: 1, user: None, publisher: None, category: 0 };
+        let counted =
+            CountedRecord { ts_ms: 0, outcome: crate::aggregates::Outcome::Click, campaign: "", creative: "", stamp };
+        let mut c = Event::Counted(counted).to_bytes();
+        c[10] = 4;
+        assert_eq!(Event::decode(&c), Err(DecodeError::UnknownKind(4)));
     }
 
     #[test]

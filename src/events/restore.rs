@@ -17,7 +17,8 @@
 //! the records', not the files') every segment is read.
 //!
 //! The aggregates ([`aggregates`]) are rebuilt from every segment: the notices that
-//! counted in them carry their sequence numbers ([`super::record::AggStamp`]), and
+//! counted in them carry their sequence numbers ([`super::record::AggStamp`]), as do
+//! the events other instances of a fleet counted ([`super::CountedRecord`]), and
 //! applying them in that order gives back the store the bidder had.
 
 use super::{Event, NoticeKind, NoticeRecord};
@@ -68,7 +69,7 @@ pub fn notices(
                 restored.notices += 1;
                 apply(&n);
             }
-            Ok(Event::Bid(_) | Event::Shadow(_)) => {}
+            Ok(Event::Bid(_) | Event::Shadow(_) | Event::Counted(_)) => {}
             Err(_) => restored.unreadable += 1,
         }
     }
@@ -114,6 +115,7 @@ pub fn aggregates(dir: &Path, store: &AggregateStore) -> anyhow::Result<RebuiltA
                     stamped.push(e);
                 }
             }
+            Ok(Event::Counted(c)) => stamped.push(counted_event(&c)),
             Ok(Event::Bid(_) | Event::Shadow(_)) => {}
             Err(_) => out.unreadable += 1,
         }
@@ -146,4 +148,11 @@ pub fn agg_event(n: &NoticeRecord<'_>) -> Option<(u64, AggEvent)> {
     let audience = Audience { user: stamp.user, publisher: stamp.publisher };
     let keys = EntityKeys::of(audience, n.campaign, n.creative, stamp.category);
     Some((stamp.seq, AggEvent { ts_s: crate::clock::unix_s(n.ts_ms), outcome, keys }))
+}
+
+/// The aggregate event a counted record applied, with its sequence number.
+pub fn counted_event(c: &super::CountedRecord<'_>) -> (u64, AggEvent) {
+    let audience = Audience { user: c.stamp.user, publisher: c.stamp.publisher };
+    let keys = EntityKeys::of(audience, c.campaign, c.creative, c.stamp.category);
+    (c.stamp.seq, AggEvent { ts_s: crate::clock::unix_s(c.ts_ms), outcome: c.outcome, keys })
 }

@@ -11,7 +11,7 @@
 //! through [`EventSink::notice`], which returns only once the record is on disk (group
 //! commit); the notice is answered only after that ([`crate::bidder::Bidder::notice`]).
 
-use super::{BidRecord, Event, NoticeRecord, ShadowRecord};
+use super::{BidRecord, CountedRecord, Event, NoticeRecord, ShadowRecord};
 use crate::clock::ClockMode;
 use crate::config::EventsConfig;
 use crate::eventlog::{EventLog, EventLogConfig, EventLogError};
@@ -32,6 +32,8 @@ pub struct EventSink {
     shadows_dropped: AtomicU64,
     notices_written: AtomicU64,
     notices_failed: AtomicU64,
+    counted_written: AtomicU64,
+    counted_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for EventSink {
@@ -62,6 +64,8 @@ impl EventSink {
             shadows_dropped: AtomicU64::new(0),
             notices_written: AtomicU64::new(0),
             notices_failed: AtomicU64::new(0),
+            counted_written: AtomicU64::new(0),
+            counted_dropped: AtomicU64::new(0),
         }))
     }
 
@@ -90,6 +94,15 @@ impl EventSink {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Hands an event another instance counted to the log; never waits (a full queue
+    /// drops it, counted: a restart then rebuilds the aggregates without it, and says
+    /// so as a gap).
+    pub fn counted(&self, record: CountedRecord<'_>) {
+        let bytes = Event::Counted(record).to_bytes();
+        let counter = if self.log.append(bytes) { &self.counted_written } else { &self.counted_dropped };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Writes a notice record and waits until it is durable.
     pub async fn notice(&self, record: NoticeRecord<'_>) -> Result<(), EventLogError> {
         let result = self.log.append_durable(Event::Notice(record).to_bytes()).await;
@@ -114,6 +127,11 @@ impl EventSink {
         out.push_str("# TYPE ctrbid_events_notices_total counter\n");
         for (outcome, n) in [("written", &self.notices_written), ("failed", &self.notices_failed)] {
             let _ = writeln!(out, "ctrbid_events_notices_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP ctrbid_events_counted_total Records of events other instances counted in the aggregates, by outcome.\n");
+        out.push_str("# TYPE ctrbid_events_counted_total counter\n");
+        for (outcome, n) in [("written", &self.counted_written), ("dropped", &self.counted_dropped)] {
+            let _ = writeln!(out, "ctrbid_events_counted_total{{outcome=\"{outcome}\"}} {}", n.load(Ordering::Relaxed));
         }
         self.log.render_prometheus(out);
     }

@@ -8,16 +8,17 @@
 //! budget, and the outcomes of its bids come back to it from whichever instance the
 //! load balancer sent their notices to; and **frequency caps** ([`members`],
 //! [`crate::freqcap::CapShare`]): each instance fills only its share of every cap's
-//! places, from a division all live instances agree on. The aggregates are still each
-//! instance's own (see `deploy/README.md#a-fleet`). The event log stays per instance by
+//! places, from a division all live instances agree on; and the **aggregates**
+//! ([`counts`]): each instance's store counts every instance's notices, through one
+//! stream (see `deploy/README.md#a-fleet`). The event log stays per instance by
 //! design: training reads them all (`ctrbid features --events a,b,c`,
 //! [`crate::events::join`]).
 //!
 //! **Where Redis sits.** Never on the bid path: a bid request makes no Redis call. The
 //! notice path makes one, after the instance's own checks, bounded by
-//! `fleet.timeout_ms`; a background tick every `fleet.lease_interval_ms` makes three or
-//! four (the members, leases for the campaigns that need them, the inbox, its
-//! acknowledgement).
+//! `fleet.timeout_ms`; a background tick every `fleet.lease_interval_ms` makes four or
+//! five (the members, the aggregates' stream, leases for the campaigns that need them,
+//! the inbox, its acknowledgement).
 //!
 //! **When Redis is slow or down** ([`redis::Redis`], [`breaker::Breaker`]): after
 //! `breaker_failures` failed calls in a row the breaker opens, and notices are checked
@@ -31,6 +32,7 @@
 
 pub mod breaker;
 pub mod budget;
+pub mod counts;
 pub mod ledger;
 pub mod members;
 pub mod redis;
@@ -181,6 +183,12 @@ struct Counts {
     /// Lease refreshes that Redis answered, and the campaign leases they set.
     refreshes: AtomicU64,
     leases: AtomicU64,
+    /// Aggregate events sent to the others, taken from them, unreadable, and dropped
+    /// from a full outbox while Redis was away.
+    counts_sent: AtomicU64,
+    counts_taken: AtomicU64,
+    counts_bad: AtomicU64,
+    counts_dropped: AtomicU64,
 }
 
 /// The shared state's client: one per bidder, with `backend = "redis"`.
@@ -204,6 +212,12 @@ pub struct Fleet {
     ack: ::redis::Script,
     unclaim: ::redis::Script,
     members: ::redis::Script,
+    share: ::redis::Script,
+    /// Events counted here since the last tick, for the others ([`counts`]).
+    outbox: Mutex<Vec<counts::SharedCount>>,
+    /// Where this instance's reading of the others' counts stands: a stream id, empty
+    /// before the first read.
+    counts_pos: Mutex<String>,
     live_window_ms: u64,
     interval: Duration,
     tick_timeout: Duration,
@@ -251,6 +265,9 @@ impl Fleet {
             ack: ::redis::Script::new(budget::ACK),
             unclaim: ::redis::Script::new(ledger::UNCLAIM),
             members: ::redis::Script::new(members::MEMBERS),
+            share: ::redis::Script::new(counts::SHARE),
+            outbox: Mutex::new(Vec::new()),
+            counts_pos: Mutex::new(String::new()),
             live_window_ms: cfg.live_window_ms,
             interval: Duration::from_millis(cfg.lease_interval_ms),
             tick_timeout: Duration::from_millis(cfg.tick_timeout_ms),
@@ -434,6 +451,53 @@ impl Fleet {
         let reply = reply.ok()?;
         let (since, live) = members::parse(&reply)?;
         Some(members::share(&self.instance, live, since, self.settle_ms()))
+    }
+
+    /// Keeps an event this instance counted in its aggregates for the others.
+    pub fn count(&self, c: counts::SharedCount) {
+        let mut q = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.max_pending {
+            q.remove(0);
+            self.counts.counts_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        q.push(c);
+    }
+
+    /// Sends the events counted here since the last tick and takes those the others
+    /// counted since this instance's last read, each given to `apply` ([`counts`]);
+    /// false when Redis did not answer (the events wait for the next tick).
+    pub async fn share_counts(&self, mut apply: impl FnMut(&counts::SharedCount)) -> bool {
+        let batch = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+        let data = (!batch.is_empty()).then(|| serde_json::to_string(&batch).unwrap_or_default());
+        let pos = self.counts_pos.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (script, key, tag) = (&self.share, counts::key(&self.prefix), format!("{:04x}", self.tag));
+        let reply = self
+            .redis
+            .run_within(self.tick_timeout, |mut c| async move {
+                let mut call = script.key(key);
+                call.arg(pos).arg(counts::READ_BATCH).arg(tag).arg(counts::STREAM_MAXLEN);
+                if let Some(d) = &data {
+                    call.arg(d.as_str());
+                }
+                call.invoke_async::<Vec<String>>(&mut c).await
+            })
+            .await;
+        self.note(reply.is_ok());
+        let Ok(reply) = reply else {
+            // Sent with the next batch (a call that timed out after appending sends
+            // them twice: the others count them twice).
+            let mut q = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+            let newer = std::mem::replace(&mut *q, batch);
+            q.extend(newer);
+            return false;
+        };
+        self.counts.counts_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let Some((pos, events, bad)) = counts::parse(&reply) else { return true };
+        *self.counts_pos.lock().unwrap_or_else(|e| e.into_inner()) = pos.to_string();
+        events.iter().for_each(&mut apply);
+        self.counts.counts_taken.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.counts.counts_bad.fetch_add(bad as u64, Ordering::Relaxed);
+        true
     }
 
     /// Refreshes this instance's lease of the campaigns in `paces` that are due
@@ -623,6 +687,10 @@ impl Fleet {
             },
             "outcomes": { "forwarded": get(&c.forwarded), "applied": get(&c.inbox_applied), "unreadable": get(&c.inbox_bad) },
             "lease_refreshes": get(&c.refreshes),
+            "aggregate_events": {
+                "sent": get(&c.counts_sent), "taken": get(&c.counts_taken),
+                "unreadable": get(&c.counts_bad), "dropped": get(&c.counts_dropped),
+            },
             "campaign_leases_set": get(&c.leases),
         })
     }
@@ -667,7 +735,13 @@ impl Fleet {
              # HELP ctrbid_fleet_lease_refreshes_total Budget lease refreshes Redis answered.\n\
              # TYPE ctrbid_fleet_lease_refreshes_total counter\nctrbid_fleet_lease_refreshes_total {}\n\
              # HELP ctrbid_fleet_campaign_leases_total Campaign leases those refreshes set.\n\
-             # TYPE ctrbid_fleet_campaign_leases_total counter\nctrbid_fleet_campaign_leases_total {}",
+             # TYPE ctrbid_fleet_campaign_leases_total counter\nctrbid_fleet_campaign_leases_total {}\n\
+             # HELP ctrbid_fleet_aggregate_events_total Impressions, clicks and conversions counted here and sent to the other instances, taken from them, unreadable, or dropped from a full outbox.\n\
+             # TYPE ctrbid_fleet_aggregate_events_total counter\n\
+             ctrbid_fleet_aggregate_events_total{{direction=\"sent\"}} {}\n\
+             ctrbid_fleet_aggregate_events_total{{direction=\"taken\"}} {}\n\
+             ctrbid_fleet_aggregate_events_total{{direction=\"unreadable\"}} {}\n\
+             ctrbid_fleet_aggregate_events_total{{direction=\"dropped\"}} {}",
             get(&calls.ok),
             get(&calls.error),
             get(&calls.timeout),
@@ -689,6 +763,10 @@ impl Fleet {
             get(&c.inbox_bad),
             get(&c.refreshes),
             get(&c.leases),
+            get(&c.counts_sent),
+            get(&c.counts_taken),
+            get(&c.counts_bad),
+            get(&c.counts_dropped),
         );
     }
 }
