@@ -81,6 +81,10 @@ return out
 /// Entries the stream keeps, about (`XADD MAXLEN ~`).
 pub const STREAM_MAXLEN: usize = 100_000;
 
+/// Events one tick sends at most (after an outage the outbox is worked off over a few
+/// ticks, not in one entry of megabytes).
+pub const SEND_BATCH: usize = 8192;
+
 /// Entries one tick reads at most (each is one instance's tick of events).
 pub const READ_BATCH: usize = 512;
 

@@ -214,7 +214,7 @@ pub struct Fleet {
     members: ::redis::Script,
     share: ::redis::Script,
     /// Events counted here since the last tick, for the others ([`counts`]).
-    outbox: Mutex<Vec<counts::SharedCount>>,
+    outbox: Mutex<VecDeque<counts::SharedCount>>,
     /// Where this instance's reading of the others' counts stands: a stream id, empty
     /// before the first read.
     counts_pos: Mutex<String>,
@@ -266,7 +266,7 @@ impl Fleet {
             unclaim: ::redis::Script::new(ledger::UNCLAIM),
             members: ::redis::Script::new(members::MEMBERS),
             share: ::redis::Script::new(counts::SHARE),
-            outbox: Mutex::new(Vec::new()),
+            outbox: Mutex::new(VecDeque::new()),
             counts_pos: Mutex::new(String::new()),
             live_window_ms: cfg.live_window_ms,
             interval: Duration::from_millis(cfg.lease_interval_ms),
@@ -457,17 +457,21 @@ impl Fleet {
     pub fn count(&self, c: counts::SharedCount) {
         let mut q = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= self.max_pending {
-            q.remove(0);
+            q.pop_front();
             self.counts.counts_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        q.push(c);
+        q.push_back(c);
     }
 
     /// Sends the events counted here since the last tick and takes those the others
     /// counted since this instance's last read, each given to `apply` ([`counts`]);
     /// false when Redis did not answer (the events wait for the next tick).
     pub async fn share_counts(&self, mut apply: impl FnMut(&counts::SharedCount)) -> bool {
-        let batch = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()));
+        let batch: Vec<counts::SharedCount> = {
+            let mut q = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
+            let n = q.len().min(counts::SEND_BATCH);
+            q.drain(..n).collect()
+        };
         let data = (!batch.is_empty()).then(|| serde_json::to_string(&batch).unwrap_or_default());
         let pos = self.counts_pos.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (script, key, tag) = (&self.share, counts::key(&self.prefix), format!("{:04x}", self.tag));
@@ -487,8 +491,13 @@ impl Fleet {
             // Sent with the next batch (a call that timed out after appending sends
             // them twice: the others count them twice).
             let mut q = self.outbox.lock().unwrap_or_else(|e| e.into_inner());
-            let newer = std::mem::replace(&mut *q, batch);
-            q.extend(newer);
+            for c in batch.into_iter().rev() {
+                q.push_front(c);
+            }
+            while q.len() > self.max_pending {
+                q.pop_front();
+                self.counts.counts_dropped.fetch_add(1, Ordering::Relaxed);
+            }
             return false;
         };
         self.counts.counts_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
