@@ -254,7 +254,11 @@ async fn served_rows_are_the_rows_features_replays_bit_for_bit_across_a_restart(
     std::fs::write(bought.path().join("impressions.jsonl"), &h.impressions).unwrap();
     let out = tempfile::tempdir().unwrap();
     let spec = repo().join("tests/fixtures/models/aggregates_spec.json");
-    let how = ctrbid::cli::features::SimReplay { visibility: Visibility::default(), max_entries: ENTRIES };
+    let how = ctrbid::cli::features::SimReplay {
+        visibility: Visibility::default(),
+        max_entries: ENTRIES,
+        shard: ctrbid::cli::features::Shard::WHOLE,
+    };
     let n = ctrbid::cli::features::extract_with(bought.path(), &spec, out.path(), &how).unwrap();
     assert_eq!(n, h.bids);
     let meta: Value = serde_json::from_slice(&std::fs::read(out.path().join("meta.json")).unwrap()).unwrap();

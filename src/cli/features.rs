@@ -24,6 +24,14 @@
 //! row per record, streamed: the same arrays but `conv`, `pctr_true` and `pcvr_true`,
 //! with `ts` the record's row number (the files are in time order) and `meta.json`
 //! saying `"format": "csv"` or `"criteo"`.
+//!
+//! `--shard i/n` (with `--sim`, `--csv` or `--criteo`) writes the `i`-th of `n`
+//! contiguous row ranges only, so `n` processes or machines build one input's arrays in
+//! parallel: the shards' arrays, concatenated in order, are the whole run's byte for
+//! byte (the hashing is the same code with the same seeds; `ts` of a table row stays its
+//! row number in the whole file). Each shard counts the input's rows first, then reads up
+//! to its range's end: the rows before it are parsed and not written (the aggregates'
+//! replay needs every earlier event).
 
 use crate::aggregates::replay::{Replay, Visibility};
 use crate::aggregates::{id_hash, Audience, EntityKeys};
@@ -86,9 +94,44 @@ pub struct Opts {
     /// `aggregates.max_entries` (which must be the same for its rows to be the same).
     #[arg(long, default_value_t = crate::config::AggregatesConfig::default().max_entries, requires = "sim")]
     aggregate_entries: usize,
+    /// Only the `i`-th of `n` contiguous row ranges (0-based, `0/4` to `3/4`): the
+    /// shards concatenated in order are the whole run. Not with --events.
+    #[arg(long, conflicts_with = "events")]
+    shard: Option<Shard>,
     /// Output directory for the arrays.
     #[arg(long)]
     out: PathBuf,
+}
+
+/// One of `count` contiguous row ranges of an input, `index` from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// All of it.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// The rows `[start, end)` of `total` this shard writes: sizes differ by at most one.
+    pub fn range(self, total: usize) -> std::ops::Range<usize> {
+        let at = |i: usize| (total as u128 * i as u128 / self.count as u128) as usize;
+        at(self.index)..at(self.index + 1)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let why = || format!("{s:?}: give the shard as i/n, 0 <= i < n (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(why)?;
+        let (index, count) = (i.trim().parse().map_err(|_| why())?, n.trim().parse().map_err(|_| why())?);
+        if count == 0 || index >= count {
+            return Err(why());
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 pub fn run(opts: Opts) -> anyhow::Result<()> {
@@ -106,17 +149,18 @@ pub fn run(opts: Opts) -> anyhow::Result<()> {
             let replay = SimReplay {
                 visibility: Visibility { click_delay_s: opts.click_delay_s, conv_delay_s: opts.conv_delay_s },
                 max_entries: opts.aggregate_entries,
+                shard: opts.shard.unwrap_or(Shard::WHOLE),
             };
             extract_with(sim, &spec(crate::config::DEFAULT_SPEC), &opts.out, &replay)?
         }
         (_, Some(csv), _) => {
             let format = Format::csv(&opts.label, opts.delimiter);
             let spec = opts.spec.as_deref().context("--csv needs --spec (a table spec)")?;
-            extract_table(csv, &format, spec, &opts.out)?
+            extract_table_shard(csv, &format, spec, &opts.out, opts.shard.unwrap_or(Shard::WHOLE))?
         }
         (_, _, Some(criteo)) => {
             let format = Format { label: opts.label.clone(), ..Format::criteo(opts.delimiter) };
-            extract_table(criteo, &format, &spec(CRITEO_SPEC), &opts.out)?
+            extract_table_shard(criteo, &format, &spec(CRITEO_SPEC), &opts.out, opts.shard.unwrap_or(Shard::WHOLE))?
         }
         (None, None, None) => bail!("give one of --sim, --events, --csv and --criteo"),
     };
@@ -139,6 +183,8 @@ struct Writers {
 pub struct SimReplay {
     pub visibility: Visibility,
     pub max_entries: usize,
+    /// Which rows are written ([`Shard::WHOLE`]: all).
+    pub shard: Shard,
 }
 
 impl Default for SimReplay {
@@ -146,6 +192,7 @@ impl Default for SimReplay {
         SimReplay {
             visibility: Visibility::default(),
             max_entries: crate::config::AggregatesConfig::default().max_entries,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -178,6 +225,12 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
         ts: NpyWriter::create(&out.join("ts.npy"), None)?,
     };
     let open = |name: &str| crate::jsonl::open(&sim.join(name)).context("opening the simulator's logs");
+    // Every impression is a row: the shard's rows are a range of impressions.jsonl's lines.
+    let keep = match how.shard {
+        Shard::WHOLE => 0..usize::MAX,
+        shard => shard.range(open("impressions.jsonl")?.lines().count()),
+    };
+    let mut seen = 0usize;
     let mut requests = open("requests.jsonl")?.lines();
     let mut request_line: Vec<u8> = Vec::new();
     let mut next_line = 0u64;
@@ -185,6 +238,9 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
     let (mut cat, mut num) = (vec![0i64; f], vec![0f32; d]);
     let mut rows = 0usize;
     while let Some((n, line)) = impressions.next() {
+        if seen >= keep.end {
+            break;
+        }
         let first: ImpressionRecord =
             serde_json::from_str(&line?).with_context(|| format!("impressions.jsonl line {}", n + 1))?;
         // Gather every impression of the same request (they are consecutive).
@@ -222,6 +278,10 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
             let Some(&creative) = creative_index.get(imp.crid.as_str()) else {
                 bail!("impression names unknown creative {:?}", imp.crid);
             };
+            seen += 1;
+            if !keep.contains(&(seen - 1)) {
+                continue;
+            }
             let ic = extractor.imp(&rc, spot);
             match &replay {
                 Some(r) => r
@@ -264,6 +324,7 @@ pub fn extract_with(sim: &Path, spec_path: &Path, out: &Path, how: &SimReplay) -
     let layout =
         Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
     write_meta(out, &layout, &spec.cat, &spec.num, rows, sim, None)?;
+    note_shard(out, how.shard, keep.start)?;
     if replay.is_some() {
         // What the rows' aggregates depend on besides the log: a bidder serving them
         // must run with the same `aggregates.max_entries`, an exchange with these delays.
@@ -405,7 +466,31 @@ fn truth_by_bid(ledger: &Path) -> anyhow::Result<HashMap<u64, (f32, f32)>> {
 /// Writes the arrays of a delimited file read with a table spec; returns the number of
 /// rows. `format.names` set means the Criteo layout (`meta.json` `"format": "criteo"`).
 pub fn extract_table(input: &Path, format: &Format, spec_path: &Path, out: &Path) -> anyhow::Result<usize> {
+    extract_table_shard(input, format, spec_path, out, Shard::WHOLE)
+}
+
+/// As [`extract_table`], the rows of `shard` only (`ts` stays the row's number in the
+/// whole input).
+pub fn extract_table_shard(
+    input: &Path,
+    format: &Format,
+    spec_path: &Path,
+    out: &Path,
+    shard: Shard,
+) -> anyhow::Result<usize> {
     let spec = TableSpec::load(spec_path)?;
+    let keep = match shard {
+        Shard::WHOLE => 0..usize::MAX,
+        shard => {
+            let mut reader = TableReader::open(input, &spec, format)?;
+            let (mut cat, mut num) = (vec![0i64; reader.cat_width()], vec![0f32; reader.num_width()]);
+            let mut total = 0usize;
+            while reader.next_row(&mut cat, &mut num)?.is_some() {
+                total += 1;
+            }
+            shard.range(total)
+        }
+    };
     let mut reader = TableReader::open(input, &spec, format)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let (f, d) = (reader.cat_width(), reader.num_width());
@@ -414,12 +499,17 @@ pub fn extract_table(input: &Path, format: &Format, spec_path: &Path, out: &Path
     let mut click_w = NpyWriter::<f32>::create(&out.join("click.npy"), None)?;
     let mut ts_w = NpyWriter::<i64>::create(&out.join("ts.npy"), None)?;
     let (mut cat, mut num) = (vec![0i64; f], vec![0f32; d]);
-    let mut rows = 0usize;
-    while let Some(label) = reader.next_row(&mut cat, &mut num)? {
+    let (mut rows, mut seen) = (0usize, 0usize);
+    while seen < keep.end {
+        let Some(label) = reader.next_row(&mut cat, &mut num)? else { break };
+        seen += 1;
+        if seen <= keep.start {
+            continue;
+        }
         cat_w.push(&cat)?;
         num_w.push(&num)?;
         click_w.push(&[label])?;
-        ts_w.push(&[rows as i64])?;
+        ts_w.push(&[(seen - 1) as i64])?;
         rows += 1;
     }
     for n in [cat_w.finish()?, num_w.finish()?, click_w.finish()?, ts_w.finish()?] {
@@ -429,7 +519,21 @@ pub fn extract_table(input: &Path, format: &Format, spec_path: &Path, out: &Path
         Layout { sha256: &spec.sha256, name: &spec.name, version: spec.version, cardinality: spec.cardinality };
     let kind = if format.names.is_some() { "criteo" } else { "csv" };
     write_meta(out, &layout, &spec.cat, &spec.num, rows, input, Some(kind))?;
+    note_shard(out, shard, keep.start)?;
     Ok(rows)
+}
+
+/// Adds to `meta.json` which shard of the input its rows are, and the first row's
+/// number in the whole input; nothing for the whole.
+fn note_shard(out: &Path, shard: Shard, first_row: usize) -> anyhow::Result<()> {
+    if shard == Shard::WHOLE {
+        return Ok(());
+    }
+    let path = out.join("meta.json");
+    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    meta["shard"] = serde_json::json!({ "index": shard.index, "count": shard.count, "first_row": first_row });
+    std::fs::write(&path, serde_json::to_vec_pretty(&meta)?)?;
+    Ok(())
 }
 
 /// What `meta.json` says about the spec, for either kind of spec.
