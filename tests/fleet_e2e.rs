@@ -336,6 +336,31 @@ async fn an_instance_starts_without_redis_and_is_no_longer_degraded_once_it_answ
     a.stop().await;
 }
 
+/// The simulator's catalog of 20 campaigns (seed 7, as the exchange runs below play),
+/// each campaign changed by `edit`, written to `dir/catalog.json`.
+fn exchange_catalog(dir: &std::path::Path, edit: impl Fn(&mut ctrbid::catalog::Campaign)) -> std::path::PathBuf {
+    let sim = ctrbid::simulate::SimConfig { seed: 7, campaigns: 20, ..Default::default() };
+    let mut catalog = ctrbid::simulate::generate_catalog(&sim).unwrap();
+    catalog.campaigns.iter_mut().for_each(edit);
+    let path = dir.join("catalog.json");
+    std::fs::write(&path, serde_json::to_vec(&catalog).unwrap()).unwrap();
+    path
+}
+
+/// A fleet instance for an exchange run on the simulated clock, without pacing.
+fn exchange_instance(redis: &RedisServer, name: &str, catalog: &std::path::Path) -> Config {
+    let mut c = cfg(redis, name);
+    c.server.clock = ctrbid::clock::ClockMode::Simulation;
+    c.model.catalog = catalog.into();
+    c.pacing.enabled = false;
+    // An hour of the simulated day (an eighth of a second here): holds outlive their
+    // outcomes' round trips, bids that hear nothing give theirs back.
+    c.pacing.in_flight_s = 3600;
+    // The day passes in three seconds: refresh as a production day's 200 ms would.
+    c.fleet.lease_interval_ms = 10;
+    c
+}
+
 /// Three instances of one bidder behind `ctrbid exchange` (the load balancer: requests
 /// round robin, each notice to any instance), every budget small enough to bind and no
 /// pacing: the fleet spends each budget once, not once per instance, and what each
@@ -346,25 +371,8 @@ async fn three_instances_spend_each_budget_once() {
     const BUDGET: f64 = 0.15;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let sim = ctrbid::simulate::SimConfig { seed: 7, campaigns: 20, ..Default::default() };
-    let mut catalog = ctrbid::simulate::generate_catalog(&sim).unwrap();
-    for c in &mut catalog.campaigns {
-        c.daily_budget = BUDGET;
-    }
-    let catalog_path = dir.path().join("catalog.json");
-    std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
-    let instance = |name: &str| {
-        let mut c = cfg(&redis, name);
-        c.server.clock = ctrbid::clock::ClockMode::Simulation;
-        c.model.catalog = catalog_path.clone();
-        c.pacing.enabled = false;
-        // An hour of the simulated day (an eighth of a second here): holds outlive
-        // their outcomes' round trips, bids that hear nothing give theirs back.
-        c.pacing.in_flight_s = 3600;
-        // The day passes in three seconds: refresh as a production day's 200 ms would.
-        c.fleet.lease_interval_ms = 10;
-        c
-    };
+    let catalog = exchange_catalog(dir.path(), |c| c.daily_budget = BUDGET);
+    let instance = |name: &str| exchange_instance(&redis, name, &catalog);
     let servers = [
         TestServer::start(instance("a")).await,
         TestServer::start(instance("b")).await,
@@ -437,23 +445,11 @@ async fn three_instances_hold_each_user_to_one_cap() {
     const CAP: u32 = 2;
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let sim = ctrbid::simulate::SimConfig { seed: 7, campaigns: 20, ..Default::default() };
-    let mut catalog = ctrbid::simulate::generate_catalog(&sim).unwrap();
-    for c in &mut catalog.campaigns {
+    let catalog = exchange_catalog(dir.path(), |c| {
         c.daily_budget = 1000.0;
         c.frequency_cap = Some(ctrbid::freqcap::FrequencyCap { impressions: CAP, window_s: 86_400 });
-    }
-    let catalog_path = dir.path().join("catalog.json");
-    std::fs::write(&catalog_path, serde_json::to_vec(&catalog).unwrap()).unwrap();
-    let instance = |name: &str| {
-        let mut c = cfg(&redis, name);
-        c.server.clock = ctrbid::clock::ClockMode::Simulation;
-        c.model.catalog = catalog_path.clone();
-        c.pacing.enabled = false;
-        c.pacing.in_flight_s = 3600;
-        c.fleet.lease_interval_ms = 10;
-        c
-    };
+    });
+    let instance = |name: &str| exchange_instance(&redis, name, &catalog);
     let servers = [
         TestServer::start(instance("a")).await,
         TestServer::start(instance("b")).await,
@@ -461,7 +457,7 @@ async fn three_instances_hold_each_user_to_one_cap() {
     ];
     // One request each at the simulated day's start sets the clocks (the fleet ticks
     // once there is a time), so the instances know each other before the day begins.
-    let start_ms = (sim.start_ts * 1000).to_string();
+    let start_ms = (ctrbid::simulate::SimConfig::default().start_ts * 1000).to_string();
     for s in &servers {
         let r = s.post_with("/openrtb2/bid", &[(ctrbid::clock::TIME_HEADER, &start_ms)], &request()).await;
         assert_eq!(r.status, 204, "{}", r.text());
@@ -477,7 +473,6 @@ async fn three_instances_hold_each_user_to_one_cap() {
     let fleet = servers.iter().map(|s| format!("http://{}", s.addr)).collect::<Vec<_>>().join(",");
     let mut o = ctrbid::exchange::Options::new(vec![fleet], dir.path().join("exchange"));
     (o.seed, o.campaigns, o.requests, o.rate, o.users, o.tmax_grace_ms) = (7, 20, 3000, 1000.0, 100, 5000);
-    o.start_ts = sim.start_ts;
     let outcome = ctrbid::exchange::exchange(&o).await.unwrap();
 
     let shown = common::impressions_by_user_and_campaign(&outcome.ledger);
