@@ -1,7 +1,9 @@
 """Command line: ``PYTHONPATH=models python -m ctrbid_train <command> ...``.
 
 Commands:
-  train    train, calibrate, evaluate, export one model (model.onnx, model.pt, eval.json)
+  train    train, calibrate, evaluate, export one model (model.onnx, model.pt, eval.json);
+           on several processes or machines under torchrun (see ctrbid_train/distributed.py):
+           torchrun --nproc-per-node 2 -m ctrbid_train train --features DIR --out DIR
   zoo      train every model (LR, FM, DeepFM, Wide & Deep, DCN-v2), pick the best on
            validation data, INT8 variant, report, export the best (e.g. to models/default)
   report   evaluation report (Markdown + PNG) of trained models on a features directory
@@ -26,6 +28,8 @@ def _cmd_train(args) -> int:
     from .train import train
 
     report = train(args.features, args.out, config_path=args.config, epochs=args.epochs, seed=args.seed)
+    if report is None:  # a rank other than 0 under torchrun: rank 0 writes and prints
+        return 0
     test = report["test"]
     summary = {
         "out": args.out,
@@ -41,7 +45,16 @@ def _cmd_train(args) -> int:
 def _cmd_zoo(args) -> int:
     from .zoo import run_zoo
 
-    report = run_zoo(args.features, args.out, configs=args.config or None, export=args.export, epochs=args.epochs, reuse=args.reuse, jobs=args.jobs)
+    report = run_zoo(
+        args.features,
+        args.out,
+        configs=args.config or None,
+        export=args.export,
+        epochs=args.epochs,
+        reuse=args.reuse,
+        jobs=args.jobs,
+        row_budget_us=args.row_budget_us,
+    )
     print((__import__("pathlib").Path(args.out) / "report.md").read_text())
     int8 = report["zoo"]["int8"]
     print(json.dumps({"best": report["zoo"]["best"], "int8_served": int8["served"], "int8": {m: v["reason"] for m, v in int8["variants"].items()}}, indent=2))
@@ -87,6 +100,24 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _cmd_cvr_study(args) -> int:
+    from .cvr_study import render, study, write
+
+    result = study(args.run, args.features)
+    if args.out:
+        write(result, args.out)
+    print(render(result))
+    return 0
+
+
+def _cmd_join_shards(args) -> int:
+    from .shards import join
+
+    out = join(args.shards, args.out)
+    print(f"joined {len(args.shards)} shards into {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_synth(args) -> int:
     from .synth import generate
 
@@ -123,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the configs)")
     p.add_argument("--reuse", action="store_true", help="reuse runs already trained in --out")
     p.add_argument("--jobs", type=int, default=1, help="train this many models at a time, one process each (default 1)")
+    p.add_argument("--row-budget-us", type=float, default=None, help="the most ONNX Runtime µs per row a served model may take (default zoo.ROW_BUDGET_US)")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("report", help="evaluation report of trained models")
@@ -150,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, help="first row to score")
     p.add_argument("--output", choices=["pctr", "pcvr"], default="pctr", help="which model output to write")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("cvr-study", help="a trained run's pCVR calibrated several ways, scored on the test split")
+    p.add_argument("--run", required=True, help="training output directory (model.pt)")
+    p.add_argument("--features", required=True, help="the features directory it was trained on")
+    p.add_argument("--out", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=_cmd_cvr_study)
+
+    p = sub.add_parser("join-shards", help="join the directories of `ctrbid features --shard i/n` into one")
+    p.add_argument("--out", required=True, help="the joined features directory")
+    p.add_argument("shards", nargs="+", help="every shard's directory, in any order")
+    p.set_defaults(func=_cmd_join_shards)
 
     p = sub.add_parser("synth", help="synthetic features directory with a known logistic truth")
     p.add_argument("--out", required=True)

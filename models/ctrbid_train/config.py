@@ -1,7 +1,8 @@
 """Training configuration: TOML file (read with tomllib) over built-in defaults.
 
 One file per model of the zoo lives in ``models/configs/`` (``lr.toml``,
-``fm.toml``, ``deepfm.toml``, ``wide_deep.toml``, ``dcn_v2.toml``); each key
+``fm.toml``, ``deepfm.toml``, ``wide_deep.toml``, ``dcn_v2.toml``,
+``autoint.toml``, ``finalmlp.toml``); each key
 they leave out takes the default below. Unknown keys are errors.
 """
 
@@ -25,6 +26,10 @@ DEFAULTS: dict = {
         "dropout": 0.0,
         "init_std": 0.01,
         "cross_layers": 2,  # dcn_v2 only
+        "attention_layers": 1,  # autoint only: self-attention layers (shared by the heads),
+        "attention_heads": 2,  # heads per layer,
+        "attention_dim": 8,  # and each head's width
+        "fusion_heads": 2,  # finalmlp only: pieces of the bilinear fusion (divides the last hidden width)
     },
     "train": {
         "seed": 42,

@@ -4,7 +4,9 @@
 
 * one embedding table ``emb`` (cardinality x dim) that every head reads
   (absent for ``lr``),
-* per head, a wide table (cardinality x 1, absent for ``dcn_v2``) and a tower
+* for ``autoint``, the attention layers ``interacting`` (``nets.Interacting``),
+* per head, a wide table (cardinality x 1, for the kinds with a linear part,
+  ``nets.HAS_WIDE``) and a tower
   of the configured kind (``nets.Tower``).
 
 Heads: ``ctr`` (probability of a click per impression) and, when the data has
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from .calibrate import Calibrator
-from .nets import KINDS, USES_EMBEDDINGS, Tower
+from .nets import HAS_WIDE, KINDS, USES_EMBEDDINGS, Interacting, Tower
 
 HEADS = ("ctr", "cvr")
 OUTPUT_OF_HEAD = {"ctr": "pctr", "cvr": "pcvr"}
@@ -48,6 +50,8 @@ class CtrCvrModel(nn.Module):
         cross_layers: int = 2,
         sparse: bool = False,
         init_std: float = 0.01,
+        attention: tuple[int, int, int] = (1, 2, 8),
+        fusion_heads: int = 2,
     ):
         super().__init__()
         if kind not in KINDS:
@@ -62,15 +66,21 @@ class CtrCvrModel(nn.Module):
             self.emb = nn.Embedding(cardinality, embedding_dim, sparse=sparse)
             nn.init.normal_(self.emb.weight, 0.0, init_std)
         self.wide = nn.ModuleDict()
-        if kind != "dcn_v2":
+        if kind in HAS_WIDE:
             for h in self.heads:
                 self.wide[h] = nn.Embedding(cardinality, 1, sparse=sparse)
                 nn.init.zeros_(self.wide[h].weight)
+        # AutoInt's attention layers: one trunk for both heads, as the embeddings are.
+        self.interacting = Interacting(n_num, embedding_dim, *attention) if kind == "autoint" else None
+        token_width = self.interacting.width if self.interacting is not None else 0
         # The CVR tower may be narrower: its truth has fewer interactions, and every
         # multiply-add of either tower is paid on every candidate the bidder scores.
         widths = {"ctr": list(hidden), "cvr": list(hidden if cvr_hidden is None else cvr_hidden)}
         self.towers = nn.ModuleDict(
-            {h: Tower(kind, n_cat, n_num, embedding_dim, widths[h], dropout, cross_layers) for h in self.heads}
+            {
+                h: Tower(kind, n_cat, n_num, embedding_dim, widths[h], dropout, cross_layers, token_width, fusion_heads)
+                for h in self.heads
+            }
         )
 
     def embedding_tables(self) -> list[nn.Parameter]:
@@ -101,6 +111,7 @@ class CtrCvrModel(nn.Module):
 
         emb = lookup(self.emb) if self.emb is not None else None
         rows = [] if emb is None else [emb]
+        tokens = self.interacting(emb, num) if self.interacting is not None else None
         logits = []
         for h in self.heads:
             wide = None
@@ -108,7 +119,7 @@ class CtrCvrModel(nn.Module):
                 w = lookup(self.wide[h])  # [N, F, 1]
                 rows.append(w)
                 wide = w.squeeze(-1)
-            logits.append(self.towers[h](wide, emb, num))
+            logits.append(self.towers[h](wide, emb, num, tokens))
         return torch.stack(logits, dim=1), rows
 
     def forward(self, cat: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
@@ -155,6 +166,7 @@ class ServingGraph(nn.Module):
         self.heads = base.heads
         self.output_names = model.output_names
         self.towers = base.towers
+        self.interacting = base.interacting
         self.calibrators = model.calibrators
         tables = []
         self.emb_dim = 0
@@ -171,10 +183,11 @@ class ServingGraph(nn.Module):
     def forward(self, cat: torch.Tensor, num: torch.Tensor):
         rows = nn.functional.embedding(cat, self.table)  # [N, F, emb_dim + wide columns]
         emb = rows[:, :, : self.emb_dim] if self.emb_dim else None
+        tokens = self.interacting(emb, num) if self.interacting is not None else None
         out = []
         for h in self.heads:
             wide = rows[:, :, self.wide_column[h]] if h in self.wide_column else None
-            out.append(self.calibrators[h](self.towers[h](wide, emb, num)))
+            out.append(self.calibrators[h](self.towers[h](wide, emb, num, tokens)))
         return out[0] if len(out) == 1 else tuple(out)
 
 
@@ -193,6 +206,8 @@ def build_model(model_cfg: dict, cardinality: int, n_cat: int, n_num: int, heads
         cross_layers=int(model_cfg.get("cross_layers", 2)),
         sparse=sparse,
         init_std=float(model_cfg.get("init_std", 0.01)),
+        attention=tuple(int(model_cfg.get(k, d)) for k, d in (("attention_layers", 1), ("attention_heads", 2), ("attention_dim", 8))),
+        fusion_heads=int(model_cfg.get("fusion_heads", 2)),
     )
 
 

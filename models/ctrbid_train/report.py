@@ -7,8 +7,8 @@ included) and writes
 * ``report.md``: per head (CTR on every test row, CVR on the clicked ones) a
   table of AUC, log loss, normalised entropy, calibration ratio (against the
   labels and, on a simulator log, against the true probabilities), ECE (20
-  equal-mass bins), PR-AUC, and inference cost (ONNX Runtime, batch 64, one
-  thread), the oracle row (the simulator's true probabilities) when the data
+  equal-mass bins), PR-AUC, and inference cost (ONNX Runtime, µs per row at
+  the bidder's batch sizes, one thread), the oracle row (the simulator's true probabilities) when the data
   has one, the labels' noise band on a calibration ratio, the AUC differences
   that matter (each model against LR, the oracle against each model) paired on
   the same rows with DeLong's 95 % intervals, the literature's order LR < FM <
@@ -38,6 +38,11 @@ from .export import onnxruntime_session, predict_onnx
 ORACLE = "oracle"
 #: Rows per ONNX Runtime call when timing inference, and timed calls.
 COST_BATCH, COST_CALLS = 64, 400
+#: The batch sizes the bidder scores in: a request's candidates alone (about 50-70 rows,
+#: inline scoring), a few of them, and a full micro-batch (``scoring.max_batch_rows``).
+COST_BATCHES = (8, 64, 512)
+#: Rows timed per pass at each batch size of ``cost_per_row``.
+COST_ROWS = 25_600
 #: A field value needs this many test rows to be its own group in the per-field error.
 FIELD_MIN_ROWS = 200
 TOP_FIELDS = 8
@@ -67,6 +72,15 @@ def inference_costs(paths: dict[str, Path], cat: np.ndarray, num: np.ndarray, ba
                 session.run(outputs[n], feed)
             best[n] = min(best[n], time.perf_counter() - t)
     return {n: calls * batch / best[n] for n in sessions}
+
+
+def cost_per_row(paths: dict[str, Path], cat: np.ndarray, num: np.ndarray, batches=COST_BATCHES) -> dict[str, dict[int, float]]:
+    """Microseconds of ONNX Runtime per row of each model at each batch size (one thread)."""
+    out: dict[str, dict[int, float]] = {n: {} for n in paths}
+    for batch in batches:
+        for n, rows_per_second in inference_costs(paths, cat, num, batch=batch, calls=max(COST_ROWS // batch, 20)).items():
+            out[n][batch] = 1e6 / rows_per_second
+    return out
 
 
 def field_calibration(p: np.ndarray, y: np.ndarray, cat: np.ndarray, fields: list[str], min_rows: int = FIELD_MIN_ROWS) -> dict:
@@ -154,19 +168,25 @@ def _fmt(x, digits=4):
     return f"{x:.{digits}f}"
 
 
+def _cost(r: dict) -> str:
+    """A row's µs at each of ``COST_BATCHES``, as ``a / b / c``."""
+    per_row = r.get("us_per_row")
+    return "–" if not per_row else " / ".join(f"{per_row[b]:.2f}" for b in COST_BATCHES)
+
+
 def _table(rows: dict, head: str) -> list[str]:
+    batches = " / ".join(map(str, COST_BATCHES))
     lines = [
-        "| model | AUC | log loss | NE | calibration ratio | vs truth | ECE | PR-AUC | rows/s (ORT, batch 64, 1 thread) |",
+        f"| model | AUC | log loss | NE | calibration ratio | vs truth | ECE | PR-AUC | µs per row at batch {batches} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         m = r["heads"].get(head)
         if m is None:
             continue
-        cost = r.get("rows_per_second")
         lines.append(
             f"| {name} | {_fmt(m['auc'])} | {_fmt(m['log_loss'], 5)} | {_fmt(m['ne'])} | {_fmt(m['calibration_ratio'], 3)} "
-            f"| {_fmt(m.get('calibration_ratio_vs_truth'), 3)} | {_fmt(m['ece'], 5)} | {_fmt(m['pr_auc'])} | {'–' if cost is None else f'{cost:,.0f}'} |"
+            f"| {_fmt(m.get('calibration_ratio_vs_truth'), 3)} | {_fmt(m['ece'], 5)} | {_fmt(m['pr_auc'])} | {_cost(r) if head == 'ctr' else '″'} |"
         )
     return lines
 
@@ -229,13 +249,14 @@ def build_report(
             heads["cvr"] = against_truth(head_metrics(preds[clicked, 1], conv[clicked]), preds[clicked, 1], truth_cvr)
             scores["cvr"][name] = preds[clicked, 1]
             curves[name]["cvr"] = _curves(preds[clicked, 1], conv[clicked])
-        rows[name] = {"path": str(path), "heads": heads, "rows_per_second": None}
+        rows[name] = {"path": str(path), "heads": heads, "rows_per_second": None, "us_per_row": None}
         ev = evals.get(name)
         if ev is not None:
             rows[name]["training"] = {k: ev["training"][k] for k in ("epochs_run", "best_epoch", "train_seconds", "seconds_per_epoch", "parameters")}
             rows[name]["calibration"] = {h: c.get("selection", {}).get("chosen", c["method"]) for h, c in ev["calibration"].items()}
-    for name, speed in inference_costs(models, cat, num).items():
-        rows[name]["rows_per_second"] = speed
+    for name, per_row in cost_per_row(models, cat, num).items():
+        rows[name]["us_per_row"] = per_row
+        rows[name]["rows_per_second"] = 1e6 / per_row[COST_BATCH]
     if truth_ctr is not None:
         truth = truth_ctr
         heads = {"ctr": against_truth(head_metrics(truth, click), truth, truth)}
@@ -247,7 +268,7 @@ def build_report(
             heads["cvr"] = against_truth(head_metrics(t_cvr, conv[clicked]), t_cvr, t_cvr)
             scores["cvr"][ORACLE] = t_cvr
             curves[ORACLE]["cvr"] = _curves(t_cvr, conv[clicked])
-        rows[ORACLE] = {"path": None, "heads": heads, "rows_per_second": None}
+        rows[ORACLE] = {"path": None, "heads": heads, "rows_per_second": None, "us_per_row": None}
 
     head_names = ["ctr"] + (["cvr"] if any("cvr" in r["heads"] for r in rows.values()) else [])
     plots = _plot(curves, head_names, out_dir)
@@ -272,7 +293,7 @@ def build_report(
 
 
 #: The literature's ordering of the kinds (LR < FM < the deep models), on test AUC.
-ORDER = (("lr",), ("fm",), ("deepfm", "wide_deep", "dcn_v2"))
+ORDER = (("lr",), ("fm",), ("deepfm", "wide_deep", "dcn_v2", "autoint", "finalmlp"))
 #: Two-sided 95 % normal quantile: a difference is resolved when |d| > Z95 x its error.
 Z95 = 1.96
 
@@ -357,8 +378,9 @@ def render_markdown(report: dict, fields: list[str]) -> str:
         lines += ["", "## pCVR (clicked test impressions, label: conversion)", ""] + _table(rows, "cvr")
     lines += ["", "ECE: 20 equal-mass bins. Calibration ratio: mean prediction / observed rate; "
               "vs truth: mean prediction / mean true probability on the same rows (simulator logs only). "
-              "NE: log loss / entropy of the observed rate. rows/s: ONNX Runtime, batch 64, one intra-op thread, "
-              "fastest of 7 passes of 400 calls, the models timed in turns (every output)."]
+              "NE: log loss / entropy of the observed rate. µs per row: ONNX Runtime, one intra-op thread, every "
+              f"output, at each batch size the fastest of 7 passes over {COST_ROWS:,} rows, the models timed in turns; "
+              "the same graph serves both heads, so the cost is given once."]
     noise = _label_noise(rows)
     if noise:
         lines += ["", "The calibration ratio against the labels carries their sampling noise, about ± 1.96 / "

@@ -1,7 +1,9 @@
 """Training one model: time-ordered split, early stopping, calibration, evaluation, export.
 
 ``train(features_dir, out_dir, ...)`` writes ``model.onnx``, ``model.pt`` and
-``eval.json`` into ``out_dir`` and returns the evaluation dict. The CTR head
+``eval.json`` into ``out_dir`` and returns the evaluation dict. Under
+``torchrun`` the processes train one model data-parallel (``distributed.py``);
+rank 0 writes and returns the dict, the other ranks return None. The CTR head
 is evaluated on every test row against the click; the CVR head on the clicked
 test rows against the conversion (what it predicts: a conversion given a
 click). With simulator data the report carries the oracle (the true
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from . import calibrate
+from . import calibrate, distributed
 from .config import load_config
 from .data import FeatureSet, iter_batches, load_features, split_bounds
 from .export import ctrbid_metadata, export_onnx, onnxruntime_session, predict_onnx
@@ -125,29 +127,38 @@ def _to(device, *arrays):
     return [None if a is None else torch.from_numpy(a).to(device) for a in arrays]
 
 
-def _run_epoch(model, opts, objective, fs, bounds, tcfg, gen, device) -> dict:
-    """One pass over the training rows; returns the mean of each objective part."""
-    model.train()
+def _run_epoch(net, opts, objective, fs, bounds, tcfg, gen, dist: distributed.Dist) -> dict:
+    """One pass over the training rows; returns the mean of each objective part over every rank's rows.
+
+    ``net`` is ``distributed.wrap(model)``: its forward returns the logits and
+    the embedding rows looked up. Each rank trains on its part of every global
+    batch, its loss weighted so that DDP's mean gradient is the whole batch's
+    (``distributed.part``).
+    """
+    net.train()
     sums: dict[str, float] = {}
     seen = 0
     emb_l2 = float(tcfg["emb_l2"])
-    for cat, num, click, conv in iter_batches(fs, *bounds, int(tcfg["batch_size"]), gen, int(tcfg["chunk_rows"])):
-        cat, num, click, conv = _to(device, cat, num, click, conv)
-        z, rows = model.forward_with_rows(cat, num)
+    for batch in iter_batches(fs, *bounds, int(tcfg["batch_size"]), gen, int(tcfg["chunk_rows"])):
+        batch_rows = batch[0].shape[0]
+        lo, hi, weight = distributed.part(batch_rows, dist)
+        cat, num, click, conv = _to(dist.device, *(None if a is None else a[lo:hi] for a in batch))
+        z, rows = net(cat, num)
         parts = objective.parts(z, click, conv)
         total = objective.total(parts)
         if emb_l2 > 0:
             total = total + emb_l2 * sum(r.square().sum() for r in rows) / cat.shape[0]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        total.backward()
+        (total * weight).backward()
         for opt in opts:
             opt.step()
-        n = cat.shape[0]
+        n = weight * batch_rows / dist.world  # the rows this rank stands for
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
         seen += n
-    return {k: v / max(seen, 1) for k, v in sums.items()}
+    seen, *totals = distributed.all_sum(dist, [float(seen), *sums.values()])
+    return {k: v / max(seen, 1) for k, v in zip(sums, totals)}
 
 
 @torch.inference_mode()
@@ -194,24 +205,31 @@ def train(
     epochs: int | None = None,
     seed: int | None = None,
     overrides: dict | None = None,
-) -> dict:
-    """Train, calibrate, evaluate and export; returns the eval.json dict."""
+) -> dict | None:
+    """Train, calibrate, evaluate and export; returns the eval.json dict (None on a rank other than 0)."""
     cfg = load_config(config_path, overrides)
     if epochs is not None:
         cfg["train"]["epochs"] = int(epochs)
     if seed is not None:
         cfg["train"]["seed"] = int(seed)
     tcfg, kind = cfg["train"], cfg["model"]["kind"]
-    seed_everything(int(tcfg["seed"]), int(tcfg["threads"]))
-    device = pick_device(tcfg["device"])
+    seed_everything(int(tcfg["seed"]), int(tcfg["threads"]))  # the same on every rank
+    sparse = tcfg["emb_optimizer"] == "sparse_adam"
+    dist = distributed.from_env(pick_device(tcfg["device"]), sparse_gradients=sparse)
+    device = dist.device
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
 
     fs = load_features(features_dir)
     fs.check_indices()
     heads = heads_for(fs, cfg["cvr"])
     bounds = split_bounds(fs.rows, float(cfg["split"]["train"]), float(cfg["split"]["valid"]))
-    log(f"{kind}: {fs.rows} rows, F={fs.n_cat}, D={fs.n_num}, cardinality={fs.cardinality}, heads={heads}, splits={bounds}, device={device}")
+    if dist.is_main:
+        log(
+            f"{kind}: {fs.rows} rows, F={fs.n_cat}, D={fs.n_num}, cardinality={fs.cardinality}, heads={heads}, "
+            f"splits={bounds}, device={device}, processes={dist.world}"
+        )
     (v0, v1), (t0, t1) = bounds["valid"], bounds["test"]
     split = {
         name: {
@@ -223,7 +241,6 @@ def train(
         for name, (s, e) in (("valid", (v0, v1)), ("test", (t0, t1)))
     }
 
-    sparse = tcfg["emb_optimizer"] == "sparse_adam"
     model = build_model(cfg["model"], fs.cardinality, fs.n_cat, fs.n_num, heads=heads, sparse=sparse)
     tr0, tr1 = bounds["train"]
     train_click = np.asarray(fs.click[tr0:tr1], dtype=np.float64)  # 8 bytes a row: fine at 10M rows
@@ -236,6 +253,8 @@ def train(
         del train_conv
     del train_click
     model.to(device)
+    if dist.world > 1:  # the weights are drawn (the same on every rank); dropout masks must differ per rank
+        torch.manual_seed(int(tcfg["seed"]) + dist.rank)
     opts = _make_optimizers(model, tcfg)
     objective = Objective(Loss(tcfg["loss"], tcfg["focal_gamma"]), heads, cfg["cvr"])
     bce_objective = Objective(Loss("bce"), heads, cfg["cvr"])
@@ -249,39 +268,49 @@ def train(
     best_loss, best_state, best_epoch, bad_epochs = float("inf"), None, 0, 0
     train_seconds = 0.0
     wall_start = time.perf_counter()
-    for epoch in range(1, int(tcfg["epochs"]) + 1):
-        t = time.perf_counter()
-        train_parts = _run_epoch(model, opts, objective, fs, bounds["train"], tcfg, gen, device)
-        epoch_seconds = time.perf_counter() - t
-        train_seconds += epoch_seconds
-        t = time.perf_counter()
-        valid_parts = _valid_objective(bce_objective, logits_of(v0, v1), split["valid"]["click"], split["valid"]["conv"])
-        valid_loss = valid_parts["ctr"] + float(cfg["cvr"]["weight"]) * valid_parts.get("cvr", 0.0)
-        eval_seconds = time.perf_counter() - t
-        history.append(
-            {
-                "epoch": epoch,
-                "train_objective": train_parts,
-                "valid_bce": valid_parts,
-                "valid_log_loss": valid_loss,
-                "train_seconds": epoch_seconds,
-                "valid_eval_seconds": eval_seconds,
-            }
-        )
-        improved = valid_loss < best_loss - float(tcfg["min_delta"])
-        log(
-            f"{kind} epoch {epoch}: train {train_parts} valid {valid_parts} "
-            f"({epoch_seconds:.1f}s train, {eval_seconds:.1f}s eval){' *' if improved else ''}"
-        )
-        if improved:
-            best_loss, best_epoch, bad_epochs = valid_loss, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-            if bad_epochs >= int(tcfg["patience"]):
-                log(f"early stop: no improvement for {bad_epochs} epochs, best epoch {best_epoch}")
+    with distributed.joined(dist):
+        net = distributed.wrap(model, dist)
+        for epoch in range(1, int(tcfg["epochs"]) + 1):
+            t = time.perf_counter()
+            train_parts = _run_epoch(net, opts, objective, fs, bounds["train"], tcfg, gen, dist)
+            epoch_seconds = time.perf_counter() - t
+            train_seconds += epoch_seconds
+            stop = False
+            if dist.is_main:  # validation and the early-stopping decision: rank 0 alone
+                t = time.perf_counter()
+                valid_parts = _valid_objective(bce_objective, logits_of(v0, v1), split["valid"]["click"], split["valid"]["conv"])
+                valid_loss = valid_parts["ctr"] + float(cfg["cvr"]["weight"]) * valid_parts.get("cvr", 0.0)
+                eval_seconds = time.perf_counter() - t
+                history.append(
+                    {
+                        "epoch": epoch,
+                        "train_objective": train_parts,
+                        "valid_bce": valid_parts,
+                        "valid_log_loss": valid_loss,
+                        "train_seconds": epoch_seconds,
+                        "valid_eval_seconds": eval_seconds,
+                    }
+                )
+                improved = valid_loss < best_loss - float(tcfg["min_delta"])
+                log(
+                    f"{kind} epoch {epoch}: train {train_parts} valid {valid_parts} "
+                    f"({epoch_seconds:.1f}s train, {eval_seconds:.1f}s eval){' *' if improved else ''}"
+                )
+                if improved:
+                    best_loss, best_epoch, bad_epochs = valid_loss, epoch, 0
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                else:
+                    bad_epochs += 1
+                    stop = bad_epochs >= int(tcfg["patience"])
+                    if stop:
+                        log(f"early stop: no improvement for {bad_epochs} epochs, best epoch {best_epoch}")
+            stop, best_epoch = distributed.broadcast_ints(dist, [int(stop), best_epoch])
+            if stop:
                 break
     total_seconds = time.perf_counter() - wall_start
+    if not dist.is_main:
+        log(f"rank {dist.rank} of {dist.world}: trained {epoch} epochs (best {best_epoch}); rank 0 evaluates and writes {out}")
+        return None
     model.load_state_dict(best_state)
     model.eval()
 
@@ -366,6 +395,8 @@ def train(
             "total_seconds_with_validation": total_seconds,
             "threads": torch.get_num_threads(),
             "device": str(device),
+            "world_size": dist.world,
+            "backend": dist.backend,
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "torch_version": torch.__version__,
             "history": history,

@@ -126,3 +126,35 @@ def test_auto_is_judged_on_the_later_rows():
     assert cal["selection"]["fitted_on"].startswith("earlier half")
     assert scores["platt"] > min(scores["none"], scores["platt_slope"])
     assert cal["selection"]["chosen"] in ("none", "platt_slope")
+
+
+def test_cvr_study_serves_what_training_served_and_levels_on_train_and_valid(trained, synth_dir):
+    """``cvr_study``: its "auto" way is the map training chose, so it reproduces the
+    served model's test pCVR calibration; its "level from train + valid" map puts the
+    mean prediction on those splits' clicked rows at their conversion rate."""
+    import numpy as np
+
+    from ctrbid_train import calibrate
+    from ctrbid_train.cvr_study import WAYS, study
+    from ctrbid_train.data import load_features
+    from ctrbid_train.model import load_checkpoint, predict_batches
+
+    out, report = trained
+    result = study(out, synth_dir)
+    assert list(result["ways"]) == list(WAYS)
+    served = report["test"]["cvr"]
+    auto = result["ways"]["auto"]
+    assert auto["calibration_ratio"] == pytest.approx(served["calibration_ratio"], rel=1e-5)
+    assert auto["calibration_ratio_vs_truth"] == pytest.approx(served["calibration_ratio_vs_truth"], rel=1e-5)
+    assert result["conversions"]["test"] == int(round(served["positives"]))
+
+    fs = load_features(synth_dir)
+    end = report["splits"]["valid"]["end"]
+    idx = np.flatnonzero(np.asarray(fs.click[:end]) > 0.5)
+    model, _ = load_checkpoint(out / "model.pt")
+    z = predict_batches(model.base, fs.cat[idx], fs.num[idx])[:, 1]
+    rate = float(np.asarray(fs.conv[idx], dtype=np.float64).mean())
+    level = result["ways"]["level from train + valid"]["map"]
+    assert level["a"] == 1.0
+    assert calibrate.apply(level, z).mean() == pytest.approx(rate, rel=1e-6)
+    assert result["conversions"]["train"] + result["conversions"]["valid"] == int(round(rate * idx.size))

@@ -11,6 +11,7 @@ from ctrbid_train.data import load_features
 from ctrbid_train.export import export_onnx, onnxruntime_session, predict_onnx, read_metadata
 from ctrbid_train.model import CalibratedModel, CtrCvrModel, ServingGraph, load_checkpoint, predict_batches
 from ctrbid_train.parity import check_parity
+from ctrbid_train.nets import KINDS
 
 
 def _dims(value_info):
@@ -110,7 +111,7 @@ def test_both_exporters(tmp_path, exporter, opset):
     assert read_metadata(tmp_path / "m.onnx") == {"ctrbid.kind": "wide_deep"}
 
 
-@pytest.mark.parametrize("kind", ["lr", "fm", "deepfm", "wide_deep", "dcn_v2"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_serving_graph_is_the_model_with_one_table(kind, tmp_path):
     torch.manual_seed(1)
     base = CtrCvrModel(kind, cardinality=700, n_cat=5, n_num=3, heads=("ctr", "cvr"), embedding_dim=4, hidden=[8], cvr_hidden=[4])
@@ -118,7 +119,8 @@ def test_serving_graph_is_the_model_with_one_table(kind, tmp_path):
         torch.nn.init.normal_(table, 0, 0.3)
     model = CalibratedModel(base, {"ctr": {"method": "platt", "a": 0.9, "b": 0.1}}).eval()
     graph = ServingGraph(model).eval()
-    widths = {"lr": 2, "fm": 6, "deepfm": 6, "wide_deep": 6, "dcn_v2": 4}  # embedding dim + one wide column per head
+    # embedding dim + one wide column per head
+    widths = {"lr": 2, "fm": 6, "deepfm": 6, "wide_deep": 6, "dcn_v2": 4, "autoint": 6, "finalmlp": 4}
     assert tuple(graph.table.shape) == (700, widths[kind])
     rng = np.random.default_rng(2)
     cat = rng.integers(0, 700, size=(257, 5))

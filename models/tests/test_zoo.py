@@ -93,7 +93,7 @@ def test_kinds_differ_and_their_aucs_are_the_aucs_of_their_predictions(runs, sma
             assert (step["a"], step["b"]) == (kind, "lr")
             assert step["diff"] == pytest.approx(recomputed[kind] - recomputed["lr"], abs=1e-9), kind
             assert step["se"] > 0
-    tiers = [max((k for k in tier if k in recomputed), key=recomputed.get) for tier in (("lr",), ("fm",), ("deepfm", "wide_deep", "dcn_v2"))]
+    tiers = [max((k for k in tier if k in recomputed), key=recomputed.get) for tier in (("lr",), ("fm",), tuple(KINDS[2:]))]
     steps = d["ordering"]["steps"]
     assert [(s["a"], s["b"]) for s in steps] == [(tiers[1], tiers[0]), (tiers[2], tiers[1])]
     for s in steps:
@@ -195,6 +195,15 @@ def test_zoo_selects_on_validation_and_exports(small, tmp_path):
     lowest = min(sel["scores"].values())
     assert zoo["best"] in sel["tied"] and sel["scores"][zoo["best"]] <= lowest * (1 + sel["tolerance"])
     assert sel["rows_per_second"][zoo["best"]] == max(sel["rows_per_second"][n] for n in sel["tied"])
+    # The costs are the timed rows/s as µs, and the served model is within the budget
+    # (unless none is, when the cheapest is served). No bound on a timing here: the box is shared.
+    for n, us in sel["us_per_row"].items():
+        assert us == pytest.approx(1e6 / sel["rows_per_second"][n])
+    assert sel["within_budget"] == [n for n in ("lr", "wide_deep") if sel["us_per_row"][n] <= sel["row_budget_us"]]
+    assert zoo["best"] in sel["within_budget"] or not sel["within_budget"]
+    # The report gives every model's cost at the bidder's batch sizes.
+    for n in ("lr", "wide_deep"):
+        assert set(report["models"][n]["us_per_row"]) == {8, 64, 512} and all(v > 0 for v in report["models"][n]["us_per_row"].values())
     for f in ("model.onnx", "model.pt", "eval.json", "report.md", "reliability.png", "roc.png", "zoo.json",
               "model.drift.json"):
         assert (tmp_path / "default" / f).exists(), f
@@ -226,6 +235,30 @@ def test_zoo_selects_on_validation_and_exports(small, tmp_path):
     assert zoo["int8"]["variants"]["static"]["batch_dependence"] <= 1e-4
     assert (tmp_path / "default" / "model.int8.onnx").exists() == (zoo["int8"]["served"] is not None)
     assert "## Selection" in (tmp_path / "default" / "report.md").read_text()
+
+
+def test_choice_serves_the_best_model_within_the_row_budget_and_names_the_ones_too_slow():
+    """``zoo.choose`` on made-up figures: the budget comes first, then the score, ties to the
+    cheapest; a model better beyond the tie margin but over the budget is named."""
+    from ctrbid_train.zoo import SELECTION_TOLERANCE, choose
+
+    scores = {"fast": 0.1000, "slow_best": 0.0980, "middle": 0.0990}
+    speed = {"fast": 1_000_000.0, "slow_best": 200_000.0, "middle": 500_000.0}  # 1, 5 and 2 µs a row
+    c = choose(scores, speed, row_budget_us=2.5)
+    assert c["best"] == "middle" and c["within_budget"] == ["fast", "middle"] and c["tied"] == ["middle"]
+    assert c["better_but_too_slow"] == ["slow_best"]
+    assert c["us_per_row"] == pytest.approx({"fast": 1.0, "slow_best": 5.0, "middle": 2.0})
+    # A budget of 5 µs lets the best score in; a tighter one leaves only the fastest.
+    assert choose(scores, speed, row_budget_us=5.0)["best"] == "slow_best"
+    tight = choose(scores, speed, row_budget_us=1.5)
+    assert tight["best"] == "fast" and tight["better_but_too_slow"] == ["slow_best", "middle"]
+    # Nothing within budget: the cheapest is served, and the summary says so.
+    none = choose(scores, speed, row_budget_us=0.5)
+    assert none["best"] == "fast" and none["within_budget"] == [] and "no model is within" in none["explanation"]
+    # Within the tie margin the cheaper model wins, and the dearer one is not "better".
+    tie = {"fast": 0.1000, "middle": 0.1000 / (1 + SELECTION_TOLERANCE / 2), "slow_best": 0.1000 / (1 + SELECTION_TOLERANCE / 2)}
+    c = choose(tie, speed, row_budget_us=2.5)
+    assert c["best"] == "fast" and c["tied"] == ["fast", "middle"] and c["better_but_too_slow"] == []
 
 
 def test_int8_judge_serves_within_the_documented_limits_and_refuses_beyond_them():
