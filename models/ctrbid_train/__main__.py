@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="maximum epochs (overrides the configs)")
     p.add_argument("--reuse", action="store_true", help="reuse runs already trained in --out")
     p.add_argument("--jobs", type=int, default=1, help="train this many models at a time, one process each (default 1)")
-    p.add_argument("--row-budget-us", type=float, default=None, help="the most ONNX Runtime µs per row a served model may take (default zoo.ROW_BUDGET_US)")
+    p.add_argument("--row-budget-us", type=float, default=None, help="the most ONNX Runtime µs per row a served model may take (default: zoo.ROW_BUDGET_X times Wide & Deep's, timed in the same run)")
     p.set_defaults(func=_cmd_zoo)
 
     p = sub.add_parser("report", help="evaluation report of trained models")

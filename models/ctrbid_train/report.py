@@ -186,7 +186,7 @@ def _table(rows: dict, head: str) -> list[str]:
             continue
         lines.append(
             f"| {name} | {_fmt(m['auc'])} | {_fmt(m['log_loss'], 5)} | {_fmt(m['ne'])} | {_fmt(m['calibration_ratio'], 3)} "
-            f"| {_fmt(m.get('calibration_ratio_vs_truth'), 3)} | {_fmt(m['ece'], 5)} | {_fmt(m['pr_auc'])} | {_cost(r) if head == 'ctr' else '″'} |"
+            f"| {_fmt(m.get('calibration_ratio_vs_truth'), 3)} | {_fmt(m['ece'], 5)} | {_fmt(m['pr_auc'])} | {'as above' if head != 'ctr' and r.get('us_per_row') else _cost(r)} |"
         )
     return lines
 
@@ -283,8 +283,8 @@ def build_report(
         "reference": reference or next(iter(models), ORACLE),
         "crosses": fs.meta.get("crosses", {}),
         "auc_differences": {
-            "ctr": auc_differences(scores["ctr"], click),
-            "cvr": auc_differences(scores["cvr"], conv[clicked]) if scores["cvr"] else None,
+            "ctr": auc_differences(scores["ctr"], click, reference),
+            "cvr": auc_differences(scores["cvr"], conv[clicked], reference) if scores["cvr"] else None,
         },
     }
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
@@ -298,19 +298,23 @@ ORDER = (("lr",), ("fm",), ("deepfm", "wide_deep", "dcn_v2", "autoint", "finalml
 Z95 = 1.96
 
 
-def auc_differences(scores: dict[str, np.ndarray], y: np.ndarray) -> dict | None:
+def auc_differences(scores: dict[str, np.ndarray], y: np.ndarray, reference: str | None = None) -> dict | None:
     """Paired AUC differences on the test rows (``metrics.paired_auc``): each scorer
-    against ``lr`` and against the oracle, and the literature's ordering of the kinds,
-    each step with its standard error."""
+    against ``lr``, against the oracle and (with ``reference``, the served model)
+    against that, and the literature's ordering of the kinds, each step with its
+    standard error."""
     y = np.asarray(y, dtype=np.float64)
     if len(scores) < 2 or y.min() == y.max():
         return None
     auc, se = metrics.paired_auc(scores, y)
     diff = lambda a, b: {"a": a, "b": b, "diff": auc[a] - auc[b], "se": se[(a, b)]}  # noqa: E731
-    out = {"auc": auc, "vs_lr": {}, "vs_oracle": {}, "ordering": None}
+    reference = reference if reference in auc else None
+    out = {"auc": auc, "vs_lr": {}, "vs_oracle": {}, "reference": reference, "vs_reference": {}, "ordering": None}
     for name in auc:
         if name != "lr" and "lr" in auc:
             out["vs_lr"][name] = diff(name, "lr")
+        if reference is not None and name not in (reference, ORACLE):
+            out["vs_reference"][name] = diff(name, reference)
         if name != ORACLE and ORACLE in auc:
             out["vs_oracle"][name] = diff(ORACLE, name)
     # Each tier's best model (lr; fm; the best deep model) against the tier below.
@@ -334,11 +338,14 @@ def _differences_markdown(report: dict) -> list[str]:
         if not d:
             continue
         names = [n for n in d["auc"] if n != ORACLE]
-        out += ["", f"### {label}", "", "| model | AUC | minus lr | oracle minus model |", "|---|---|---|---|"]
+        ref = d.get("reference")
+        head_row = "| model | AUC | minus lr |" + (f" minus {ref} |" if ref else "") + " oracle minus model |"
+        out += ["", f"### {label}", "", head_row, "|---|---|---|" + ("---|" if ref else "") + "---|"]
         for n in names:
             vs_lr = _pm(d["vs_lr"][n]) if n in d["vs_lr"] else "–"
+            vs_ref = (f" {_pm(d['vs_reference'][n]) if n in d['vs_reference'] else '–'} |") if ref else ""
             vs_or = _pm(d["vs_oracle"][n]) if n in d["vs_oracle"] else "–"
-            out.append(f"| {n} | {d['auc'][n]:.4f} | {vs_lr} | {vs_or} |")
+            out.append(f"| {n} | {d['auc'][n]:.4f} | {vs_lr} |{vs_ref} {vs_or} |")
         o = d["ordering"]
         if o:
             steps = "; ".join(f"{st['a']} minus {st['b']} {_pm(st)}" for st in o["steps"])

@@ -85,9 +85,13 @@ def test_kinds_differ_and_their_aucs_are_the_aucs_of_their_predictions(runs, sma
     assert len(set(aucs.values())) == len(KINDS), aucs
     # The same ordering of the kinds, from the report and from the pair counts.
     assert sorted(aucs, key=aucs.get) == sorted(recomputed, key=recomputed.get)
-    d = auc_differences(scores, click)
+    d = auc_differences(scores, click, reference="wide_deep")
     for kind in KINDS:
         assert d["auc"][kind] == pytest.approx(recomputed[kind], abs=1e-9), kind
+        if kind != "wide_deep":
+            step = d["vs_reference"][kind]
+            assert (step["a"], step["b"]) == (kind, "wide_deep") and step["se"] > 0
+            assert step["diff"] == pytest.approx(recomputed[kind] - recomputed["wide_deep"], abs=1e-9), kind
         if kind != "lr":
             step = d["vs_lr"][kind]
             assert (step["a"], step["b"]) == (kind, "lr")
@@ -201,6 +205,9 @@ def test_zoo_selects_on_validation_and_exports(small, tmp_path):
         assert us == pytest.approx(1e6 / sel["rows_per_second"][n])
     assert sel["within_budget"] == [n for n in ("lr", "wide_deep") if sel["us_per_row"][n] <= sel["row_budget_us"]]
     assert zoo["best"] in sel["within_budget"] or not sel["within_budget"]
+    # The budget is 3x Wide & Deep's cost timed in the same run, so Wide & Deep is within it.
+    assert sel["row_budget_us"] == pytest.approx(3 * sel["us_per_row"]["wide_deep"]) and "wide_deep" in sel["within_budget"]
+    assert sel["budget_basis"].startswith("3x wide_deep's")
     # The report gives every model's cost at the bidder's batch sizes.
     for n in ("lr", "wide_deep"):
         assert set(report["models"][n]["us_per_row"]) == {8, 64, 512} and all(v > 0 for v in report["models"][n]["us_per_row"].values())
@@ -259,6 +266,37 @@ def test_choice_serves_the_best_model_within_the_row_budget_and_names_the_ones_t
     tie = {"fast": 0.1000, "middle": 0.1000 / (1 + SELECTION_TOLERANCE / 2), "slow_best": 0.1000 / (1 + SELECTION_TOLERANCE / 2)}
     c = choose(tie, speed, row_budget_us=2.5)
     assert c["best"] == "fast" and c["tied"] == ["fast", "middle"] and c["better_but_too_slow"] == []
+
+
+def test_row_budget_is_a_multiple_of_the_reference_timed_in_the_same_run():
+    from ctrbid_train.zoo import ROW_BUDGET_US, ROW_BUDGET_X, row_budget
+
+    speed = {"lr": 2e6, "wide_deep": 5e5}  # 0.5 and 2 µs a row
+    assert row_budget(speed, None)[0] == pytest.approx(ROW_BUDGET_X * 2.0)
+    # The same models on a box twice as slow: the budget follows, the choice does not move.
+    assert row_budget({n: v / 2 for n, v in speed.items()}, None)[0] == pytest.approx(ROW_BUDGET_X * 4.0)
+    assert row_budget(speed, 1.25) == (1.25, "given (--row-budget-us)")
+    assert row_budget({"lr": 2e6}, None)[0] == ROW_BUDGET_US
+
+
+def test_selection_table_names_each_model_too_slow_that_scores_better(tmp_path):
+    """The report's selection table: a model over the budget that scores better than the
+    served one is named as too slow, with whether it is beyond the tie margin."""
+    from ctrbid_train.zoo import SELECTION_TOLERANCE, _append_selection, choose
+
+    scores = {"fast": 0.1000, "near": 0.1000 / (1 + SELECTION_TOLERANCE / 2), "far": 0.0980, "worse": 0.1010}
+    speed = {"fast": 1e6, "near": 2e5, "far": 2e5, "worse": 2e5}
+    c = choose(scores, speed, row_budget_us=2.5)
+    summary = {"best": c.pop("best"), "selection": {"scores": scores, "tolerance": SELECTION_TOLERANCE, "budget_basis": "given", **c},
+               "int8": {"variants": {}}}
+    md = tmp_path / "report.md"
+    md.write_text("")
+    _append_selection(md, summary)
+    rows = {line.split("|")[1].strip(): line for line in md.read_text().splitlines() if line.startswith("| ") and "model" not in line}
+    assert rows["fast"].endswith("| yes |")
+    assert "better than fast (within the tie margin), too slow to serve" in rows["near"]
+    assert "2.000% better than fast (beyond the tie margin), too slow to serve" in rows["far"]
+    assert rows["worse"].endswith("| no |")
 
 
 def test_int8_judge_serves_within_the_documented_limits_and_refuses_beyond_them():
