@@ -10,7 +10,10 @@ NAME: ``NAME.json`` (loadgen's ``--json``), ``NAME.m0`` / ``NAME.m1`` / ``NAME.m
 server's ``/metrics`` at the phase's start, at the end of its warm-up, at its end; empty
 when the scrape failed), ``NAME.server.json`` (RSS, CPU ticks, liveness), ``NAME.rss``
 (``time KiB`` samples of the server's RSS); ``params.json`` (the knobs) and ``run.json``
-(what ran). Standard library only, so the script needs no virtual environment.
+(what ran). The 4 C run is one loadgen run of two phases (``--phases``: 4 C, then the
+recovery rate, on the same connections) with the recovery phase in windows
+(``--window-ms``); ``rec-K.m0`` is the server's ``/metrics`` at window K's start.
+Standard library only, so the script needs no virtual environment.
 """
 
 from __future__ import annotations
@@ -81,16 +84,20 @@ def within(s: dict, ms: float) -> float | None:
     return None
 
 
-def on_time_bids(s: dict, ms: float) -> tuple[float | None, float | None]:
-    """Bounds on the 200s answered within ``ms``: loadgen counts on-time answers for 200
-    and 204 together, so at least the 200s less every request not answered on time, at
-    most the fewer of the 200s and the on-time answers."""
-    share = within(s, ms)
-    if share is None:
-        return None, None
-    on_time = share * s["requests"]
-    bids = s["counts"]["200"]
-    return max(0.0, bids - (s["requests"] - on_time)), min(float(bids), on_time)
+def on_time_bids(s: dict, ms: float) -> int | None:
+    """The 200s answered within ``ms`` of their intended send time: loadgen's exact count
+    of on-time 200s, when its deadline is ``ms`` (else unknown)."""
+    if "on_time" not in s or abs(s.get("deadline_ms", -1) - ms) > 1e-9:
+        return None
+    return s["on_time"]["200"]
+
+
+def phase_of(doc: dict, k: int) -> dict | None:
+    """Phase ``k`` of a loadgen summary; a summary without phases is its own phase 0."""
+    phases = doc.get("phases")
+    if not phases:
+        return doc if k == 0 else None
+    return phases[k] if k < len(phases) else None
 
 
 # ---------------------------------------------------------------- capacity search
@@ -191,7 +198,10 @@ def bounded(samples: list[tuple[float, float]], until: float | None, growth: flo
 
 
 def phase(out: Path, name: str, secs: float, cap: float, p: dict) -> dict | None:
-    s = load(out / f"{name}.json")
+    """A phase's figures: its loadgen run's first phase (the 4 C run's second phase is
+    the recovery), the server's counters and samples around it."""
+    doc = load(out / f"{name}.json")
+    s = None if doc is None else phase_of(doc, 0)
     if s is None:
         return None
     srv = load(out / f"{name}.server.json") or {}
@@ -204,7 +214,7 @@ def phase(out: Path, name: str, secs: float, cap: float, p: dict) -> dict | None
              float(srv["rss_after_mib"]))] if rss and srv.get("rss_after_mib") is not None else []
     ok_mem, mem_why = bounded(rss + last, load_end, p["rss_growth_max"])  # over the load, not the recovery
     bids = s["counts"]["200"]
-    lo, hi = on_time_bids(s, p["tmax_ms"])
+    bids_on_time = on_time_bids(s, p["tmax_ms"])
     cpu = None
     if srv.get("cpu_ticks1") is not None and srv.get("wall_s"):
         cpu = (srv["cpu_ticks1"] - srv["cpu_ticks0"]) / srv["clk_tck"] / srv["wall_s"]
@@ -226,7 +236,8 @@ def phase(out: Path, name: str, secs: float, cap: float, p: dict) -> dict | None
         "no_bids": s["counts"]["204"],
         "bids_per_s": bids / secs,
         "bids_c": bids / secs / cap if cap else None,
-        "on_time_bids_per_s": None if lo is None else (lo / secs, hi / secs),
+        "on_time_bids": bids_on_time,
+        "on_time_bids_per_s": None if bids_on_time is None else bids_on_time / secs,
         "shed": shed,
         "shed_share": shed / s["requests"] if shed is not None and s["requests"] else None,
         "late": delta(m1, m2, LATE),
@@ -250,44 +261,46 @@ def phase(out: Path, name: str, secs: float, cap: float, p: dict) -> dict | None
 # ---------------------------------------------------------------- recovery
 
 def recovery(out: Path, p: dict) -> dict | None:
-    """The windows after 4 C: ``rec-K.json`` for K = 0.., the server's metrics at each
-    window's start in ``rec-K.m0`` (and after the last in ``rec-N.m0``). A window is
-    normal when its client p99 is at most ``slo_p99_ms``, nothing failed and at most
-    ``recovery_max_shed`` of its requests were shed; recovery is the start of the first
-    window from which every later one is normal."""
+    """The windows after 4 C: the second phase of ``x4.json`` (loadgen's windows by
+    intended send time), the server's metrics at each window's start in ``rec-K.m0``
+    (and after the last in ``rec-N.m0``). A window is normal when its client p99 is at
+    most ``slo_p99_ms``, nothing failed and at most ``recovery_max_shed`` of its requests
+    were shed; recovery is the start of the first window from which every later one is
+    normal."""
     w = p["recovery_window_s"]
-    windows = []
-    k = 0
-    while (out / f"rec-{k}.json").exists():
-        s = load(out / f"rec-{k}.json")
-        shed = delta(metrics(out / f"rec-{k}.m0"), metrics(out / f"rec-{k + 1}.m0"), SHED)
-        if s is None:
-            windows.append({"k": k, "start_s": k * w, "summary": None, "normal": False, "why": "no result"})
-        else:
-            share = shed / s["requests"] if shed is not None and s["requests"] else None
-            errs = errors_of(s)["total"]
-            p99 = s["latency_ms"]["all"]["p99"]
-            why = []
-            if s["requests"] == 0:
-                why.append("nothing recorded")
-            if p99 > p["slo_p99_ms"]:
-                why.append(f"p99 {p99:.1f} ms")
-            if share is not None and share > p["recovery_max_shed"]:
-                why.append(f"shed {100 * share:.2f} %")
-            if errs:
-                why.append(f"{errs} errors")
-            windows.append({"k": k, "start_s": k * w, "summary": s, "shed": shed, "shed_share": share,
-                            "p99": p99, "errors": errs, "normal": not why, "why": "; ".join(why) or "normal"})
-        k += 1
+    doc = load(out / "x4.json")
+    rec = None if doc is None else phase_of(doc, 1)
+    if rec is None:
+        return None
+    windows = [recovery_window(k, x, delta(metrics(out / f"rec-{k}.m0"), metrics(out / f"rec-{k + 1}.m0"), SHED), p)
+               for k, x in enumerate(rec.get("windows", []))]
     if not windows:
         return None
     return {
+        "rate": rec["offered_rate"],
         "windows": windows,
         "recovered_s": settled_from(windows, "normal", w),
-        "p99_back_s": settled_from(
-            [{"ok": x["summary"] is not None and x["p99"] <= p["slo_p99_ms"]} for x in windows], "ok", w),
+        "p99_back_s": settled_from([{"ok": x["p99"] <= p["slo_p99_ms"]} for x in windows], "ok", w),
         "measured_s": len(windows) * w,
     }
+
+
+def recovery_window(k: int, s: dict, shed: float | None, p: dict) -> dict:
+    """One of loadgen's windows (``phases[1].windows[k]``) judged normal or not."""
+    share = shed / s["requests"] if shed is not None and s["requests"] else None
+    errs = errors_of(s)["total"]
+    p99 = s["latency_ms"]["p99"]
+    why = []
+    if s["requests"] == 0:
+        why.append("nothing recorded")
+    if p99 > p["slo_p99_ms"]:
+        why.append(f"p99 {p99:.1f} ms")
+    if share is not None and share > p["recovery_max_shed"]:
+        why.append(f"shed {100 * share:.2f} %")
+    if errs:
+        why.append(f"{errs} errors")
+    return {"k": k, "start_s": s["start_s"], "span_s": s["span_s"], "summary": s, "shed": shed, "shed_share": share,
+            "p99": p99, "errors": errs, "normal": not why, "why": "; ".join(why) or "normal"}
 
 
 def settled_from(windows: list[dict], key: str, w: float) -> float | None:
@@ -318,10 +331,9 @@ def targets(ph: dict[str, dict], rec: dict | None, cap: float | None, p: dict) -
         if b is None or not cap:
             rows.append(("2 C", "bids answered >= 0.8 C per second", "n/a", None))
         else:
-            lo, hi = b
-            ok = True if lo >= 0.8 * cap else False if hi < 0.8 * cap else None
             rows.append(("2 C", f"bids answered within {tmax:g} ms >= 0.8 C per second",
-                         f"{bid_range(b, cap)} (any latency: {f['bids_per_s']:,.0f}/s = {f['bids_c']:.2f} C)", ok))
+                         f"{bid_rate(b, cap)} (any latency: {f['bids_per_s']:,.0f}/s = {f['bids_c']:.2f} C)",
+                         b >= 0.8 * cap))
     if (f := ph.get("p70")) is not None:
         s = f["shed_share"]
         rows.append(("0.7 C", "shed < 0.1 %", pct(s, 3), None if s is None else s < 0.001))
@@ -353,12 +365,10 @@ def pct(v, digits: int = 2) -> str:
     return "n/a" if v is None else f"{100 * v:.{digits}f} %"
 
 
-def bid_range(b: tuple[float, float] | None, cap: float | None) -> str:
+def bid_rate(b: float | None, cap: float | None) -> str:
     if b is None:
         return "n/a"
-    lo, hi = b
-    c = f" ({lo / cap:.2f} C)" if cap and round(lo) == round(hi) else f" ({lo / cap:.2f}–{hi / cap:.2f} C)" if cap else ""
-    return (f"{lo:,.0f}/s" if round(lo) == round(hi) else f"{lo:,.0f}–{hi:,.0f}/s") + c
+    return f"{b:,.0f}/s" + (f" ({b / cap:.2f} C)" if cap else "")
 
 
 def met(v: bool | None) -> str:
@@ -454,7 +464,7 @@ def report(out: Path) -> str:
             f"{f['errors']['connection']} / {f['errors']['timeouts']} / {f['errors']['unsent']}")
         row("200 (bid) / 204", lambda f: f"{f['bids']:,} / {f['no_bids']:,}")
         row("bids answered per second (× C)", lambda f: f"{f['bids_per_s']:,.0f} ({fmt(f['bids_c'], '{:.2f}')} C)")
-        row(f"… of which within {tmax:g} ms (bounds)", lambda f: bid_range(f["on_time_bids_per_s"], cap))
+        row(f"… of which within {tmax:g} ms", lambda f: bid_rate(f["on_time_bids_per_s"], cap))
         row("shed (server counter, after warm-up)", lambda f: f"{fmt(f['shed'], '{:,.0f}')} ({pct(f['shed_share'], 3)})")
         row("answered after tmax − allowance (server counter)", lambda f: fmt(f["late"], "{:,.0f}"))
         row("server RSS MiB before / after / peak (of the load)", lambda f:
@@ -465,8 +475,8 @@ def report(out: Path) -> str:
             f"{'yes' if f['alive'] else '**no**'}, {f['healthz']}, {f['readyz']}")
         L.append("")
         L.append("Bids per second: 200 answers (any latency) over the phase's measured seconds; within tmax: "
-                 "loadgen counts on-time 200s and 204s together, so at least the 200s less every request not "
-                 "on time, at most the fewer of the 200s and the on-time answers. Shed: the server's "
+                 "loadgen's exact count of 200s answered within tmax of their intended send time, over the same "
+                 "seconds. Shed: the server's "
                  "`ctrbid_requests_total{outcome=\"shed\"}` from the end of the warm-up (±0.05 s) to the phase's "
                  "end, over the requests recorded. A generator start lag p99 of more than a few ms means the "
                  "generator, not the server, was short of CPU.")
@@ -475,22 +485,19 @@ def report(out: Path) -> str:
     if rec is not None:
         L.append("## Recovery after 4 C")
         L.append("")
-        L.append(f"When the 4 C schedule ended (its requests still in flight), {p['recovery_rate']:g} C was sent in "
-                 f"windows of {p['recovery_window_s']:g} s (one `ctrbid loadgen` each, no warm-up, started "
-                 f"back to back: gaps of a few tens of ms). Normal = p99 ≤ {p['slo_p99_ms']:g} ms, no error, "
+        L.append(f"When the 4 C schedule ended (its requests still in flight), {p['recovery_rate']:g} C was sent "
+                 f"from that instant on, by the same `ctrbid loadgen` run on the same connections (`--phases`), "
+                 f"and judged in windows of {p['recovery_window_s']:g} s by intended send time (`--window-ms`). "
+                 f"Normal = p99 ≤ {p['slo_p99_ms']:g} ms, no error, "
                  f"shed ≤ {100 * p['recovery_max_shed']:g} %. Shed is the server's counter between window starts "
                  f"over the window's requests: it includes 4 C requests still queued, so it can pass 100 %.")
         L.append("")
         L.append("| window (s after the end) | offered (req/s) | requests | p50 ms | p99 ms | shed | errors | |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---|")
-        w = p["recovery_window_s"]
         for x in rec["windows"]:
             s = x["summary"]
-            span = f"{x['start_s']:g}–{x['start_s'] + w:g}"
-            if s is None:
-                L.append(f"| {span} | | | | | | | {x['why']} |")
-                continue
-            L.append(f"| {span} | {s['offered_rate']:,.0f} | {s['requests']:,} | {s['latency_ms']['all']['p50']:.2f} | "
+            span = f"{x['start_s']:g}–{x['start_s'] + x['span_s']:g}"
+            L.append(f"| {span} | {rec['rate']:,.0f} | {s['requests']:,} | {s['latency_ms']['p50']:.2f} | "
                      f"{x['p99']:.2f} | {fmt(x['shed'], '{:,.0f}')} ({pct(x['shed_share'])}) | {x['errors']} | {x['why']} |")
         L.append("")
         x4 = ph["x4"]

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Open-loop overload test on loopback (issue 28), bounded in time: about 5 min in full.
-# Makes the simulator corpus (as run_wrk.sh) with every tmax set to TMAX_MS (100), starts
-# the bidder, then:
+# Makes the simulator corpus (as run_wrk.sh), has loadgen send it with every tmax set to
+# TMAX_MS (100; `--tmax-ms`), starts the bidder, then:
 #   capacity  C = the highest sustainable rate: client p99 <= 10 ms, shed <= 1 %, no error.
 #             wrk closed loop (10 s) gives a starting point; then open-loop `ctrbid loadgen`
 #             steps of 2 s warm-up + 8 s: up x1.5 while they pass, down x0.5 while they
 #             fail, then bisection; at most 7 steps and 120 s (about 1.5 min with wrk).
 #   p70       loadgen at 0.7 C for 30 s: latency and shedding below capacity
 #   x2        loadgen at 2 C for 60 s: answers, errors, bids per second, memory
-#   x4        loadgen at 4 C for 30 s, then 0.5 C in 1 s windows for 5 s: how soon answers
-#             are normal again (p99 <= 10 ms, no error, shed <= 0.1 %)
+#   x4        one loadgen run of two phases on the same connections (`--phases`): 4 C for
+#             30 s, then 0.5 C for 5 s from the instant the overload ends, reported in 1 s
+#             windows by intended send time (`--window-ms`): how soon answers are normal
+#             again (p99 <= 10 ms, no error, shed <= 0.1 %)
 # and writes a Markdown report (per phase: on-time share, p50/p99, errors, bids/s against
 # C, the server's shed counter, RSS; issue 28's targets met or not) to $REPORT and
 # prints it.
@@ -40,7 +42,8 @@
 # SEARCH_BUDGET_S, SEARCH_TOL, SEARCH_UP, SEARCH_DOWN, CAPACITY_MAX_SHED, SLO_P99_MS,
 # P70_S, OVERLOAD_S (2 C), X4_S, RECOVERY_RATE (x C), RECOVERY_WINDOW_S,
 # RECOVERY_WINDOWS, RECOVERY_MAX_SHED, RECOVERY_TARGET_S, RSS_GROWTH_MAX, WARMUP_S,
-# TMAX_MS (keep: the corpus's own), DEADLINE_MS (loadgen's on time, = TMAX_MS),
+# TMAX_MS (keep: the corpus's own; wrk sends the corpus's own in any case, its figure
+# being only the search's start), DEADLINE_MS (loadgen's on time, = TMAX_MS),
 # TIMEOUT_MS, LOADGEN_THREADS, LOADGEN_MAX_CONNECTIONS (512), WRK_THREADS,
 # WRK_CONNECTIONS, SERVER_CPUS, GEN_CPUS, SERVER_WORKERS and INFERENCE_THREADS (split),
 # SERVER_ARGS (more serve flags), BUILD=0 (no cargo build), PYTHON, PORT, ADMIN_PORT (default PORT+1), METRICS_URL, READY_URL,
@@ -85,8 +88,9 @@ wrk_connections=${WRK_CONNECTIONS:-64}
 server_cpus=${SERVER_CPUS:-0}
 gen_cpus=${GEN_CPUS:-1}
 python=${PYTHON:-python3}
-# The time loadgen takes from its start to its first request (reading the corpus).
-loadgen_lead_s=0.05
+# The time loadgen takes from its start to its first request (reading the corpus and
+# setting tmax in each body: about 0.06 s for the 13.6 MB corpus).
+loadgen_lead_s=0.07
 bid_url=http://127.0.0.1:$port/openrtb2/bid
 loadgen=${LOADGEN:-$repo/target/release/ctrbid}
 bin=${BIN:-$repo/target/release/ctrbid}
@@ -173,20 +177,11 @@ corpus=target/loadtest/sim-mix
 if [ ! -s "$corpus/requests.jsonl" ]; then
   "$loadgen" simulate --seed 7 --impressions 20000 --out "$corpus" >/dev/null
 fi
-# Every request with the same tmax (the simulator draws 100 to 300 ms).
-if [ "$tmax_ms" = keep ]; then
-  corpus_file=$corpus/requests.jsonl
-else
-  corpus_file=target/loadtest/sim-mix-tmax$tmax_ms/requests.jsonl
-  if [ ! -s "$corpus_file" ] || [ "$corpus_file" -ot "$corpus/requests.jsonl" ]; then
-    mkdir -p "$(dirname "$corpus_file")"
-    sed -E "s/\"tmax\":[0-9]+/\"tmax\":$tmax_ms/" "$corpus/requests.jsonl" >"$corpus_file.tmp"
-    lines=$(wc -l <"$corpus_file.tmp")
-    set_ones=$(grep -c "\"tmax\":${tmax_ms}[,}]" "$corpus_file.tmp" || true)
-    [ "$lines" = "$set_ones" ] || { echo "tmax set in $set_ones of $lines requests of $corpus_file" >&2; exit 1; }
-    mv "$corpus_file.tmp" "$corpus_file"
-  fi
-fi
+corpus_file=$corpus/requests.jsonl
+# Every request with the same tmax (the simulator draws 100 to 300 ms): loadgen sets it
+# in each body when it loads the corpus.
+tmax_flag=()
+if [ "$tmax_ms" != keep ]; then tmax_flag=(--tmax-ms "$tmax_ms"); fi
 # From here on, in the split layout, this script and what it starts (curl, jq, sleep)
 # run on the generator's CPU; the server is started on its own.
 if [ "$layout" = split ]; then taskset -pc "$gen_cpus" $$ >/dev/null; fi
@@ -226,12 +221,16 @@ cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$server/stat" 2
 code() { curl -s -m 2 -o /dev/null -w '%{http_code}' "$1" 2>/dev/null || true; }
 alive() { kill -0 "$server" 2>/dev/null; }
 
-# loadgen NAME RATE SECONDS WARMUP: runs the generator, its JSON to $out/NAME.json.
+# run_loadgen NAME SECONDS WARMUP LOAD-FLAGS..: runs the generator for SECONDS (every
+# phase) after WARMUP, with LOAD-FLAGS (--rate R --duration-s S, or --phases ..), its JSON
+# to $out/NAME.json.
 run_loadgen() {
-  timeout "$(awk -v s="$3" -v w="$4" -v t="$timeout_ms" 'BEGIN { printf "%d", s + w + t / 1000 + 30 }')" \
-    "${gen_pin[@]}" "$loadgen" loadgen --url "$bid_url" --corpus "$corpus_file" --rate "$2" \
-    --duration-s "$3" --warmup-s "$4" --deadline-ms "$deadline_ms" --timeout-ms "$timeout_ms" \
-    --threads "$loadgen_threads" --max-connections "${LOADGEN_MAX_CONNECTIONS:-512}" --json "$out/$1.json"
+  local name=$1 secs=$2 warm=$3
+  shift 3
+  timeout "$(awk -v s="$secs" -v w="$warm" -v t="$timeout_ms" 'BEGIN { printf "%d", s + w + t / 1000 + 30 }')" \
+    "${gen_pin[@]}" "$loadgen" loadgen --url "$bid_url" --corpus "$corpus_file" "${tmax_flag[@]}" "$@" \
+    --warmup-s "$warm" --deadline-ms "$deadline_ms" --timeout-ms "$timeout_ms" \
+    --threads "$loadgen_threads" --max-connections "${LOADGEN_MAX_CONNECTIONS:-512}" --json "$out/$name.json"
 }
 
 # phase_begin NAME / phase_end NAME [LOAD_END]: the server's RSS (sampled every 0.25 s to
@@ -264,7 +263,7 @@ run_phase() {
   phase_begin "$name"
   (sleep "$(add "$warm" "$loadgen_lead_s")"; scrape "$out/$name.m1") &
   mid=$!
-  run_loadgen "$name" "$rate" "$secs" "$warm" 2>"$out/$name.err" | tee "$out/$name.txt" || true
+  run_loadgen "$name" "$secs" "$warm" --rate "$rate" --duration-s "$secs" 2>"$out/$name.err" | tee "$out/$name.txt" || true
   wait "$mid" || true
   phase_end "$name"
 }
@@ -310,31 +309,29 @@ elif [ -z "$capacity" ]; then
   echo "set CAPACITY (requests/s) when PHASES has no capacity phase" >&2; exit 1
 fi
 
-# x4: 4 C, then RECOVERY_RATE x C in windows that start when the 4 C schedule ends.
+# x4: one loadgen run of 4 C, then RECOVERY_RATE x C from the instant 4 C ends, on the
+# same connections, the recovery in windows; the server's metrics at each window's start.
 run_x4() {
-  local rate=$1 rrate=$2 lg t_launch t_end k end_cpu=null end_rss=null end_t
-  local -a pids=()
-  echo "== x4: ctrbid loadgen --rate $rate --duration-s $x4_s (after $warmup_s s of warm-up), then $rrate req/s in $recovery_windows windows of $recovery_window_s s"
+  local rate=$1 rrate=$2 lg t_launch t_end k mid end_cpu=null end_rss=null end_t rec_s window_ms
+  rec_s=$(awk -v n="$recovery_windows" -v w="$recovery_window_s" 'BEGIN { print n * w }')
+  window_ms=$(awk -v w="$recovery_window_s" 'BEGIN { printf "%d", w * 1000 + 0.5 }')
+  echo "== x4: ctrbid loadgen --phases $rate:$x4_s,$rrate:$rec_s --window-ms $window_ms (after $warmup_s s of warm-up)"
   phase_begin x4
   (sleep "$(add "$warmup_s" "$loadgen_lead_s")"; scrape "$out/x4.m1") &
-  pids+=($!)
+  mid=$!
   t_launch=$(now)
-  run_loadgen x4 "$rate" "$x4_s" "$warmup_s" >"$out/x4.txt" 2>"$out/x4.err" &
+  run_loadgen x4 "$(add "$x4_s" "$rec_s")" "$warmup_s" --phases "$rate:$x4_s,$rrate:$rec_s" --window-ms "$window_ms" \
+    >"$out/x4.txt" 2>"$out/x4.err" &
   lg=$!
   t_end=$(add "$t_launch" "$(add "$loadgen_lead_s" "$(add "$warmup_s" "$x4_s")")")
-  for ((k = 0; k < recovery_windows; k++)); do
-    # Each window's loadgen starts $loadgen_lead_s early so its first request is due on time.
-    sleep_until "$(add "$t_end" "$(awk -v k="$k" -v w="$recovery_window_s" -v l="$loadgen_lead_s" 'BEGIN { print k * w - l }')")"
-    run_loadgen "rec-$k" "$rrate" "$recovery_window_s" 0 >"$out/rec-$k.txt" 2>&1 &
-    pids+=($!)
+  for ((k = 0; k <= recovery_windows; k++)); do
+    sleep_until "$(add "$t_end" "$(awk -v k="$k" -v w="$recovery_window_s" 'BEGIN { print k * w }')")"
     scrape "$out/rec-$k.m0"
     # The 4 C phase's own figures end here, where its load ends.
     if [ "$k" = 0 ]; then end_cpu=$(cpu_ticks); end_rss=$(rss_mib); end_t=$(now); fi
   done
-  sleep_until "$(add "$t_end" "$(awk -v n="$recovery_windows" -v w="$recovery_window_s" 'BEGIN { print n * w }')")"
-  scrape "$out/rec-$recovery_windows.m0"
   wait "$lg" || true
-  wait "${pids[@]}" || true
+  wait "$mid" || true
   cat "$out/x4.txt"
   phase_end x4 "$t_end"
   jq --argjson cpu "$end_cpu" --argjson rss "$end_rss" --argjson wall "$(awk -v a="$p_t0" -v b="$end_t" 'BEGIN { printf "%.3f", b - a }')" \

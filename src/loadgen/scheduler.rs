@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 
 /// One recorded request, sent from its task to the collector.
 pub struct Ended {
+    /// Its index in the schedule.
+    pub index: u64,
     pub due: Instant,
     /// Due time to the task first running.
     pub start_lag: Duration,
@@ -63,7 +65,7 @@ impl Scheduler {
             let start_lag = Instant::now().saturating_duration_since(due);
             let (outcome, error) = exchange(&pool, req, tokio::time::Instant::from_std(due), timeout).await;
             if let Some(tx) = tx {
-                let _ = tx.send(Ended { due, start_lag, end: Instant::now(), outcome, error });
+                let _ = tx.send(Ended { index: i, due, start_lag, end: Instant::now(), outcome, error });
             }
         });
     }

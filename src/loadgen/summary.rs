@@ -5,8 +5,11 @@
 //! of it (coordinated omission corrected). A request the client gave up on, or whose
 //! connection failed, is recorded at the time it ended; the "all" percentiles include
 //! them. "On time" means a 2xx answer (200 or 204, the bidder's two answers to a valid
-//! request) within the deadline; shares are of all recorded requests.
+//! request) within the deadline; shares are of all recorded requests, and the on-time
+//! 200s and 204s are also counted apart, exactly ([`OnTime`]). The same [`Summary`]
+//! describes a whole run and each of its phases ([`PhaseSummary`]).
 
+use super::window::Window;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::time::Duration;
@@ -87,7 +90,9 @@ pub struct Recorder {
     /// Due time to the request's task first running, in µs: the generator's own delay.
     start_lag: Histogram<u64>,
     /// Thresholds, and per threshold the successes at or under it (exact, not from buckets).
+    /// The first threshold is the deadline: `within[0].1 == on_time.ok + on_time.no_content`.
     within: Vec<(Duration, u64)>,
+    on_time: OnTime,
 }
 
 impl Recorder {
@@ -99,7 +104,13 @@ impl Recorder {
                 within.push((ms, 0));
             }
         }
-        Recorder { latency: Outcome::ALL.iter().map(|_| histogram()).collect(), start_lag: histogram(), within }
+        let latency = Outcome::ALL.iter().map(|_| histogram()).collect();
+        Recorder { latency, start_lag: histogram(), within, on_time: OnTime::default() }
+    }
+
+    /// The deadline: a 200 or 204 at or under it is on time.
+    pub fn deadline(&self) -> Duration {
+        self.within[0].0
     }
 
     pub fn record(&mut self, outcome: Outcome, latency: Duration, start_lag: Duration) {
@@ -110,6 +121,7 @@ impl Recorder {
                 *n += u64::from(latency <= *limit);
             }
         }
+        self.on_time.count(outcome, latency <= self.deadline());
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -138,18 +150,9 @@ impl Recorder {
             elapsed_s: elapsed.as_secs_f64(),
             requests,
             answered,
-            counts: Counts {
-                ok: self.count(Outcome::Ok),
-                no_content: self.count(Outcome::NoContent),
-                other_status: self.count(Outcome::OtherStatus),
-                client_error: self.count(Outcome::ClientError),
-                server_error: self.count(Outcome::ServerError),
-                errors: self.count(Outcome::Error),
-                refused: self.count(Outcome::Refused),
-                timeouts: self.count(Outcome::Timeout),
-                unsent: self.count(Outcome::Unsent),
-            },
+            counts: Counts::of(|o| self.count(o)),
             deadline_ms: within[0].ms,
+            on_time: self.on_time.clone(),
             on_time_share: within[0].share,
             within,
             latency_ms: LatencyTable {
@@ -157,6 +160,7 @@ impl Recorder {
                 ok: Percentiles::of(&self.latency[Outcome::Ok as usize]),
             },
             start_lag_ms: Percentiles::of(&self.start_lag),
+            phases: Vec::new(),
             first_error: None,
         }
     }
@@ -177,6 +181,8 @@ pub struct Summary {
     pub answered: u64,
     pub counts: Counts,
     pub deadline_ms: f64,
+    /// The 200s and the 204s answered within the deadline, counted exactly.
+    pub on_time: OnTime,
     /// Share of requests answered 200 or 204 within the deadline.
     pub on_time_share: f64,
     /// The same share at the deadline and at [`WITHIN_MS`].
@@ -185,8 +191,26 @@ pub struct Summary {
     /// How late the generator started requests (a large value means the generator, not
     /// the server, was short of CPU).
     pub start_lag_ms: Percentiles,
-    /// The first connection error's text, if any.
+    /// Each phase's own figures, in order; a run of one phase has one. Empty in a phase's
+    /// own summary (phases do not nest), and then not serialized.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseSummary>,
+    /// The first connection error's text, if any (in a phase: the phase's first).
     pub first_error: Option<String>,
+}
+
+/// One phase of a run: where it sits and its figures (requests due in the phase only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseSummary {
+    /// Due time of the phase's first request, from the end of the warm-up.
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// `offered_rate` is the phase's rate; `elapsed_s` runs from the phase's start to
+    /// the end of the last of its requests.
+    #[serde(flatten)]
+    pub figures: Summary,
+    /// By due time, from the phase's start (`--window-ms`; empty without it).
+    pub windows: Vec<Window>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -206,6 +230,47 @@ pub struct Counts {
     pub refused: u64,
     pub timeouts: u64,
     pub unsent: u64,
+}
+
+impl Counts {
+    /// The counts `count` gives for each outcome.
+    pub fn of(count: impl Fn(Outcome) -> u64) -> Counts {
+        Counts {
+            ok: count(Outcome::Ok),
+            no_content: count(Outcome::NoContent),
+            other_status: count(Outcome::OtherStatus),
+            client_error: count(Outcome::ClientError),
+            server_error: count(Outcome::ServerError),
+            errors: count(Outcome::Error),
+            refused: count(Outcome::Refused),
+            timeouts: count(Outcome::Timeout),
+            unsent: count(Outcome::Unsent),
+        }
+    }
+}
+
+/// Answers within the deadline, by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OnTime {
+    #[serde(rename = "200")]
+    pub ok: u64,
+    #[serde(rename = "204")]
+    pub no_content: u64,
+}
+
+impl OnTime {
+    /// Counts a request that ended with `outcome`, within the deadline or not.
+    pub fn count(&mut self, outcome: Outcome, in_time: bool) {
+        match outcome {
+            Outcome::Ok => self.ok += u64::from(in_time),
+            Outcome::NoContent => self.no_content += u64::from(in_time),
+            _ => {}
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.ok + self.no_content
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -236,7 +301,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     fn of(h: &Histogram<u64>) -> Percentiles {
-        let at = |q: f64| if h.is_empty() { 0.0 } else { h.value_at_quantile(q) as f64 / 1000.0 };
+        let at = |q: f64| quantile_ms(h, q);
         Percentiles {
             count: h.len(),
             p50: at(0.5),
@@ -248,15 +313,29 @@ impl Percentiles {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, HIST_DIGITS).expect("valid histogram bounds")
+/// Quantile `q` of a histogram of µs, in ms; 0 when it is empty.
+pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
 }
 
-fn micros(d: Duration) -> u64 {
+fn histogram() -> Histogram<u64> {
+    histogram_with(HIST_DIGITS)
+}
+
+/// A histogram of [`HIST_MAX_US`] with `digits` significant digits.
+pub fn histogram_with(digits: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, digits).expect("valid histogram bounds")
+}
+
+pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn millis(d: Duration) -> f64 {
+pub fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

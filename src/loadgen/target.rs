@@ -1,6 +1,7 @@
 //! Where requests go (`--url`, plain `http://` only) and what they carry (`--corpus`:
-//! one JSON body per line, sent in order and cycled). Bodies are slices of the file
-//! read once, so building a request copies no body.
+//! one JSON body per line, sent in order and cycled; with `--tmax-ms`, each body's
+//! `tmax` set at load by [`super::tmax`]). Bodies are slices of the file read once (or
+//! of their rewritten copies), so building a request copies no body.
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -67,12 +68,17 @@ impl Url {
     }
 }
 
-/// The corpus file's non-blank lines.
-pub fn load_corpus(path: &Path) -> anyhow::Result<Vec<Bytes>> {
+/// The corpus file's non-blank lines, each with its top-level `tmax` set to `tmax_ms`
+/// when given.
+pub fn load_corpus(path: &Path, tmax_ms: Option<u64>) -> anyhow::Result<Vec<Bytes>> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bodies = lines(Bytes::from(text));
     anyhow::ensure!(!bodies.is_empty(), "{} has no request (one JSON body per line)", path.display());
-    Ok(bodies)
+    let Some(ms) = tmax_ms else { return Ok(bodies) };
+    let set = |(i, body): (usize, &Bytes)| {
+        super::tmax::set(body, ms).with_context(|| format!("--tmax-ms: request {} of {}", i + 1, path.display()))
+    };
+    bodies.iter().enumerate().map(set).collect()
 }
 
 /// Non-blank lines without their `\n` or `\r\n`, as slices of `text`.
